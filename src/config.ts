@@ -1,0 +1,104 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * The one reader of the environment. Every variable, its default and its meaning is listed
+ * in the README; keep the two in step (tests/unit/config.test.ts checks the names).
+ */
+const booleanish = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const envSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(4000),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  BASE_URL: z.url().optional(),
+  DATA_DIR: z.string().min(1).default('.data'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+    .optional(),
+  DB_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').default('redis://127.0.0.1:6379'),
+  REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:_-]+$/, 'letters, digits, : _ - only').default('ae'),
+  REDIS_AUTOSTART: booleanish.default(true),
+  SMTP_URL: z.string().regex(/^smtps?:\/\//, 'must be an smtp:// or smtps:// URL').optional(),
+  MAIL_FROM: z.string().min(3).default('Action Engine <action-engine@localhost>'),
+  OUTBOX_DIR: z.string().min(1).optional(),
+  FILES_ROOT: z.string().min(1).optional(),
+  WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(5),
+  APPROVAL_TTL_HOURS: z.coerce.number().positive().max(24 * 30).default(24),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
+  MAX_REQUEST_BYTES: z.coerce.number().int().min(1024).default(1_000_000),
+});
+
+/** Typed settings, handed to every part by the composition root. */
+export interface Config {
+  port: number;
+  host: string;
+  /** Public address used in links (approval emails). */
+  baseUrl: string;
+  dataDir: string;
+  /** Unset: an embedded PostgreSQL (PGlite) under `dataDir`. */
+  databaseUrl: string | undefined;
+  dbPoolMax: number;
+  redisUrl: string;
+  redisPrefix: string;
+  redisAutostart: boolean;
+  smtpUrl: string | undefined;
+  mailFrom: string;
+  outboxDir: string;
+  filesRoot: string;
+  workerConcurrency: number;
+  approvalTtlSeconds: number;
+  logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  shutdownTimeoutMs: number;
+  maxRequestBytes: number;
+}
+
+/** The variables the service reads, for the README check. */
+export const configVariables = Object.keys(envSchema.shape).sort();
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * Parses the environment. Empty strings count as unset, so `FOO=` falls back to the default.
+ * Throws a {@link ConfigError} naming every bad variable.
+ */
+export function loadConfig(env: Record<string, string | undefined>, cwd = process.cwd()): Config {
+  const present = Object.fromEntries(
+    Object.keys(envSchema.shape)
+      .map((k) => [k, env[k]] as const)
+      .filter(([, v]) => v !== undefined && v !== ''),
+  );
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
+  }
+  const e = parsed.data;
+  const dataDir = path.resolve(cwd, e.DATA_DIR);
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    baseUrl: (e.BASE_URL ?? `http://localhost:${e.PORT}`).replace(/\/$/, ''),
+    dataDir,
+    databaseUrl: e.DATABASE_URL,
+    dbPoolMax: e.DB_POOL_MAX,
+    redisUrl: e.REDIS_URL,
+    redisPrefix: e.REDIS_PREFIX,
+    redisAutostart: e.REDIS_AUTOSTART,
+    smtpUrl: e.SMTP_URL,
+    mailFrom: e.MAIL_FROM,
+    outboxDir: path.resolve(cwd, e.OUTBOX_DIR ?? path.join(dataDir, 'outbox')),
+    filesRoot: path.resolve(cwd, e.FILES_ROOT ?? path.join(dataDir, 'files')),
+    workerConcurrency: e.WORKER_CONCURRENCY,
+    approvalTtlSeconds: Math.round(e.APPROVAL_TTL_HOURS * 3600),
+    logLevel: e.LOG_LEVEL,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    maxRequestBytes: e.MAX_REQUEST_BYTES,
+  };
+}
