@@ -1,0 +1,151 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Config } from './config.js';
+import { applyMigrations } from './db/migrations.js';
+import { createPrismaClient } from './db/prisma-client.js';
+import { ensureRedis } from './db/local-redis.js';
+import { openDatabase } from './db/open-database.js';
+import type { PrismaClient } from './generated/prisma/client.js';
+import type { Logger } from './logger.js';
+import { createMailer, type Mailer } from './mail/mailer.js';
+import { createMetrics, type Metrics } from './metrics.js';
+
+/** Whether the database is usable: reachable and migrated. */
+export interface DatabaseState {
+  /** `embedded` (PGlite under DATA_DIR) or `postgres` (DATABASE_URL). */
+  kind: 'embedded' | 'postgres';
+  migrated: boolean;
+  /** Why migrations have not been applied yet, if they have not. */
+  migrationError: string | null;
+}
+
+/**
+ * Everything the service runs on, built once by {@link createApp} and handed to the server,
+ * the worker and the engine. Nothing else constructs clients.
+ */
+export interface App {
+  config: Config;
+  logger: Logger;
+  db: PrismaClient;
+  /** Commands: rate-limit scripts, readiness. */
+  redis: Redis;
+  /** Pub/sub publisher and subscriber: a subscribed connection can do nothing else. */
+  publisher: Redis;
+  subscriber: Redis;
+  /** Options for BullMQ's own connections (it needs `maxRetriesPerRequest: null`). */
+  queueConnection: RedisOptions;
+  mailer: Mailer;
+  metrics: Metrics;
+  database: DatabaseState;
+  close(): Promise<void>;
+}
+
+export interface CreateAppOptions {
+  /** Apply pending migrations at start. The embedded database is always migrated. */
+  migrate: boolean;
+}
+
+const MIGRATION_RETRY_MAX_MS = 30_000;
+
+/** The composition root. */
+export async function createApp(config: Config, logger: Logger, options: CreateAppOptions): Promise<App> {
+  const closers: Array<() => Promise<void> | void> = [];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) {
+      try {
+        await close();
+      } catch (error) {
+        logger.warn({ err: error }, 'error while closing');
+      }
+    }
+  };
+
+  try {
+    const localRedis = await ensureRedis({
+      url: config.redisUrl,
+      dataDir: config.dataDir,
+      autostart: config.redisAutostart,
+      log: (msg) => logger.info(msg),
+    });
+    closers.push(() => localRedis.stop());
+
+    const target = await openDatabase(config, logger);
+    closers.push(() => target.close());
+    const { connection, kind } = target;
+
+    const db = createPrismaClient({ connection, poolMax: target.poolMax });
+    closers.push(() => db.$disconnect());
+
+    const redisOptions: RedisOptions = { lazyConnect: false, connectionName: 'action-engine' };
+    const redis = new Redis(config.redisUrl, { ...redisOptions, maxRetriesPerRequest: 2 });
+    const publisher = new Redis(config.redisUrl, { ...redisOptions, maxRetriesPerRequest: 2 });
+    const subscriber = new Redis(config.redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
+    for (const [name, client] of [['redis', redis], ['publisher', publisher], ['subscriber', subscriber]] as const) {
+      // Without a listener ioredis prints every reconnect failure as an unhandled error.
+      client.on('error', (error) => logger.warn({ client: name, err: error.message }, 'redis connection error'));
+      closers.push(async () => {
+        client.disconnect();
+      });
+    }
+
+    const mailer = createMailer({ smtpUrl: config.smtpUrl, from: config.mailFrom, outboxDir: config.outboxDir, logger });
+    closers.push(() => mailer.close());
+
+    const database: DatabaseState = { kind, migrated: false, migrationError: null };
+    let stopRetry = false;
+    closers.push(() => {
+      stopRetry = true;
+    });
+    if (options.migrate || kind === 'embedded') {
+      const migrate = async (delayMs: number): Promise<void> => {
+        try {
+          const { applied } = await applyMigrations({ connection, log: (msg) => logger.info(msg) });
+          database.migrated = true;
+          database.migrationError = null;
+          logger.info({ applied }, applied.length ? 'migrations applied' : 'database schema up to date');
+        } catch (error) {
+          database.migrationError = error instanceof Error ? error.message : String(error);
+          if (kind === 'embedded') throw error;
+          // An unreachable server must not stop the API from starting: /readyz says why, and
+          // migrations are applied as soon as the database answers.
+          logger.error({ err: database.migrationError, retryInMs: delayMs }, 'cannot migrate the database yet');
+          const timer = setTimeout(() => {
+            if (!stopRetry) void migrate(Math.min(delayMs * 2, MIGRATION_RETRY_MAX_MS));
+          }, delayMs);
+          timer.unref();
+        }
+      };
+      await migrate(1000);
+    } else {
+      database.migrated = true;
+    }
+
+    return {
+      config,
+      logger,
+      db,
+      redis,
+      publisher,
+      subscriber,
+      queueConnection: { ...redisOptionsFromUrl(config.redisUrl), maxRetriesPerRequest: null },
+      mailer,
+      metrics: createMetrics(),
+      database,
+      close: closeAll,
+    };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}
+
+function redisOptionsFromUrl(url: string): RedisOptions {
+  const u = new URL(url);
+  return {
+    host: u.hostname,
+    port: u.port ? Number(u.port) : 6379,
+    username: u.username ? decodeURIComponent(u.username) : undefined,
+    password: u.password ? decodeURIComponent(u.password) : undefined,
+    db: u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0,
+    tls: u.protocol === 'rediss:' ? {} : undefined,
+  };
+}

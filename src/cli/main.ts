@@ -1,0 +1,146 @@
+import { Command, Option } from 'commander';
+import { pino } from 'pino';
+import { createApp } from '../app.js';
+import { ConfigError, loadConfig, type Config } from '../config.js';
+import { EmbeddedPostgresError } from '../db/embedded-postgres.js';
+import { applyMigrations } from '../db/migrations.js';
+import { DatabaseConnectionError, SchemaEngineError } from '../db/schema-engine.js';
+import { ServiceUnavailableError } from '../db/local-redis.js';
+import { openDatabase } from '../db/open-database.js';
+import { createPrismaClient } from '../db/prisma-client.js';
+import { ApiKeyInputError, createApiKey } from '../engine/api-keys.js';
+import { createLogger, type Logger } from '../logger.js';
+import { createApiServer } from '../server.js';
+
+const ROLES = ['agent', 'approver', 'operator', 'analyst', 'admin'] as const;
+
+/** Errors a person can act on: printed as one line, no stack. */
+function isExpected(error: unknown): error is Error {
+  return [ConfigError, ServiceUnavailableError, ApiKeyInputError, EmbeddedPostgresError, DatabaseConnectionError, SchemaEngineError].some(
+    (type) => error instanceof type,
+  );
+}
+
+function setup(logsTo: 'stdout' | 'stderr' = 'stdout'): { config: Config; logger: Logger } {
+  const config = loadConfig(process.env);
+  // The one-shot commands log to stderr, so their stdout carries only their answer (a key).
+  return { config, logger: createLogger({ level: config.logLevel }, pino.destination(logsTo === 'stdout' ? 1 : 2)) };
+}
+
+async function runApi(mode: 'start' | 'serve'): Promise<void> {
+  const { config, logger } = setup();
+  const app = await createApp(config, logger, { migrate: mode === 'start' });
+  const server = createApiServer(app);
+  const port = await server.listen();
+  logger.info({ url: `http://${config.host}:${port}/graphql`, mode }, 'Action Engine listening (GraphiQL and graphql-ws on /graphql)');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down: no new connections, finishing in-flight requests');
+    try {
+      await server.close();
+      await app.close();
+      logger.info('stopped');
+      process.exit(0);
+    } catch (error) {
+      logger.error({ err: error }, 'error during shutdown');
+      process.exit(1);
+    }
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+}
+
+async function withDatabase<T>(fn: (ctx: { config: Config; logger: Logger; target: Awaited<ReturnType<typeof openDatabase>> }) => Promise<T>): Promise<T> {
+  const { config, logger } = setup('stderr');
+  const target = await openDatabase(config, logger);
+  try {
+    return await fn({ config, logger, target });
+  } finally {
+    await target.close();
+  }
+}
+
+const program = new Command('action-engine')
+  .description('Stands between AI agents and the real world. Configuration comes from the environment (see README).')
+  .showHelpAfterError();
+
+program
+  .command('start')
+  .description('API and worker in one process, migrating the database first (what npm start runs)')
+  .action(() => runApi('start'));
+
+program
+  .command('serve')
+  .description('API only (GraphQL, graphql-ws, approval pages, health, metrics); run `migrate` first')
+  .action(() => runApi('serve'));
+
+program
+  .command('worker')
+  .description('execution worker (not available yet)')
+  .action(() => {
+    console.error('action-engine worker: execution (the BullMQ worker and handlers) is not built yet; it lands with issue #4.');
+    process.exit(2);
+  });
+
+program
+  .command('migrate')
+  .description('apply pending migrations from prisma/migrations (no network needed)')
+  .action(() =>
+    withDatabase(async ({ target }) => {
+      const { applied } = await applyMigrations({ connection: target.connection, log: (msg) => console.error(msg) });
+      console.log(applied.length ? `applied ${applied.length} migration(s): ${applied.join(', ')}` : 'database schema is up to date: nothing to apply');
+    }),
+  );
+
+const keys = program.command('keys').description('API keys');
+keys
+  .command('create')
+  .description('create a principal and print its new API key (shown once)')
+  .addOption(
+    new Option('--role <role>', 'agent | approver | operator | analyst | admin').choices(ROLES).makeOptionMandatory(),
+  )
+  .requiredOption('--space <space>', 'space name (created if new)')
+  .option('--user <user>', 'user handle in the space (created if new); required for agents and approvers')
+  .option('--email <email>', "the user's email, where approval requests are sent")
+  .option('--name <name>', 'a label for the key holder')
+  .action((opts: { role: (typeof ROLES)[number]; space: string; user?: string; email?: string; name?: string }) =>
+    withDatabase(async ({ target }) => {
+      const db = createPrismaClient({ connection: target.connection, poolMax: 1 });
+      try {
+        const created = await createApiKey(db, {
+          role: opts.role.toUpperCase() as Uppercase<(typeof ROLES)[number]>,
+          space: opts.space,
+          user: opts.user,
+          email: opts.email,
+          name: opts.name,
+        });
+        console.error(`created ${opts.role} key for space "${opts.space}"${opts.user ? `, user "${opts.user}"` : ''} (principal ${created.principalId}); it is shown once:`);
+        console.log(created.key);
+      } finally {
+        await db.$disconnect();
+      }
+    }),
+  );
+
+const audit = program.command('audit').description('the audit trail');
+audit
+  .command('verify')
+  .description('walk the hash chain and name the first altered entry (not available yet)')
+  .action(() => {
+    console.error('action-engine audit verify: the audit chain is not built yet; it lands with issue #3.');
+    process.exit(2);
+  });
+
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (isExpected(error)) {
+    console.error(`action-engine: ${error.message}`);
+    process.exit(1);
+  }
+  throw error;
+}

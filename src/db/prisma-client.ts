@@ -1,0 +1,62 @@
+import { PrismaPg } from '@prisma/adapter-pg';
+import { PrismaClient } from '../generated/prisma/client.js';
+import type { PgConnectionOptions } from './connection.js';
+
+/** Options for {@link createPrismaClient}. */
+export interface PrismaClientOptions {
+  /** The database, as discrete fields (embedded or external PostgreSQL alike). */
+  connection: PgConnectionOptions;
+  /** Most connections the pool opens: 1 for the embedded PostgreSQL, `DB_POOL_MAX` otherwise. */
+  poolMax: number;
+  /** Where connection errors reported by the pool are told (one line each, no credentials). */
+  log?: (msg: string) => void;
+}
+
+/**
+ * How long anything waits for a pooled connection, whether to open one or for one to be
+ * released. With `poolMax: 1` every query queues behind an open interactive transaction; a
+ * wait this long means something holds the connection (typically a query on the outer client
+ * inside `$transaction`, which can never be served), so it fails instead of hanging.
+ */
+const CONNECTION_TIMEOUT_MS = 10_000;
+const SINGLE_CONNECTION_IDLE_MS = 1_000;
+/** Prisma's wait for a connection to start an interactive transaction (its default is 2 s). */
+const TRANSACTION_MAX_WAIT_MS = 10_000;
+/** Longest an interactive transaction may run before Prisma rolls it back (its default is 5 s). */
+const TRANSACTION_TIMEOUT_MS = 15_000;
+
+/**
+ * Builds the service's PrismaClient over `@prisma/adapter-pg` (node-postgres pool) from
+ * discrete connection fields. Nothing connects until the first query.
+ *
+ * Contention surfaces as errors, not hangs: waiting for a pooled connection is bounded
+ * (10 s), so are an interactive transaction's start (`maxWait` 10 s) and its run (`timeout`
+ * 15 s); a single call may pass its own `{ maxWait, timeout }` to `$transaction`.
+ */
+export function createPrismaClient(opts: PrismaClientOptions): PrismaClient {
+  const { connection, poolMax, log } = opts;
+  const where = `${connection.host}:${connection.port}/${connection.database}`;
+  const adapter = new PrismaPg(
+    {
+      host: connection.host,
+      port: connection.port,
+      user: connection.user,
+      password: connection.password,
+      database: connection.database,
+      max: poolMax,
+      connectionTimeoutMillis: CONNECTION_TIMEOUT_MS,
+      // A single connection is all the embedded server serves; holding it idle for pg's default
+      // 10 s would keep a second pool (migrations, a CLI command) waiting that long.
+      idleTimeoutMillis: poolMax === 1 ? SINGLE_CONNECTION_IDLE_MS : undefined,
+      application_name: 'action-engine',
+    },
+    {
+      onPoolError: (err) => log?.(`PostgreSQL ${where}: idle pooled connection failed: ${err.message}`),
+      onConnectionError: (err) => log?.(`PostgreSQL ${where}: connection failed during a transaction: ${err.message}`),
+    },
+  );
+  return new PrismaClient({
+    adapter,
+    transactionOptions: { maxWait: TRANSACTION_MAX_WAIT_MS, timeout: TRANSACTION_TIMEOUT_MS },
+  });
+}

@@ -1,0 +1,84 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { PrismaClient } from '../generated/prisma/client.js';
+import type { Role } from '../generated/prisma/enums.js';
+
+/** The prefix every key starts with, so a leaked key is recognisable by secret scanners. */
+export const API_KEY_PREFIX = 'ae_';
+
+export interface CreateApiKeyInput {
+  role: Role;
+  /** Space slug; created if new. */
+  space: string;
+  /** User handle in that space; created if new. Required for agents and approvers. */
+  user?: string | undefined;
+  /** The user's email, for approval requests. */
+  email?: string | undefined;
+  /** A label for the principal (defaults to `<role>:<user or space>`). */
+  name?: string | undefined;
+}
+
+export interface CreatedApiKey {
+  /** The key itself. Shown once; only its hash is stored. */
+  key: string;
+  principalId: string;
+  spaceId: string;
+  userId: string | null;
+}
+
+export class ApiKeyInputError extends Error {
+  override name = 'ApiKeyInputError';
+}
+
+/** SHA-256 of the key. Keys carry 256 random bits, so a fast hash is safe; no salt is needed. */
+export function hashApiKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+/** Constant-time comparison of two hex hashes. */
+export function sameHash(a: string, b: string): boolean {
+  const x = Buffer.from(a, 'hex');
+  const y = Buffer.from(b, 'hex');
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+const SLUG = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
+
+/**
+ * Creates a principal with a new API key, creating the space and user if they are new and
+ * recording the user's email when given. One transaction: either everything exists or nothing.
+ */
+export async function createApiKey(db: PrismaClient, input: CreateApiKeyInput): Promise<CreatedApiKey> {
+  if (!SLUG.test(input.space)) throw new ApiKeyInputError(`--space must be 1-63 letters, digits, . _ - (got "${input.space}")`);
+  if (input.user !== undefined && !SLUG.test(input.user)) {
+    throw new ApiKeyInputError(`--user must be 1-63 letters, digits, . _ - (got "${input.user}")`);
+  }
+  if ((input.role === 'AGENT' || input.role === 'APPROVER') && !input.user) {
+    throw new ApiKeyInputError(`--user is required for the ${input.role.toLowerCase()} role: agents and approvers act for one user`);
+  }
+  if (input.email !== undefined && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(input.email)) {
+    throw new ApiKeyInputError(`--email is not an email address: "${input.email}"`);
+  }
+  if (input.email !== undefined && !input.user) throw new ApiKeyInputError('--email needs --user: it is the user\'s address');
+
+  const key = `${API_KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
+  return db.$transaction(async (tx) => {
+    const space = await tx.space.upsert({ where: { slug: input.space }, create: { slug: input.space }, update: {} });
+    const user = input.user
+      ? await tx.user.upsert({
+          where: { spaceId_handle: { spaceId: space.id, handle: input.user } },
+          create: { spaceId: space.id, handle: input.user, email: input.email ?? null },
+          update: input.email !== undefined ? { email: input.email } : {},
+        })
+      : null;
+    const principal = await tx.principal.create({
+      data: {
+        spaceId: space.id,
+        role: input.role,
+        userId: user?.id ?? null,
+        name: input.name ?? `${input.role.toLowerCase()}:${input.user ?? input.space}`,
+        apiKeys: { create: { prefix: key.slice(0, 10), keyHash: hashApiKey(key) } },
+      },
+    });
+    return { key, principalId: principal.id, spaceId: space.id, userId: user?.id ?? null };
+  });
+}

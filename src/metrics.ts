@@ -1,0 +1,76 @@
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import type { Plugin } from 'graphql-yoga';
+import { getOperationAST, type DocumentNode } from 'graphql';
+
+/** The Prometheus registry of one service instance and the metrics the service records. */
+export interface Metrics {
+  registry: Registry;
+  graphqlOperations: Counter<'type' | 'name' | 'outcome'>;
+  graphqlDuration: Histogram<'type' | 'name'>;
+}
+
+/**
+ * A registry per instance (not prom-client's global one), so that several servers in one
+ * process — as in the tests — do not fight over metric names.
+ */
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'action_engine_' });
+  return {
+    registry,
+    graphqlOperations: new Counter({
+      name: 'action_engine_graphql_operations_total',
+      help: 'GraphQL operations executed, by operation type, name and outcome (ok | error).',
+      labelNames: ['type', 'name', 'outcome'],
+      registers: [registry],
+    }),
+    graphqlDuration: new Histogram({
+      name: 'action_engine_graphql_operation_duration_seconds',
+      help: 'Time to execute a GraphQL query or mutation, or to set up a subscription.',
+      labelNames: ['type', 'name'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+  };
+}
+
+function describe(document: DocumentNode, operationName: string | null | undefined) {
+  const op = getOperationAST(document, operationName ?? undefined);
+  // Operation names come from clients: cap their length so a client cannot blow up label cardinality per name size.
+  return { type: op?.operation ?? 'unknown', name: (op?.name?.value ?? 'anonymous').slice(0, 64) };
+}
+
+/**
+ * Counts and times operations at the envelop level, so HTTP and graphql-ws are both covered.
+ */
+export function useOperationMetrics(metrics: Metrics): Plugin {
+  const record = (document: DocumentNode, operationName: string | null | undefined) => {
+    const labels = describe(document, operationName);
+    const end = metrics.graphqlDuration.startTimer(labels);
+    return (hasErrors: boolean) => {
+      end();
+      metrics.graphqlOperations.inc({ ...labels, outcome: hasErrors ? 'error' : 'ok' });
+    };
+  };
+  return {
+    onExecute({ args }) {
+      const done = record(args.document, args.operationName);
+      return {
+        onExecuteDone({ result }) {
+          done('errors' in result && Array.isArray(result.errors) && result.errors.length > 0);
+        },
+      };
+    },
+    onSubscribe({ args }) {
+      const done = record(args.document, args.operationName);
+      return {
+        onSubscribeResult({ result }) {
+          done('errors' in result && Array.isArray((result as { errors?: unknown[] }).errors));
+        },
+        onSubscribeError() {
+          done(true);
+        },
+      };
+    },
+  };
+}
