@@ -1,0 +1,68 @@
+/**
+ * Expected refusals. Each carries the `UserError.code` of spec §10; the API turns them into
+ * `UserError`s in mutation payloads. Anything else is unexpected and stays masked.
+ */
+export type UserErrorCode =
+  | 'INVALID_PAYLOAD'
+  | 'UNKNOWN_TYPE'
+  | 'BLOCKED'
+  | 'RATE_LIMITED'
+  | 'KYC_REQUIRED'
+  | 'INVALID_TRANSITION'
+  | 'FORBIDDEN'
+  | 'NOT_FOUND'
+  | 'SAFETY_UNAVAILABLE'
+  | 'IDEMPOTENCY_CONFLICT'
+  | 'INVALID_INPUT';
+
+export abstract class EngineError extends Error {
+  abstract readonly code: UserErrorCode;
+  /** Path of the offending input field, e.g. ['payload', 'to', 0]. */
+  readonly field: string[] | undefined;
+  constructor(message: string, field?: Array<string | number>) {
+    super(message);
+    this.name = new.target.name;
+    this.field = field?.map(String);
+  }
+}
+
+export class InvalidPayloadError extends EngineError {
+  readonly code = 'INVALID_PAYLOAD';
+}
+export class UnknownTypeError extends EngineError {
+  readonly code = 'UNKNOWN_TYPE';
+}
+export class BlockedError extends EngineError {
+  readonly code = 'BLOCKED';
+}
+export class KycRequiredError extends EngineError {
+  readonly code = 'KYC_REQUIRED';
+}
+export class RateLimitedError extends EngineError {
+  readonly code = 'RATE_LIMITED';
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+  }
+}
+export class InvalidTransitionError extends EngineError {
+  readonly code = 'INVALID_TRANSITION';
+}
+export class ForbiddenError extends EngineError {
+  readonly code = 'FORBIDDEN';
+}
+export class NotFoundError extends EngineError {
+  readonly code = 'NOT_FOUND';
+}
+/** Rules or counters could not be read: the safety layer fails closed. Retryable. */
+export class SafetyUnavailableError extends EngineError {
+  readonly code = 'SAFETY_UNAVAILABLE';
+}
+export class IdempotencyConflictError extends EngineError {
+  readonly code = 'IDEMPOTENCY_CONFLICT';
+}
+export class InvalidInputError extends EngineError {
+  readonly code = 'INVALID_INPUT';
+}
