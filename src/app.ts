@@ -8,6 +8,11 @@ import type { PrismaClient } from './generated/prisma/client.js';
 import type { Logger } from './logger.js';
 import { createMailer, type Mailer } from './mail/mailer.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { ActionTypeRegistry, BUILT_IN_ACTION_TYPES } from './engine/action-types.js';
+import { expireOverdueApprovals } from './engine/approvals.js';
+import type { EngineDeps } from './engine/deps.js';
+import { createAuthenticator, type Authenticator } from './engine/identity.js';
+import { createRateLimiter } from './engine/rate-limiter.js';
 
 /** Whether the database is usable: reachable and migrated. */
 export interface DatabaseState {
@@ -36,12 +41,17 @@ export interface App {
   mailer: Mailer;
   metrics: Metrics;
   database: DatabaseState;
+  /** What the engine's systems run on. */
+  engine: EngineDeps;
+  auth: Authenticator;
   close(): Promise<void>;
 }
 
 export interface CreateAppOptions {
   /** Apply pending migrations at start. The embedded database is always migrated. */
   migrate: boolean;
+  /** Run the sweep that moves overdue approvals to EXPIRED (API processes do; default true). */
+  sweepExpiredApprovals?: boolean;
 }
 
 const MIGRATION_RETRY_MAX_MS = 30_000;
@@ -119,10 +129,33 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       database.migrated = true;
     }
 
+    const engine: EngineDeps = {
+      db,
+      rateLimiter: createRateLimiter(redis, { prefix: config.redisPrefix }),
+      mailer,
+      logger,
+      types: new ActionTypeRegistry(BUILT_IN_ACTION_TYPES),
+      config,
+      clock: () => new Date(),
+    };
+    if (options.sweepExpiredApprovals ?? true) {
+      const sweep = setInterval(() => {
+        if (!database.migrated) return;
+        expireOverdueApprovals(engine).then(
+          (n) => n && logger.info({ expired: n }, 'approvals expired'),
+          (error: unknown) => logger.warn({ err: error }, 'approval expiry sweep failed; retrying next round'),
+        );
+      }, config.expirySweepSeconds * 1000);
+      sweep.unref();
+      closers.push(() => clearInterval(sweep));
+    }
+
     return {
       config,
       logger,
       db,
+      engine,
+      auth: createAuthenticator(db),
       redis,
       publisher,
       subscriber,

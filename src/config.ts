@@ -28,6 +28,7 @@ const envSchema = z.object({
   FILES_ROOT: z.string().min(1).optional(),
   WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(5),
   APPROVAL_TTL_HOURS: z.coerce.number().positive().max(24 * 30).default(24),
+  EXPIRY_SWEEP_SECONDS: z.coerce.number().positive().max(3600).default(15),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
   MAX_REQUEST_BYTES: z.coerce.number().int().min(1024).default(1_000_000),
@@ -52,6 +53,8 @@ export interface Config {
   filesRoot: string;
   workerConcurrency: number;
   approvalTtlSeconds: number;
+  /** How often overdue approvals are moved to EXPIRED. */
+  expirySweepSeconds: number;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   shutdownTimeoutMs: number;
   maxRequestBytes: number;
@@ -97,6 +100,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     filesRoot: path.resolve(cwd, e.FILES_ROOT ?? path.join(dataDir, 'files')),
     workerConcurrency: e.WORKER_CONCURRENCY,
     approvalTtlSeconds: Math.round(e.APPROVAL_TTL_HOURS * 3600),
+    expirySweepSeconds: e.EXPIRY_SWEEP_SECONDS,
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxRequestBytes: e.MAX_REQUEST_BYTES,

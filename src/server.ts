@@ -1,11 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
 import type { ExecutionArgs } from 'graphql';
 import type { App } from './app.js';
 import type { GraphQLContext } from './context.js';
+import { handleApprovalRoute } from './http/approval-routes.js';
 import { checkReadiness } from './http/readiness.js';
 import { useOperationMetrics } from './metrics.js';
 import { buildSchema } from './resolvers/index.js';
@@ -48,13 +50,33 @@ export function createApiServer(app: App): ApiServer {
       warn: (...args) => logger.warn({ args }, 'yoga'),
       error: (...args) => logger.error({ args }, 'yoga'),
     },
-    context: ({ req }) => ({
-      app,
-      principal: null,
-      ip: clientIp(req),
-      userAgent: req.headers['user-agent'] ?? null,
-    }),
-    plugins: [useOperationMetrics(app.metrics)],
+    // The caller is resolved for every operation, over HTTP from the Authorization header and
+    // over graphql-ws from connectionParams.authorization (same lookup, same rules).
+    context: async ({ req, connectionParams }: ServerContext & { connectionParams?: Record<string, unknown> }) => {
+      const authorization = connectionParams
+        ? typeof connectionParams.authorization === 'string'
+          ? connectionParams.authorization
+          : null
+        : (req.headers.authorization ?? null);
+      return {
+        app,
+        principal: await app.auth.authenticate(authorization),
+        ip: clientIp(req),
+        userAgent: req.headers['user-agent'] ?? null,
+      };
+    },
+    plugins: [
+      // Limits checked at validation, so they hold for graphql-ws as well as HTTP.
+      EnvelopArmorPlugin({
+        maxDepth: { n: 12 },
+        costLimit: { maxCost: 5000 },
+        maxAliases: { n: 20 },
+        maxDirectives: { n: 20 },
+        maxTokens: { n: 3000 },
+        blockFieldSuggestion: { enabled: true },
+      }),
+      useOperationMetrics(app.metrics),
+    ],
   });
 
   const httpServer = createServer((req, res) => {
@@ -78,6 +100,7 @@ export function createApiServer(app: App): ApiServer {
       res.end(await app.metrics.registry.metrics());
       return;
     }
+    if (await handleApprovalRoute(app, req, res, url.pathname)) return;
     if (url.pathname === GRAPHQL_PATH) {
       const length = Number(req.headers['content-length'] ?? 0);
       if (length > config.maxRequestBytes) {
@@ -102,6 +125,7 @@ export function createApiServer(app: App): ApiServer {
           ...ctx,
           req: ctx.extra.request,
           socket: ctx.extra.socket,
+          connectionParams: ctx.connectionParams ?? {},
           params: payload,
         });
         const document = parse(payload.query);

@@ -9,6 +9,7 @@ import { ServiceUnavailableError } from '../db/local-redis.js';
 import { openDatabase } from '../db/open-database.js';
 import { createPrismaClient } from '../db/prisma-client.js';
 import { ApiKeyInputError, createApiKey } from '../engine/api-keys.js';
+import { verifyAuditChain } from '../engine/audit.js';
 import { createLogger, type Logger } from '../logger.js';
 import { createApiServer } from '../server.js';
 
@@ -128,11 +129,24 @@ keys
 const audit = program.command('audit').description('the audit trail');
 audit
   .command('verify')
-  .description('walk the hash chain and name the first altered entry (not available yet)')
-  .action(() => {
-    console.error('action-engine audit verify: the audit chain is not built yet; it lands with issue #3.');
-    process.exit(2);
-  });
+  .description('walk the hash chain and name the first altered entry')
+  .action(() =>
+    withDatabase(async ({ target }) => {
+      const db = createPrismaClient({ connection: target.connection, poolMax: 1 });
+      try {
+        const result = await verifyAuditChain(db);
+        if (result.ok) {
+          console.log(`audit chain intact: ${result.checked} entries checked`);
+          process.exitCode = 0;
+        } else {
+          console.error(`audit chain broken at entry ${result.firstBad!.id}: ${result.firstBad!.reason}`);
+          process.exitCode = 1;
+        }
+      } finally {
+        await db.$disconnect();
+      }
+    }),
+  );
 
 
 try {

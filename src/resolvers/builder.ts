@@ -1,4 +1,5 @@
 import SchemaBuilder from '@pothos/core';
+import { GraphQLError } from 'graphql';
 import PrismaPlugin from '@pothos/plugin-prisma';
 import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
@@ -19,6 +20,9 @@ export const builder = new SchemaBuilder<{
   AuthScopes: {
     authenticated: boolean;
     role: Principal['role'];
+    /** Analysts and admins read the audit trail. */
+    readsAudit: boolean;
+    admin: boolean;
   };
   Scalars: {
     DateTime: { Input: Date; Output: Date | string };
@@ -33,7 +37,16 @@ export const builder = new SchemaBuilder<{
     authScopes: (ctx) => ({
       authenticated: ctx.principal !== null,
       role: (role) => ctx.principal?.role === role,
+      readsAudit: ctx.principal?.role === 'ANALYST' || ctx.principal?.role === 'ADMIN',
+      admin: ctx.principal?.role === 'ADMIN',
     }),
+    // No key, or a key that is unknown or revoked: say what is missing rather than "not authorized".
+    unauthorizedError: (_parent, ctx, _info, result) =>
+      ctx.principal
+        ? new GraphQLError(`forbidden: ${result.message}`, { extensions: { code: 'FORBIDDEN' } })
+        : new GraphQLError('authentication required: send "Authorization: Bearer <API key>" (graphql-ws: connectionParams.authorization)', {
+            extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } },
+          }),
   },
   prisma: {
     client: (ctx) => ctx.app.db,

@@ -1,6 +1,11 @@
 import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
 import { builder } from './builder.js';
 import './meta.js';
+import './action.js';
+import './action-mutations.js';
+import './audit.js';
+import './safety.js';
+import './users.js';
 
 let schema: GraphQLSchema | undefined;
 

@@ -21,6 +21,7 @@ describe('loadConfig', () => {
       filesRoot: '/srv/app/.data/files',
       workerConcurrency: 5,
       approvalTtlSeconds: 86_400,
+      expirySweepSeconds: 15,
       logLevel: 'info',
       shutdownTimeoutMs: 10_000,
       maxRequestBytes: 1_000_000,

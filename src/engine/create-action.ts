@@ -1,0 +1,186 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { Principal } from '../context.js';
+import type { Action } from '../generated/prisma/client.js';
+import { Prisma } from '../generated/prisma/client.js';
+import { appendAuditEntry } from './audit.js';
+import { issueApprovalRequest, sendApprovalRequest, type PendingApprovalMail } from './approvals.js';
+import { canonicalJson, payloadHash } from './approval-tokens.js';
+import type { Actor, EngineDeps } from './deps.js';
+import {
+  BlockedError,
+  EngineError,
+  ForbiddenError,
+  IdempotencyConflictError,
+  InvalidInputError,
+  KycRequiredError,
+  NotFoundError,
+  SafetyUnavailableError,
+} from './errors.js';
+import { evaluateSafety, type SafetyVerdict } from './safety.js';
+import { initialStatus } from './statuses.js';
+
+export interface CreateActionInput {
+  type: string;
+  payload: unknown;
+  userId?: string | null;
+  priority?: number | null;
+  scheduledFor?: Date | null;
+  idempotencyKey?: string | null;
+}
+
+export interface CreateActionResult {
+  action: Action | null;
+  requiresApproval: boolean;
+  /** Expected refusals (BLOCKED and KYC_REQUIRED come with the recorded action). */
+  errors: EngineError[];
+}
+
+/**
+ * createAction (spec §3–§5): validate, replay an idempotent repeat, apply the safety rules
+ * (failing closed), consume rate-limit units atomically, then record the action, its first
+ * status update and its audit entries in one transaction. Approval mail goes out after commit.
+ */
+export async function createAction(deps: EngineDeps, principal: Principal, actor: Actor, input: CreateActionInput): Promise<CreateActionResult> {
+  if (principal.role !== 'AGENT') throw new ForbiddenError('only agents create actions');
+  const userId = input.userId ?? principal.userId;
+  if (!userId || userId !== principal.userId) {
+    throw new ForbiddenError('an agent creates actions only for the user it acts for', ['userId']);
+  }
+  const priority = input.priority ?? 5;
+  if (!Number.isInteger(priority) || priority < 1 || priority > 10) {
+    throw new InvalidInputError('priority must be a whole number from 1 (highest) to 10 (lowest)', ['priority']);
+  }
+  const idempotencyKey = input.idempotencyKey ?? null;
+  if (idempotencyKey !== null && (idempotencyKey.length < 1 || idempotencyKey.length > 200)) {
+    throw new InvalidInputError('idempotencyKey must be 1 to 200 characters', ['idempotencyKey']);
+  }
+
+  // Invalid payloads are refused before any limit is touched.
+  const payload = deps.types.validate(input.type, input.payload);
+  const requestHash = createHash('sha256')
+    .update(canonicalJson({ type: input.type, payload, userId, priority, scheduledFor: input.scheduledFor?.toISOString() ?? null }))
+    .digest('hex');
+
+  if (idempotencyKey) {
+    const replay = await findIdempotentResult(deps, principal, idempotencyKey, requestHash);
+    if (replay) return replay;
+  }
+
+  const [rules, user] = await loadSafetyInputs(deps, principal.spaceId, userId, input.type);
+  const verdict = evaluateSafety(rules, { type: input.type, spaceId: principal.spaceId, kycStatus: user.kycStatus });
+
+  const actionId = randomUUID();
+  const refusal = verdict.refusal
+    ? verdict.refusal.code === 'BLOCKED'
+      ? new BlockedError(verdict.refusal.reason)
+      : new KycRequiredError(verdict.refusal.reason)
+    : null;
+  // Counted only for actions that would run; a refused request consumes nothing.
+  if (!refusal && verdict.rateWindows.length) {
+    await deps.rateLimiter.consume({ spaceId: principal.spaceId, userId, type: input.type }, verdict.rateWindows, actionId);
+  }
+
+  const status = initialStatus({ blocked: refusal !== null, requiresApproval: verdict.requiresApproval });
+  const now = deps.clock();
+  const hash = payloadHash(payload);
+  let mail: PendingApprovalMail | null = null;
+  let action: Action;
+  try {
+    action = await deps.db.$transaction(async (tx) => {
+      const created = await tx.action.create({
+        data: {
+          id: actionId,
+          spaceId: principal.spaceId,
+          userId,
+          requestedById: principal.id,
+          type: input.type,
+          payload: payload as Prisma.InputJsonValue,
+          payloadHash: hash,
+          priority,
+          scheduledFor: input.scheduledFor ?? null,
+          idempotencyKey,
+          status,
+          statusSeq: 1,
+          requiresApproval: verdict.requiresApproval,
+          error: refusal ? `${refusal.code}: ${refusal.message}` : null,
+          approvalExpiresAt: status === 'PENDING' ? new Date(now.getTime() + deps.config.approvalTtlSeconds * 1000) : null,
+          createdAt: now,
+        },
+      });
+      await tx.statusUpdate.create({ data: { actionId, seq: 1, status, message: firstMessage(status, refusal, verdict), createdAt: now } });
+      const common = { actor: actor.id, ip: actor.ip ?? null, userAgent: actor.userAgent ?? null, spaceId: principal.spaceId, actionId };
+      await appendAuditEntry(tx, {
+        ...common,
+        event: 'action.created',
+        data: { type: input.type, status, priority, requestedBy: principal.id, payloadHash: hash },
+      });
+      if (verdict.refusal) {
+        const { rule, kind, reason } = verdict.refusal;
+        await appendAuditEntry(tx, { ...common, event: 'action.blocked', data: { rule, kind, reason } });
+      }
+      if (status === 'PENDING') mail = await issueApprovalRequest(deps, tx, created, user);
+      if (idempotencyKey) {
+        await tx.idempotencyRecord.create({ data: { principalId: principal.id, key: idempotencyKey, requestHash, actionId } });
+      }
+      return created;
+    });
+  } catch (error) {
+    // Two requests with one idempotency key raced: the loser answers with the winner's result.
+    if (idempotencyKey && error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2002') {
+      const replay = await findIdempotentResult(deps, principal, idempotencyKey, requestHash);
+      if (replay) return replay;
+    }
+    throw error;
+  }
+  if (mail) await sendApprovalRequest(deps, mail);
+  return resultFor(action);
+}
+
+function firstMessage(status: string, refusal: EngineError | null, verdict: SafetyVerdict): string {
+  if (refusal) return `Refused: ${refusal.message}`;
+  if (status === 'PENDING') return 'Waiting for the user\'s approval';
+  return verdict.rateWindows.length ? 'Approved by the safety rules (within rate limits)' : 'Approved by the safety rules';
+}
+
+function resultFor(action: Action): CreateActionResult {
+  const errors: EngineError[] = [];
+  if (action.status === 'BLOCKED' && action.error) {
+    const [code, ...rest] = action.error.split(': ');
+    const message = rest.join(': ');
+    errors.push(code === 'KYC_REQUIRED' ? new KycRequiredError(message) : new BlockedError(message));
+  }
+  return { action, requiresApproval: action.requiresApproval, errors };
+}
+
+async function findIdempotentResult(deps: EngineDeps, principal: Principal, key: string, requestHash: string): Promise<CreateActionResult | null> {
+  const record = await deps.db.idempotencyRecord.findUnique({
+    where: { principalId_key: { principalId: principal.id, key } },
+    select: { requestHash: true, actionId: true },
+  });
+  if (!record) return null;
+  if (record.requestHash !== requestHash) {
+    throw new IdempotencyConflictError('this idempotencyKey was used with a different input', ['idempotencyKey']);
+  }
+  const action = record.actionId ? await deps.db.action.findUnique({ where: { id: record.actionId } }) : null;
+  if (!action) return null;
+  return resultFor(action);
+}
+
+async function loadSafetyInputs(deps: EngineDeps, spaceId: string, userId: string, type: string) {
+  let rules;
+  let user;
+  try {
+    [rules, user] = await Promise.all([
+      deps.db.safetyRule.findMany({
+        where: { actionType: type, OR: [{ spaceId: null }, { spaceId }] },
+        select: { spaceId: true, actionType: true, kind: true, limit: true, windowSeconds: true, enabled: true },
+      }),
+      deps.db.user.findFirst({ where: { id: userId, spaceId }, select: { id: true, email: true, handle: true, kycStatus: true } }),
+    ]);
+  } catch (error) {
+    deps.logger.error({ err: error }, 'safety rules could not be read');
+    throw new SafetyUnavailableError('the safety rules cannot be read right now; nothing was recorded, try again shortly');
+  }
+  if (!user) throw new NotFoundError(`no user with id ${userId} in this space`, ['userId']);
+  return [rules, user] as const;
+}

@@ -1,0 +1,99 @@
+import type { KycStatus, SafetyRuleKind } from '../generated/prisma/enums.js';
+import type { RateWindow } from './rate-limiter.js';
+
+/** The fields of a safety rule the verdict needs. */
+export interface SafetyRuleInput {
+  spaceId: string | null;
+  actionType: string;
+  kind: SafetyRuleKind;
+  limit: number | null;
+  windowSeconds: number | null;
+  enabled: boolean;
+}
+
+/** Why a new action is refused at creation (it is still recorded, as BLOCKED). */
+export interface SafetyRefusal {
+  code: 'BLOCKED' | 'KYC_REQUIRED';
+  reason: string;
+  /** The refusing rule's `ruleKey`. */
+  rule: string;
+  kind: SafetyRuleKind;
+}
+
+export interface SafetyVerdict {
+  /** The first refusal: a blocking rule wins over a missing KYC status. */
+  refusal: SafetyRefusal | null;
+  requiresApproval: boolean;
+  /** Every rate window that applies, each to be checked and consumed together. */
+  rateWindows: RateWindow[];
+}
+
+/** The identity of a rule for overriding: a space's rule replaces the global one with the same key. */
+export function ruleSlot(rule: Pick<SafetyRuleInput, 'actionType' | 'kind' | 'windowSeconds'>): string {
+  return rule.kind === 'RATE_LIMIT' ? `${rule.actionType}:${rule.kind}:${rule.windowSeconds}` : `${rule.actionType}:${rule.kind}`;
+}
+
+/** `ruleKey` as stored: `<space id or *>:<slot>`. */
+export function ruleKey(rule: Pick<SafetyRuleInput, 'spaceId' | 'actionType' | 'kind' | 'windowSeconds'>): string {
+  return `${rule.spaceId ?? '*'}:${ruleSlot(rule)}`;
+}
+
+/**
+ * The rules in force for one type in one space: global rules, each replaced by the space's
+ * own rule in the same slot (which may disable it).
+ */
+export function effectiveRules<R extends SafetyRuleInput>(rules: readonly R[], type: string, spaceId: string): R[] {
+  const bySlot = new Map<string, R>();
+  for (const r of rules) {
+    if (r.actionType !== type || (r.spaceId !== null && r.spaceId !== spaceId)) continue;
+    const slot = ruleSlot(r);
+    const current = bySlot.get(slot);
+    if (!current || (current.spaceId === null && r.spaceId !== null)) bySlot.set(slot, r);
+  }
+  return [...bySlot.values()].filter((r) => r.enabled);
+}
+
+/** The safety verdict for one new action: pure, from the rules and the user's KYC status. */
+export function evaluateSafety(
+  rules: readonly SafetyRuleInput[],
+  subject: { type: string; spaceId: string; kycStatus: KycStatus },
+): SafetyVerdict {
+  const verdict: SafetyVerdict = { refusal: null, requiresApproval: false, rateWindows: [] };
+  let blocked: SafetyRefusal | null = null;
+  let kyc: SafetyRefusal | null = null;
+  for (const rule of effectiveRules(rules, subject.type, subject.spaceId)) {
+    switch (rule.kind) {
+      case 'BLOCKED':
+        blocked = { code: 'BLOCKED', reason: `${subject.type} actions are blocked by a safety rule`, rule: ruleKey(rule), kind: rule.kind };
+        break;
+      case 'REQUIRES_KYC':
+        if (subject.kycStatus !== 'VERIFIED') {
+          kyc = {
+            code: 'KYC_REQUIRED',
+            reason: `${subject.type} needs a verified KYC status; the user's is ${subject.kycStatus}`,
+            rule: ruleKey(rule),
+            kind: rule.kind,
+          };
+        }
+        break;
+      case 'REQUIRES_APPROVAL':
+        verdict.requiresApproval = true;
+        break;
+      case 'RATE_LIMIT':
+        // A rate rule without numbers cannot be enforced: refuse rather than let everything through.
+        if (!rule.limit || !rule.windowSeconds) {
+          blocked = { code: 'BLOCKED', reason: `a rate limit on ${subject.type} is misconfigured (no limit or window)`, rule: ruleKey(rule), kind: rule.kind };
+        } else {
+          verdict.rateWindows.push({ limit: rule.limit, windowSeconds: rule.windowSeconds });
+        }
+        break;
+      default: {
+        const never: never = rule.kind;
+        throw new Error(`unknown safety rule kind ${String(never)}`);
+      }
+    }
+  }
+  verdict.refusal = blocked ?? kyc;
+  verdict.rateWindows.sort((a, b) => a.windowSeconds - b.windowSeconds);
+  return verdict;
+}

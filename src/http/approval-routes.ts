@@ -1,0 +1,89 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { App } from '../app.js';
+import { decideByLink, inspectApprovalLink } from '../engine/approvals.js';
+import {
+  APPROVAL_PAGE_HEADERS,
+  MAX_DECISION_FORM_BYTES,
+  parseDecisionForm,
+  renderConfirmationPage,
+  renderErrorPage,
+  renderResultPage,
+  type ApprovalErrorState,
+} from './approval-pages.js';
+
+const PREFIX = '/approvals/';
+
+function send(res: ServerResponse, status: number, html: string, extra: Record<string, string> = {}) {
+  res.writeHead(status, { ...APPROVAL_PAGE_HEADERS, 'content-type': 'text/html; charset=utf-8', ...extra });
+  res.end(html);
+}
+
+function sendError(res: ServerResponse, state: ApprovalErrorState, detail?: string) {
+  const page = renderErrorPage(state, detail);
+  send(res, page.status, page.html);
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<string | null> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) return null;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * `GET /approvals/:token` shows the action and the forms and changes nothing (mail scanners
+ * open links); only `POST /approvals/:token` decides. Returns false for other paths.
+ */
+export async function handleApprovalRoute(app: App, req: IncomingMessage, res: ServerResponse, pathname: string): Promise<boolean> {
+  if (!pathname.startsWith(PREFIX)) return false;
+  const token = decodeURIComponent(pathname.slice(PREFIX.length));
+  if (req.method === 'GET' || req.method === 'HEAD') {
+    const { state, row } = await inspectApprovalLink(app.engine, token);
+    if (state !== 'valid' || !row) return sendError(res, state === 'valid' ? 'unknown' : state), true;
+    send(
+      res,
+      200,
+      renderConfirmationPage({
+        action: row.action,
+        requestedBy: { name: row.action.requestedBy.name, role: row.action.requestedBy.role.toLowerCase() },
+        userHandle: row.action.user.handle,
+        expiresAt: row.expiresAt,
+        token,
+        needsCode: row.codeHash !== null,
+      }),
+    );
+    return true;
+  }
+  if (req.method !== 'POST') {
+    send(res, 405, renderErrorPage('bad_request', 'Use the buttons on the page.').html, { allow: 'GET, POST' });
+    return true;
+  }
+  const type = req.headers['content-type'] ?? '';
+  if (!type.startsWith('application/x-www-form-urlencoded')) {
+    sendError(res, 'bad_request', 'The form must be sent as application/x-www-form-urlencoded.');
+    return true;
+  }
+  const body = await readBody(req, MAX_DECISION_FORM_BYTES);
+  if (body === null) return sendError(res, 'bad_request', 'The form is too large.'), true;
+  const form = parseDecisionForm(body);
+  if ('error' in form) return sendError(res, 'bad_request', form.error), true;
+  const outcome = await decideByLink(app.engine, token, form, {
+    ip: req.socket.remoteAddress ?? null,
+    userAgent: req.headers['user-agent'] ?? null,
+  });
+  if (!outcome.ok) return sendError(res, outcome.state), true;
+  send(
+    res,
+    200,
+    renderResultPage(
+      outcome.decision === 'approve'
+        ? { status: 'approved', title: 'Approved', message: 'The action is approved and will run.' }
+        : { status: 'rejected', title: 'Rejected', message: 'The action is rejected and will not run.' },
+    ),
+  );
+  return true;
+}

@@ -1,0 +1,142 @@
+import type { Prisma } from '../generated/prisma/client.js';
+import { assertReadable, canRead } from '../engine/policy.js';
+import { ACTION_STATUSES } from '../engine/statuses.js';
+import type { Principal } from '../context.js';
+import { builder } from './builder.js';
+
+export const ActionStatusEnum = builder.enumType('ActionStatus', { values: ACTION_STATUSES });
+
+export const HandlerKindEnum = builder.enumType('HandlerKind', { values: ['API', 'WEBHOOK', 'EMAIL', 'MANUAL'] as const });
+
+builder.prismaObject('StatusUpdate', {
+  fields: (t) => ({
+    status: t.expose('status', { type: ActionStatusEnum }),
+    message: t.exposeString('message', { nullable: true }),
+    timestamp: t.expose('createdAt', { type: 'DateTime' }),
+    seq: t.exposeInt('seq', { description: 'Position in the action\'s history; events are de-duplicated by it.' }),
+  }),
+});
+
+builder.prismaObject('Execution', {
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    action: t.relation('action'),
+    handler: t.exposeString('handler'),
+    kind: t.expose('kind', { type: HandlerKindEnum }),
+    attempt: t.exposeInt('attempt'),
+    status: t.exposeString('status'),
+    startedAt: t.expose('startedAt', { type: 'DateTime' }),
+    finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
+    error: t.exposeString('error', { nullable: true }),
+    externalRef: t.exposeString('externalRef', { nullable: true }),
+  }),
+});
+
+builder.prismaObject('Receipt', {
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    action: t.relation('action'),
+    receiptNumber: t.exposeString('receiptNumber'),
+    provider: t.exposeString('provider'),
+    handler: t.exposeString('handler'),
+    externalRef: t.exposeString('externalRef', { nullable: true }),
+    data: t.expose('data', { type: 'JSON' }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+  }),
+});
+
+builder.prismaObject('Rollback', {
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    status: t.exposeString('status'),
+    reason: t.exposeString('reason'),
+    handler: t.exposeString('handler', { nullable: true }),
+    error: t.exposeString('error', { nullable: true }),
+    requestedBy: t.exposeString('requestedById'),
+    startedAt: t.expose('startedAt', { type: 'DateTime' }),
+    finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
+  }),
+});
+
+export const Action = builder.prismaObject('Action', {
+  description: 'A real-world action proposed by an agent.',
+  // Every field of an action is guarded: a parent reached through another type (an audit
+  // entry, a receipt) is shown only to callers who may read the action itself.
+  authScopes: (action, ctx) => ctx.principal !== null && canRead(ctx.principal, action),
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    type: t.exposeString('type'),
+    status: t.expose('status', { type: ActionStatusEnum }),
+    payload: t.expose('payload', { type: 'JSON' }),
+    priority: t.exposeInt('priority'),
+    userId: t.exposeID('userId'),
+    spaceId: t.exposeID('spaceId'),
+    requestedBy: t.exposeID('requestedById', { description: 'The principal (API key holder) that proposed it.' }),
+    requiresApproval: t.exposeBoolean('requiresApproval'),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    scheduledFor: t.expose('scheduledFor', { type: 'DateTime', nullable: true }),
+    approvalExpiresAt: t.expose('approvalExpiresAt', { type: 'DateTime', nullable: true }),
+    decidedAt: t.expose('decidedAt', { type: 'DateTime', nullable: true }),
+    decidedBy: t.exposeString('decidedBy', { nullable: true }),
+    attempts: t.exposeInt('attempts'),
+    result: t.expose('result', { type: 'JSON', nullable: true }),
+    error: t.exposeString('error', { nullable: true }),
+    executions: t.relation('executions', { query: { orderBy: { startedAt: 'asc' } } }),
+    receipts: t.relation('receipts', { query: { orderBy: { createdAt: 'asc' } } }),
+    statusUpdates: t.relation('statusUpdates', { query: { orderBy: { seq: 'asc' } } }),
+    rollbacks: t.relation('rollbacks', { query: { orderBy: { startedAt: 'asc' } } }),
+    auditLog: t.relation('auditEntries', {
+      description: 'The audit entries of this action, oldest first (analysts and admins).',
+      authScopes: { readsAudit: true },
+      query: { orderBy: { id: 'asc' } },
+    }),
+  }),
+});
+
+const ActionFilter = builder.inputType('ActionFilter', {
+  fields: (t) => ({
+    status: t.field({ type: [ActionStatusEnum], required: false }),
+    type: t.stringList({ required: false }),
+    userId: t.id({ required: false }),
+  }),
+});
+
+/** The actions a principal may list: its space, and for agents and approvers their user's only. */
+export function visibleActions(p: Principal): Prisma.ActionWhereInput {
+  return p.role === 'AGENT' || p.role === 'APPROVER' ? { spaceId: p.spaceId, userId: p.userId ?? '' } : { spaceId: p.spaceId };
+}
+
+builder.queryFields((t) => ({
+  action: t.prismaField({
+    type: 'Action',
+    nullable: true,
+    description: 'One action by id; null when there is none the caller may see.',
+    authScopes: { authenticated: true },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (query, _root, { id }, ctx) => {
+      const action = await ctx.app.db.action.findFirst({ ...query, where: { id: String(id), ...visibleActions(ctx.principal!) } });
+      return action ? assertReadable(ctx.principal!, action, String(id)) : null;
+    },
+  }),
+  actions: t.prismaConnection({
+    type: 'Action',
+    cursor: 'id',
+    description: 'Actions the caller may see, newest first.',
+    authScopes: { authenticated: true },
+    args: { filter: t.arg({ type: ActionFilter, required: false }) },
+    resolve: (query, _root, { filter }, ctx) =>
+      ctx.app.db.action.findMany({
+        ...query,
+        where: {
+          AND: [
+            visibleActions(ctx.principal!),
+            filter?.status?.length ? { status: { in: filter.status } } : {},
+            filter?.type?.length ? { type: { in: filter.type } } : {},
+            filter?.userId ? { userId: String(filter.userId) } : {},
+          ],
+        },
+        orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+      }),
+  }, { name: 'ActionConnection' }, { name: 'ActionEdge' }),
+}));

@@ -1,0 +1,164 @@
+import type { SafetyRule as SafetyRuleRow } from '../generated/prisma/client.js';
+import { appendAuditEntry } from '../engine/audit.js';
+import { InvalidInputError, NotFoundError } from '../engine/errors.js';
+import { canReadUser } from '../engine/policy.js';
+import { effectiveRules, ruleKey } from '../engine/safety.js';
+import { builder } from './builder.js';
+import { asPayload, UserError, type UserErrorShape } from './user-error.js';
+
+const SafetyRuleKindEnum = builder.enumType('SafetyRuleKind', {
+  values: ['BLOCKED', 'REQUIRES_APPROVAL', 'REQUIRES_KYC', 'RATE_LIMIT'] as const,
+});
+
+const SafetyRule = builder.prismaObject('SafetyRule', {
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    ruleKey: t.exposeString('ruleKey'),
+    actionType: t.exposeString('actionType'),
+    kind: t.expose('kind', { type: SafetyRuleKindEnum }),
+    limit: t.exposeInt('limit', { nullable: true }),
+    windowSeconds: t.exposeInt('windowSeconds', { nullable: true }),
+    enabled: t.exposeBoolean('enabled'),
+    description: t.exposeString('description', { nullable: true }),
+    spaceId: t.exposeID('spaceId', { nullable: true, description: 'Null for a rule of every space (a default).' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+  }),
+});
+
+const RateLimitStatus = builder
+  .objectRef<{ rule: string; current: number; limit: number; windowSeconds: number; resetsAt: Date }>('RateLimitStatus')
+  .implement({
+    fields: (t) => ({
+      rule: t.exposeString('rule', { description: 'The rule\'s ruleKey.' }),
+      current: t.exposeInt('current'),
+      limit: t.exposeInt('limit'),
+      windowSeconds: t.exposeInt('windowSeconds'),
+      resetsAt: t.expose('resetsAt', { type: 'DateTime', description: 'When the oldest counted action leaves the window.' }),
+    }),
+  });
+
+const ActionTypeInfo = builder
+  .objectRef<{ type: string; description: string; payloadSchema: unknown; handlers: string[]; reversible: boolean }>('ActionTypeInfo')
+  .implement({
+    fields: (t) => ({
+      type: t.exposeString('type'),
+      description: t.exposeString('description'),
+      payloadSchema: t.expose('payloadSchema', { type: 'JSON', description: 'JSON Schema (2020-12) of the payload.' }),
+      handlers: t.exposeStringList('handlers', { description: 'The handler chain, in the order tried.' }),
+      reversible: t.exposeBoolean('reversible'),
+    }),
+  });
+
+const SafetyRuleInput = builder.inputType('SafetyRuleInput', {
+  fields: (t) => ({
+    actionType: t.string({ required: true }),
+    kind: t.field({ type: SafetyRuleKindEnum, required: true }),
+    limit: t.int({ required: false, description: 'RATE_LIMIT: actions per window, per user.' }),
+    windowSeconds: t.int({ required: false, description: 'RATE_LIMIT: the window.' }),
+    enabled: t.boolean({ required: false, description: 'Default true; false switches a default rule off for this space.' }),
+    description: t.string({ required: false }),
+  }),
+});
+
+const SafetyRulePayload = builder.objectRef<{ rule: SafetyRuleRow | null; errors: UserErrorShape[] }>('SafetyRulePayload').implement({
+  fields: (t) => ({
+    rule: t.field({ type: SafetyRule, nullable: true, resolve: (p) => p.rule }),
+    errors: t.field({ type: [UserError], resolve: (p) => p.errors }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  safetyRules: t.prismaField({
+    type: ['SafetyRule'],
+    description: 'The rules in force in the caller\'s space (defaults, and the space\'s own, which override them).',
+    authScopes: { authenticated: true },
+    args: { type: t.arg.string({ required: false }) },
+    resolve: (query, _root, { type }, ctx) =>
+      ctx.app.db.safetyRule.findMany({
+        ...query,
+        where: { OR: [{ spaceId: null }, { spaceId: ctx.principal!.spaceId }], ...(type ? { actionType: type } : {}) },
+        orderBy: [{ actionType: 'asc' }, { ruleKey: 'asc' }],
+      }),
+  }),
+  rateLimits: t.field({
+    type: [RateLimitStatus],
+    description: 'Current use of every rate limit on one user and action type.',
+    authScopes: { authenticated: true },
+    args: { userId: t.arg.id({ required: true }), type: t.arg.string({ required: true }) },
+    resolve: async (_root, { userId, type }, ctx) => {
+      const p = ctx.principal!;
+      const user = await ctx.app.db.user.findFirst({ where: { id: String(userId), spaceId: p.spaceId }, select: { id: true, spaceId: true } });
+      if (!user || !canReadUser(p, user)) throw new NotFoundError(`no user with id ${userId}`, ['userId']);
+      ctx.app.engine.types.get(type);
+      const rules = effectiveRules(
+        await ctx.app.db.safetyRule.findMany({ where: { actionType: type, kind: 'RATE_LIMIT', OR: [{ spaceId: null }, { spaceId: p.spaceId }] } }),
+        type,
+        p.spaceId,
+      ).filter((r) => r.limit && r.windowSeconds);
+      const windows = rules.map((r) => ({ limit: r.limit!, windowSeconds: r.windowSeconds! }));
+      const statuses = await ctx.app.engine.rateLimiter.status({ spaceId: p.spaceId, userId: user.id, type }, windows);
+      return statuses.map((s, i) => ({ ...s, rule: rules[i]!.ruleKey }));
+    },
+  }),
+  actionTypes: t.field({
+    type: [ActionTypeInfo],
+    description: 'The action types an agent may propose, with the JSON Schema of each payload.',
+    authScopes: { authenticated: true },
+    resolve: (_root, _args, ctx) =>
+      ctx.app.engine.types.list().map((d) => ({
+        type: d.type,
+        description: d.description,
+        payloadSchema: ctx.app.engine.types.jsonSchema(d.type),
+        // Execution (handlers and their chains) is not built yet.
+        handlers: [],
+        reversible: d.reversible,
+      })),
+  }),
+}));
+
+builder.mutationFields((t) => ({
+  upsertSafetyRule: t.field({
+    type: SafetyRulePayload,
+    description: "Create or change a rule for the admin's space; a rule in the same slot as a default overrides it there.",
+    authScopes: { admin: true },
+    args: { input: t.arg({ type: SafetyRuleInput, required: true }) },
+    resolve: (_root, { input }, ctx) =>
+      asPayload<{ rule: SafetyRuleRow | null }>(async () => {
+        const p = ctx.principal!;
+        ctx.app.engine.types.get(input.actionType);
+        const isRate = input.kind === 'RATE_LIMIT';
+        if (isRate && (!input.limit || input.limit < 0 || !input.windowSeconds || input.windowSeconds < 1)) {
+          throw new InvalidInputError('a RATE_LIMIT rule needs limit ≥ 0 and windowSeconds ≥ 1', [
+            'input',
+            !input.windowSeconds || input.windowSeconds < 1 ? 'windowSeconds' : 'limit',
+          ]);
+        }
+        if (!isRate && (input.limit != null || input.windowSeconds != null)) {
+          throw new InvalidInputError(`limit and windowSeconds apply to RATE_LIMIT rules only, not ${input.kind}`, ['input', 'limit']);
+        }
+        const fields = {
+          spaceId: p.spaceId,
+          actionType: input.actionType,
+          kind: input.kind,
+          limit: isRate ? input.limit! : null,
+          windowSeconds: isRate ? input.windowSeconds! : null,
+          enabled: input.enabled ?? true,
+          description: input.description ?? null,
+        };
+        const key = ruleKey(fields);
+        const rule = await ctx.app.db.$transaction(async (tx) => {
+          const saved = await tx.safetyRule.upsert({ where: { ruleKey: key }, create: { ruleKey: key, ...fields }, update: fields });
+          await appendAuditEntry(tx, {
+            event: 'safety_rule.upserted',
+            actor: p.id,
+            ip: ctx.ip,
+            userAgent: ctx.userAgent,
+            spaceId: p.spaceId,
+            data: { ruleKey: key, actionType: fields.actionType, kind: fields.kind, limit: fields.limit, windowSeconds: fields.windowSeconds, enabled: fields.enabled },
+          });
+          return saved;
+        });
+        return { rule };
+      }, { rule: null }),
+  }),
+}));
