@@ -10,6 +10,7 @@ import { openDatabase } from '../db/open-database.js';
 import { createPrismaClient } from '../db/prisma-client.js';
 import { ApiKeyInputError, createApiKey } from '../engine/api-keys.js';
 import { verifyAuditChain } from '../engine/audit.js';
+import type { PrismaClient } from '../generated/prisma/client.js';
 import { createLogger, type Logger } from '../logger.js';
 import { createApiServer } from '../server.js';
 
@@ -31,6 +32,7 @@ function setup(logsTo: 'stdout' | 'stderr' = 'stdout'): { config: Config; logger
 async function runApi(mode: 'start' | 'serve'): Promise<void> {
   const { config, logger } = setup();
   const app = await createApp(config, logger, { migrate: mode === 'start' });
+  if (app.database.migrated) await printBootstrapKey(app.db);
   const server = createApiServer(app);
   const port = await server.listen();
   logger.info({ url: `http://${config.host}:${port}/graphql`, mode }, 'Action Engine listening (GraphiQL and graphql-ws on /graphql)');
@@ -52,6 +54,19 @@ async function runApi(mode: 'start' | 'serve'): Promise<void> {
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
+}
+
+/**
+ * First start on an empty database: there is nobody who could create keys through the API, so
+ * make an admin key for a space named "default" and show it once (spec §9).
+ */
+async function printBootstrapKey(db: PrismaClient): Promise<void> {
+  if ((await db.principal.count()) > 0) return;
+  const created = await createApiKey(db, { role: 'ADMIN', space: 'default', name: 'bootstrap admin', actor: 'system:bootstrap' });
+  process.stderr.write(
+    `\nNo API keys yet: created an admin key for space "default". It is shown this once; keep it:\n\n  ${created.key}\n\n` +
+      'Create more with: npx action-engine keys create --role agent --space default --user <name> [--email <address>]\n\n',
+  );
 }
 
 async function withDatabase<T>(fn: (ctx: { config: Config; logger: Logger; target: Awaited<ReturnType<typeof openDatabase>> }) => Promise<T>): Promise<T> {
@@ -117,6 +132,7 @@ keys
           user: opts.user,
           email: opts.email,
           name: opts.name,
+          actor: 'system:cli',
         });
         console.error(`created ${opts.role} key for space "${opts.space}"${opts.user ? `, user "${opts.user}"` : ''} (principal ${created.principalId}); it is shown once:`);
         console.log(created.key);

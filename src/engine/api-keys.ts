@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import type { Role } from '../generated/prisma/enums.js';
+import { appendAuditEntry } from './audit.js';
 
 /** The prefix every key starts with, so a leaked key is recognisable by secret scanners. */
 export const API_KEY_PREFIX = 'ae_';
@@ -15,6 +16,8 @@ export interface CreateApiKeyInput {
   email?: string | undefined;
   /** A label for the principal (defaults to `<role>:<user or space>`). */
   name?: string | undefined;
+  /** Who creates it, for the audit trail (default `system`). */
+  actor?: string;
 }
 
 export interface CreatedApiKey {
@@ -70,14 +73,21 @@ export async function createApiKey(db: PrismaClient, input: CreateApiKeyInput): 
           update: input.email !== undefined ? { email: input.email } : {},
         })
       : null;
+    const prefix = key.slice(0, 10);
     const principal = await tx.principal.create({
       data: {
         spaceId: space.id,
         role: input.role,
         userId: user?.id ?? null,
         name: input.name ?? `${input.role.toLowerCase()}:${input.user ?? input.space}`,
-        apiKeys: { create: { prefix: key.slice(0, 10), keyHash: hashApiKey(key) } },
+        apiKeys: { create: { prefix, keyHash: hashApiKey(key) } },
       },
+    });
+    await appendAuditEntry(tx, {
+      event: 'api_key.created',
+      actor: input.actor ?? 'system',
+      spaceId: space.id,
+      data: { principalId: principal.id, role: input.role, prefix },
     });
     return { key, principalId: principal.id, spaceId: space.id, userId: user?.id ?? null };
   });

@@ -30,6 +30,8 @@ export interface ServiceProcess {
   url: string;
   /** Every JSON log line so far. */
   logs: Array<Record<string, unknown>>;
+  /** What it wrote to stderr so far. */
+  stderr(): string;
   /** Sends a signal and waits for the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -69,6 +71,7 @@ export function startService(args: string[], env: Record<string, string>, timeou
             child,
             url: new URL(entry.url).origin,
             logs,
+            stderr: () => stderr,
             async stop(signal = 'SIGTERM') {
               if (child.exitCode === null) child.kill(signal);
               return exited;

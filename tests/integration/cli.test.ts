@@ -21,7 +21,7 @@ afterAll(async () => {
 });
 
 describe('action-engine start', () => {
-  it('with no DATABASE_URL runs on the embedded database, migrated, ready, and stops cleanly on SIGTERM', async () => {
+  it('with no DATABASE_URL runs on the embedded database, migrated, ready, prints a working bootstrap admin key, and stops cleanly on SIGTERM', async () => {
     const service = await startService(['start'], baseEnv());
     let code: number | null = null;
     try {
@@ -33,6 +33,14 @@ describe('action-engine start', () => {
       expect(await graphiql.text()).toMatch(/graphiql/i);
       expect(service.logs.some((l) => String(l.msg).includes('embedded PostgreSQL'))).toBe(true);
       expect(await readdir(path.join(dataDir, 'pglite'))).not.toHaveLength(0);
+      const key = /\b(ae_[A-Za-z0-9_-]{43})\b/.exec(service.stderr())?.[1];
+      expect(key, service.stderr()).toBeDefined();
+      const me = await fetch(`${service.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+        body: JSON.stringify({ query: '{ me { role } }' }),
+      });
+      expect(await me.json()).toEqual({ data: { me: { role: 'ADMIN' } } });
     } finally {
       code = await service.stop('SIGTERM');
     }

@@ -1,7 +1,11 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expireOverdueApprovals } from '../../src/engine/approvals.js';
+import { Redis } from 'ioredis';
 import { createApiKey } from '../../src/engine/api-keys.js';
+import { createAction } from '../../src/engine/create-action.js';
+import { createRateLimiter } from '../../src/engine/rate-limiter.js';
+import { closedPort } from '../helpers/ports.js';
 import { graphql } from '../generated/gql.js';
 import { approvalToken, readOutbox } from '../helpers/outbox.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -280,6 +284,25 @@ describe('rate limits', () => {
       [3600, 50, 50],
       [86400, 50, 500],
     ]);
+  });
+});
+
+describe('failing closed', () => {
+  it('refuses with SAFETY_UNAVAILABLE and records nothing when the rate-limit counters cannot be reached', async () => {
+    const port = await closedPort();
+    const deadRedis = new Redis(`redis://127.0.0.1:${port}`, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false });
+    deadRedis.on('error', () => {});
+    try {
+      const engine = { ...t.app.engine, rateLimiter: createRateLimiter(deadRedis, { prefix: 'unreachable', timeoutMs: 500 }) };
+      const principal = await t.app.auth.authenticate(`Bearer ${keys.agent}`);
+      const before = await t.app.db.action.count();
+      await expect(createAction(engine, principal!, { id: principal!.id }, { type: 'send_email', payload: payloads.send_email })).rejects.toMatchObject({
+        code: 'SAFETY_UNAVAILABLE',
+      });
+      expect(await t.app.db.action.count()).toBe(before);
+    } finally {
+      deadRedis.disconnect();
+    }
   });
 });
 
