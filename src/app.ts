@@ -8,11 +8,18 @@ import type { PrismaClient } from './generated/prisma/client.js';
 import type { Logger } from './logger.js';
 import { createMailer, type Mailer } from './mail/mailer.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { ActionTypeRegistry, BUILT_IN_ACTION_TYPES } from './engine/action-types.js';
+import { ActionTypeRegistry, BUILT_IN_ACTION_TYPES, type ActionTypeDefinition } from './engine/action-types.js';
+import { builtInHandlers } from './handlers/index.js';
+import { NOOP_ACTION_TYPE } from './handlers/noop.js';
+import { HandlerRegistry } from './handlers/registry.js';
+import type { ActionHandler, HandlerServices } from './handlers/types.js';
 import { expireOverdueApprovals } from './engine/approvals.js';
 import type { EngineDeps } from './engine/deps.js';
 import { createAuthenticator, type Authenticator } from './engine/identity.js';
 import { createRateLimiter } from './engine/rate-limiter.js';
+import { createActionQueue } from './engine/queue.js';
+import { createStatusPublisher } from './engine/status-publisher.js';
+import { RedisPubSub } from 'graphql-redis-subscriptions';
 
 /** Whether the database is usable: reachable and migrated. */
 export interface DatabaseState {
@@ -41,8 +48,14 @@ export interface App {
   mailer: Mailer;
   metrics: Metrics;
   database: DatabaseState;
+  /** Status events across processes (graphql-redis-subscriptions over `publisher`/`subscriber`). */
+  pubsub: RedisPubSub;
   /** What the engine's systems run on. */
   engine: EngineDeps;
+  /** The handler modules, by type and chain order. */
+  handlers: HandlerRegistry;
+  /** What handlers may use (worker executions and API-side rollbacks). */
+  handlerServices: HandlerServices;
   auth: Authenticator;
   close(): Promise<void>;
 }
@@ -52,6 +65,10 @@ export interface CreateAppOptions {
   migrate: boolean;
   /** Run the sweep that moves overdue approvals to EXPIRED (API processes do; default true). */
   sweepExpiredApprovals?: boolean;
+  /** Handler modules besides the built-in ones (tests register failing or slow handlers here). */
+  extraHandlers?: ActionHandler[];
+  /** Action types besides the built-in ones, for those handlers. */
+  extraActionTypes?: ActionTypeDefinition[];
 }
 
 const MIGRATION_RETRY_MAX_MS = 30_000;
@@ -129,12 +146,26 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       database.migrated = true;
     }
 
+    const pubsub = new RedisPubSub({ publisher, subscriber });
+    const queue = createActionQueue({
+      connection: redisOptionsFromUrl(config.redisUrl),
+      prefix: config.redisPrefix,
+      backoffMs: config.retryBackoffMs,
+      clock: () => new Date(),
+    });
+    closers.push(() => queue.close());
     const engine: EngineDeps = {
+      queue,
+      statusPublisher: createStatusPublisher(pubsub, config.redisPrefix, logger),
       db,
       rateLimiter: createRateLimiter(redis, { prefix: config.redisPrefix }),
       mailer,
       logger,
-      types: new ActionTypeRegistry(BUILT_IN_ACTION_TYPES),
+      types: new ActionTypeRegistry([
+        ...BUILT_IN_ACTION_TYPES,
+        ...(config.enableNoopHandler ? [NOOP_ACTION_TYPE] : []),
+        ...(options.extraActionTypes ?? []),
+      ]),
       config,
       clock: () => new Date(),
     };
@@ -155,6 +186,9 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       logger,
       db,
       engine,
+      handlerServices: { db, mailer, fetch: globalThis.fetch, filesRoot: config.filesRoot, clock: () => new Date(), logger },
+      handlers: new HandlerRegistry([...builtInHandlers({ noop: config.enableNoopHandler }), ...(options.extraHandlers ?? [])]),
+      pubsub,
       auth: createAuthenticator(db),
       redis,
       publisher,

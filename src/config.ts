@@ -27,6 +27,9 @@ const envSchema = z.object({
   OUTBOX_DIR: z.string().min(1).optional(),
   FILES_ROOT: z.string().min(1).optional(),
   WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(5),
+  RETRY_BACKOFF_MS: z.coerce.number().int().min(1).max(600_000).default(1000),
+  RECONCILE_SECONDS: z.coerce.number().positive().max(3600).default(30),
+  ENABLE_NOOP_HANDLER: booleanish.default(false),
   APPROVAL_TTL_HOURS: z.coerce.number().positive().max(24 * 30).default(24),
   EXPIRY_SWEEP_SECONDS: z.coerce.number().positive().max(3600).default(15),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -52,6 +55,12 @@ export interface Config {
   outboxDir: string;
   filesRoot: string;
   workerConcurrency: number;
+  /** First retry delay of a failed execution attempt; doubles per attempt. */
+  retryBackoffMs: number;
+  /** How often the worker re-queues APPROVED actions that have no job. */
+  reconcileSeconds: number;
+  /** Registers the `noop` action type and handler (benchmarks, tests). */
+  enableNoopHandler: boolean;
   approvalTtlSeconds: number;
   /** How often overdue approvals are moved to EXPIRED. */
   expirySweepSeconds: number;
@@ -99,6 +108,9 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     outboxDir: path.resolve(cwd, e.OUTBOX_DIR ?? path.join(dataDir, 'outbox')),
     filesRoot: path.resolve(cwd, e.FILES_ROOT ?? path.join(dataDir, 'files')),
     workerConcurrency: e.WORKER_CONCURRENCY,
+    retryBackoffMs: e.RETRY_BACKOFF_MS,
+    reconcileSeconds: e.RECONCILE_SECONDS,
+    enableNoopHandler: e.ENABLE_NOOP_HANDLER,
     approvalTtlSeconds: Math.round(e.APPROVAL_TTL_HOURS * 3600),
     expirySweepSeconds: e.EXPIRY_SWEEP_SECONDS,
     logLevel: e.LOG_LEVEL,

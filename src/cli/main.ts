@@ -13,6 +13,7 @@ import { verifyAuditChain } from '../engine/audit.js';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import { createLogger, type Logger } from '../logger.js';
 import { createApiServer } from '../server.js';
+import { startWorker } from '../worker.js';
 
 const ROLES = ['agent', 'approver', 'operator', 'analyst', 'admin'] as const;
 
@@ -29,21 +30,27 @@ function setup(logsTo: 'stdout' | 'stderr' = 'stdout'): { config: Config; logger
   return { config, logger: createLogger({ level: config.logLevel }, pino.destination(logsTo === 'stdout' ? 1 : 2)) };
 }
 
-async function runApi(mode: 'start' | 'serve'): Promise<void> {
+async function runService(mode: 'start' | 'serve' | 'worker'): Promise<void> {
   const { config, logger } = setup();
-  const app = await createApp(config, logger, { migrate: mode === 'start' });
-  if (app.database.migrated) await printBootstrapKey(app.db);
-  const server = createApiServer(app);
-  const port = await server.listen();
-  logger.info({ url: `http://${config.host}:${port}/graphql`, mode }, 'Action Engine listening (GraphiQL and graphql-ws on /graphql)');
+  const app = await createApp(config, logger, { migrate: mode === 'start', sweepExpiredApprovals: mode !== 'worker' });
+  const worker = mode === 'serve' ? null : startWorker(app);
+  let server: ReturnType<typeof createApiServer> | null = null;
+  if (mode === 'worker') {
+    logger.info({ concurrency: config.workerConcurrency }, 'Action Engine worker running');
+  } else {
+    if (app.database.migrated) await printBootstrapKey(app.db);
+    server = createApiServer(app);
+    const port = await server.listen();
+    logger.info({ url: `http://${config.host}:${port}/graphql`, mode }, 'Action Engine listening (GraphiQL and graphql-ws on /graphql)');
+  }
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'shutting down: no new connections, finishing in-flight requests');
+    logger.info({ signal }, 'shutting down: no new connections or jobs, finishing what is in flight');
     try {
-      await server.close();
+      await Promise.all([server?.close(), worker?.close()]);
       await app.close();
       logger.info('stopped');
       process.exit(0);
@@ -86,20 +93,17 @@ const program = new Command('action-engine')
 program
   .command('start')
   .description('API and worker in one process, migrating the database first (what npm start runs)')
-  .action(() => runApi('start'));
+  .action(() => runService('start'));
 
 program
   .command('serve')
   .description('API only (GraphQL, graphql-ws, approval pages, health, metrics); run `migrate` first')
-  .action(() => runApi('serve'));
+  .action(() => runService('serve'));
 
 program
   .command('worker')
-  .description('execution worker (not available yet)')
-  .action(() => {
-    console.error('action-engine worker: execution (the BullMQ worker and handlers) is not built yet; it lands with issue #4.');
-    process.exit(2);
-  });
+  .description('execution worker only (BullMQ); any number of them can share one Redis and one Postgres')
+  .action(() => runService('worker'));
 
 program
   .command('migrate')

@@ -13,7 +13,8 @@ import {
   verifyCode,
   type TokenState,
 } from './approval-tokens.js';
-import type { Actor, EngineDeps } from './deps.js';
+import { inTransaction, type Actor, type EngineDeps } from './deps.js';
+import type { StatusEventSink } from './status-event.js';
 import { ForbiddenError, InvalidTransitionError } from './errors.js';
 import { assertReadable, canCancel, canDecide } from './policy.js';
 import { addStatusMessage, transition } from './transitions.js';
@@ -40,13 +41,14 @@ export interface PendingApprovalMail {
 export async function issueApprovalRequest(
   deps: EngineDeps,
   tx: Prisma.TransactionClient,
+  events: StatusEventSink,
   action: Action,
   user: { email: string | null; handle: string },
 ): Promise<PendingApprovalMail | null> {
   const expiresAt = action.approvalExpiresAt ?? new Date(deps.clock().getTime() + deps.config.approvalTtlSeconds * 1000);
   const audit = { actor: 'system', spaceId: action.spaceId, actionId: action.id };
   if (!user.email) {
-    await addStatusMessage(tx, action, 'No email address is known for this user: approve or reject through the API');
+    await addStatusMessage(tx, events, action, 'No email address is known for this user: approve or reject through the API');
     await appendAuditEntry(tx, { ...audit, event: 'approval.requested', data: { expiresAt: expiresAt.toISOString(), recipient: null } });
     return null;
   }
@@ -102,8 +104,8 @@ export async function sendApprovalRequest(deps: EngineDeps, mail: PendingApprova
     }
   } catch (error) {
     deps.logger.error({ err: error, actionId: mail.action.id }, 'approval email could not be sent');
-    await deps.db.$transaction((tx) =>
-      addStatusMessage(tx, mail.action, 'The approval email could not be sent: approve or reject through the API'),
+    await inTransaction(deps, (tx, events) =>
+      addStatusMessage(tx, events, mail.action, 'The approval email could not be sent: approve or reject through the API'),
     );
   }
 }
@@ -114,6 +116,7 @@ export type Decision = 'approve' | 'reject';
 async function applyDecision(
   deps: EngineDeps,
   tx: Prisma.TransactionClient,
+  events: StatusEventSink,
   action: Pick<Action, 'id' | 'spaceId'>,
   decision: Decision,
   text: string | null,
@@ -121,7 +124,7 @@ async function applyDecision(
 ): Promise<Action> {
   const now = deps.clock();
   const common = { actor: actor.id, ip: actor.ip ?? null, userAgent: actor.userAgent ?? null, spaceId: action.spaceId, actionId: action.id };
-  const updated = await transition(tx, {
+  const updated = await transition(tx, events, {
     actionId: action.id,
     from: 'PENDING',
     to: decision === 'approve' ? 'APPROVED' : 'REJECTED',
@@ -164,7 +167,7 @@ export async function decideAction(
         : "only an approver acting for this action's user can decide it",
     );
   }
-  return deps.db.$transaction((tx) => applyDecision(deps, tx, action, decision, cleanText(text), actor));
+  return inTransaction(deps, (tx, events) => applyDecision(deps, tx, events, action, decision, cleanText(text), actor));
 }
 
 /** cancelAction: PENDING or APPROVED → CANCELLED. */
@@ -177,8 +180,8 @@ export async function cancelAction(deps: EngineDeps, principal: Principal, actor
   if (!canCancel(principal, action)) throw new ForbiddenError('only the requesting agent, the user\'s approvers or an admin can cancel an action');
   const why = cleanText(reason);
   const from = action.status === 'APPROVED' ? 'APPROVED' : 'PENDING';
-  return deps.db.$transaction(async (tx) => {
-    const updated = await transition(tx, {
+  return inTransaction(deps, async (tx, events) => {
+    const updated = await transition(tx, events, {
       actionId: id,
       from,
       to: 'CANCELLED',
@@ -252,13 +255,13 @@ export async function decideByLink(
   }
   const actor: Actor = { id: `email-link:${row.id}`, ip: client.ip, userAgent: client.userAgent };
   try {
-    const action = await deps.db.$transaction(async (tx) => {
+    const action = await inTransaction(deps, async (tx, events) => {
       const used = await tx.approvalToken.updateMany({
         where: { id: row.id, usedAt: null, voidedAt: null },
         data: { usedAt: deps.clock() },
       });
       if (used.count !== 1) throw new LinkUsedError();
-      return applyDecision(deps, tx, row.action, form.decision, cleanText(form.reason), actor);
+      return applyDecision(deps, tx, events, row.action, form.decision, cleanText(form.reason), actor);
     });
     return { ok: true, action, decision: form.decision };
   } catch (error) {
@@ -285,8 +288,8 @@ export async function expireOverdueApprovals(deps: EngineDeps, batch = 100): Pro
   let expired = 0;
   for (const action of overdue) {
     try {
-      await deps.db.$transaction(async (tx) => {
-        await transition(tx, {
+      await inTransaction(deps, async (tx, events) => {
+        await transition(tx, events, {
           actionId: action.id,
           from: 'PENDING',
           to: 'EXPIRED',

@@ -18,10 +18,12 @@ export interface AuditEventData {
   /** `expiresAt` is the approval deadline that passed. */
   'action.expired': { expiresAt: string };
   'action.queued': { priority: number; scheduledFor: string | null };
-  'execution.started': { attempt: number; handler: string; executionId: string };
+  /** `chain`: the handlers to be tried, in order. */
+  'execution.started': { attempt: number; chain: string[] };
   'execution.attempt_failed': { attempt: number; handler: string; error: string; permanent: boolean };
   'execution.completed': { attempt: number; handler: string; receiptNumber: string | null; externalRef: string | null };
   'execution.failed': { attempts: number; error: string };
+  'manual_task.completed': { taskId: string };
   'rollback.succeeded': { rollbackId: string; handler: string | null; reason: string };
   'rollback.failed': { rollbackId: string; handler: string | null; reason: string; error: string };
   'safety_rule.upserted': {

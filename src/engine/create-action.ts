@@ -5,7 +5,8 @@ import { Prisma } from '../generated/prisma/client.js';
 import { appendAuditEntry } from './audit.js';
 import { issueApprovalRequest, sendApprovalRequest, type PendingApprovalMail } from './approvals.js';
 import { canonicalJson, payloadHash } from './approval-tokens.js';
-import type { Actor, EngineDeps } from './deps.js';
+import { inTransaction, type Actor, type EngineDeps } from './deps.js';
+import { queuedAudit, statusEvent } from './transitions.js';
 import {
   BlockedError,
   EngineError,
@@ -86,7 +87,7 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
   let mail: PendingApprovalMail | null = null;
   let action: Action;
   try {
-    action = await deps.db.$transaction(async (tx) => {
+    action = await inTransaction(deps, async (tx, events) => {
       const created = await tx.action.create({
         data: {
           id: actionId,
@@ -107,7 +108,10 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
           createdAt: now,
         },
       });
-      await tx.statusUpdate.create({ data: { actionId, seq: 1, status, message: firstMessage(status, refusal, verdict), createdAt: now } });
+      const first = await tx.statusUpdate.create({
+        data: { actionId, seq: 1, status, message: firstMessage(status, refusal, verdict), createdAt: now },
+      });
+      events.push(statusEvent(created, first));
       const common = { actor: actor.id, ip: actor.ip ?? null, userAgent: actor.userAgent ?? null, spaceId: principal.spaceId, actionId };
       await appendAuditEntry(tx, {
         ...common,
@@ -118,7 +122,11 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
         const { rule, kind, reason } = verdict.refusal;
         await appendAuditEntry(tx, { ...common, event: 'action.blocked', data: { rule, kind, reason } });
       }
-      if (status === 'PENDING') mail = await issueApprovalRequest(deps, tx, created, user);
+      if (status === 'PENDING') mail = await issueApprovalRequest(deps, tx, events, created, user);
+      if (status === 'APPROVED') {
+        events.enqueue.push(created);
+        await appendAuditEntry(tx, queuedAudit(created));
+      }
       if (idempotencyKey) {
         await tx.idempotencyRecord.create({ data: { principalId: principal.id, key: idempotencyKey, requestHash, actionId } });
       }

@@ -1,9 +1,11 @@
 import type { Config } from '../config.js';
-import type { PrismaClient } from '../generated/prisma/client.js';
+import type { Prisma, PrismaClient } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
 import type { Mailer } from '../mail/mailer.js';
 import type { ActionTypeRegistry } from './action-types.js';
 import type { RateLimiter } from './rate-limiter.js';
+import type { ActionQueue } from './queue.js';
+import { TxEffects, type StatusPublisher } from './status-event.js';
 
 /** What the engine's systems run on; built once by the composition root. */
 export interface EngineDeps {
@@ -14,6 +16,40 @@ export interface EngineDeps {
   types: ActionTypeRegistry;
   config: Pick<Config, 'baseUrl' | 'approvalTtlSeconds'>;
   clock: () => Date;
+  /** Where committed status updates go (live subscriptions). */
+  statusPublisher: StatusPublisher;
+  /** The execution queue. */
+  queue: ActionQueue;
+}
+
+/**
+ * Runs `fn` in one database transaction and publishes the status events it collected once
+ * the transaction has committed (never before: a subscriber must not see an update that was
+ * rolled back).
+ */
+export async function inTransaction<T>(
+  deps: Pick<EngineDeps, 'db' | 'statusPublisher' | 'queue' | 'logger'>,
+  fn: (tx: Prisma.TransactionClient, effects: TxEffects) => Promise<T>,
+): Promise<T> {
+  const effects = new TxEffects();
+  const result = await deps.db.$transaction((tx) => fn(tx, effects));
+  await applyEffects(deps, effects);
+  return result;
+}
+
+async function applyEffects(deps: Pick<EngineDeps, 'statusPublisher' | 'queue' | 'logger'>, effects: TxEffects): Promise<void> {
+  for (const action of effects.enqueue) {
+    try {
+      await deps.queue.enqueue(action);
+    } catch (error) {
+      // Committed as APPROVED but not queued: the reconciler finds it and queues it.
+      deps.logger.error({ err: error, actionId: action.id }, 'could not enqueue an approved action; the reconciler will retry');
+    }
+  }
+  for (const id of effects.dequeue) {
+    await deps.queue.remove(id).catch((error: unknown) => deps.logger.warn({ err: error, actionId: id }, 'could not remove a cancelled job'));
+  }
+  if (effects.events.length) await deps.statusPublisher.publish(effects.events);
 }
 
 /** Who did something, for the audit trail. */

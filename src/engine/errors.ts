@@ -13,6 +13,7 @@ export type UserErrorCode =
   | 'NOT_FOUND'
   | 'SAFETY_UNAVAILABLE'
   | 'IDEMPOTENCY_CONFLICT'
+  | 'NOT_REVERSIBLE'
   | 'INVALID_INPUT';
 
 export abstract class EngineError extends Error {

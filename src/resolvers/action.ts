@@ -94,7 +94,8 @@ export const Action = builder.prismaObject('Action', {
   }),
 });
 
-const ActionFilter = builder.inputType('ActionFilter', {
+/** Narrows `actions` and `actionEvents` by status, type and user. */
+export const ActionFilter = builder.inputType('ActionFilter', {
   fields: (t) => ({
     status: t.field({ type: [ActionStatusEnum], required: false }),
     type: t.stringList({ required: false }),

@@ -6,6 +6,8 @@ import './action-mutations.js';
 import './audit.js';
 import './safety.js';
 import './users.js';
+import './execution.js';
+import './subscriptions.js';
 
 let schema: GraphQLSchema | undefined;
 

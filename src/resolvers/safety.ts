@@ -3,6 +3,7 @@ import { appendAuditEntry } from '../engine/audit.js';
 import { InvalidInputError, NotFoundError } from '../engine/errors.js';
 import { canReadUser } from '../engine/policy.js';
 import { effectiveRules, ruleKey } from '../engine/safety.js';
+import { describeChain } from '../handlers/index.js';
 import { builder } from './builder.js';
 import { asPayload, UserError, type UserErrorShape } from './user-error.js';
 
@@ -109,8 +110,7 @@ builder.queryFields((t) => ({
         type: d.type,
         description: d.description,
         payloadSchema: ctx.app.engine.types.jsonSchema(d.type),
-        // Execution (handlers and their chains) is not built yet.
-        handlers: [],
+        handlers: describeChain(ctx.app.handlers, d.type),
         reversible: d.reversible,
       })),
   }),

@@ -5,7 +5,8 @@ import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print, type ExecutionResult } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { createApp, type App } from '../../src/app.js';
+import { createApp, type App, type CreateAppOptions } from '../../src/app.js';
+import { startWorker, type ActionWorker, type WorkerOptions } from '../../src/worker.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { createApiServer, type ApiServer } from '../../src/server.js';
@@ -16,6 +17,8 @@ import { deleteRedisPrefix, testRedisUrl, uniqueRedisPrefix } from './redis.js';
 export interface TestServer {
   app: App;
   server: ApiServer;
+  /** The in-process worker, when asked for. */
+  worker: ActionWorker | null;
   /** e.g. http://127.0.0.1:40123 */
   url: string;
   /** ws://127.0.0.1:40123/graphql */
@@ -36,12 +39,21 @@ export interface TestServerOptions {
   env?: Record<string, string>;
   /** Skip creating a database: env.DATABASE_URL must then say where it is. */
   database?: 'fresh' | 'from-env';
+  /**
+   * Share this Redis prefix (another test server's) to act as a second process of the same
+   * deployment; the keys are then left for that server to delete.
+   */
+  redisPrefix?: string;
+  /** Options for createApp (extra handlers and action types). */
+  app?: Pick<CreateAppOptions, 'extraHandlers' | 'extraActionTypes'>;
+  /** Also run an execution worker in this process. */
+  worker?: boolean | WorkerOptions;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
   const database = options.database === 'from-env' ? null : await createTestDatabase();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'ae-test-'));
-  const redisPrefix = uniqueRedisPrefix();
+  const redisPrefix = options.redisPrefix ?? uniqueRedisPrefix();
   const config = loadConfig({
     PORT: '0',
     DATA_DIR: dataDir,
@@ -57,7 +69,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const clients: Client[] = [];
   let app: App | undefined;
   try {
-    app = await createApp(config, logger, { migrate: false });
+    app = await createApp(config, logger, { migrate: false, ...options.app });
+    const worker = options.worker ? startWorker(app, options.worker === true ? {} : options.worker) : null;
     const server = createApiServer(app);
     const port = await server.listen(0, '127.0.0.1');
     const url = `http://127.0.0.1:${port}`;
@@ -66,6 +79,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     return {
       app: started,
       server,
+      worker,
       url,
       wsUrl,
       async graphql(document, variables, opts) {
@@ -94,10 +108,11 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       },
       async close() {
         await Promise.all(clients.map((c) => c.dispose()));
+        await worker?.close();
         await server.close();
         await started.close();
         await database?.drop();
-        await deleteRedisPrefix(redisPrefix);
+        if (!options.redisPrefix) await deleteRedisPrefix(redisPrefix);
         await rm(dataDir, { recursive: true, force: true });
       },
     };

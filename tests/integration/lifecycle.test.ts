@@ -421,7 +421,7 @@ describe('audit log', () => {
     expect(page1.pageInfo.hasNextPage).toBe(true);
     const page2 = (await t.graphql(AuditLog, { actionId: id, first: 10, after: page1.pageInfo.endCursor }, { apiKey: keys.analyst })).data!
       .auditLog;
-    expect(page2.edges.map((e) => e.node.event)).toEqual(['action.approved']);
+    expect(page2.edges.map((e) => e.node.event)).toEqual(['action.approved', 'action.queued']);
     const approverId = (await t.graphql(Me, undefined, { apiKey: keys.approver })).data!.me.principalId;
     expect(page2.edges[0]!.node.actor).toBe(approverId);
     const filtered = (await t.graphql(AuditLog, { filter: { event: ['action.approved'], actor: approverId }, first: 50 }, { apiKey: keys.analyst }))

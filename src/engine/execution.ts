@@ -1,0 +1,229 @@
+import { UnrecoverableError, type Job } from 'bullmq';
+import type { Action, HandlerConfig, Prisma } from '../generated/prisma/client.js';
+import type { HandlerRegistry } from '../handlers/registry.js';
+import {
+  PermanentHandlerError,
+  type ActionHandler,
+  type HandlerAction,
+  type HandlerResult,
+  type HandlerServices,
+} from '../handlers/types.js';
+import { appendAuditEntry } from './audit.js';
+import { inTransaction, type EngineDeps } from './deps.js';
+import { MAX_ATTEMPTS, type ActionJobData } from './queue.js';
+import { newReceiptNumber } from './receipts.js';
+import type { TxEffects } from './status-event.js';
+import { addStatusMessage, transition } from './transitions.js';
+
+/** What the worker needs beyond the engine: the handlers and what they may use. */
+export interface ExecutionDeps extends EngineDeps {
+  handlers: HandlerRegistry;
+  services: HandlerServices;
+}
+
+const KIND_LABEL: Record<ActionHandler['kind'], string> = {
+  api: 'integration',
+  webhook: 'webhook',
+  email: 'email route',
+  manual: 'operator',
+};
+
+function handlerAction(action: Action): HandlerAction {
+  return {
+    id: action.id,
+    spaceId: action.spaceId,
+    userId: action.userId,
+    type: action.type,
+    payload: action.payload as Record<string, unknown>,
+    priority: action.priority,
+  };
+}
+
+/** The provider an action names (an order's `provider`), else `*`. */
+function providerOf(action: Action): string {
+  const provider = (action.payload as Record<string, unknown>)?.provider;
+  return typeof provider === 'string' ? provider : '*';
+}
+
+async function loadConfigs(deps: ExecutionDeps, action: Action): Promise<Map<string, HandlerConfig>> {
+  const provider = providerOf(action);
+  const rows = await deps.db.handlerConfig.findMany({
+    where: { enabled: true, provider: { in: [provider, '*'] }, OR: [{ spaceId: null }, { spaceId: action.spaceId }] },
+  });
+  // Most specific wins: the space's own over the global one, the named provider over `*`.
+  const rank = (c: HandlerConfig) => (c.spaceId ? 2 : 0) + (c.provider === provider ? 1 : 0);
+  const best = new Map<string, HandlerConfig>();
+  for (const row of rows) {
+    const current = best.get(row.handler);
+    if (!current || rank(row) > rank(current)) best.set(row.handler, row);
+  }
+  return best;
+}
+
+/**
+ * Runs one queue job: moves the action to EXECUTING, tries its handler chain in order
+ * (api → webhook → email → manual), records every attempt as an execution, and ends in
+ * COMPLETED with a receipt, in a retry (retryable error, up to 3 attempts), in FAILED
+ * (permanent errors all along the chain, or retries exhausted), or waiting for an operator.
+ */
+export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobData>): Promise<void> {
+  const attempt = job.attemptsMade + 1;
+  const maxAttempts = job.opts.attempts ?? MAX_ATTEMPTS;
+  let action = await deps.db.action.findUnique({ where: { id: job.data.actionId } });
+  if (!action) return;
+
+  const chain = deps.handlers.chainFor(action.type);
+  if (action.status === 'APPROVED') {
+    if (action.scheduledFor && action.scheduledFor.getTime() > deps.clock().getTime() + 50) {
+      // Queued without its delay (e.g. by the reconciler): come back at the scheduled time.
+      throw new Error(`scheduled for ${action.scheduledFor.toISOString()}; not yet`);
+    }
+    action = await inTransaction(deps, (tx, effects) =>
+      transition(tx, effects, {
+        actionId: action!.id,
+        from: 'APPROVED',
+        to: 'EXECUTING',
+        message: 'Executing',
+        data: { attempts: attempt },
+        audit: { event: 'execution.started', actor: 'system', spaceId: action!.spaceId, actionId: action!.id, data: { attempt, chain: chain.map((h) => h.name) } },
+      }),
+    );
+  } else if (action.status === 'EXECUTING') {
+    // A retry, or a job recovered from a worker that died: unless an operator has the task.
+    const waiting = await deps.db.manualTask.count({ where: { actionId: action.id, status: 'OPEN' } });
+    if (waiting) return;
+    await deps.db.action.update({ where: { id: action.id }, data: { attempts: attempt } });
+  } else {
+    // Cancelled (or otherwise decided) after it was queued: nothing to do.
+    return;
+  }
+
+  const configs = await loadConfigs(deps, action);
+  const subject = handlerAction(action);
+  const errors: string[] = [];
+  for (const [index, handler] of chain.entries()) {
+    const config = configs.get(handler.name) ?? null;
+    const next = chain[index + 1];
+    if (!handler.isConfigured(subject, config)) {
+      await message(deps, action, `No ${KIND_LABEL[handler.kind]} configured for ${providerOf(action)} (${handler.name})${next ? `, trying ${next.name}…` : ''}`);
+      continue;
+    }
+    const execution = await deps.db.execution.create({
+      data: { actionId: action.id, attempt, handler: handler.name, kind: handler.kind.toUpperCase() as never, status: 'RUNNING' },
+    });
+    let result: HandlerResult;
+    try {
+      handler.validate?.(subject);
+      result = await handler.execute({
+        action: subject,
+        idempotencyKey: `action:${action.id}`,
+        attempt,
+        executionId: execution.id,
+        config,
+        services: deps.services,
+        progress: (text) => message(deps, action!, text),
+      });
+    } catch (error) {
+      const permanent = error instanceof PermanentHandlerError;
+      const text = error instanceof Error ? error.message : String(error);
+      errors.push(`${handler.name}: ${text}`);
+      const last = !permanent && attempt >= maxAttempts;
+      await inTransaction(deps, async (tx, effects) => {
+        await tx.execution.update({
+          where: { id: execution.id },
+          data: { status: 'FAILED', finishedAt: deps.clock(), error: text, permanent },
+        });
+        await appendAuditEntry(tx, {
+          event: 'execution.attempt_failed',
+          actor: 'system',
+          spaceId: action!.spaceId,
+          actionId: action!.id,
+          data: { attempt, handler: handler.name, error: text, permanent },
+        });
+        if (last) {
+          await fail(tx, effects, action!, `Failed after ${attempt} attempts: ${text}`, attempt);
+        } else {
+          await addStatusMessage(
+            tx,
+            effects,
+            action!,
+            permanent
+              ? `${handler.name} cannot do this: ${text}${next ? `; trying ${next.name}…` : ''}`
+              : `Attempt ${attempt} of ${maxAttempts} failed: ${text}; retrying`,
+          );
+        }
+      });
+      if (permanent) continue;
+      if (last) throw new UnrecoverableError(text);
+      throw error;
+    }
+    await finish(deps, action, execution.id, handler, attempt, result);
+    return;
+  }
+  const reason = chain.length ? `no handler could carry it out (${errors.join('; ') || 'none configured'})` : `no handler serves ${action.type}`;
+  await inTransaction(deps, (tx, effects) => fail(tx, effects, action!, `Failed: ${reason}`, attempt));
+  throw new UnrecoverableError(reason);
+}
+
+async function message(deps: ExecutionDeps, action: Action, text: string) {
+  await inTransaction(deps, (tx, effects) => addStatusMessage(tx, effects, action, text));
+}
+
+async function fail(tx: Prisma.TransactionClient, effects: TxEffects, action: Action, text: string, attempts: number) {
+  await transition(tx, effects, {
+    actionId: action.id,
+    from: 'EXECUTING',
+    to: 'FAILED',
+    message: text,
+    data: { error: text, attempts },
+    audit: { event: 'execution.failed', actor: 'system', spaceId: action.spaceId, actionId: action.id, data: { attempts, error: text } },
+  });
+}
+
+async function finish(deps: ExecutionDeps, action: Action, executionId: string, handler: ActionHandler, attempt: number, result: HandlerResult) {
+  const now = deps.clock();
+  if (result.status === 'waiting') {
+    await inTransaction(deps, async (tx, effects) => {
+      await tx.execution.update({ where: { id: executionId }, data: { status: 'WAITING' } });
+      await addStatusMessage(tx, effects, action, result.message);
+    });
+    return;
+  }
+  await inTransaction(deps, async (tx, effects) => {
+    await tx.execution.update({
+      where: { id: executionId },
+      data: {
+        status: 'SUCCEEDED',
+        finishedAt: now,
+        externalRef: result.externalRef ?? null,
+        rollbackData: (result.rollbackData ?? undefined) as Prisma.InputJsonValue | undefined,
+      },
+    });
+    const receipt = await tx.receipt.create({
+      data: {
+        spaceId: action.spaceId,
+        actionId: action.id,
+        executionId,
+        receiptNumber: newReceiptNumber(now),
+        provider: result.provider,
+        handler: handler.name,
+        externalRef: result.externalRef ?? null,
+        data: result.data as Prisma.InputJsonValue,
+      },
+    });
+    await transition(tx, effects, {
+      actionId: action.id,
+      from: 'EXECUTING',
+      to: 'COMPLETED',
+      message: `Completed by ${handler.name} (receipt ${receipt.receiptNumber})`,
+      data: { result: result.data as Prisma.InputJsonValue, completedAt: now, error: null, attempts: attempt },
+      audit: {
+        event: 'execution.completed',
+        actor: 'system',
+        spaceId: action.spaceId,
+        actionId: action.id,
+        data: { attempt, handler: handler.name, receiptNumber: receipt.receiptNumber, externalRef: result.externalRef ?? null },
+      },
+    });
+  });
+}

@@ -1,0 +1,66 @@
+import { Queue, type JobsOptions, type RedisOptions } from 'bullmq';
+import type { Action } from '../generated/prisma/client.js';
+
+/** What a queued job carries: the action id, nothing else (the database is the truth). */
+export interface ActionJobData {
+  actionId: string;
+}
+
+export const ACTION_QUEUE_NAME = 'actions';
+/** Attempts per action for retryable failures (spec §6). */
+export const MAX_ATTEMPTS = 3;
+
+/** One job per action: enqueueing twice is harmless. (BullMQ refuses `:` in custom ids.) */
+export function jobIdFor(actionId: string): string {
+  return `action-${actionId}`;
+}
+
+/** Puts approved actions on the execution queue. */
+export interface ActionQueue {
+  enqueue(action: Pick<Action, 'id' | 'priority' | 'scheduledFor'>): Promise<void>;
+  /** Removes a job that has not started (after cancelAction). */
+  remove(actionId: string): Promise<void>;
+  /** The job's state, or null when there is none. */
+  state(actionId: string): Promise<string | null>;
+  readonly queue: Queue<ActionJobData>;
+  close(): Promise<void>;
+}
+
+export interface ActionQueueOptions {
+  connection: RedisOptions;
+  prefix: string;
+  /** First retry delay; doubles each attempt. */
+  backoffMs: number;
+  clock: () => Date;
+}
+
+export function createActionQueue(options: ActionQueueOptions): ActionQueue {
+  const queue = new Queue<ActionJobData>(ACTION_QUEUE_NAME, {
+    connection: options.connection,
+    prefix: `${options.prefix}:bull`,
+    defaultJobOptions: {
+      attempts: MAX_ATTEMPTS,
+      backoff: { type: 'exponential', delay: options.backoffMs },
+      removeOnComplete: { age: 24 * 3600, count: 10_000 },
+      removeOnFail: { age: 7 * 24 * 3600 },
+    },
+  });
+  return {
+    queue,
+    async enqueue(action) {
+      const delay = action.scheduledFor ? Math.max(0, action.scheduledFor.getTime() - options.clock().getTime()) : 0;
+      const opts: JobsOptions = { jobId: jobIdFor(action.id), priority: action.priority, delay };
+      await queue.add('execute', { actionId: action.id }, opts);
+    },
+    async remove(actionId) {
+      const job = await queue.getJob(jobIdFor(actionId));
+      // An active job cannot be removed; the worker sees the CANCELLED status and skips it.
+      if (job && !(await job.isActive())) await job.remove();
+    },
+    async state(actionId) {
+      const job = await queue.getJob(jobIdFor(actionId));
+      return job ? await job.getState() : null;
+    },
+    close: () => queue.close(),
+  };
+}

@@ -1,0 +1,86 @@
+import type { Principal } from '../context.js';
+import type { Action, Prisma } from '../generated/prisma/client.js';
+import type { HandlerRegistry } from '../handlers/registry.js';
+import type { HandlerServices } from '../handlers/types.js';
+import { appendAuditEntry } from './audit.js';
+import { inTransaction, type Actor, type EngineDeps } from './deps.js';
+import { EngineError, ForbiddenError, InvalidInputError, InvalidTransitionError } from './errors.js';
+import { assertReadable } from './policy.js';
+import { transition } from './transitions.js';
+
+/** The type, or the handler that completed the action, cannot undo it. */
+export class NotReversibleError extends EngineError {
+  readonly code = 'NOT_REVERSIBLE';
+}
+
+export interface RollbackDeps extends EngineDeps {
+  handlers: HandlerRegistry;
+  services: HandlerServices;
+}
+
+/**
+ * rollbackAction (spec §7): runs the completing handler's rollback with the data it saved at
+ * execution, inline, and records the attempt in the rollback history whether it succeeds or
+ * fails; on success the action moves COMPLETED → ROLLED_BACK. The user's approvers and the
+ * space's admins may; agents may not.
+ */
+export async function rollbackAction(deps: RollbackDeps, principal: Principal, actor: Actor, id: string, reason: string): Promise<Action> {
+  const action = assertReadable(principal, await deps.db.action.findUnique({ where: { id } }), id);
+  const allowed = principal.role === 'ADMIN' || (principal.role === 'APPROVER' && principal.userId === action.userId);
+  if (!allowed) throw new ForbiddenError("only the user's approvers and the space's admins can roll an action back");
+  const why = reason.trim().slice(0, 1000);
+  if (!why) throw new InvalidInputError('a reason is required', ['reason']);
+  if (!deps.types.get(action.type).reversible) {
+    throw new NotReversibleError(`${action.type} actions cannot be rolled back`);
+  }
+  if (action.status !== 'COMPLETED') {
+    throw new InvalidTransitionError(`only a COMPLETED action can be rolled back; this one is ${action.status}`);
+  }
+  const execution = await deps.db.execution.findFirst({
+    where: { actionId: id, status: 'SUCCEEDED' },
+    orderBy: { startedAt: 'desc' },
+  });
+  const handler = execution ? deps.handlers.get(execution.handler) : null;
+  if (!execution || !handler?.rollback) {
+    throw new NotReversibleError(`the ${execution?.handler ?? 'unknown'} handler that completed this action cannot undo it`);
+  }
+  const startedAt = deps.clock();
+  let error: string | null = null;
+  try {
+    await handler.rollback({
+      action: { id: action.id, spaceId: action.spaceId, userId: action.userId, type: action.type, payload: action.payload as Record<string, unknown>, priority: action.priority },
+      rollbackData: (execution.rollbackData ?? null) as Record<string, unknown> | null,
+      config: null,
+      services: deps.services,
+    });
+  } catch (e) {
+    error = e instanceof Error ? e.message : String(e);
+  }
+  const common = { actor: actor.id, ip: actor.ip ?? null, userAgent: actor.userAgent ?? null, spaceId: action.spaceId, actionId: id };
+  return inTransaction(deps, async (tx, effects) => {
+    const record = await tx.rollback.create({
+      data: {
+        actionId: id,
+        requestedById: actor.id,
+        reason: why,
+        handler: handler.name,
+        status: error ? 'FAILED' : 'SUCCEEDED',
+        error,
+        data: (execution.rollbackData ?? undefined) as Prisma.InputJsonValue | undefined,
+        startedAt,
+        finishedAt: deps.clock(),
+      },
+    });
+    if (error) {
+      await appendAuditEntry(tx, { ...common, event: 'rollback.failed', data: { rollbackId: record.id, handler: handler.name, reason: why, error } });
+      return tx.action.findUniqueOrThrow({ where: { id } });
+    }
+    return transition(tx, effects, {
+      actionId: id,
+      from: 'COMPLETED',
+      to: 'ROLLED_BACK',
+      message: `Rolled back: ${why}`,
+      audit: { ...common, event: 'rollback.succeeded', data: { rollbackId: record.id, handler: handler.name, reason: why } },
+    });
+  });
+}

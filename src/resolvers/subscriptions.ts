@@ -1,0 +1,223 @@
+import { GraphQLError } from 'graphql';
+import type { App } from '../app.js';
+import type { Principal } from '../context.js';
+import { canRead } from '../engine/policy.js';
+import type { StatusEvent } from '../engine/status-event.js';
+import { statusChannel } from '../engine/status-publisher.js';
+import { isTerminal, type ActionStatus } from '../engine/statuses.js';
+import { statusEvent } from '../engine/transitions.js';
+import { ActionFilter, ActionStatusEnum, visibleActions } from './action.js';
+import { builder } from './builder.js';
+
+/**
+ * The status events of one space as they arrive on Redis, buffered from the moment Redis has
+ * confirmed the subscription, so whatever is read from the database afterwards cannot miss one.
+ */
+interface SpaceFeed {
+  /** The next event, or null once the feed is closed. */
+  next(): Promise<StatusEvent | null>;
+  /** Releases the Redis subscription and ends a pending `next()`; safe to call twice. */
+  close(): void;
+}
+
+/** Subscribes to a space's status channel; resolves once Redis has acknowledged SUBSCRIBE. */
+async function openSpaceFeed(app: Pick<App, 'pubsub' | 'config'>, spaceId: string): Promise<SpaceFeed> {
+  const buffer: StatusEvent[] = [];
+  let waiting: ((event: StatusEvent | null) => void) | null = null;
+  let closed = false;
+  const subscriptionId = await app.pubsub.subscribe<unknown>(statusChannel(app.config.redisPrefix, spaceId), (message) => {
+    if (closed || !isStatusEvent(message)) return;
+    if (waiting) {
+      const wake = waiting;
+      waiting = null;
+      wake(message);
+    } else {
+      buffer.push(message);
+    }
+  });
+  return {
+    next() {
+      const buffered = buffer.shift();
+      if (buffered) return Promise.resolve(buffered);
+      if (closed) return Promise.resolve(null);
+      return new Promise((resolve) => {
+        waiting = resolve;
+      });
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      buffer.length = 0;
+      app.pubsub.unsubscribe(subscriptionId);
+      waiting?.(null);
+      waiting = null;
+    },
+  };
+}
+
+function isStatusEvent(message: unknown): message is StatusEvent {
+  const m = message as Partial<StatusEvent> | null;
+  return typeof m === 'object' && m !== null && typeof m.actionId === 'string' && typeof m.seq === 'number' && typeof m.status === 'string';
+}
+
+/**
+ * Wraps a generator reading from `feed` so that `return()` (client completes or disconnects)
+ * releases the Redis subscription at once. An async generator's own `return()` waits behind a
+ * pending `next()` — i.e. until the next event of the space — and never runs `finally` if the
+ * generator was not started yet.
+ */
+function closeWithFeed<T>(generator: AsyncGenerator<T>, feed: SpaceFeed): AsyncGenerator<T> {
+  return {
+    next: () => generator.next(),
+    return(value) {
+      feed.close();
+      return generator.return(value);
+    },
+    throw(error) {
+      feed.close();
+      return generator.throw(error);
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+}
+
+type ActionScopeRow = { id: string; spaceId: string; userId: string; type: string };
+
+/**
+ * The current state, then every later status update of one action in `seq` order, each once.
+ * Ends after a terminal status ({@link isTerminal}). COMPLETED is deliberately not terminal here:
+ * a completed action can still be ROLLED_BACK, and a client watching it must see that.
+ */
+async function* actionStatusStream(app: App, feed: SpaceFeed, action: ActionScopeRow, current: StatusEvent): AsyncGenerator<StatusEvent> {
+  try {
+    let last = current;
+    yield current;
+    if (isTerminal(current.status)) return;
+    for (let event = await feed.next(); event; event = await feed.next()) {
+      if (event.actionId !== action.id || event.seq <= last.seq) continue;
+      // Publishing happens after commit and may be lost or overtaken (another process, a failed
+      // PUBLISH); anything below this event's seq is already committed, so read what was skipped.
+      const missed =
+        event.seq > last.seq + 1
+          ? (
+              await app.db.statusUpdate.findMany({
+                where: { actionId: action.id, seq: { gt: last.seq, lt: event.seq } },
+                orderBy: { seq: 'asc' },
+              })
+            ).map((update) => statusEvent(action, update))
+          : [];
+      for (const next of [...missed, event]) {
+        yield next;
+        last = next;
+        if (isTerminal(next.status)) return;
+      }
+    }
+  } finally {
+    feed.close();
+  }
+}
+
+/** Every event on the feed that `principal` may read and `accept` lets through. */
+async function* visibleStatusStream(feed: SpaceFeed, principal: Principal, accept: (event: StatusEvent) => boolean): AsyncGenerator<StatusEvent> {
+  try {
+    for (let event = await feed.next(); event; event = await feed.next()) {
+      // requestedById plays no part in who may read an action.
+      if (canRead(principal, { ...event, requestedById: '' }) && accept(event)) yield event;
+    }
+  } finally {
+    feed.close();
+  }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function noSuchAction(id: string): GraphQLError {
+  return new GraphQLError(`no action with id ${id}`, { extensions: { code: 'NOT_FOUND', field: ['actionId'] } });
+}
+
+/** Spec §10 `ActionStatusEvent`, plus `seq` (the action's status sequence number). */
+export const ActionStatusEvent = builder.objectRef<StatusEvent>('ActionStatusEvent').implement({
+  description: 'One status update of an action: a change of status, or news without one.',
+  fields: (t) => ({
+    actionId: t.exposeID('actionId'),
+    status: t.expose('status', { type: ActionStatusEnum }),
+    message: t.exposeString('message', { nullable: true }),
+    timestamp: t.expose('timestamp', { type: 'DateTime' }),
+    seq: t.exposeInt('seq', { description: "Position in the action's history (StatusUpdate.seq); increases with every update." }),
+    action: t.prismaField({
+      type: 'Action',
+      description: 'The action as it is now (which may be ahead of this event).',
+      resolve: (query, event, _args, ctx) => ctx.app.db.action.findUniqueOrThrow({ ...query, where: { id: event.actionId } }),
+    }),
+  }),
+});
+
+builder.subscriptionType({});
+
+builder.subscriptionFields((t) => ({
+  actionStatus: t.field({
+    type: ActionStatusEvent,
+    description:
+      'The status of one action: first its current state, then every later update, in order; ends after a status the action never leaves (COMPLETED is not one: it may still be rolled back).',
+    authScopes: { authenticated: true },
+    args: { actionId: t.arg.id({ required: true }) },
+    subscribe: async (_root, args, ctx) => {
+      const principal = ctx.principal!;
+      const id = String(args.actionId);
+      if (!UUID.test(id)) throw noSuchAction(id);
+      // Subscribe first, read second: an update committed after the read is on the feed, one
+      // committed before it is in the read; duplicates are dropped by seq.
+      const feed = await openSpaceFeed(ctx.app, principal.spaceId);
+      try {
+        const action = await ctx.app.db.action.findFirst({
+          where: { id, ...visibleActions(principal) },
+          select: {
+            id: true,
+            spaceId: true,
+            userId: true,
+            requestedById: true,
+            type: true,
+            status: true,
+            statusSeq: true,
+            updatedAt: true,
+            statusUpdates: { orderBy: { seq: 'desc' }, take: 1 },
+          },
+        });
+        if (!action || !canRead(principal, action)) throw noSuchAction(id);
+        const latest = action.statusUpdates[0];
+        const current = statusEvent(
+          action,
+          latest ?? { seq: action.statusSeq, status: action.status, message: null, createdAt: action.updatedAt },
+        );
+        return closeWithFeed(actionStatusStream(ctx.app, feed, action, current), feed);
+      } catch (error) {
+        feed.close();
+        throw error;
+      }
+    },
+    resolve: (event) => event,
+  }),
+  actionEvents: t.field({
+    type: ActionStatusEvent,
+    description:
+      'Every status update, from now on, of the actions the caller may see (its space; for agents and approvers, their user\'s), narrowed by the filter.',
+    authScopes: { authenticated: true },
+    args: { filter: t.arg({ type: ActionFilter, required: false }) },
+    subscribe: async (_root, { filter }, ctx) => {
+      const principal = ctx.principal!;
+      const statuses = filter?.status?.length ? new Set<ActionStatus>(filter.status) : null;
+      const types = filter?.type?.length ? new Set(filter.type) : null;
+      const userId = filter?.userId != null ? String(filter.userId) : null;
+      const feed = await openSpaceFeed(ctx.app, principal.spaceId);
+      const stream = visibleStatusStream(
+        feed,
+        principal,
+        (event) => (!statuses || statuses.has(event.status)) && (!types || types.has(event.type)) && (!userId || event.userId === userId),
+      );
+      return closeWithFeed(stream, feed);
+    },
+    resolve: (event) => event,
+  }),
+}));
