@@ -92,7 +92,12 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
     // A retry, or a job recovered from a worker that died: unless an operator has the task.
     const waiting = await deps.db.manualTask.count({ where: { actionId: action.id, status: 'OPEN' } });
     if (waiting) return;
+    const orphaned = await deps.db.execution.updateMany({
+      where: { actionId: action.id, status: 'RUNNING' },
+      data: { status: 'FAILED', finishedAt: deps.clock(), error: 'the worker stopped during this attempt; the job was recovered' },
+    });
     await deps.db.action.update({ where: { id: action.id }, data: { attempts: attempt } });
+    if (orphaned.count) await message(deps, action, 'Resuming after a worker stopped mid-attempt');
   } else {
     // Cancelled (or otherwise decided) after it was queued: nothing to do.
     return;

@@ -36,9 +36,12 @@ export interface ServiceProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts the service and waits for its "listening" log line (PORT=0 picks a free port). */
-export function startService(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, [bin, ...args], {
+/**
+ * Starts the service and waits for its "listening" log line (PORT=0 picks a free port), or for
+ * a worker's "running" line. `script` runs another entry point (a test worker) instead of the CLI.
+ */
+export function startService(args: string[], env: Record<string, string>, timeoutMs = 60_000, script = bin): Promise<ServiceProcess> {
+  const child = spawn(process.execPath, [...(script === bin ? [] : ['--import', 'tsx']), script, ...args], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -65,11 +68,12 @@ export function startService(args: string[], env: Record<string, string>, timeou
           continue;
         }
         logs.push(entry);
-        if (typeof entry.url === 'string' && String(entry.msg).includes('listening')) {
+        const listening = typeof entry.url === 'string' && String(entry.msg).includes('listening');
+        if (listening || String(entry.msg).includes('worker running')) {
           clearTimeout(timer);
           resolve({
             child,
-            url: new URL(entry.url).origin,
+            url: listening ? new URL(entry.url as string).origin : '',
             logs,
             stderr: () => stderr,
             async stop(signal = 'SIGTERM') {

@@ -241,6 +241,37 @@ describe('execution', () => {
     expect(receipts.map((e) => e.node.receiptNumber)).toEqual([done.receipts[0]!.receiptNumber]);
   });
 
+  it('streams APPROVED, EXECUTING, COMPLETED in order to a graphql-ws subscriber, and COMPLETED first to one that joins after', async () => {
+    const id = await create('create_document', { title: 'Streamed', content: 'live' }, { scheduledFor: new Date(Date.now() + 1000).toISOString() });
+    const watch = (events: Array<{ status: string; seq: number }>) =>
+      new Promise<void>((resolve, reject) => {
+        const client = t.wsClient({ apiKey: agent });
+        const stop = client.subscribe<{ actionStatus: { status: string; seq: number } }>(
+          { query: `subscription { actionStatus(actionId: "${id}") { status seq } }` },
+          {
+            next: ({ data }) => {
+              if (!data) return;
+              events.push(data.actionStatus);
+              if (data.actionStatus.status === 'COMPLETED') {
+                stop();
+                resolve();
+              }
+            },
+            error: reject,
+            complete: resolve,
+          },
+        );
+      });
+    const live: Array<{ status: string; seq: number }> = [];
+    await watch(live);
+    const statuses = live.map((e) => e.status).filter((s, i, all) => s !== all[i - 1]);
+    expect(statuses).toEqual(['APPROVED', 'EXECUTING', 'COMPLETED']);
+    expect(live.map((e) => e.seq)).toEqual([...live.map((e) => e.seq)].sort((a, b) => a - b));
+    const late: Array<{ status: string; seq: number }> = [];
+    await watch(late);
+    expect(late[0]?.status).toBe('COMPLETED');
+  });
+
   it('hands an order with no integration to an operator, and completes it with the outcome on the receipt', async () => {
     const id = await create('order', { provider: 'downtown-cafe', items: [{ name: 'Latte', price: 5.5, quantity: 2 }] });
     expect((await t.graphql(ApproveIt, { id }, { apiKey: approver })).data!.approveAction.action?.status).toBe('APPROVED');

@@ -1,0 +1,47 @@
+// A worker process for the crash test: the real app and worker, plus one test handler with a
+// side effect that a repeat must not perform twice. Run with `node --import tsx`.
+import { existsSync } from 'node:fs';
+import { appendFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { createApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import type { ActionHandler } from '../../src/handlers/types.js';
+import { createLogger } from '../../src/logger.js';
+import { startWorker } from '../../src/worker.js';
+
+const effectsDir = process.env.TEST_EFFECTS_DIR!;
+
+/** Performs its effect once per idempotency key (a marker file), then takes `ms` to finish. */
+export const sideEffectHandler: ActionHandler = {
+  name: 'test.side-effect',
+  kind: 'api',
+  types: ['test_side_effect'],
+  isConfigured: () => true,
+  async execute(ctx) {
+    const marker = path.join(effectsDir, `${ctx.idempotencyKey.replace(/[^A-Za-z0-9-]/g, '_')}.done`);
+    if (!existsSync(marker)) {
+      await appendFile(path.join(effectsDir, 'effects.log'), `${ctx.action.id} pid=${process.pid}\n`);
+      await writeFile(marker, String(process.pid));
+    }
+    await sleep(Number(ctx.action.payload.ms ?? 0));
+    return { status: 'completed', provider: 'test', data: { pid: process.pid } };
+  },
+};
+
+const config = loadConfig(process.env);
+const logger = createLogger({ level: config.logLevel });
+const app = await createApp(config, logger, {
+  migrate: false,
+  sweepExpiredApprovals: false,
+  extraHandlers: [sideEffectHandler],
+  extraActionTypes: [
+    { type: 'test_side_effect', description: 'test', payload: z.strictObject({ ms: z.number().optional() }), reversible: false },
+  ],
+});
+const worker = startWorker(app, { lockDurationMs: 1500, stalledIntervalMs: 500 });
+logger.info({ pid: process.pid }, 'test worker running');
+process.once('SIGTERM', () => {
+  void worker.close().then(() => app.close()).then(() => process.exit(0));
+});

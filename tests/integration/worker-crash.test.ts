@@ -1,0 +1,92 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiKey } from '../../src/engine/api-keys.js';
+import { startService, type ServiceProcess } from '../helpers/cli.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+const workerScript = path.resolve(import.meta.dirname, '../helpers/worker-process.ts');
+
+let t: TestServer;
+let effectsDir: string;
+const workers: ServiceProcess[] = [];
+
+beforeAll(async () => {
+  t = await startTestServer({
+    app: {
+      extraActionTypes: [
+        { type: 'test_side_effect', description: 'test', payload: z.strictObject({ ms: z.number().optional() }), reversible: false },
+      ],
+    },
+  });
+  effectsDir = await mkdtemp(path.join(tmpdir(), 'ae-effects-'));
+});
+afterAll(async () => {
+  await Promise.all(workers.map((w) => w.stop('SIGKILL')));
+  await t?.close();
+  await rm(effectsDir, { recursive: true, force: true });
+});
+
+function startWorkerProcess() {
+  return startService(
+    [],
+    {
+      DATABASE_URL: t.app.config.databaseUrl!,
+      REDIS_URL: t.app.config.redisUrl,
+      REDIS_PREFIX: t.app.config.redisPrefix,
+      REDIS_AUTOSTART: 'false',
+      DATA_DIR: effectsDir,
+      TEST_EFFECTS_DIR: effectsDir,
+      LOG_LEVEL: 'info',
+    },
+    60_000,
+    workerScript,
+  );
+}
+
+async function effects(): Promise<string[]> {
+  try {
+    return (await readFile(path.join(effectsDir, 'effects.log'), 'utf8')).trim().split('\n').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+describe('a worker killed with SIGKILL while its handler runs', () => {
+  it('loses nothing: the job is recovered by another worker, the action completes, and the side effect happened once', async () => {
+    const first = await startWorkerProcess();
+    workers.push(first);
+    const { key } = await createApiKey(t.app.db, { role: 'AGENT', space: 'crash', user: 'frank' });
+    const res = await fetch(`${t.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: JSON.stringify({
+        query: 'mutation { createAction(input: { type: "test_side_effect", payload: { ms: 4000 } }) { action { id status } errors { code message } } }',
+      }),
+    });
+    const body = (await res.json()) as { data: { createAction: { action: { id: string; status: string } } } };
+    const id = body.data.createAction.action.id;
+
+    for (let i = 0; i < 200 && (await effects()).length === 0; i++) await sleep(50);
+    expect(await effects()).toHaveLength(1);
+    expect((await t.app.db.action.findUniqueOrThrow({ where: { id } })).status).toBe('EXECUTING');
+    expect(await first.stop('SIGKILL')).toBeNull();
+
+    const second = await startWorkerProcess();
+    workers.push(second);
+    let status = '';
+    for (let i = 0; i < 400 && status !== 'COMPLETED'; i++) {
+      status = (await t.app.db.action.findUniqueOrThrow({ where: { id } })).status;
+      if (status !== 'COMPLETED') await sleep(50);
+    }
+    expect(status).toBe('COMPLETED');
+    expect(await effects()).toHaveLength(1);
+    const executions = await t.app.db.execution.findMany({ where: { actionId: id }, orderBy: { startedAt: 'asc' } });
+    expect(executions.map((e) => e.status)).toEqual(['FAILED', 'SUCCEEDED']);
+    expect(executions[0]!.error).toMatch(/worker stopped/);
+    expect(await t.app.db.receipt.count({ where: { actionId: id } })).toBe(1);
+  }, 60_000);
+});
