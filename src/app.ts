@@ -7,7 +7,7 @@ import { openDatabase } from './db/open-database.js';
 import type { PrismaClient } from './generated/prisma/client.js';
 import type { Logger } from './logger.js';
 import { createMailer, type Mailer } from './mail/mailer.js';
-import { createMetrics, type Metrics } from './metrics.js';
+import { createMetrics, registerQueueDepth, type Metrics } from './metrics.js';
 import { ActionTypeRegistry, BUILT_IN_ACTION_TYPES, type ActionTypeDefinition } from './engine/action-types.js';
 import { builtInHandlers } from './handlers/index.js';
 import { NOOP_ACTION_TYPE } from './handlers/noop.js';
@@ -154,9 +154,17 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       clock: () => new Date(),
     });
     closers.push(() => queue.close());
+    const metrics = createMetrics();
+    registerQueueDepth(metrics, () => queue.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'failed'));
+    const statusEvents = createStatusPublisher(pubsub, config.redisPrefix, logger);
     const engine: EngineDeps = {
       queue,
-      statusPublisher: createStatusPublisher(pubsub, config.redisPrefix, logger),
+      statusPublisher: {
+        publish(events) {
+          for (const e of events) metrics.actionStatusChanges.inc({ type: e.type, status: e.status });
+          return statusEvents.publish(events);
+        },
+      },
       db,
       rateLimiter: createRateLimiter(redis, { prefix: config.redisPrefix }),
       mailer,
@@ -195,7 +203,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       subscriber,
       queueConnection: { ...redisOptionsFromUrl(config.redisUrl), maxRetriesPerRequest: null },
       mailer,
-      metrics: createMetrics(),
+      metrics,
       database,
       close: closeAll,
     };

@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Plugin } from 'graphql-yoga';
 import { getOperationAST, type DocumentNode } from 'graphql';
 
@@ -7,6 +7,21 @@ export interface Metrics {
   registry: Registry;
   graphqlOperations: Counter<'type' | 'name' | 'outcome'>;
   graphqlDuration: Histogram<'type' | 'name'>;
+  /** Status changes committed by this process, by action type and new status (outcomes: COMPLETED, FAILED, …). */
+  actionStatusChanges: Counter<'type' | 'status'>;
+}
+
+/** Queue depth by job state, read from BullMQ at scrape time. */
+export function registerQueueDepth(metrics: Metrics, counts: () => Promise<Record<string, number>>): void {
+  new Gauge({
+    name: 'action_engine_queue_jobs',
+    help: 'Execution queue jobs by state (waiting, prioritized, delayed, active, failed).',
+    labelNames: ['state'],
+    registers: [metrics.registry],
+    async collect() {
+      for (const [state, n] of Object.entries(await counts())) this.set({ state }, n);
+    },
+  });
 }
 
 /**
@@ -29,6 +44,12 @@ export function createMetrics(): Metrics {
       help: 'Time to execute a GraphQL query or mutation, or to set up a subscription.',
       labelNames: ['type', 'name'],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    actionStatusChanges: new Counter({
+      name: 'action_engine_action_status_changes_total',
+      help: 'Action status updates committed by this process, by action type and status.',
+      labelNames: ['type', 'status'],
       registers: [registry],
     }),
   };

@@ -38,7 +38,10 @@ async function runService(mode: 'start' | 'serve' | 'worker'): Promise<void> {
   if (mode === 'worker') {
     logger.info({ concurrency: config.workerConcurrency }, 'Action Engine worker running');
   } else {
-    if (app.database.migrated) await printBootstrapKey(app.db);
+    // The dev server (`start`) only: scaled-out `serve` processes are set up with `keys create`.
+    if (mode === 'start' && app.database.migrated) {
+      await printBootstrapKey(app.db).catch((error: unknown) => logger.warn({ err: error }, 'could not create the bootstrap admin key'));
+    }
     server = createApiServer(app);
     const port = await server.listen();
     logger.info({ url: `http://${config.host}:${port}/graphql`, mode }, 'Action Engine listening (GraphiQL and graphql-ws on /graphql)');

@@ -65,14 +65,18 @@ export async function createApiKey(db: PrismaClient, input: CreateApiKeyInput): 
 
   const key = `${API_KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
   return db.$transaction(async (tx) => {
-    const space = await tx.space.upsert({ where: { slug: input.space }, create: { slug: input.space }, update: {} });
-    const user = input.user
-      ? await tx.user.upsert({
-          where: { spaceId_handle: { spaceId: space.id, handle: input.user } },
-          create: { spaceId: space.id, handle: input.user, email: input.email ?? null },
-          update: input.email !== undefined ? { email: input.email } : {},
-        })
-      : null;
+    // INSERT … ON CONFLICT DO NOTHING, then read: safe when two commands create the same
+    // space or user at once (an upsert is a read then a write, and races).
+    await tx.space.createMany({ data: [{ slug: input.space }], skipDuplicates: true });
+    const space = await tx.space.findUniqueOrThrow({ where: { slug: input.space } });
+    let user = null;
+    if (input.user) {
+      await tx.user.createMany({ data: [{ spaceId: space.id, handle: input.user, email: input.email ?? null }], skipDuplicates: true });
+      user = await tx.user.findUniqueOrThrow({ where: { spaceId_handle: { spaceId: space.id, handle: input.user } } });
+      if (input.email !== undefined && user.email !== input.email) {
+        user = await tx.user.update({ where: { id: user.id }, data: { email: input.email } });
+      }
+    }
     const prefix = key.slice(0, 10);
     const principal = await tx.principal.create({
       data: {

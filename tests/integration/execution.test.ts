@@ -351,7 +351,7 @@ describe('scheduling', () => {
   });
 
   it('starts a higher-priority action queued later first when the worker is busy', async () => {
-    const busy = await create('test_slow', { note: 'busy', ms: 800 });
+    const busy = await create('test_slow', { note: 'busy', ms: 2500 });
     for (let i = 0; i < 100 && !started.some((s) => s.note === 'busy'); i++) await sleep(20);
     const low = await create('test_slow', { note: 'low' }, { priority: 9 });
     const high = await create('test_slow', { note: 'high' }, { priority: 1 });
@@ -367,6 +367,16 @@ describe('scheduling', () => {
     expect(await t.app.engine.queue.state(id)).toBe('delayed');
     expect((await t.graphql(CancelIt, { id }, { apiKey: agent })).data!.cancelAction.action?.status).toBe('CANCELLED');
     expect(await t.app.engine.queue.state(id)).toBeNull();
+  });
+});
+
+describe('metrics', () => {
+  it('exports action outcomes and queue depth on /metrics', async () => {
+    const text = await (await fetch(`${t.url}/metrics`)).text();
+    const completed = /^action_engine_action_status_changes_total\{type="create_document",status="COMPLETED"\} (\d+)/m.exec(text);
+    expect(Number(completed?.[1])).toBeGreaterThanOrEqual(1);
+    expect(text).toMatch(/^action_engine_queue_jobs\{state="waiting"\} \d+/m);
+    expect(text).toMatch(/^action_engine_queue_jobs\{state="delayed"\} \d+/m);
   });
 });
 

@@ -181,6 +181,17 @@ describe('identity', () => {
     expect(result.errors?.[0]?.message).toMatch(/authentication required/);
   });
 
+  it('creates keys for one new space and user from concurrent callers without a conflict', async () => {
+    const made = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        createApiKey(t.app.db, { role: i % 2 ? 'AGENT' : 'APPROVER', space: 'race-space', user: 'race-user', email: 'race@example.com' }),
+      ),
+    );
+    expect(new Set(made.map((m) => m.spaceId)).size).toBe(1);
+    expect(new Set(made.map((m) => m.userId)).size).toBe(1);
+    expect(await t.app.db.space.count({ where: { slug: 'race-space' } })).toBe(1);
+  });
+
   it('resolves the caller over graphql-ws from connectionParams', async () => {
     const client = t.wsClient({ apiKey: keys.agent });
     const result = await new Promise<{ data?: { me?: { role: string } } }>((resolve, reject) => {
