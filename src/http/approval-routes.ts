@@ -43,7 +43,10 @@ export async function handleApprovalRoute(app: App, req: IncomingMessage, res: S
   const token = decodeURIComponent(pathname.slice(PREFIX.length));
   if (req.method === 'GET' || req.method === 'HEAD') {
     const { state, row } = await inspectApprovalLink(app.engine, token);
-    if (state !== 'valid' || !row) return sendError(res, state === 'valid' ? 'unknown' : state), true;
+    if (state !== 'valid' || !row) {
+      sendError(res, state === 'valid' ? 'unknown' : state);
+      return true;
+    }
     send(
       res,
       200,
@@ -68,14 +71,19 @@ export async function handleApprovalRoute(app: App, req: IncomingMessage, res: S
     return true;
   }
   const body = await readBody(req, MAX_DECISION_FORM_BYTES);
-  if (body === null) return sendError(res, 'bad_request', 'The form is too large.'), true;
-  const form = parseDecisionForm(body);
-  if ('error' in form) return sendError(res, 'bad_request', form.error), true;
+  const form = body === null ? { error: 'The form is too large.' } : parseDecisionForm(body);
+  if ('error' in form) {
+    sendError(res, 'bad_request', form.error);
+    return true;
+  }
   const outcome = await decideByLink(app.engine, token, form, {
     ip: req.socket.remoteAddress ?? null,
     userAgent: req.headers['user-agent'] ?? null,
   });
-  if (!outcome.ok) return sendError(res, outcome.state), true;
+  if (!outcome.ok) {
+    sendError(res, outcome.state);
+    return true;
+  }
   send(
     res,
     200,

@@ -105,7 +105,9 @@ export const ActionFilter = builder.inputType('ActionFilter', {
 
 /** The actions a principal may list: its space, and for agents and approvers their user's only. */
 export function visibleActions(p: Principal): Prisma.ActionWhereInput {
-  return p.role === 'AGENT' || p.role === 'APPROVER' ? { spaceId: p.spaceId, userId: p.userId ?? '' } : { spaceId: p.spaceId };
+  if (p.role !== 'AGENT' && p.role !== 'APPROVER') return { spaceId: p.spaceId };
+  // An agent or approver without a user (not creatable, but be strict) sees nothing.
+  return p.userId ? { spaceId: p.spaceId, userId: p.userId } : { id: { in: [] } };
 }
 
 builder.queryFields((t) => ({

@@ -1,6 +1,7 @@
 import type { User as UserRow } from '../generated/prisma/client.js';
 import { appendAuditEntry } from '../engine/audit.js';
-import { NotFoundError } from '../engine/errors.js';
+import { ApiKeyInputError, createApiKey } from '../engine/api-keys.js';
+import { InvalidInputError, NotFoundError } from '../engine/errors.js';
 import { builder } from './builder.js';
 import { asPayload, UserError, type UserErrorShape } from './user-error.js';
 
@@ -57,7 +58,57 @@ builder.queryFields((t) => ({
   }),
 }));
 
+const ApiKeyInput = builder.inputType('ApiKeyInput', {
+  fields: (t) => ({
+    role: t.field({ type: RoleEnum, required: true }),
+    userHandle: t.string({ required: false, description: 'The user it acts for (created if new); required for agents and approvers.' }),
+    email: t.string({ required: false, description: "The user's email, where approval requests go." }),
+    name: t.string({ required: false }),
+  }),
+});
+
+const ApiKeyPayload = builder
+  .objectRef<{ key: string | null; principalId: string | null; userId: string | null; errors: UserErrorShape[] }>('ApiKeyPayload')
+  .implement({
+    fields: (t) => ({
+      key: t.exposeString('key', { nullable: true, description: 'The new key. Shown this once; only its hash is stored.' }),
+      principalId: t.exposeID('principalId', { nullable: true }),
+      userId: t.exposeID('userId', { nullable: true }),
+      errors: t.field({ type: [UserError], resolve: (p) => p.errors }),
+    }),
+  });
+
 builder.mutationFields((t) => ({
+  createApiKey: t.field({
+    type: ApiKeyPayload,
+    description: "Create an API key in the admin's own space (like `action-engine keys create`).",
+    authScopes: { admin: true },
+    args: { input: t.arg({ type: ApiKeyInput, required: true }) },
+    resolve: (_root, { input }, ctx) =>
+      asPayload<{ key: string | null; principalId: string | null; userId: string | null }>(async () => {
+        const p = ctx.principal!;
+        const space = await ctx.app.db.space.findUniqueOrThrow({ where: { id: p.spaceId }, select: { slug: true } });
+        try {
+          const created = await createApiKey(ctx.app.db, {
+            role: input.role,
+            space: space.slug,
+            user: input.userHandle ?? undefined,
+            email: input.email ?? undefined,
+            name: input.name ?? undefined,
+            actor: p.id,
+          });
+          return { key: created.key, principalId: created.principalId, userId: created.userId };
+        } catch (error) {
+          if (error instanceof ApiKeyInputError) {
+            throw new InvalidInputError(error.message.replace('--user', 'userHandle').replace('--email', 'email').replace('--space', 'space'), [
+              'input',
+              /--email/.test(error.message) ? 'email' : 'userHandle',
+            ]);
+          }
+          throw error;
+        }
+      }, { key: null, principalId: null, userId: null }),
+  }),
   setKycStatus: t.field({
     type: UserPayload,
     description: "Record a user's KYC status (admins).",

@@ -99,6 +99,20 @@ const RateLimits = graphql(`
   }
 `);
 
+const CreateKey = graphql(`
+  mutation CreateKey($input: ApiKeyInput!) {
+    createApiKey(input: $input) {
+      key
+      userId
+      errors {
+        code
+        message
+        field
+      }
+    }
+  }
+`);
+
 const SetKyc = graphql(`
   mutation SetKyc($userId: ID!) {
     setKycStatus(userId: $userId, status: VERIFIED) {
@@ -190,6 +204,19 @@ describe('identity', () => {
     expect(new Set(made.map((m) => m.spaceId)).size).toBe(1);
     expect(new Set(made.map((m) => m.userId)).size).toBe(1);
     expect(await t.app.db.space.count({ where: { slug: 'race-space' } })).toBe(1);
+  });
+
+  it('lets an admin create a working key in its own space, shown once, and refuses others', async () => {
+    const made = (await t.graphql(CreateKey, { input: { role: 'AGENT', userHandle: 'hank', email: 'hank@example.com' } }, { apiKey: keys.admin }))
+      .data!.createApiKey;
+    expect(made.errors).toEqual([]);
+    const me = (await t.graphql(Me, undefined, { apiKey: made.key! })).data!.me;
+    expect(me.role).toBe('AGENT');
+    expect(me.user?.id).toBe(made.userId);
+    const noUser = (await t.graphql(CreateKey, { input: { role: 'AGENT' } }, { apiKey: keys.admin })).data!.createApiKey;
+    expect(noUser.errors[0]).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'userHandle'] });
+    const denied = await t.graphql(CreateKey, { input: { role: 'ADMIN' } }, { apiKey: keys.approver });
+    expect(denied.errors?.[0]?.message).toMatch(/forbidden/);
   });
 
   it('resolves the caller over graphql-ws from connectionParams', async () => {
