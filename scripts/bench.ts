@@ -1,7 +1,7 @@
 /**
  * Benchmark of the whole path (spec §11), beside the bare ceiling of its parts, in one run.
  *
- *   npx tsx scripts/bench.ts [--actions 500] [--concurrency 20] [--worker-concurrency 5]
+ *   npx tsx scripts/bench.ts [--actions 500] [--concurrency 20] [--worker-concurrency 5] [--cpu-profile FILE]
  *
  * 1. Whole path: the API server and an execution worker in this process, one graphql-ws
  *    subscriber on `actionEvents`; N `createAction(type: "noop")` mutations over HTTP with C in
@@ -15,18 +15,21 @@
  *
  * Also reported, to say where the time goes: the path split by the status events the
  * subscriber sees, how busy the audit chain's advisory lock is (sampled from pg_locks and
- * pg_stat_activity), transactions per action, and this process's event-loop utilisation.
+ * pg_stat_activity), write transactions and WAL per action, and this process's event-loop
+ * utilisation; with --cpu-profile, a CPU profile of this process during the measured whole-path
+ * run is written to FILE (open it in Chrome DevTools) and summarised by package.
  *
  * Everything is on loopback: the local PostgreSQL (a fresh migrated database, dropped at the end;
  * TEST_DATABASE_URL overrides the server) and Redis (TEST_REDIS_URL, default
  * redis://127.0.0.1:6379; a unique key prefix, deleted at the end). Stops with an error after
  * 5 minutes. Prints figures only; it asserts nothing beyond exiting 1 when a check fails.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Session } from 'node:inspector/promises';
 import { parseArgs } from 'node:util';
 import { Queue, Worker, type JobsOptions, type RedisOptions } from 'bullmq';
 import { createClient, type Client } from 'graphql-ws';
@@ -46,6 +49,8 @@ const TIME_LIMIT_MS = 5 * 60_000;
 /** The audit chain's advisory lock (src/engine/audit.ts): keys (0x41450000, 1). */
 const AUDIT_LOCK = { classid: 0x41450000, objid: 1 };
 const SAMPLE_EVERY_MS = 10;
+/** Actions run one after another (each after the last has completed), for the unloaded latency. */
+const SOLO_ACTIONS = 20;
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
@@ -54,6 +59,7 @@ interface Options {
   actions: number;
   concurrency: number;
   workerConcurrency: number;
+  cpuProfile: string | null;
 }
 
 function parseOptions(): Options {
@@ -62,12 +68,13 @@ function parseOptions(): Options {
       actions: { type: 'string', default: '500' },
       concurrency: { type: 'string', default: '20' },
       'worker-concurrency': { type: 'string', default: '5' },
+      'cpu-profile': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
   });
   if (values.help) {
-    console.log('usage: npx tsx scripts/bench.ts [--actions 500] [--concurrency 20] [--worker-concurrency 5]');
+    console.log('usage: npx tsx scripts/bench.ts [--actions 500] [--concurrency 20] [--worker-concurrency 5] [--cpu-profile FILE]');
     process.exit(0);
   }
   const int = (name: string, raw: string, min: number, max: number) => {
@@ -80,6 +87,7 @@ function parseOptions(): Options {
     concurrency: int('concurrency', values.concurrency, 1, 200),
     // WORKER_CONCURRENCY's own bounds (src/config.ts).
     workerConcurrency: int('worker-concurrency', values['worker-concurrency'], 1, 100),
+    cpuProfile: values['cpu-profile'] ?? null,
   };
 }
 
@@ -140,6 +148,14 @@ async function pool(n: number, concurrency: number, task: (i: number) => Promise
   );
 }
 
+type Defer = (label: string, fn: () => Promise<unknown> | unknown) => void;
+
+/** `fn` the first time; later calls get the same promise (closing twice is then harmless). */
+function once<T>(fn: () => Promise<T>): () => Promise<T> {
+  let result: Promise<T> | undefined;
+  return () => (result ??= fn());
+}
+
 function redisOptions(url: string): RedisOptions {
   const u = new URL(url);
   return {
@@ -159,8 +175,11 @@ function assertLoopback(what: string, host: string): void {
 // ---------------------------------------------------------------------------------------------
 // Ceiling: Postgres commits
 
-async function postgresCeiling(db: TestDatabase, n: number, concurrency: number, options: { serialised: boolean }): Promise<Measurement> {
+async function postgresCeiling(db: TestDatabase, n: number, concurrency: number, options: { serialised: boolean }, defer: Defer): Promise<Measurement> {
   const client = new pg.Pool({ connectionString: db.url, max: concurrency, application_name: 'bench-ceiling' });
+  client.on('error', () => undefined); // an idle connection dropped (the database going at cleanup)
+  const end = once(() => client.end());
+  defer('Postgres ceiling pool', end);
   try {
     const table = options.serialised ? 'bench_scratch_locked' : 'bench_scratch';
     await client.query(`CREATE TABLE IF NOT EXISTS ${table} (id bigserial PRIMARY KEY, note text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`);
@@ -195,14 +214,14 @@ async function postgresCeiling(db: TestDatabase, n: number, concurrency: number,
       latency: stats(latencies),
     };
   } finally {
-    await client.end();
+    await end();
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Ceiling: BullMQ add + process
 
-async function bullmqCeiling(prefix: string, n: number, concurrency: number, workerConcurrency: number): Promise<Measurement> {
+async function bullmqCeiling(prefix: string, n: number, concurrency: number, workerConcurrency: number, defer: Defer): Promise<Measurement> {
   const connection = redisOptions(testRedisUrl);
   // The engine's job options (src/engine/queue.ts): custom id, priority, 3 attempts, retention.
   const queue = new Queue('ceiling', {
@@ -229,6 +248,11 @@ async function bullmqCeiling(prefix: string, n: number, concurrency: number, wor
     stalledInterval: 30_000,
     maxStalledCount: 2,
   });
+  const close = once(async () => {
+    await worker.close();
+    await queue.close();
+  });
+  defer('BullMQ ceiling', close);
   worker.on('completed', (job) => {
     const t = performance.now();
     const start = addedAt.get(job.id ?? '');
@@ -267,9 +291,57 @@ async function bullmqCeiling(prefix: string, n: number, concurrency: number, wor
     const seconds = (ended - started) / 1000;
     return { label: 'ceiling: BullMQ add→completed (no-op job)', throughput: n / seconds, seconds, latency: stats(latencies) };
   } finally {
-    await worker.close();
-    await queue.close();
+    await close();
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU profile of this process (optional)
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string };
+}
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples?: number[];
+  timeDeltas?: number[];
+}
+
+async function startProfiler(): Promise<() => Promise<CpuProfile>> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 500 });
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile } = await session.post('Profiler.stop');
+    session.disconnect();
+    return profile as CpuProfile;
+  };
+}
+
+/** Where a profile's samples fall, by package (node_modules), source folder, or V8 bucket. */
+function summariseProfile(profile: CpuProfile): Array<[string, number]> {
+  const where = new Map<number, string>();
+  for (const node of profile.nodes) {
+    const { url, functionName } = node.callFrame;
+    const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1];
+    const src = /\/(src|scripts|tests)\/(.*)$/.exec(url);
+    where.set(
+      node.id,
+      pkg ?? (src ? `${src[1]}/${src[2]!.split('/').slice(0, -1).join('/') || src[2]}` : url.startsWith('node:') ? `node:${url.slice(5).split('/')[0]}` : url ? 'other' : `(${functionName.replace(/[()]/g, '') || 'native'})`),
+    );
+  }
+  const time = new Map<string, number>();
+  let total = 0;
+  (profile.samples ?? []).forEach((id, i) => {
+    const dt = profile.timeDeltas?.[i] ?? 0;
+    const key = where.get(id) ?? '?';
+    time.set(key, (time.get(key) ?? 0) + dt);
+    total += dt;
+  });
+  return [...time.entries()].map(([k, v]) => [k, v / (total || 1)] as [string, number]).sort((a, b) => b[1] - a[1]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -292,7 +364,9 @@ interface LockSample {
 
 interface WholePathResult {
   measurement: Measurement;
-  phases: Array<[string, Stats]>;
+  solo: Measurement;
+  /** Each phase under load, and one at a time. */
+  phases: Array<[string, Stats, Stats]>;
   checks: Array<{ ok: boolean; text: string }>;
   auditPerAction: Stats;
   auditEvents: string;
@@ -302,6 +376,7 @@ interface WholePathResult {
   eventLoopUtilisation: number;
   cpuOfOneCore: number;
   dbPoolMax: number;
+  profile: Array<[string, number]> | null;
 }
 
 const CREATE_ACTION = `mutation($i: CreateActionInput!) {
@@ -314,7 +389,7 @@ async function wholePath(
   prefix: string,
   dataDir: string,
   opts: Options,
-  defer: (label: string, fn: () => Promise<unknown> | unknown) => void,
+  defer: Defer,
 ): Promise<WholePathResult> {
   const config = loadConfig({
     PORT: '0',
@@ -346,6 +421,7 @@ async function wholePath(
   const early = new Map<string, Array<[string, number]>>();
   let waitingFor = new Set<string>();
   let allDone: () => void = () => {};
+  const completedWaiters = new Map<string, () => void>();
   let subscriptionError: ((error: Error) => void) | null = null;
   const failed = new Promise<never>((_, reject) => {
     subscriptionError = reject;
@@ -362,6 +438,7 @@ async function wholePath(
     entry.eventCount += 1;
     if (entry.statuses.at(-1) !== status) entry.statuses.push(status);
     entry.events[status] ??= t;
+    if (status === 'COMPLETED') completedWaiters.get(id)?.();
     if (status === 'COMPLETED' && waitingFor.delete(id) && waitingFor.size === 0) allDone();
   };
   const client: Client = createClient({
@@ -449,6 +526,7 @@ async function wholePath(
 
   // --- measured run, with the audit lock sampled on the side
   const sampler = new pg.Client({ connectionString: db.url, application_name: 'bench-sampler' });
+  sampler.on('error', () => undefined);
   await sampler.connect();
   defer('sampler', () => sampler.end());
   const samples: LockSample[] = [];
@@ -472,14 +550,20 @@ async function wholePath(
     return rows[0]!;
   };
   const writesBefore = await writes();
+  // Never rejects: a failed sample (e.g. the sampler closed by an interrupted run) ends sampling.
   const sampled = (async () => {
-    while (sampling) {
-      const { rows } = await sampler.query<LockSample>(sampleQuery);
-      if (rows[0]) samples.push(rows[0]);
-      await sleep(SAMPLE_EVERY_MS);
+    try {
+      while (sampling) {
+        const { rows } = await sampler.query<LockSample>(sampleQuery);
+        if (rows[0]) samples.push(rows[0]);
+        await sleep(SAMPLE_EVERY_MS);
+      }
+    } catch {
+      sampling = false;
     }
   })();
 
+  const stopProfiler = opts.cpuProfile ? await startProfiler() : null;
   const elu0 = performance.eventLoopUtilization();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
@@ -490,6 +574,8 @@ async function wholePath(
     sampling = false;
     await sampled;
   }
+  const profile = stopProfiler ? await stopProfiler() : null;
+  if (profile && opts.cpuProfile) await writeFile(opts.cpuProfile, JSON.stringify(profile));
   const wall = performance.now() - t0;
   const elu = performance.eventLoopUtilization(elu0).utilization;
   const cpu = process.cpuUsage(cpu0);
@@ -501,7 +587,23 @@ async function wholePath(
   const { ids, started, ended } = measured;
   const entries = ids.map((id) => times.get(id)!);
   const seconds = (ended - started) / 1000;
-  const between = (a: string, b: string) => entries.map((e) => (e.events[b] ?? NaN) - (e.events[a] ?? NaN)).filter(Number.isFinite);
+  const at = (e: ActionTimes, point: string) => (point === 'sent' ? e.sent : (e.events[point] ?? NaN));
+  const between = (a: string, b: string, of = entries) => of.map((e) => at(e, b) - at(e, a)).filter(Number.isFinite);
+
+  // Unloaded, for reference: a few more, each created once the one before has completed.
+  const soloIds: string[] = [];
+  const soloStarted = performance.now();
+  for (let i = 0; i < SOLO_ACTIONS; i++) {
+    const id = await create(`solo ${i}`);
+    soloIds.push(id);
+    if (!times.get(id)!.events.COMPLETED) {
+      await Promise.race([new Promise<void>((resolve) => completedWaiters.set(id, resolve)), failed]);
+      completedWaiters.delete(id);
+    }
+  }
+  const solo = { ids: soloIds, started: soloStarted, ended: times.get(soloIds.at(-1)!)!.events.COMPLETED! };
+  const soloEntries = solo.ids.map((id) => times.get(id)!);
+  const soloLatency = stats(soloEntries.map((e) => e.events.COMPLETED! - e.sent));
 
   // --- checks, from the database
   const [byStatus, executions, receipts, audit, auditByEvent] = await Promise.all([
@@ -526,13 +628,21 @@ async function wholePath(
 
   return {
     measurement: { label: 'whole path: createAction → COMPLETED event', throughput: ids.length / seconds, seconds, latency: stats(between('sent', 'COMPLETED')) },
-    phases: [
-      ['HTTP createAction (send → response)', stats(entries.map((e) => e.responded! - e.sent))],
-      ['send → APPROVED event', stats(between('sent', 'APPROVED'))],
-      ['APPROVED → EXECUTING event', stats(between('APPROVED', 'EXECUTING'))],
-      ['EXECUTING → COMPLETED event', stats(between('EXECUTING', 'COMPLETED'))],
-      ['send → COMPLETED event (whole)', stats(between('sent', 'COMPLETED'))],
-    ],
+    solo: {
+      label: `ref: whole path, one at a time (${SOLO_ACTIONS} more)`,
+      throughput: SOLO_ACTIONS / ((solo.ended - solo.started) / 1000),
+      seconds: (solo.ended - solo.started) / 1000,
+      latency: soloLatency,
+    },
+    phases: (
+      [
+        ['HTTP createAction (send → response)', (of: ActionTimes[]) => of.map((e) => e.responded! - e.sent)],
+        ['send → APPROVED event', (of: ActionTimes[]) => between('sent', 'APPROVED', of)],
+        ['APPROVED → EXECUTING event', (of: ActionTimes[]) => between('APPROVED', 'EXECUTING', of)],
+        ['EXECUTING → COMPLETED event', (of: ActionTimes[]) => between('EXECUTING', 'COMPLETED', of)],
+        ['send → COMPLETED event (whole)', (of: ActionTimes[]) => between('sent', 'COMPLETED', of)],
+      ] as const
+    ).map(([label, f]) => [label, stats(f(entries)), stats(f(soloEntries))] as [string, Stats, Stats]),
     checks,
     auditPerAction: stats(auditCounts),
     auditEvents: auditByEvent
@@ -544,13 +654,14 @@ async function wholePath(
     eventLoopUtilisation: elu,
     cpuOfOneCore: (cpu.user + cpu.system) / 1000 / wall,
     dbPoolMax: config.dbPoolMax,
+    profile: profile ? summariseProfile(profile) : null,
   };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Main
 
-async function main(opts: Options, defer: (label: string, fn: () => Promise<unknown> | unknown) => void): Promise<boolean> {
+async function main(opts: Options, defer: Defer): Promise<boolean> {
   assertLoopback('Redis', new URL(testRedisUrl).hostname);
   const prefix = uniqueRedisPrefix('bench');
   defer('Redis keys', () => deleteRedisPrefix(prefix));
@@ -566,15 +677,15 @@ async function main(opts: Options, defer: (label: string, fn: () => Promise<unkn
   );
   console.log(`  PostgreSQL ${db.connection.host}:${db.connection.port}/${db.connection.database}  Redis ${new URL(testRedisUrl).host} prefix ${prefix}`);
 
-  const pgCeiling = await postgresCeiling(db, opts.actions, opts.concurrency, { serialised: false });
-  const pgSerial = await postgresCeiling(db, opts.actions, opts.concurrency, { serialised: true });
-  const bull = await bullmqCeiling(prefix, opts.actions, opts.concurrency, opts.workerConcurrency);
+  const pgCeiling = await postgresCeiling(db, opts.actions, opts.concurrency, { serialised: false }, defer);
+  const pgSerial = await postgresCeiling(db, opts.actions, opts.concurrency, { serialised: true }, defer);
+  const bull = await bullmqCeiling(prefix, opts.actions, opts.concurrency, opts.workerConcurrency, defer);
   const whole = await wholePath(db, prefix, dataDir, opts, defer);
 
   const W = 46;
   console.log('');
   console.log(`${latencyHeader('', W)}${'throughput'.padStart(12)}   (latency ms; throughput = N / first start → last completion)`);
-  for (const m of [whole.measurement, bull, pgCeiling, pgSerial]) console.log(`${latencyRow(m.label, m.latency, W)} ${rate(m.throughput)}`);
+  for (const m of [whole.measurement, bull, pgCeiling, pgSerial, whole.solo]) console.log(`${latencyRow(m.label, m.latency, W)} ${rate(m.throughput)}`);
 
   const floor = bull.throughput <= pgCeiling.throughput ? bull : pgCeiling;
   const tRatio = whole.measurement.throughput / floor.throughput;
@@ -591,12 +702,15 @@ async function main(opts: Options, defer: (label: string, fn: () => Promise<unkn
   console.log('');
   console.log(`checks (whole path, ${opts.actions} actions, DB pool ${whole.dbPoolMax}, worker concurrency ${opts.workerConcurrency}):`);
   for (const c of whole.checks) console.log(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.text}`);
+  if (opts.workerConcurrency + opts.concurrency > whole.dbPoolMax) {
+    console.log(`  note: API requests (${opts.concurrency}) + worker jobs (${opts.workerConcurrency}) in flight share DB_POOL_MAX=${whole.dbPoolMax} connections`);
+  }
   const a = whole.auditPerAction;
   console.log(`  audit rows per action: ${a.min === a.max ? a.min : `min ${a.min}, p50 ${a.p50}, max ${a.max}`} (mean ${a.mean.toFixed(2)}): ${whole.auditEvents}`);
 
   console.log('');
-  console.log(latencyHeader('where the time goes (ms, per action)', W));
-  for (const [label, s] of whole.phases) console.log(latencyRow(label, s, W));
+  console.log(`${latencyHeader('where the time goes (ms, per action)', W)}${'p50, one at a time'.padStart(20)}`);
+  for (const [label, loaded, solo] of whole.phases) console.log(`${latencyRow(label, loaded, W)}${ms(solo.p50).padStart(20)}`);
   const s = whole.samples;
   if (s.length) {
     const held = s.filter((x) => x.holder !== null);
@@ -614,14 +728,21 @@ async function main(opts: Options, defer: (label: string, fn: () => Promise<unkn
         `engine connections active ${mean((x) => x.active).toFixed(1)}, idle in transaction ${mean((x) => x.idleInTx).toFixed(1)}`,
     );
     console.log(`  holder's state: ${top.map(([k, v]) => `${k} ${pct(v / held.length)}`).join(', ')}`);
+    console.log('    (idle in transaction / ClientRead: Postgres is waiting for this process to send the next statement)');
     console.log(
       `  ≈ ${holdMs.toFixed(2)} ms held per audited transaction (3 per action) → that lock alone allows ≈ ${(1000 / (3 * holdMs)).toFixed(0)} actions/s`,
     );
   }
   console.log(
     `Postgres per action: ${whole.writeTxPerAction.toFixed(1)} write transactions, ${(whole.walPerAction / 1024).toFixed(1)} kB WAL (server-wide counters); ` +
-      `this process: event loop ${pct(whole.eventLoopUtilisation)} busy, CPU ${pct(whole.cpuOfOneCore)} of one core`,
+      `this process: event loop ${pct(whole.eventLoopUtilisation)} busy, CPU ${pct(whole.cpuOfOneCore)} of one core ` +
+      `= ${((whole.cpuOfOneCore * 1000) / whole.measurement.throughput).toFixed(1)} ms CPU per action`,
   );
+  if (whole.profile) {
+    const shown = whole.profile.slice(0, 14);
+    console.log(`CPU profile of this process during the measured run (written to ${opts.cpuProfile}), share of samples:`);
+    for (let i = 0; i < shown.length; i += 4) console.log(`  ${shown.slice(i, i + 4).map(([k, v]) => `${k} ${(v * 100).toFixed(1)}%`.padEnd(30)).join('')}`);
+  }
   return whole.checks.every((c) => c.ok);
 }
 
@@ -629,14 +750,27 @@ const opts = parseOptions();
 const cleanups: Array<{ label: string; fn: () => Promise<unknown> | unknown }> = [];
 let timer: NodeJS.Timeout | undefined;
 let ok = false;
+/** A time-out or an interrupt: said in one line, without a stack. */
+class Stop extends Error {}
 try {
   const timeLimit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`time limit: the benchmark did not finish in ${TIME_LIMIT_MS / 1000} s`)), TIME_LIMIT_MS);
+    timer = setTimeout(() => reject(new Stop(`time limit: the benchmark did not finish in ${TIME_LIMIT_MS / 1000} s`)), TIME_LIMIT_MS);
   });
-  const interrupted = new Promise<never>((_, reject) => process.once('SIGINT', () => reject(new Error('interrupted'))));
-  ok = await Promise.race([main(opts, (label, fn) => cleanups.push({ label, fn })), timeLimit, interrupted]);
+  const interrupted = new Promise<never>((_, reject) => process.once('SIGINT', () => reject(new Stop('interrupted (SIGINT)'))));
+  const run = main(opts, (label, fn) => cleanups.push({ label, fn }));
+  // After a time-out or an interrupt the run goes on failing against closed clients: ignore that.
+  run.catch(() => undefined);
+  ok = await Promise.race([run, timeLimit, interrupted]);
 } catch (error) {
-  console.error(`\nbenchmark failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  const text = error instanceof Stop ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);
+  console.error(`\nbenchmark failed: ${text}; cleaning up`);
+  // Whatever the abandoned run still has going must not end the process before cleanup is done.
+  process.on('unhandledRejection', () => undefined);
+  let reported = false;
+  process.on('uncaughtException', (e) => {
+    if (!reported) console.error(`(while stopping: ${e.message})`);
+    reported = true;
+  });
 } finally {
   clearTimeout(timer);
   for (const { label, fn } of cleanups.reverse()) {

@@ -1,4 +1,7 @@
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
+import { canonicalJson } from './canonical-json.js';
+
+export { canonicalJson };
 
 /** Random bytes in an approval token: 256 bits, well above the 128 the spec requires. */
 export const APPROVAL_TOKEN_BYTES = 32;
@@ -110,50 +113,6 @@ export function tokenState(row: ApprovalTokenStateRow | null, actionPayloadHash:
   if (row.payloadHash !== actionPayloadHash) return 'payload_changed';
   if (now.getTime() >= row.expiresAt.getTime()) return 'expired';
   return 'valid';
-}
-
-/**
- * Canonical JSON: object keys sorted recursively (by UTF-16 code units), no whitespace, and
- * otherwise what `JSON.stringify` would produce (undefined members dropped, `toJSON` honoured,
- * non-finite numbers as null). Throws on cycles and BigInt, as `JSON.stringify` does.
- */
-export function canonicalJson(value: unknown): string {
-  return canonical(value, new Set()) ?? 'null';
-}
-
-function canonical(value: unknown, ancestors: Set<object>): string | undefined {
-  if (value !== null && typeof value === 'object' && typeof (value as { toJSON?: unknown }).toJSON === 'function') {
-    value = (value as { toJSON: () => unknown }).toJSON();
-  }
-  if (value === null) return 'null';
-  switch (typeof value) {
-    case 'string':
-    case 'boolean':
-    case 'number':
-      return JSON.stringify(value);
-    case 'bigint':
-      throw new TypeError('canonicalJson: BigInt values cannot be serialized');
-    case 'undefined':
-    case 'function':
-    case 'symbol':
-      return undefined;
-  }
-  const object = value as object;
-  if (ancestors.has(object)) throw new TypeError('canonicalJson: circular structure');
-  ancestors.add(object);
-  try {
-    if (Array.isArray(object)) {
-      return `[${object.map((item) => canonical(item, ancestors) ?? 'null').join(',')}]`;
-    }
-    const members: string[] = [];
-    for (const key of Object.keys(object).sort()) {
-      const member = canonical((object as Record<string, unknown>)[key], ancestors);
-      if (member !== undefined) members.push(`${JSON.stringify(key)}:${member}`);
-    }
-    return `{${members.join(',')}}`;
-  } finally {
-    ancestors.delete(object);
-  }
 }
 
 /**

@@ -1,4 +1,7 @@
 import { createHash } from 'node:crypto';
+import { canonicalJson } from './canonical-json.js';
+
+export { canonicalJson };
 import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
 import type { ActionStatus, KycStatus, Role, SafetyRuleKind } from '../generated/prisma/enums.js';
 
@@ -102,50 +105,6 @@ const LOCK_SQL = `SELECT pg_advisory_xact_lock(${0x41450000}, 1)::text AS "locke
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 // 11 parameters a row; PostgreSQL allows 65535 per statement.
 const ROWS_PER_INSERT = 1000;
-
-/**
- * JSON with object keys sorted (by UTF-16 code unit, recursively), no whitespace, and JSON's
- * own rules otherwise (`toJSON` is honoured, `undefined`/functions/symbols are dropped from
- * objects and become `null` in arrays, non-finite numbers become `null`). Equal values give
- * equal strings whatever their key order, including after a round trip through `jsonb`.
- *
- * @throws TypeError for a BigInt, or when the value itself has no JSON form (e.g. `undefined`).
- */
-export function canonicalJson(value: unknown): string {
-  const out = encode(value, '');
-  if (out === undefined) throw new TypeError(`canonicalJson: a ${typeof value} has no JSON form`);
-  return out;
-}
-
-function encode(value: unknown, key: string): string | undefined {
-  if (value !== null && typeof value === 'object' && typeof (value as { toJSON?: unknown }).toJSON === 'function') {
-    value = (value as { toJSON(key: string): unknown }).toJSON(key);
-  }
-  if (value instanceof Number || value instanceof String || value instanceof Boolean) value = value.valueOf();
-  switch (typeof value) {
-    case 'string':
-      return JSON.stringify(value);
-    case 'number':
-      return Number.isFinite(value) ? JSON.stringify(value) : 'null';
-    case 'boolean':
-      return value ? 'true' : 'false';
-    case 'bigint':
-      throw new TypeError('canonicalJson: BigInt has no JSON form');
-    case 'object': {
-      if (value === null) return 'null';
-      if (Array.isArray(value)) return `[${value.map((item, i) => encode(item, String(i)) ?? 'null').join(',')}]`;
-      const obj = value as Record<string, unknown>;
-      const parts: string[] = [];
-      for (const k of Object.keys(obj).sort()) {
-        const v = encode(obj[k], k);
-        if (v !== undefined) parts.push(`${JSON.stringify(k)}:${v}`);
-      }
-      return `{${parts.join(',')}}`;
-    }
-    default:
-      return undefined;
-  }
-}
 
 /**
  * SHA-256 (hex) of an entry's canonical JSON: id, spaceId, actionId, event, actor, ip,

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Principal } from '../context.js';
 import type { Action } from '../generated/prisma/client.js';
 import { Prisma } from '../generated/prisma/client.js';
-import { appendAuditEntry } from './audit.js';
+import { appendAuditEntries, type AuditInput } from './audit.js';
 import { issueApprovalRequest, sendApprovalRequest, type PendingApprovalMail } from './approvals.js';
 import { canonicalJson, payloadHash } from './approval-tokens.js';
 import { inTransaction, type Actor, type EngineDeps } from './deps.js';
@@ -113,20 +113,20 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
       });
       events.push(statusEvent(created, first));
       const common = { actor: actor.id, ip: actor.ip ?? null, userAgent: actor.userAgent ?? null, spaceId: principal.spaceId, actionId };
-      await appendAuditEntry(tx, {
-        ...common,
-        event: 'action.created',
-        data: { type: input.type, status, priority, requestedBy: principal.id, payloadHash: hash },
-      });
+      const audit: AuditInput[] = [
+        { ...common, event: 'action.created', data: { type: input.type, status, priority, requestedBy: principal.id, payloadHash: hash } },
+      ];
       if (verdict.refusal) {
         const { rule, kind, reason } = verdict.refusal;
-        await appendAuditEntry(tx, { ...common, event: 'action.blocked', data: { rule, kind, reason } });
+        audit.push({ ...common, event: 'action.blocked', data: { rule, kind, reason } });
       }
-      if (status === 'PENDING') mail = await issueApprovalRequest(deps, tx, events, created, user);
       if (status === 'APPROVED') {
         events.enqueue.push(created);
-        await appendAuditEntry(tx, queuedAudit(created));
+        audit.push(queuedAudit(created));
       }
+      // One advisory lock and one INSERT for all of this action's first entries.
+      await appendAuditEntries(tx, audit);
+      if (status === 'PENDING') mail = await issueApprovalRequest(deps, tx, events, created, user);
       if (idempotencyKey) {
         await tx.idempotencyRecord.create({ data: { principalId: principal.id, key: idempotencyKey, requestHash, actionId } });
       }

@@ -1,5 +1,5 @@
 import type { Action, Prisma } from '../generated/prisma/client.js';
-import { appendAuditEntry, type AuditInput } from './audit.js';
+import { appendAuditEntries, appendAuditEntry, type AuditInput } from './audit.js';
 import { InvalidTransitionError, NotFoundError } from './errors.js';
 import type { StatusEvent, StatusEventSink } from './status-event.js';
 import { assertTransition, type ActionStatus } from './statuses.js';
@@ -52,10 +52,12 @@ export async function transition(tx: Prisma.TransactionClient, events: StatusEve
     data: { actionId: updated.id, seq: updated.statusSeq, status: input.to, message: input.message },
   });
   events.push(statusEvent(updated, update));
-  await appendAuditEntry(tx, input.audit);
   if (input.to === 'APPROVED') {
     events.enqueue.push(updated);
-    await appendAuditEntry(tx, queuedAudit(updated));
+    // One lock and one INSERT for both entries.
+    await appendAuditEntries(tx, [input.audit, queuedAudit(updated)]);
+  } else {
+    await appendAuditEntry(tx, input.audit);
   }
   if (input.to === 'CANCELLED' && input.from === 'APPROVED') events.dequeue.push(updated.id);
   return updated;
