@@ -35,7 +35,7 @@ import { Queue, Worker, type JobsOptions, type RedisOptions } from 'bullmq';
 import { createClient, type Client } from 'graphql-ws';
 import pg from 'pg';
 import WebSocket from 'ws';
-import { createApp, type App } from '../src/app.js';
+import { createApp, redisOptionsFromUrl, type App } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { createApiKey } from '../src/engine/api-keys.js';
 import { verifyAuditChain } from '../src/engine/audit.js';
@@ -156,17 +156,6 @@ function once<T>(fn: () => Promise<T>): () => Promise<T> {
   return () => (result ??= fn());
 }
 
-function redisOptions(url: string): RedisOptions {
-  const u = new URL(url);
-  return {
-    host: u.hostname,
-    port: u.port ? Number(u.port) : 6379,
-    username: u.username ? decodeURIComponent(u.username) : undefined,
-    password: u.password ? decodeURIComponent(u.password) : undefined,
-    db: u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0,
-    maxRetriesPerRequest: null,
-  };
-}
 
 function assertLoopback(what: string, host: string): void {
   if (!['127.0.0.1', 'localhost', '::1', '[::1]'].includes(host)) throw new Error(`${what} is not on loopback (${host}); this benchmark runs on loopback only`);
@@ -222,7 +211,7 @@ async function postgresCeiling(db: TestDatabase, n: number, concurrency: number,
 // Ceiling: BullMQ add + process
 
 async function bullmqCeiling(prefix: string, n: number, concurrency: number, workerConcurrency: number, defer: Defer): Promise<Measurement> {
-  const connection = redisOptions(testRedisUrl);
+  const connection = benchRedisOptions(testRedisUrl);
   // The engine's job options (src/engine/queue.ts): custom id, priority, 3 attempts, retention.
   const queue = new Queue('ceiling', {
     connection,
@@ -788,3 +777,7 @@ try {
 }
 // Everything is closed; exit now rather than wait on a straggling timer of a library.
 process.exit(ok ? 0 : 1);
+
+function benchRedisOptions(url: string): RedisOptions {
+  return { ...redisOptionsFromUrl(url), maxRetriesPerRequest: null };
+}

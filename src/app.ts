@@ -213,7 +213,8 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
   }
 }
 
-function redisOptionsFromUrl(url: string): RedisOptions {
+/** ioredis options from a `redis://` / `rediss://` URL, for clients (BullMQ's) built from options. */
+export function redisOptionsFromUrl(url: string): RedisOptions {
   const u = new URL(url);
   return {
     host: u.hostname,
