@@ -4,15 +4,15 @@
  * objects and become `null` in arrays, non-finite numbers become `null`). Equal values give
  * equal strings whatever their key order, including after a round trip through `jsonb`.
  *
- * @throws TypeError for a BigInt, or when the value itself has no JSON form (e.g. `undefined`).
+ * @throws TypeError for a BigInt, a circular structure, or when the value itself has no JSON form (e.g. `undefined`).
  */
 export function canonicalJson(value: unknown): string {
-  const out = encode(value, '');
+  const out = encode(value, '', new Set());
   if (out === undefined) throw new TypeError(`canonicalJson: a ${typeof value} has no JSON form`);
   return out;
 }
 
-function encode(value: unknown, key: string): string | undefined {
+function encode(value: unknown, key: string, ancestors: Set<object>): string | undefined {
   if (value !== null && typeof value === 'object' && typeof (value as { toJSON?: unknown }).toJSON === 'function') {
     value = (value as { toJSON(key: string): unknown }).toJSON(key);
   }
@@ -28,14 +28,20 @@ function encode(value: unknown, key: string): string | undefined {
       throw new TypeError('canonicalJson: BigInt has no JSON form');
     case 'object': {
       if (value === null) return 'null';
-      if (Array.isArray(value)) return `[${value.map((item, i) => encode(item, String(i)) ?? 'null').join(',')}]`;
-      const obj = value as Record<string, unknown>;
-      const parts: string[] = [];
-      for (const k of Object.keys(obj).sort()) {
-        const v = encode(obj[k], k);
-        if (v !== undefined) parts.push(`${JSON.stringify(k)}:${v}`);
+      if (ancestors.has(value)) throw new TypeError('canonicalJson: circular structure');
+      ancestors.add(value);
+      try {
+        if (Array.isArray(value)) return `[${value.map((item, i) => encode(item, String(i), ancestors) ?? 'null').join(',')}]`;
+        const obj = value as Record<string, unknown>;
+        const parts: string[] = [];
+        for (const k of Object.keys(obj).sort()) {
+          const v = encode(obj[k], k, ancestors);
+          if (v !== undefined) parts.push(`${JSON.stringify(k)}:${v}`);
+        }
+        return `{${parts.join(',')}}`;
+      } finally {
+        ancestors.delete(value);
       }
-      return `{${parts.join(',')}}`;
     }
     default:
       return undefined;

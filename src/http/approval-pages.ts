@@ -73,7 +73,7 @@ textarea{min-height:96px;resize:vertical;font-size:16px}
 button{display:block;width:100%;min-height:52px;margin:14px 0 0;border:0;border-radius:8px;font:inherit;font-size:18px;font-weight:700;cursor:pointer}
 .approve{background:#1a7f37;color:#fff}
 .reject{background:#fff;color:#cf222e;border:2px solid #cf222e}
-.note{margin:0 0 12px;padding:10px 12px;background:#fff8c5;border-radius:8px;font-size:15px}
+::placeholder{color:#c4cbd3}
 .status-approved h1{color:#1a7f37}
 .status-rejected h1{color:#57606a}
 .status-error h1{color:#cf222e}
@@ -136,7 +136,7 @@ export function renderConfirmationPage(input: ConfirmationPageInput): string {
   // find. A POST-only button keeps plain link-followers out, but only a code from a second
   // email, typed by a person, proves someone actually read the request before money moves.
   const codeField = input.needsCode
-    ? `<label for="code">One-time code<span class="hint">The ${ONE_TIME_CODE_DIGITS} digits from the separate email we sent you. After ${MAX_CODE_ATTEMPTS} wrong tries this link is locked.</span></label>
+    ? `<label for="code">One-time code<span class="hint">Approving this needs the ${ONE_TIME_CODE_DIGITS}&#8209;digit code from the separate email we sent you. After ${MAX_CODE_ATTEMPTS} wrong tries this link is locked.</span></label>
 <input type="text" id="code" name="code" class="code" required inputmode="numeric" autocomplete="one-time-code" maxlength="16" placeholder="1234 5678">`
     : '';
 
@@ -150,7 +150,6 @@ ${renderDetails(describeRequest(input))}
 </div>
 <div class="card">
 <h2>Approve</h2>
-${input.needsCode ? '<p class="note">Approving this needs the one-time code from the second email.</p>' : ''}
 <form method="post" action="${escapeHtml(actionUrl)}" enctype="application/x-www-form-urlencoded">
 <input type="hidden" name="decision" value="approve">
 ${codeField}
@@ -176,7 +175,7 @@ export function renderResultPage(input: { title: string; message: string; status
 <h1>${escapeHtml(input.title)}</h1>
 <p style="margin:0;white-space:pre-wrap;overflow-wrap:anywhere">${escapeHtml(input.message)}</p>
 </div>
-<p class="small">You can close this page.</p>`;
+${input.status === 'error' ? '' : '<p class="small">You can close this page.</p>'}`;
   return page(input.title, body, `status-${input.status}`);
 }
 
@@ -214,7 +213,7 @@ const ERRORS: Record<ApprovalErrorState, { status: number; title: string; messag
   wrong_code: {
     status: 403,
     title: 'That code is not right',
-    message: `Nothing was approved. Open the link from the approval email again and enter the ${ONE_TIME_CODE_DIGITS}-digit code from the second email. After ${MAX_CODE_ATTEMPTS} wrong tries the link is locked.`,
+    message: `Nothing was approved. Open the link from the approval email again and enter the ${ONE_TIME_CODE_DIGITS}\u2011digit code from the second email. After ${MAX_CODE_ATTEMPTS} wrong tries the link is locked.`,
   },
   too_many_attempts: {
     status: 429,

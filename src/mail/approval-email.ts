@@ -223,7 +223,9 @@ function describeItem(item: unknown, short = false): string {
   const reader = new PayloadReader(item);
   const name = reader.text('name') ?? reader.text('title') ?? reader.text('sku') ?? 'unnamed item';
   const quantity = reader.text('quantity') ?? '1';
-  const price = reader.text('price');
+  let price = reader.text('price');
+  // Why: 9.5 as a price reads like a typo; show two decimals when that changes no digit.
+  if (typeof item.price === 'number' && Math.abs(Math.round(item.price * 100) - item.price * 100) < 1e-6) price = item.price.toFixed(2);
   const mods = reader.list('modifications');
   let line = `${quantity} × ${name}`;
   if (short) return line;

@@ -65,3 +65,14 @@ describe('hashAuditEntry', () => {
     expect(hashAuditEntry({ ...entry, ip: '' })).not.toBe(hashAuditEntry({ ...entry, ip: null }));
   });
 });
+
+describe('canonicalJson on a structure that contains itself', () => {
+  it('refuses it with a clear TypeError rather than overflowing the stack', async () => {
+    const { canonicalJson } = await import('../../src/engine/canonical-json.js');
+    const loop: Record<string, unknown> = { a: 1 };
+    loop.self = loop;
+    expect(() => canonicalJson(loop)).toThrow(/circular structure/);
+    const shared = { x: 1 };
+    expect(canonicalJson({ a: shared, b: shared })).toBe('{"a":{"x":1},"b":{"x":1}}');
+  });
+});
