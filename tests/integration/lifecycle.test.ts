@@ -427,7 +427,8 @@ describe('approval by email link', () => {
     const mails = (await readOutbox(outbox)).slice(before);
     expect(mails).toHaveLength(2);
     const token = approvalToken(mails.find((m) => /\/approvals\//.test(m.text))!);
-    const code = /\b(\d{4}[ -]?\d{4})\b/.exec(mails.find((m) => !/\/approvals\//.test(m.text))!.text)![1]!.replace(/\D/g, '');
+    // The code stands alone on its own line (headers hold uuid-like ids that could look like one).
+    const code = /^[ \t]+(\d{4} \d{4})[ \t]*\r?$/m.exec(mails.find((m) => !/\/approvals\//.test(m.text))!.text)![1]!.replace(/\D/g, '');
     const post = (body: string) =>
       fetch(`${t.url}/approvals/${token}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
 
