@@ -4,7 +4,8 @@ import type { Action } from '../generated/prisma/client.js';
 import { Prisma } from '../generated/prisma/client.js';
 import { appendAuditEntries, type AuditInput } from './audit.js';
 import { issueApprovalRequest, sendApprovalRequest, type PendingApprovalMail } from './approvals.js';
-import { canonicalJson, payloadHash } from './approval-tokens.js';
+import { payloadHash } from './approval-tokens.js';
+import { canonicalJson } from './canonical-json.js';
 import { inTransaction, type Actor, type EngineDeps } from './deps.js';
 import { queuedAudit, statusEvent } from './transitions.js';
 import {

@@ -1,5 +1,5 @@
 import type { Principal } from '../context.js';
-import { ForbiddenError, NotFoundError } from './errors.js';
+import { NotFoundError } from './errors.js';
 
 /** The fields of an action that decide who may see or touch it. */
 export interface ActionScope {
@@ -44,8 +44,4 @@ export function canReadUser(p: Principal, user: { spaceId: string; id: string })
 export function assertReadable<A extends ActionScope>(p: Principal, a: A | null, id: string): A {
   if (!a || !canRead(p, a)) throw new NotFoundError(`no action with id ${id}`, ['id']);
   return a;
-}
-
-export function forbidden(what: string): ForbiddenError {
-  return new ForbiddenError(`you may not ${what}`);
 }

@@ -59,7 +59,3 @@ export function initialStatus(verdict: { blocked: boolean; requiresApproval: boo
   if (verdict.blocked) return 'BLOCKED';
   return verdict.requiresApproval ? 'PENDING' : 'APPROVED';
 }
-
-export function assertNever(value: never): never {
-  throw new Error(`unexpected value: ${JSON.stringify(value)}`);
-}
