@@ -20,6 +20,8 @@ import { createRateLimiter } from './engine/rate-limiter.js';
 import { createActionQueue } from './engine/queue.js';
 import { createStatusPublisher } from './engine/status-publisher.js';
 import { RedisPubSub } from 'graphql-redis-subscriptions';
+import path from 'node:path';
+import { createSecretsBox } from './engine/secrets.js';
 
 /** Whether the database is usable: reachable and migrated. */
 export interface DatabaseState {
@@ -176,6 +178,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       ]),
       config,
       clock: () => new Date(),
+      secrets: createSecretsBox({ key: config.secretsKey, keyFile: path.join(config.dataDir, 'secrets.key'), logger }),
     };
     if (options.sweepExpiredApprovals ?? true) {
       const sweep = setInterval(() => {

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { parseSecretsKey } from './engine/secrets.js';
 
 /**
  * The one reader of the environment. Every variable, its default and its meaning is listed
@@ -35,6 +36,19 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
   MAX_REQUEST_BYTES: z.coerce.number().int().min(1024).default(1_000_000),
+  // Never echoed in an error: the message says what form is expected, not what was given.
+  SECRETS_KEY: z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined) return undefined;
+      try {
+        return parseSecretsKey(value);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        return z.NEVER;
+      }
+    }),
 });
 
 /** Typed settings, handed to every part by the composition root. */
@@ -67,6 +81,8 @@ export interface Config {
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   shutdownTimeoutMs: number;
   maxRequestBytes: number;
+  /** AES-256 key for handler secrets; unset: generated into `DATA_DIR/secrets.key` on first use. */
+  secretsKey: Buffer | undefined;
 }
 
 /** The variables the service reads, for the README check. */
@@ -116,5 +132,6 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxRequestBytes: e.MAX_REQUEST_BYTES,
+    secretsKey: e.SECRETS_KEY,
   };
 }

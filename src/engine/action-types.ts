@@ -93,6 +93,11 @@ export interface ActionTypeDefinition {
   payload: z.ZodType;
   /** Whether a completed action of this type can be rolled back. */
   reversible: boolean;
+  /**
+   * Runs only after a person approved it (spec §6, payments), whatever the safety rules say:
+   * it starts PENDING, and the worker rechecks the recorded approval before any handler runs.
+   */
+  humanApproval?: boolean;
 }
 
 /** The built-in action types of spec §3, in the spec's order. */
@@ -106,7 +111,7 @@ export const BUILT_IN_ACTION_TYPES: readonly ActionTypeDefinition[] = [
   },
   { type: 'move_file', description: 'Move or rename a file inside the user\'s file root.', payload: moveFile, reversible: true },
   { type: 'create_document', description: 'Write a document into the user\'s folder.', payload: createDocument, reversible: true },
-  { type: 'make_payment', description: 'Pay a recipient.', payload: makePayment, reversible: false },
+  { type: 'make_payment', description: 'Pay a recipient.', payload: makePayment, reversible: false, humanApproval: true },
   { type: 'make_purchase', description: 'Buy items from a merchant.', payload: makePurchase, reversible: false },
   {
     type: 'order',

@@ -26,6 +26,8 @@ export interface AuditEventData {
   'execution.attempt_failed': { attempt: number; handler: string; error: string; permanent: boolean };
   'execution.completed': { attempt: number; handler: string; receiptNumber: string | null; externalRef: string | null };
   'execution.failed': { attempts: number; error: string };
+  /** Refused by the recheck before dispatch (e.g. a payment with no person's approval); nothing ran. */
+  'execution.refused': { reason: string };
   'manual_task.completed': { taskId: string };
   'rollback.succeeded': { rollbackId: string; handler: string | null; reason: string };
   'rollback.failed': { rollbackId: string; handler: string | null; reason: string; error: string };

@@ -82,6 +82,8 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
     await deps.rateLimiter.consume({ spaceId: principal.spaceId, userId, type: input.type }, verdict.rateWindows, actionId);
   }
 
+  // Payments wait for a person whatever the rules say (spec §6): no rule can switch this off.
+  if (!refusal && deps.types.get(input.type).humanApproval) verdict.requiresApproval = true;
   const status = initialStatus({ blocked: refusal !== null, requiresApproval: verdict.requiresApproval });
   const now = deps.clock();
   const hash = payloadHash(payload);

@@ -5,6 +5,7 @@ import type { Mailer } from '../mail/mailer.js';
 import type { ActionTypeRegistry } from './action-types.js';
 import type { RateLimiter } from './rate-limiter.js';
 import type { ActionQueue } from './queue.js';
+import type { SecretsBox } from './secrets.js';
 import { TxEffects, type StatusPublisher } from './status-event.js';
 
 /** What the engine's systems run on; built once by the composition root. */
@@ -20,6 +21,8 @@ export interface EngineDeps {
   statusPublisher: StatusPublisher;
   /** The execution queue. */
   queue: ActionQueue;
+  /** Encrypts and decrypts handler secrets (AES-256-GCM). */
+  secrets: SecretsBox;
 }
 
 /**

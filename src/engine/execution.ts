@@ -40,12 +40,59 @@ function handlerAction(action: Action): HandlerAction {
 }
 
 /** The provider an action names (an order's `provider`), else `*`. */
-function providerOf(action: Action): string {
+function providerOf(action: Pick<Action, 'payload'>): string {
   const provider = (action.payload as Record<string, unknown>)?.provider;
   return typeof provider === 'string' ? provider : '*';
 }
 
-async function loadConfigs(deps: ExecutionDeps, action: Action): Promise<Map<string, HandlerConfig>> {
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * For types that run only with a person's approval (payments, spec §6): why the recorded
+ * approval does not count, or null when it does. It counts when an approver of the action's
+ * user (not its requester) approved it by API, or the user approved it through the email link
+ * with its one-time code, for the payload about to run, and the audit trail records it.
+ */
+export async function missingHumanApproval(deps: Pick<EngineDeps, 'db' | 'types'>, action: Action): Promise<string | null> {
+  const definition = deps.types.list().find((d) => d.type === action.type);
+  if (!definition?.humanApproval) return null;
+  const by = action.decidedBy;
+  const need = `${action.type} runs only after a person approves it`;
+  if (!by) return `${need}, and no approval is recorded`;
+  const audited = await deps.db.auditEntry.count({ where: { actionId: action.id, event: 'action.approved', actor: by } });
+  if (!audited) return `${need}, and the audit trail records no approval by ${by}`;
+  if (by.startsWith('email-link:')) {
+    const tokenId = by.slice('email-link:'.length);
+    const token = UUID.test(tokenId)
+      ? await deps.db.approvalToken.findUnique({ where: { id: tokenId }, select: { actionId: true, usedAt: true, codeHash: true, payloadHash: true } })
+      : null;
+    if (token && token.actionId === action.id && token.usedAt && token.codeHash && token.payloadHash === action.payloadHash) return null;
+    return `${need}; the approval link used was not a valid one-time-code approval of this payload`;
+  }
+  const principal = UUID.test(by)
+    ? await deps.db.principal.findUnique({ where: { id: by }, select: { role: true, userId: true, spaceId: true } })
+    : null;
+  if (principal && principal.role === 'APPROVER' && principal.userId === action.userId && principal.spaceId === action.spaceId && by !== action.requestedById) {
+    return null;
+  }
+  return `${need}; it was approved by ${by}, who is not an approver of this user`;
+}
+
+/**
+ * The decrypted secrets of a handler configuration, or null when it has none. A key that
+ * cannot open them is a configuration fault, the same on every retry: a permanent error that
+ * names the problem (never the secrets).
+ */
+export function openHandlerSecrets(deps: Pick<EngineDeps, 'secrets'>, config: HandlerConfig | null): Record<string, unknown> | null {
+  if (!config?.secretsCiphertext) return null;
+  try {
+    return deps.secrets.open(config.secretsCiphertext, config.configKey);
+  } catch (error) {
+    throw new PermanentHandlerError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+export async function loadConfigs(deps: Pick<EngineDeps, 'db'>, action: Pick<Action, 'spaceId' | 'payload'>): Promise<Map<string, HandlerConfig>> {
   const provider = providerOf(action);
   const rows = await deps.db.handlerConfig.findMany({
     where: { enabled: true, provider: { in: [provider, '*'] }, OR: [{ spaceId: null }, { spaceId: action.spaceId }] },
@@ -77,6 +124,21 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
     if (action.scheduledFor && action.scheduledFor.getTime() > deps.clock().getTime() + 50) {
       // Queued without its delay (e.g. by the reconciler): come back at the scheduled time.
       throw new Error(`scheduled for ${action.scheduledFor.toISOString()}; not yet`);
+    }
+    const refusal = await missingHumanApproval(deps, action);
+    if (refusal) {
+      const reason = `Refused before execution: ${refusal}; nothing was executed`;
+      await inTransaction(deps, (tx, effects) =>
+        transition(tx, effects, {
+          actionId: action!.id,
+          from: 'APPROVED',
+          to: 'FAILED',
+          message: reason,
+          data: { error: reason },
+          audit: { event: 'execution.refused', actor: 'system', spaceId: action!.spaceId, actionId: action!.id, data: { reason } },
+        }),
+      );
+      throw new UnrecoverableError(reason);
     }
     action = await inTransaction(deps, (tx, effects) =>
       transition(tx, effects, {
@@ -125,6 +187,7 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
         attempt,
         executionId: execution.id,
         config,
+        secrets: openHandlerSecrets(deps, config),
         services: deps.services,
         progress: (text) => message(deps, action!, text),
       });

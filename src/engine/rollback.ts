@@ -6,6 +6,7 @@ import { appendAuditEntry } from './audit.js';
 import { inTransaction, type Actor, type EngineDeps } from './deps.js';
 import { EngineError, ForbiddenError, InvalidInputError, InvalidTransitionError } from './errors.js';
 import { assertReadable } from './policy.js';
+import { loadConfigs, openHandlerSecrets } from './execution.js';
 import { transition } from './transitions.js';
 
 /** The type, or the handler that completed the action, cannot undo it. */
@@ -47,10 +48,13 @@ export async function rollbackAction(deps: RollbackDeps, principal: Principal, a
   const startedAt = deps.clock();
   let error: string | null = null;
   try {
+    // The same configuration (and secrets) the handler would get to execute now.
+    const config = (await loadConfigs(deps, action)).get(handler.name) ?? null;
     await handler.rollback({
       action: { id: action.id, spaceId: action.spaceId, userId: action.userId, type: action.type, payload: action.payload as Record<string, unknown>, priority: action.priority },
       rollbackData: (execution.rollbackData ?? null) as Record<string, unknown> | null,
-      config: null,
+      config,
+      secrets: openHandlerSecrets(deps, config),
       services: deps.services,
     });
   } catch (e) {

@@ -23,7 +23,8 @@ export const ACTION_STATUSES = [
  */
 export const TRANSITIONS: Readonly<Record<ActionStatus, readonly ActionStatus[]>> = {
   PENDING: ['APPROVED', 'REJECTED', 'EXPIRED', 'CANCELLED'],
-  APPROVED: ['EXECUTING', 'CANCELLED'],
+  // FAILED: refused by the recheck right before dispatch (spec §5), nothing executed.
+  APPROVED: ['EXECUTING', 'CANCELLED', 'FAILED'],
   EXECUTING: ['COMPLETED', 'FAILED'],
   COMPLETED: ['ROLLED_BACK'],
   REJECTED: [],

@@ -40,6 +40,11 @@ export interface HandlerContext {
   executionId: string;
   /** This handler's configuration for the action's provider/space, if any. */
   config: HandlerConfig | null;
+  /**
+   * The configuration's secrets (API tokens, signing keys), decrypted for this call only;
+   * null when it has none. Never log them or put them in a result, message or error.
+   */
+  secrets: Record<string, unknown> | null;
   services: HandlerServices;
   /** A progress message that becomes a status update ("Placing order with Downtown Cafe…"). */
   progress(message: string): Promise<void>;
@@ -66,6 +71,8 @@ export interface RollbackContext {
   action: HandlerAction;
   rollbackData: Record<string, unknown> | null;
   config: HandlerConfig | null;
+  /** As in {@link HandlerContext.secrets}. */
+  secrets: Record<string, unknown> | null;
   services: HandlerServices;
 }
 

@@ -70,6 +70,7 @@ function context(action: HandlerAction, progress: string[] = []): HandlerContext
     attempt: 1,
     executionId: randomUUID(),
     config: null,
+    secrets: null,
     services,
     progress: async (message) => {
       progress.push(message);
@@ -81,6 +82,7 @@ const rollbackContext = (action: HandlerAction, rollbackData: Record<string, unk
   action,
   rollbackData: rollbackData ?? null,
   config: null,
+  secrets: null,
   services,
 });
 

@@ -10,6 +10,7 @@ const ALLOWED = new Set([
   'PENDING>CANCELLED',
   'APPROVED>EXECUTING',
   'APPROVED>CANCELLED',
+  'APPROVED>FAILED', // spec §5 recheck at dispatch: refused before any handler runs
   'EXECUTING>COMPLETED',
   'EXECUTING>FAILED',
   'COMPLETED>ROLLED_BACK',
