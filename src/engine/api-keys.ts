@@ -18,6 +18,9 @@ export interface CreateApiKeyInput {
   name?: string | undefined;
   /** Who creates it, for the audit trail (default `system`). */
   actor?: string;
+  /** The caller's IP and user agent, for the audit trail (API requests). */
+  ip?: string | null;
+  userAgent?: string | null;
 }
 
 export interface CreatedApiKey {
@@ -67,7 +70,17 @@ export async function createApiKey(db: PrismaClient, input: CreateApiKeyInput): 
       await tx.user.createMany({ data: [{ spaceId: space.id, handle: input.user, email: input.email ?? null }], skipDuplicates: true });
       user = await tx.user.findUniqueOrThrow({ where: { spaceId_handle: { spaceId: space.id, handle: input.user } } });
       if (input.email !== undefined && user.email !== input.email) {
+        const before = user.email;
         user = await tx.user.update({ where: { id: user.id }, data: { email: input.email } });
+        // Where approval requests go is security-relevant: a replaced address is audited.
+        await appendAuditEntry(tx, {
+          event: 'user.email_changed',
+          actor: input.actor ?? 'system',
+          ip: input.ip ?? null,
+          userAgent: input.userAgent ?? null,
+          spaceId: space.id,
+          data: { userId: user.id, before, after: input.email },
+        });
       }
     }
     const prefix = key.slice(0, 10);

@@ -31,6 +31,7 @@ export interface AuditEventData {
   'manual_task.completed': { taskId: string };
   'rollback.succeeded': { rollbackId: string; handler: string | null; reason: string };
   'rollback.failed': { rollbackId: string; handler: string | null; reason: string; error: string };
+  /** The flat fields are the rule as saved (= `after`); `before` is null when the rule is new. */
   'safety_rule.upserted': {
     ruleKey: string;
     actionType: string;
@@ -38,10 +39,43 @@ export interface AuditEventData {
     limit: number | null;
     windowSeconds: number | null;
     enabled: boolean;
+    before: SafetyRuleState | null;
+    after: SafetyRuleState;
   };
-  'user.kyc_changed': { userId: string; from: KycStatus; to: KycStatus };
+  /** `from`/`to` repeat `before`/`after` for older readers. */
+  'user.kyc_changed': { userId: string; from: KycStatus; to: KycStatus; before: KycStatus; after: KycStatus };
+  /** The user's approval email replaced (e.g. by `keys create --email`); null when there was or is none. */
+  'user.email_changed': { userId: string; before: string | null; after: string | null };
+  /**
+   * A handler configuration created or changed; `before` is null when it is new. Secrets appear
+   * only as their names and whether they changed, never their values.
+   */
+  'handler_config.upserted': {
+    configKey: string;
+    handler: string;
+    provider: string;
+    before: HandlerConfigState | null;
+    after: HandlerConfigState;
+    secretsChanged: boolean;
+  };
   /** Never the key itself: only its prefix. */
   'api_key.created': { principalId: string; role: Role; prefix: string };
+}
+
+/** A safety rule's changeable fields, as audited. */
+export interface SafetyRuleState {
+  limit: number | null;
+  windowSeconds: number | null;
+  enabled: boolean;
+  description: string | null;
+}
+
+/** A handler configuration as audited: never the secrets' values. */
+export interface HandlerConfigState {
+  settings: unknown;
+  enabled: boolean;
+  hasSecrets: boolean;
+  secretNames: string[];
 }
 
 /** Every audit event name. */

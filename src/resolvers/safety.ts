@@ -1,5 +1,5 @@
 import type { SafetyRule as SafetyRuleRow } from '../generated/prisma/client.js';
-import { appendAuditEntry } from '../engine/audit.js';
+import { appendAuditEntry, type SafetyRuleState } from '../engine/audit.js';
 import { InvalidInputError, NotFoundError } from '../engine/errors.js';
 import { canReadUser } from '../engine/policy.js';
 import { effectiveRules, ruleKey } from '../engine/safety.js';
@@ -147,14 +147,32 @@ builder.mutationFields((t) => ({
         };
         const key = ruleKey(fields);
         const rule = await ctx.app.db.$transaction(async (tx) => {
+          // Row lock first, so `before` is what this write replaces even when admins race.
+          await tx.$executeRaw`SELECT 1 FROM "SafetyRule" WHERE "ruleKey" = ${key} FOR UPDATE`;
+          const previous = await tx.safetyRule.findUnique({ where: { ruleKey: key } });
           const saved = await tx.safetyRule.upsert({ where: { ruleKey: key }, create: { ruleKey: key, ...fields }, update: fields });
+          const state = (r: SafetyRuleRow): SafetyRuleState => ({
+            limit: r.limit,
+            windowSeconds: r.windowSeconds,
+            enabled: r.enabled,
+            description: r.description,
+          });
           await appendAuditEntry(tx, {
             event: 'safety_rule.upserted',
             actor: p.id,
             ip: ctx.ip,
             userAgent: ctx.userAgent,
             spaceId: p.spaceId,
-            data: { ruleKey: key, actionType: fields.actionType, kind: fields.kind, limit: fields.limit, windowSeconds: fields.windowSeconds, enabled: fields.enabled },
+            data: {
+              ruleKey: key,
+              actionType: fields.actionType,
+              kind: fields.kind,
+              limit: fields.limit,
+              windowSeconds: fields.windowSeconds,
+              enabled: fields.enabled,
+              before: previous ? state(previous) : null,
+              after: state(saved),
+            },
           });
           return saved;
         });

@@ -96,6 +96,8 @@ builder.mutationFields((t) => ({
             email: input.email ?? undefined,
             name: input.name ?? undefined,
             actor: p.id,
+            ip: ctx.ip,
+            userAgent: ctx.userAgent,
           });
           return { key: created.key, principalId: created.principalId, userId: created.userId };
         } catch (error) {
@@ -120,6 +122,10 @@ builder.mutationFields((t) => ({
         const user = await ctx.app.db.$transaction(async (tx) => {
           const current = await tx.user.findFirst({ where: { id: String(userId), spaceId: p.spaceId }, select: { id: true, kycStatus: true } });
           if (!current) throw new NotFoundError(`no user with id ${userId}`, ['userId']);
+          // Re-read under a row lock, so `before` is the status this write replaces when admins race.
+          const [locked] = await tx.$queryRaw<Array<{ kycStatus: UserRow['kycStatus'] }>>`
+            SELECT "kycStatus"::text AS "kycStatus" FROM "User" WHERE "id" = ${current.id}::uuid FOR UPDATE`;
+          const before = locked?.kycStatus ?? current.kycStatus;
           const updated = await tx.user.update({ where: { id: current.id }, data: { kycStatus: status, kycUpdatedAt: new Date() } });
           await appendAuditEntry(tx, {
             event: 'user.kyc_changed',
@@ -127,7 +133,7 @@ builder.mutationFields((t) => ({
             ip: ctx.ip,
             userAgent: ctx.userAgent,
             spaceId: p.spaceId,
-            data: { userId: current.id, from: current.kycStatus, to: status },
+            data: { userId: current.id, from: before, to: status, before, after: status },
           });
           return updated;
         });
