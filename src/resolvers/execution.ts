@@ -1,7 +1,7 @@
 import type { HandlerConfig as HandlerConfigRow, ManualTask as ManualTaskRow, Action } from '../generated/prisma/client.js';
 import { completeManualTask } from '../engine/manual-tasks.js';
 import { rollbackAction } from '../engine/rollback.js';
-import { InvalidInputError } from '../engine/errors.js';
+import { secretNamesOf, upsertHandlerConfig } from '../engine/handler-configs.js';
 import type { GraphQLContext } from '../context.js';
 import { Action as ActionRef, visibleActions } from './action.js';
 import { builder } from './builder.js';
@@ -23,13 +23,17 @@ const ManualTask = builder.prismaObject('ManualTask', {
 });
 
 const HandlerConfig = builder.prismaObject('HandlerConfig', {
-  description: 'How a handler reaches one provider. Secrets are never returned.',
+  description: 'How a handler reaches one provider. Secrets are write-only: only their names are shown.',
+  // Admins of the configuration's space only (global defaults have no space and are not shown).
+  authScopes: (c, ctx) => ctx.principal?.role === 'ADMIN' && ctx.principal.spaceId === c.spaceId,
   fields: (t) => ({
     id: t.exposeID('id'),
     handler: t.exposeString('handler'),
     provider: t.exposeString('provider'),
     enabled: t.exposeBoolean('enabled'),
-    settings: t.expose('settings', { type: 'JSON' }),
+    settings: t.expose('settings', { type: 'JSON', description: 'Non-secret settings.' }),
+    hasSecrets: t.boolean({ description: 'Whether secrets are stored (encrypted; never returned).', resolve: (c) => c.secretsCiphertext !== null }),
+    secretNames: t.stringList({ description: 'The names of the stored secrets, never their values.', resolve: (c, _args, ctx) => secretNamesOf(ctx.app.engine, c) }),
     spaceId: t.exposeID('spaceId', { nullable: true }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
   }),
@@ -72,6 +76,18 @@ builder.queryFields((t) => ({
     { name: 'ManualTaskConnection' },
     { name: 'ManualTaskEdge' },
   ),
+  handlerConfigs: t.prismaField({
+    type: ['HandlerConfig'],
+    description: "The handler configurations of the admin's space (secrets only by name).",
+    authScopes: { admin: true },
+    args: { handler: t.arg.string({ required: false }) },
+    resolve: (query, _root, { handler }, ctx) =>
+      ctx.app.db.handlerConfig.findMany({
+        ...query,
+        where: { spaceId: ctx.principal!.spaceId, ...(handler ? { handler } : {}) },
+        orderBy: [{ handler: 'asc' }, { provider: 'asc' }],
+      }),
+  }),
 }));
 
 const ManualTaskPayload = builder.objectRef<{ task: ManualTaskRow | null; errors: UserErrorShape[] }>('ManualTaskPayload').implement({
@@ -92,8 +108,19 @@ const HandlerConfigInput = builder.inputType('HandlerConfigInput', {
   fields: (t) => ({
     handler: t.string({ required: true }),
     provider: t.string({ required: true, description: 'A provider name (e.g. an order\'s provider), or * for the handler\'s default.' }),
-    settings: t.field({ type: 'JSON', required: true, description: 'Settings that are not secret (URLs, addresses, options).' }),
-    enabled: t.boolean({ required: false }),
+    settings: t.field({
+      type: 'JSON',
+      required: false,
+      description:
+        'Settings that are not secret (URLs, addresses, options), a JSON object; keys that look secret (password, token, apiKey, …) are refused. Omitted: kept (a new configuration gets {}).',
+    }),
+    secrets: t.field({
+      type: 'JSON',
+      required: false,
+      description:
+        'Write-only: a JSON object of named secrets (API tokens, signing keys), encrypted at rest and never returned or logged. Omitted: the stored ones are kept; null: removed.',
+    }),
+    enabled: t.boolean({ required: false, description: 'Omitted: kept (a new configuration is enabled).' }),
   }),
 });
 
@@ -141,26 +168,8 @@ builder.mutationFields((t) => ({
     authScopes: { admin: true },
     args: { input: t.arg({ type: HandlerConfigInput, required: true }) },
     resolve: (_root, { input }, ctx) =>
-      asPayload<{ config: HandlerConfigRow | null }>(async () => {
-        const p = ctx.principal!;
-        try {
-          ctx.app.handlers.get(input.handler);
-        } catch (error) {
-          throw new InvalidInputError(error instanceof Error ? error.message : String(error), ['input', 'handler']);
-        }
-        if (!input.settings || typeof input.settings !== 'object' || Array.isArray(input.settings)) {
-          throw new InvalidInputError('settings must be a JSON object', ['input', 'settings']);
-        }
-        const configKey = `${p.spaceId}:${input.handler}:${input.provider}`;
-        const fields = {
-          spaceId: p.spaceId,
-          handler: input.handler,
-          provider: input.provider,
-          settings: input.settings as object,
-          enabled: input.enabled ?? true,
-        };
-        const config = await ctx.app.db.handlerConfig.upsert({ where: { configKey }, create: { configKey, ...fields }, update: fields });
-        return { config };
-      }, { config: null }),
+      asPayload<{ config: HandlerConfigRow | null }>(async () => ({
+        config: await upsertHandlerConfig(ctx.app.engine, ctx.app.handlers, ctx.principal!, actor(ctx), input),
+      }), { config: null }),
   }),
 }));
