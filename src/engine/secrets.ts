@@ -1,7 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { chmodSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Logger } from '../logger.js';
 
 /**
  * Handler secrets at rest (spec §10 revision 2): AES-256-GCM with a random 12-byte IV per
@@ -66,7 +65,12 @@ export interface SecretsBoxOptions {
   key?: Buffer | undefined;
   /** `DATA_DIR/secrets.key`. */
   keyFile: string;
-  logger: Pick<Logger, 'warn' | 'info'>;
+  /** Where the warning about a generated key goes (the service's logger). */
+  logger: SecretsLogger;
+}
+
+export interface SecretsLogger {
+  warn(details: object, message: string): void;
 }
 
 /**
@@ -140,7 +144,7 @@ function split(stored: string) {
   };
 }
 
-function loadOrCreateKeyFile(file: string, logger: Pick<Logger, 'warn' | 'info'>): Buffer {
+function loadOrCreateKeyFile(file: string, logger: SecretsLogger): Buffer {
   const existing = readKeyFile(file);
   if (existing) return existing;
   mkdirSync(path.dirname(file), { recursive: true });
