@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiKey } from '../../src/engine/api-keys.js';
+import { runCli } from '../helpers/cli.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+let t: TestServer;
+let admin: string;
+let adminPrincipal: string;
+let analyst: string;
+
+beforeAll(async () => {
+  t = await startTestServer();
+  const a = await createApiKey(t.app.db, { role: 'ADMIN', space: 'audited' });
+  admin = a.key;
+  adminPrincipal = a.principalId;
+  analyst = (await createApiKey(t.app.db, { role: 'ANALYST', space: 'audited' })).key;
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+async function gql(query: string, variables: Record<string, unknown> = {}, key = admin) {
+  const res = await fetch(`${t.url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, 'user-agent': 'admin-audit-test' },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await res.json()) as { data?: any; errors?: unknown[] };
+  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
+  return body.data;
+}
+
+/** Admin entries of the space, read back as an analyst would through `auditLog`. */
+async function entries(event: string) {
+  const data = await gql(
+    `query($filter: AuditFilter) { auditLog(filter: $filter, first: 100) { edges { node { event actor userAgent data } } } }`,
+    { filter: { event: [event] } },
+    analyst,
+  );
+  return data.auditLog.edges.map((e: any) => e.node) as Array<{ event: string; actor: string; userAgent: string | null; data: any }>;
+}
+
+const UPSERT_RULE = `mutation($input: SafetyRuleInput!) { upsertSafetyRule(input: $input) { rule { ruleKey enabled limit } errors { code message } } }`;
+
+describe('admin changes are audited with before and after', () => {
+  it('upsertSafetyRule: before is null for a new rule, then the rule as it was', async () => {
+    const input = { actionType: 'send_email', kind: 'RATE_LIMIT', limit: 10, windowSeconds: 60, description: 'ten a minute' };
+    expect((await gql(UPSERT_RULE, { input })).upsertSafetyRule.errors).toEqual([]);
+    expect((await gql(UPSERT_RULE, { input: { ...input, limit: 3, enabled: false } })).upsertSafetyRule.errors).toEqual([]);
+
+    const [created, changed] = await entries('safety_rule.upserted');
+    expect(created).toMatchObject({ actor: adminPrincipal, userAgent: 'admin-audit-test' });
+    expect(created!.data.before).toBeNull();
+    expect(created!.data.after).toEqual({ limit: 10, windowSeconds: 60, enabled: true, description: 'ten a minute' });
+    expect(changed!.data.before).toEqual({ limit: 10, windowSeconds: 60, enabled: true, description: 'ten a minute' });
+    expect(changed!.data.after).toEqual({ limit: 3, windowSeconds: 60, enabled: false, description: 'ten a minute' });
+  });
+
+  it('setKycStatus: the status before and after', async () => {
+    const { userId } = await createApiKey(t.app.db, { role: 'AGENT', space: 'audited', user: 'kim' });
+    const set = `mutation($id: ID!, $s: KycStatus!) { setKycStatus(userId: $id, status: $s) { user { kycStatus } errors { code } } }`;
+    await gql(set, { id: userId, s: 'PENDING' });
+    await gql(set, { id: userId, s: 'VERIFIED' });
+    const kyc = (await entries('user.kyc_changed')).map((e) => e.data);
+    expect(kyc).toEqual([
+      expect.objectContaining({ userId, before: 'NONE', after: 'PENDING' }),
+      expect.objectContaining({ userId, before: 'PENDING', after: 'VERIFIED' }),
+    ]);
+  });
+
+  it("createApiKey replacing a user's approval email, by mutation and by `keys create`, records user.email_changed", async () => {
+    const create = `mutation($input: ApiKeyInput!) { createApiKey(input: $input) { userId errors { code message } } }`;
+    const first = (await gql(create, { input: { role: 'APPROVER', userHandle: 'lee', email: 'lee@example.com' } })).createApiKey;
+    expect(first.errors).toEqual([]);
+    // Same address again: nothing changes, nothing to audit.
+    await gql(create, { input: { role: 'AGENT', userHandle: 'lee', email: 'lee@example.com' } });
+    expect(await entries('user.email_changed')).toEqual([]);
+
+    await gql(create, { input: { role: 'AGENT', userHandle: 'lee', email: 'attacker@evil.test' } });
+    const cli = await runCli(['keys', 'create', '--role', 'agent', '--space', 'audited', '--user', 'lee', '--email', 'lee@new.example.com'], {
+      DATA_DIR: t.app.config.dataDir,
+      DATABASE_URL: t.app.config.databaseUrl!,
+      REDIS_URL: t.app.config.redisUrl,
+      REDIS_PREFIX: t.app.config.redisPrefix,
+      REDIS_AUTOSTART: 'false',
+      LOG_LEVEL: 'silent',
+    });
+    expect(cli.code, cli.stderr).toBe(0);
+
+    const changes = await entries('user.email_changed');
+    expect(changes).toEqual([
+      { event: 'user.email_changed', actor: adminPrincipal, userAgent: 'admin-audit-test', data: { userId: first.userId, before: 'lee@example.com', after: 'attacker@evil.test' } },
+      { event: 'user.email_changed', actor: 'system:cli', userAgent: null, data: { userId: first.userId, before: 'attacker@evil.test', after: 'lee@new.example.com' } },
+    ]);
+  });
+});
