@@ -1,0 +1,117 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiKey } from '../../src/engine/api-keys.js';
+import type { ActionHandler } from '../../src/handlers/types.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+// A payment integration of the test's own, first in make_payment's chain: it counts what it pays.
+const paid: string[] = [];
+const paymentProbe: ActionHandler = {
+  name: 'payment.test',
+  kind: 'api',
+  types: ['make_payment'],
+  isConfigured: () => true,
+  async execute(ctx) {
+    paid.push(ctx.action.id);
+    return { status: 'completed', provider: 'test-bank', data: { paid: true } };
+  },
+};
+
+let t: TestServer;
+let admin: string;
+let adminId: string;
+let agent: string;
+let approver: string;
+
+beforeAll(async () => {
+  t = await startTestServer({ env: { RECONCILE_SECONDS: '3600' }, app: { extraHandlers: [paymentProbe] }, worker: true });
+  const a = await createApiKey(t.app.db, { role: 'ADMIN', space: 'pay' });
+  admin = a.key;
+  adminId = a.principalId;
+  agent = (await createApiKey(t.app.db, { role: 'AGENT', space: 'pay', user: 'pat' })).key;
+  approver = (await createApiKey(t.app.db, { role: 'APPROVER', space: 'pay', user: 'pat' })).key;
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+async function gql(query: string, variables: Record<string, unknown>, key: string) {
+  const res = await fetch(`${t.url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await res.json()) as { data?: any; errors?: unknown[] };
+  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
+  return body.data;
+}
+
+async function createPayment(amount: number) {
+  const out = (
+    await gql(
+      `mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status } requiresApproval errors { code message } } }`,
+      { input: { type: 'make_payment', payload: { amount, currency: 'EUR', recipient: 'ACME Ltd' } } },
+      agent,
+    )
+  ).createAction;
+  expect(out.errors).toEqual([]);
+  return out as { action: { id: string; status: string }; requiresApproval: boolean };
+}
+
+async function waitForStatus(id: string, statuses: string[], timeoutMs = 10_000) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const row = await t.app.db.action.findUniqueOrThrow({ where: { id } });
+    if (statuses.includes(row.status)) return row;
+    if (Date.now() > until) throw new Error(`action ${id} is ${row.status}, not ${statuses.join('|')}`);
+    await sleep(50);
+  }
+}
+
+describe('payments never run without a person', () => {
+  it('with the default block switched off and no approval rule, make_payment waits PENDING and runs only after an approver approves', async () => {
+    const off = await gql(
+      `mutation { upsertSafetyRule(input: { actionType: "make_payment", kind: BLOCKED, enabled: false }) { rule { enabled } errors { code } } }`,
+      {},
+      admin,
+    );
+    expect(off.upsertSafetyRule).toEqual({ rule: { enabled: false }, errors: [] });
+    const rules = await gql(`{ safetyRules(type: "make_payment") { kind enabled spaceId } }`, {}, admin);
+    // The space's override switches the default block off, and no rule asks for approval.
+    expect(rules.safetyRules).toContainEqual({ kind: 'BLOCKED', enabled: false, spaceId: expect.any(String) });
+    expect(rules.safetyRules.filter((r: any) => r.kind === 'REQUIRES_APPROVAL')).toEqual([]);
+
+    const created = await createPayment(25);
+    expect(created).toMatchObject({ action: { status: 'PENDING' }, requiresApproval: true });
+    const id = created.action.id;
+
+    // Given time, the worker does nothing with it.
+    await sleep(1000);
+    expect((await t.app.db.action.findUniqueOrThrow({ where: { id } })).status).toBe('PENDING');
+    expect(paid).not.toContain(id);
+    expect(await t.app.db.execution.count({ where: { actionId: id } })).toBe(0);
+
+    const approved = await gql(`mutation($id: ID!) { approveAction(id: $id) { action { status } errors { code } } }`, { id }, approver);
+    expect(approved.approveAction.errors).toEqual([]);
+    await waitForStatus(id, ['COMPLETED']);
+    expect(paid.filter((p) => p === id)).toHaveLength(1);
+  });
+
+  it('an APPROVED payment without a recorded approval by a person fails at dispatch with the reason, nothing executed', async () => {
+    for (const decidedBy of ['system', adminId]) {
+      const { action } = await createPayment(40);
+      // As if something other than a person (a rule, a bug, a hand-edited row) had approved it.
+      const forged = await t.app.db.action.update({ where: { id: action.id }, data: { status: 'APPROVED', decidedBy, decidedAt: new Date() } });
+      await t.app.engine.queue.enqueue(forged);
+
+      const failed = await waitForStatus(action.id, ['FAILED', 'COMPLETED', 'EXECUTING']);
+      expect(failed.status).toBe('FAILED');
+      expect(failed.error).toMatch(/^Refused before execution: make_payment runs only after a person approves it.*nothing was executed$/);
+      expect(paid).not.toContain(action.id);
+      expect(await t.app.db.execution.count({ where: { actionId: action.id } })).toBe(0);
+      const refused = await t.app.db.auditEntry.findMany({ where: { actionId: action.id, event: 'execution.refused' } });
+      expect(refused).toHaveLength(1);
+      expect(refused[0]!.data).toEqual({ reason: failed.error });
+    }
+  });
+});
