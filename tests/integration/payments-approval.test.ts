@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import type { ActionHandler } from '../../src/handlers/types.js';
+import { approvalToken, readOutbox } from '../helpers/outbox.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 // A payment integration of the test's own, first in make_payment's chain: it counts what it pays.
@@ -28,7 +29,7 @@ beforeAll(async () => {
   const a = await createApiKey(t.app.db, { role: 'ADMIN', space: 'pay' });
   admin = a.key;
   adminId = a.principalId;
-  agent = (await createApiKey(t.app.db, { role: 'AGENT', space: 'pay', user: 'pat' })).key;
+  agent = (await createApiKey(t.app.db, { role: 'AGENT', space: 'pay', user: 'pat', email: 'pat@example.com' })).key;
   approver = (await createApiKey(t.app.db, { role: 'APPROVER', space: 'pay', user: 'pat' })).key;
 });
 afterAll(async () => {
@@ -93,6 +94,23 @@ describe('payments never run without a person', () => {
 
     const approved = await gql(`mutation($id: ID!) { approveAction(id: $id) { action { status } errors { code } } }`, { id }, approver);
     expect(approved.approveAction.errors).toEqual([]);
+    await waitForStatus(id, ['COMPLETED']);
+    expect(paid.filter((p) => p === id)).toHaveLength(1);
+  });
+
+  it('runs after the user approves through the email link with its one-time code', async () => {
+    const outbox = t.app.config.outboxDir;
+    const before = (await readOutbox(outbox)).length;
+    const id = (await createPayment(12)).action.id;
+    const mails = (await readOutbox(outbox)).slice(before);
+    const token = approvalToken(mails.find((m) => /\/approvals\//.test(m.text))!);
+    const code = /^[ \t]+(\d{4} \d{4})[ \t]*\r?$/m.exec(mails.find((m) => !/\/approvals\//.test(m.text))!.text)![1]!.replace(/\D/g, '');
+    const res = await fetch(`${t.url}/approvals/${token}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `decision=approve&code=${code}`,
+    });
+    expect(res.status).toBe(200);
     await waitForStatus(id, ['COMPLETED']);
     expect(paid.filter((p) => p === id)).toHaveLength(1);
   });
