@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { checkSettings, looksSecret } from '../../src/engine/handler-configs.js';
 import { InvalidInputError } from '../../src/engine/errors.js';
+import { createLogger } from '../../src/logger.js';
 import { createSecretsBox, parseSecretsKey, SecretsDecryptError, SecretsKeyError, secretsKeyId } from '../../src/engine/secrets.js';
 
 const silent = { warn: () => undefined };
@@ -128,5 +129,22 @@ describe('handler settings', () => {
     for (let i = 0; i < 5000; i += 1) nested = { a: nested };
     expect(refusal(nested).message).toMatch(/deeper than 20 levels/);
     expect(checkSettings({ url: 'https://x', tokenUrl: 'https://x/token', retries: [1, 2] })).toBeTruthy();
+  });
+});
+
+describe('the logger', () => {
+  it('redacts secrets, stored ciphertext and GraphQL variables wherever a careless log call puts them', () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'trace' }, { write: (line: string) => void lines.push(line) });
+    logger.trace({ secrets: { apiKey: SECRET } }, 'a');
+    logger.debug({ input: { handler: 'h', secrets: { apiKey: SECRET } } }, 'b');
+    logger.info({ args: { input: { secrets: SECRET } } }, 'c');
+    logger.warn({ config: { secretsCiphertext: `ae-secrets:v1:${SECRET}` } }, 'd');
+    logger.error({ variables: { input: { secrets: SECRET } } }, 'e');
+    logger.error({ args: [{ variables: { s: SECRET } }, { secrets: SECRET }] }, 'f');
+    logger.info({ request: { variables: { s: SECRET } } }, 'g');
+    expect(lines).toHaveLength(7);
+    expect(lines.join('')).not.toContain(SECRET);
+    expect(lines.join('')).toContain('[redacted]');
   });
 });
