@@ -97,6 +97,13 @@ function checkSecrets(secrets: unknown): Record<string, unknown> {
       throw new InvalidInputError(`each secret needs a name of 1 to ${MAX_SECRET_NAME} characters`, ['input', 'secrets']);
     }
   }
+  // Depth only: the values themselves are never inspected, echoed or named.
+  const stack: Array<{ value: unknown; depth: number }> = [{ value: secrets, depth: 0 }];
+  while (stack.length) {
+    const { value, depth } = stack.pop()!;
+    if (depth > MAX_DEPTH) throw new InvalidInputError(`secrets nest deeper than ${MAX_DEPTH} levels`, ['input', 'secrets']);
+    if (typeof value === 'object' && value !== null) for (const item of Object.values(value)) stack.push({ value: item, depth: depth + 1 });
+  }
   return secrets;
 }
 

@@ -231,7 +231,19 @@ describe('handler secrets (upsertHandlerConfig)', () => {
       expect(out.body.data.upsertHandlerConfig.errors).toEqual([
         { code: 'INVALID_INPUT', field: ['input', 'secrets'], message: expect.stringMatching(/secrets must be a JSON object/) },
       ]);
+      expect(out.text).not.toContain(SECRET);
     }
+    let deep: unknown = SECRET;
+    for (let i = 0; i < 200; i += 1) deep = { k: deep };
+    const tooDeep = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'acme', secrets: { apiKey: deep } } });
+    expect(tooDeep.body.data.upsertHandlerConfig.errors).toEqual([
+      { code: 'INVALID_INPUT', field: ['input', 'secrets'], message: 'secrets nest deeper than 20 levels' },
+    ]);
+    expect(tooDeep.text).not.toContain(SECRET);
+    const badProvider = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'x'.repeat(101) } });
+    expect(badProvider.body.data.upsertHandlerConfig.errors).toEqual([
+      { code: 'INVALID_INPUT', field: ['input', 'provider'], message: expect.stringMatching(/provider must be 1 to 100 printable characters/) },
+    ]);
     expect(await storedRows()).toEqual(before);
   });
 
