@@ -65,7 +65,7 @@ export interface Config {
   approvalTtlSeconds: number;
   /** How often overdue approvals are moved to EXPIRED. */
   expirySweepSeconds: number;
-  /** Approval requests (actions that need approval) allowed per user per hour, over all types. */
+  /** Approval requests (actions that need approval) allowed per user and type per hour. */
   approvalRequestsPerHour: number;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   shutdownTimeoutMs: number;

@@ -169,7 +169,7 @@ async function consumeQuota(
   const quota: ConsumedQuota = { unitId, owned: [] };
   const limits = [];
   if (verdict.rateWindows.length) limits.push({ subject: { spaceId: principal.spaceId, userId, type }, windows: verdict.rateWindows });
-  if (verdict.requiresApproval) limits.push(approvalRequestQuota(principal.spaceId, userId, deps.config.approvalRequestsPerHour));
+  if (verdict.requiresApproval) limits.push(approvalRequestQuota(principal.spaceId, userId, type, deps.config.approvalRequestsPerHour));
   try {
     for (const { subject, windows } of limits) {
       const counted = await deps.rateLimiter.consume(subject, windows, unitId);

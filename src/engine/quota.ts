@@ -3,16 +3,17 @@ import type { PrismaClient } from '../generated/prisma/client.js';
 import type { RateLimitSubject, RateWindow, RecordedUnit } from './rate-limiter.js';
 
 /**
- * The counter of approval requests per user (spec §4: every type that needs approval also has a
- * default limit on approval requests per user). Its "type" cannot be an action type's name (those
- * are snake_case identifiers), so it never shares a key with one.
+ * The counters of approval requests (spec §4: every type that needs approval also has a default
+ * limit on approval requests per user), one per user per type. Their "type" starts with a
+ * character no action type's name has (those are snake_case identifiers), so a counter never
+ * shares a key with an action type's own rate limit.
  */
-export const APPROVAL_REQUESTS = '*approval-requests';
+const APPROVAL_REQUESTS = '*approval-requests:';
 
-/** The approval-request subject of a user, and its one window. */
-export function approvalRequestQuota(spaceId: string, userId: string, perHour: number): { subject: RateLimitSubject; windows: RateWindow[] } {
+/** The approval-request subject of a user and type, and its one window. */
+export function approvalRequestQuota(spaceId: string, userId: string, type: string, perHour: number): { subject: RateLimitSubject; windows: RateWindow[] } {
   return {
-    subject: { spaceId, userId, type: APPROVAL_REQUESTS, label: 'approval requests' },
+    subject: { spaceId, userId, type: `${APPROVAL_REQUESTS}${type}`, label: `${type} approval requests` },
     windows: [{ limit: perHour, windowSeconds: 3600 }],
   };
 }
@@ -42,7 +43,9 @@ export async function recordedUnits(db: PrismaClient, subject: RateLimitSubject,
     where: {
       spaceId: subject.spaceId,
       userId: subject.userId,
-      ...(subject.type === APPROVAL_REQUESTS ? { requiresApproval: true } : { type: subject.type }),
+      ...(subject.type.startsWith(APPROVAL_REQUESTS)
+        ? { type: subject.type.slice(APPROVAL_REQUESTS.length), requiresApproval: true }
+        : { type: subject.type }),
       status: { not: 'BLOCKED' },
       createdAt: { gt: new Date(sinceMs) },
     },

@@ -120,7 +120,7 @@ describe('quota on the shared services', () => {
     expect(await current(t, a.key, a.userId, 'send_email')).toEqual([2, 2]);
   });
 
-  it('limits approval requests per user (default 20 per hour): the 21st PENDING-bound request of a burst is refused with RATE_LIMITED, nothing recorded, 20 mails, and its type unit given back', async () => {
+  it('limits approval requests per user and type (default 20 per hour): the 21st PENDING-bound request of a burst is refused with RATE_LIMITED, nothing recorded, 20 mails, and its type unit given back', async () => {
     const a = await agentIn(t, 'approval-flood');
     // move_file needs approval; give it a rate limit too, to see the refused request give that unit back.
     await rateRule(t, a.spaceId, 'move_file', 1000, 3600);
@@ -135,17 +135,20 @@ describe('quota on the shared services', () => {
     expect(refused).toHaveLength(1);
     const refusal = refused[0]!.data!.createAction;
     expect(refusal.action).toBeNull();
-    expect(refusal.errors[0]!.message).toMatch(/20 approval requests per hour/);
+    expect(refusal.errors[0]!.message).toMatch(/20 move_file approval requests per hour/);
     expect(refusal.errors[0]!.retryAfterSeconds).toBeGreaterThan(3500);
     expect(refusal.errors[0]!.retryAfterSeconds).toBeLessThanOrEqual(3600);
     expect(await t.app.db.action.count({ where: { userId: a.userId } })).toBe(20);
     const mails = (await readOutbox(outbox)).filter((m) => m.to.includes('approval-flood'));
     expect(mails.length - before).toBe(20);
     expect(await current(t, a.key, a.userId, 'move_file')).toEqual([20]);
-    // Any type that needs approval shares the limit; types that do not need it are not affected.
+    // Still refused afterwards; each type that needs approval has its own limit; other types are not affected.
+    const again = await create(t, a.key, { type: 'move_file', payload: { from: 'inbox/x.txt', to: 'archive/x.txt' } });
+    expect(again.data!.createAction.errors[0]!.code).toBe('RATE_LIMITED');
     const order = await create(t, a.key, { type: 'order', payload: { provider: 'cafe', items: [{ name: 'Tea', price: 2, quantity: 1 }] } });
-    expect(order.data!.createAction.errors[0]!.code).toBe('RATE_LIMITED');
+    expect(order.data!.createAction.action!.status).toBe('PENDING');
     expect((await create(t, a.key, email('not an approval'))).data!.createAction.action!.status).toBe('APPROVED');
+    expect(await t.app.db.action.count({ where: { userId: a.userId, type: 'move_file' } })).toBe(20);
   });
 
   it('the one-time code lock is atomic: of 30 concurrent wrong codes exactly 5 are counted, each audited, the link locks, and the right code is refused afterwards', async () => {
@@ -223,7 +226,7 @@ describe('rate limits across a Redis restart (a Redis of this test\'s own)', () 
   let t: TestServer;
   beforeAll(async () => {
     redis = await startOwnRedis();
-    t = await startTestServer({ env: { REDIS_URL: redis.url } });
+    t = await startTestServer({ env: { REDIS_URL: redis.url, APPROVAL_REQUESTS_PER_HOUR: '3' } });
   });
   afterAll(async () => {
     await t?.close();
@@ -248,6 +251,10 @@ describe('rate limits across a Redis restart (a Redis of this test\'s own)', () 
       },
     });
     expect((await create(t, a.key, email('sixth'))).data!.createAction.errors[0]!.code).toBe('RATE_LIMITED');
+    // And the approval-request limit (3 per hour here).
+    const move = (i: number) => create(t, a.key, { type: 'move_file', payload: { from: `in/${i}.txt`, to: `out/${i}.txt` } });
+    for (let i = 0; i < 3; i++) expect((await move(i)).data!.createAction.action!.status).toBe('PENDING');
+    expect((await move(3)).data!.createAction.errors[0]!.code).toBe('RATE_LIMITED');
 
     await redis.stop();
     await redis.start();
@@ -267,6 +274,10 @@ describe('rate limits across a Redis restart (a Redis of this test\'s own)', () 
     const burst = await Promise.all(Array.from({ length: 10 }, (_, i) => create(t, a.key, email(`burst${i}`))));
     expect(burst.every((r) => r.data?.createAction.errors[0]?.code === 'RATE_LIMITED')).toBe(true);
     expect(await current(t, a.key, a.userId, 'send_email')).toEqual([5, 5]);
-    expect(await t.app.db.action.count({ where: { userId: a.userId, status: { not: 'BLOCKED' } } })).toBe(5);
+    const moveAfter = (await move(4)).data!.createAction;
+    expect(moveAfter.errors[0]!.code).toBe('RATE_LIMITED');
+    expect(moveAfter.errors[0]!.message).toMatch(/3 move_file approval requests per hour/);
+    expect(await t.app.db.action.count({ where: { userId: a.userId, type: 'send_email', status: { not: 'BLOCKED' } } })).toBe(5);
+    expect(await t.app.db.action.count({ where: { userId: a.userId, type: 'move_file' } })).toBe(3);
   });
 });

@@ -284,10 +284,10 @@ describe('rate limiter (real Redis)', () => {
 
   it('names the counted thing by its label in refusals', async () => {
     const limiter = createRateLimiter(redis, { prefix });
-    const s = subject({ type: '*approval-requests', label: 'approval requests' });
+    const s = subject({ type: '*approval-requests:move_file', label: 'move_file approval requests' });
     await limiter.consume(s, [{ limit: 1, windowSeconds: HOUR }], 'a');
     const err = await refusal(limiter.consume(s, [{ limit: 1, windowSeconds: HOUR }], 'b'));
-    expect(err.message).toMatch(/^rate limit: 1 approval requests per hour reached/);
+    expect(err.message).toMatch(/^rate limit: 1 move_file approval requests per hour reached/);
   });
 
   it('rebuilds a missing counter from the recorded units (only those inside the largest window), once, atomically, under concurrency', async () => {
