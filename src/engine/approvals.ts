@@ -124,6 +124,9 @@ async function applyDecision(
 ): Promise<Action> {
   const now = deps.clock();
   const common = { actor: actor.id, ip: actor.ip ?? null, userAgent: actor.userAgent ?? null, spaceId: action.spaceId, actionId: action.id };
+  // Tokens first, then the action and the audit lock: the order every approval path takes
+  // (see countCodeGuess), so a decision racing a code guess cannot deadlock.
+  await tx.approvalToken.updateMany({ where: { actionId: action.id, usedAt: null, voidedAt: null }, data: { voidedAt: now } });
   const updated = await transition(tx, events, {
     actionId: action.id,
     from: 'PENDING',
@@ -135,7 +138,6 @@ async function applyDecision(
         ? { ...common, event: 'action.approved', data: { comment: text } }
         : { ...common, event: 'action.rejected', data: { reason: text ?? '' } },
   });
-  await tx.approvalToken.updateMany({ where: { actionId: action.id, usedAt: null, voidedAt: null }, data: { voidedAt: now } });
   return updated;
 }
 
@@ -181,6 +183,7 @@ export async function cancelAction(deps: EngineDeps, principal: Principal, actor
   const why = cleanText(reason);
   const from = action.status === 'APPROVED' ? 'APPROVED' : 'PENDING';
   return inTransaction(deps, async (tx, events) => {
+    await tx.approvalToken.updateMany({ where: { actionId: id, usedAt: null, voidedAt: null }, data: { voidedAt: deps.clock() } });
     const updated = await transition(tx, events, {
       actionId: id,
       from,
@@ -197,7 +200,6 @@ export async function cancelAction(deps: EngineDeps, principal: Principal, actor
         data: { reason: why },
       },
     });
-    await tx.approvalToken.updateMany({ where: { actionId: id, usedAt: null, voidedAt: null }, data: { voidedAt: deps.clock() } });
     return updated;
   });
 }
@@ -322,6 +324,7 @@ export async function expireOverdueApprovals(deps: EngineDeps, batch = 100): Pro
   for (const action of overdue) {
     try {
       await inTransaction(deps, async (tx, events) => {
+        await tx.approvalToken.updateMany({ where: { actionId: action.id, usedAt: null, voidedAt: null }, data: { voidedAt: now } });
         await transition(tx, events, {
           actionId: action.id,
           from: 'PENDING',
@@ -336,7 +339,6 @@ export async function expireOverdueApprovals(deps: EngineDeps, batch = 100): Pro
             data: { expiresAt: action.approvalExpiresAt!.toISOString() },
           },
         });
-        await tx.approvalToken.updateMany({ where: { actionId: action.id, usedAt: null, voidedAt: null }, data: { voidedAt: now } });
       });
       expired += 1;
     } catch (error) {

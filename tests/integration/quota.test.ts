@@ -221,6 +221,38 @@ describe('quota on the shared services', () => {
   });
 });
 
+describe('code guesses racing a decision through the API', () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer();
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('wrong codes posted while an approver approves by API: the approval wins once, every guess gets a clear page, never a 500', async () => {
+    for (let round = 0; round < 3; round++) {
+      const a = await agentIn(t, `code-race-${round}`);
+      const approver = await createApiKey(t.app.db, { role: 'APPROVER', space: `code-race-${round}`, user: 'alice' });
+      await t.app.db.user.update({ where: { id: a.userId }, data: { kycStatus: 'VERIFIED' } });
+      const before = (await readOutbox(t.app.config.outboxDir)).length;
+      const id = (await create(t, a.key, { type: 'make_purchase', payload: { items: [{ name: 'Pen', price: 2, quantity: 1 }], merchant: 'Shop', total: 2, currency: 'EUR' } }))
+        .data!.createAction.action!.id;
+      const mails = (await readOutbox(t.app.config.outboxDir)).slice(before);
+      const token = approvalToken(mails.find((m) => /\/approvals\//.test(m.text))!);
+      const [api, ...pages] = await Promise.all([
+        gql<{ approveAction: { action: { status: string } | null; errors: unknown[] } }>(t, approver.key, 'mutation($id: ID!) { approveAction(id: $id) { action { status } errors { code } } }', { id }),
+        ...Array.from({ length: 8 }, (_, i) => post(t, token, `decision=approve&code=0000000${i}`)),
+      ]);
+      expect(api.data!.approveAction.action!.status).toBe('APPROVED');
+      for (const page of pages) expect([403, 409, 410, 429]).toContain(page.status);
+      const row = await t.app.db.approvalToken.findFirstOrThrow({ where: { actionId: id } });
+      expect(row.codeAttempts).toBeLessThanOrEqual(5);
+      expect(row.usedAt).toBeNull();
+    }
+  });
+});
+
 describe('rate limits across a Redis restart (a Redis of this test\'s own)', () => {
   let redis: OwnRedis;
   let t: TestServer;
