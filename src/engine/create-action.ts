@@ -137,7 +137,8 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
   } catch (error) {
     // Two requests with one idempotency key raced: the loser answers with the winner's result.
     if (idempotencyKey && error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2002') {
-      const replay = await findIdempotentResult(deps, principal, idempotencyKey, requestHash).catch(() => null);
+      // A different input under the key throws IDEMPOTENCY_CONFLICT here; the unit is the winner's then.
+      const replay = await findIdempotentResult(deps, principal, idempotencyKey, requestHash);
       if (replay) return replay;
     }
     if (quota) await releaseQuota(deps, principal, idempotencyKey, quota);

@@ -91,6 +91,16 @@ describe('quota on the shared services', () => {
     expect(await current(t, a.key, a.userId, 'send_email')).toEqual([2, 2]);
   });
 
+  it('racing requests with one idempotencyKey and different inputs: one action, the others IDEMPOTENCY_CONFLICT, one unit', async () => {
+    const a = await agentIn(t, 'idem-conflict');
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => create(t, a.key, { ...email(`variant ${i % 2}`), idempotencyKey: 'k' })));
+    const codes = results.map((r) => r.data?.createAction.errors[0]?.code ?? (r.data?.createAction.action ? 'OK' : JSON.stringify(r.errors)));
+    expect(codes.every((c) => c === 'OK' || c === 'IDEMPOTENCY_CONFLICT')).toBe(true);
+    expect(codes.filter((c) => c === 'IDEMPOTENCY_CONFLICT').length).toBeGreaterThanOrEqual(1);
+    expect(await t.app.db.action.count({ where: { userId: a.userId } })).toBe(1);
+    expect(await current(t, a.key, a.userId, 'send_email')).toEqual([1, 1]);
+  });
+
   it('a request that fails after the limiter (the insert fails) gives its unit back and records nothing', async () => {
     const a = await agentIn(t, 'insert-fails');
     await create(t, a.key, email('fine'));
