@@ -246,23 +246,26 @@ export async function decideByLink(
   const { state, row } = await inspectApprovalLink(deps, token);
   if (state !== 'valid' || !row) return { ok: false, state: state === 'valid' ? 'unknown' : state };
   const actor: Actor = { id: `email-link:${row.id}`, ip: client.ip, userAgent: client.userAgent };
-  if (form.decision === 'approve' && row.codeHash) {
-    const code = form.code ? normalizeOneTimeCode(form.code) : null;
-    // No code at all is not a guess: nothing is compared, nothing counted.
-    if (!code) return { ok: false, state: 'wrong_code', attemptsLeft: Math.max(0, MAX_CODE_ATTEMPTS - row.codeAttempts), missing: true };
-    const guess = await countCodeGuess(deps, { id: row.id, codeHash: row.codeHash, spaceId: row.action.spaceId, actionId: row.actionId }, code, actor);
-    if (guess !== 'right') return guess;
-  }
+  const code = form.code ? normalizeOneTimeCode(form.code) : null;
+  const needsCode = form.decision === 'approve' && row.codeHash !== null;
+  // No code at all is not a guess: nothing is compared, nothing counted.
+  if (needsCode && !code) return { ok: false, state: 'wrong_code', attemptsLeft: Math.max(0, MAX_CODE_ATTEMPTS - row.codeAttempts), missing: true };
   try {
-    const action = await inTransaction(deps, async (tx, events) => {
+    // One transaction from the guess to the decision: the token row stays locked throughout, so
+    // no concurrent guess can lock the link between a right code and its decision.
+    return await inTransaction(deps, async (tx, events): Promise<LinkDecisionOutcome> => {
+      if (needsCode) {
+        const guess = await countCodeGuess(deps, tx, { id: row.id, codeHash: row.codeHash!, spaceId: row.action.spaceId, actionId: row.actionId }, code!, actor);
+        if (guess !== 'right') return guess;
+      }
       const used = await tx.approvalToken.updateMany({
         where: { id: row.id, usedAt: null, voidedAt: null },
         data: { usedAt: deps.clock() },
       });
       if (used.count !== 1) throw new LinkUsedError();
-      return applyDecision(deps, tx, events, row.action, form.decision, cleanText(form.reason), actor);
+      const action = await applyDecision(deps, tx, events, row.action, form.decision, cleanText(form.reason), actor);
+      return { ok: true, action, decision: form.decision };
     });
-    return { ok: true, action, decision: form.decision };
   } catch (error) {
     if (error instanceof LinkUsedError) return { ok: false, state: 'used' };
     if (error instanceof InvalidTransitionError) return { ok: false, state: 'already_decided' };
@@ -273,39 +276,38 @@ export async function decideByLink(
 class LinkUsedError extends Error {}
 
 /**
- * Counts one code guess on a link, then compares it, in one transaction. The count is a
+ * Inside the caller's transaction: counts one code guess on a link, then compares it. The count is a
  * conditional UPDATE (`codeAttempts < MAX AND usedAt IS NULL AND voidedAt IS NULL`): PostgreSQL
  * re-checks the condition after waiting for the row lock, so of any number of concurrent
  * guesses at most MAX_CODE_ATTEMPTS ever get counted, and only a counted guess is compared. The
- * row stays locked until commit, so the count read back is this guess's own. A wrong guess is
+ * row stays locked until the caller's commit, so the count read back is this guess's own. A wrong guess is
  * audited (`approval.code_rejected`); the last one voids the link and audits `approval.locked`.
  */
 async function countCodeGuess(
   deps: EngineDeps,
+  tx: Prisma.TransactionClient,
   token: { id: string; codeHash: string; spaceId: string; actionId: string },
   code: string,
   actor: Actor,
 ): Promise<'right' | Extract<LinkDecisionOutcome, { ok: false }>> {
-  return deps.db.$transaction(async (tx) => {
-    const counted = await tx.approvalToken.updateMany({
-      where: { id: token.id, codeAttempts: { lt: MAX_CODE_ATTEMPTS }, usedAt: null, voidedAt: null },
-      data: { codeAttempts: { increment: 1 } },
-    });
-    const now = await tx.approvalToken.findUniqueOrThrow({ where: { id: token.id }, select: { codeAttempts: true, usedAt: true, voidedAt: true } });
-    if (counted.count !== 1) {
-      if (now.usedAt) return { ok: false as const, state: 'used' as const };
-      if (now.codeAttempts >= MAX_CODE_ATTEMPTS) return { ok: false as const, state: 'too_many_attempts' as const };
-      return { ok: false as const, state: 'voided' as const };
-    }
-    if (verifyCode(code, token.codeHash)) return 'right' as const;
-    const common = { actor: actor.id, ip: actor.ip ?? null, userAgent: actor.userAgent ?? null, spaceId: token.spaceId, actionId: token.actionId };
-    const attemptsLeft = MAX_CODE_ATTEMPTS - now.codeAttempts;
-    await appendAuditEntry(tx, { ...common, event: 'approval.code_rejected', data: { attemptsLeft } });
-    if (attemptsLeft > 0) return { ok: false as const, state: 'wrong_code' as const, attemptsLeft, missing: false };
-    await tx.approvalToken.update({ where: { id: token.id }, data: { voidedAt: deps.clock() } });
-    await appendAuditEntry(tx, { ...common, event: 'approval.locked', data: { attempts: now.codeAttempts } });
-    return { ok: false as const, state: 'too_many_attempts' as const };
+  const counted = await tx.approvalToken.updateMany({
+    where: { id: token.id, codeAttempts: { lt: MAX_CODE_ATTEMPTS }, usedAt: null, voidedAt: null },
+    data: { codeAttempts: { increment: 1 } },
   });
+  const now = await tx.approvalToken.findUniqueOrThrow({ where: { id: token.id }, select: { codeAttempts: true, usedAt: true, voidedAt: true } });
+  if (counted.count !== 1) {
+    if (now.usedAt) return { ok: false as const, state: 'used' as const };
+    if (now.codeAttempts >= MAX_CODE_ATTEMPTS) return { ok: false as const, state: 'too_many_attempts' as const };
+    return { ok: false as const, state: 'voided' as const };
+  }
+  if (verifyCode(code, token.codeHash)) return 'right' as const;
+  const common = { actor: actor.id, ip: actor.ip ?? null, userAgent: actor.userAgent ?? null, spaceId: token.spaceId, actionId: token.actionId };
+  const attemptsLeft = MAX_CODE_ATTEMPTS - now.codeAttempts;
+  await appendAuditEntry(tx, { ...common, event: 'approval.code_rejected', data: { attemptsLeft } });
+  if (attemptsLeft > 0) return { ok: false as const, state: 'wrong_code' as const, attemptsLeft, missing: false };
+  await tx.approvalToken.update({ where: { id: token.id }, data: { voidedAt: deps.clock() } });
+  await appendAuditEntry(tx, { ...common, event: 'approval.locked', data: { attempts: now.codeAttempts } });
+  return { ok: false as const, state: 'too_many_attempts' as const };
 }
 
 /**
