@@ -17,6 +17,7 @@ import { expireOverdueApprovals } from './engine/approvals.js';
 import type { EngineDeps } from './engine/deps.js';
 import { createAuthenticator, type Authenticator } from './engine/identity.js';
 import { createRateLimiter } from './engine/rate-limiter.js';
+import { recordedUnits } from './engine/quota.js';
 import { createActionQueue } from './engine/queue.js';
 import { createStatusPublisher } from './engine/status-publisher.js';
 import { RedisPubSub } from 'graphql-redis-subscriptions';
@@ -168,7 +169,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
         },
       },
       db,
-      rateLimiter: createRateLimiter(redis, { prefix: config.redisPrefix }),
+      rateLimiter: createRateLimiter(redis, { prefix: config.redisPrefix, rebuild: (subject, sinceMs) => recordedUnits(db, subject, sinceMs) }),
       mailer,
       logger,
       types: new ActionTypeRegistry([

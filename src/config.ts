@@ -33,6 +33,7 @@ const envSchema = z.object({
   ENABLE_NOOP_HANDLER: booleanish.default(false),
   APPROVAL_TTL_HOURS: z.coerce.number().positive().max(24 * 30).default(24),
   EXPIRY_SWEEP_SECONDS: z.coerce.number().positive().max(3600).default(15),
+  APPROVAL_REQUESTS_PER_HOUR: z.coerce.number().int().min(1).max(100_000).default(20),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
   MAX_REQUEST_BYTES: z.coerce.number().int().min(1024).default(1_000_000),
@@ -78,6 +79,8 @@ export interface Config {
   approvalTtlSeconds: number;
   /** How often overdue approvals are moved to EXPIRED. */
   expirySweepSeconds: number;
+  /** Approval requests (actions that need approval) allowed per user and type per hour. */
+  approvalRequestsPerHour: number;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   shutdownTimeoutMs: number;
   maxRequestBytes: number;
@@ -129,6 +132,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     enableNoopHandler: e.ENABLE_NOOP_HANDLER,
     approvalTtlSeconds: Math.round(e.APPROVAL_TTL_HOURS * 3600),
     expirySweepSeconds: e.EXPIRY_SWEEP_SECONDS,
+    approvalRequestsPerHour: e.APPROVAL_REQUESTS_PER_HOUR,
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxRequestBytes: e.MAX_REQUEST_BYTES,

@@ -37,7 +37,7 @@ const SET_URL = 'set REDIS_URL to a running Redis';
 /**
  * Makes sure a Redis answers at `url`. If one answers, nothing is started. If none does, the
  * URL points at this machine, `autostart` is on and `redis-server` is on the PATH, starts one
- * as a child process (127.0.0.1 or ::1, the URL's port and password, no persistence, files in
+ * as a child process (127.0.0.1 or ::1, the URL's port and password, its data kept in an append-only file in
  * `<dataDir>/redis`) and waits until it answers PING. Otherwise throws a
  * {@link ServiceUnavailableError} naming the URL (password masked) and the remedy.
  */
@@ -94,7 +94,7 @@ export async function ensureRedis(opts: EnsureRedisOptions): Promise<LocalRedis>
   }
   const bindHost = host === 'localhost' ? '127.0.0.1' : host;
   const bound = hostPort(bindHost, port);
-  log(`Redis is not answering at ${shown}; starting ${redisServer} on ${bound} (no persistence, files in ${workDir})`);
+  log(`Redis is not answering at ${shown}; starting ${redisServer} on ${bound} (data kept in ${workDir}, append-only file)`);
   const server = startRedisServer(redisServer, { bindHost, port, workDir, url });
 
   const deadline = Date.now() + STARTUP_WAIT_MS;
@@ -179,7 +179,9 @@ function startRedisServer(
   bin: string,
   { bindHost, port, workDir, url }: { bindHost: string; port: number; workDir: string; url: URL },
 ): RedisServerProcess {
-  const args = ['--bind', bindHost, '--port', String(port), '--dir', workDir, '--save', '', '--appendonly', 'no', '--daemonize', 'no'];
+  // Persistent: the queue and the rate-limit counters live here, and a restart must not forget
+  // them (an append-only file, fsync'd every second; no RDB snapshots besides).
+  const args = ['--bind', bindHost, '--port', String(port), '--dir', workDir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec', '--daemonize', 'no'];
   // The password goes in on stdin, never in argv, where `ps` would show it.
   const password = url.password ? decodeURIComponent(url.password) : '';
   const username = url.username ? decodeURIComponent(url.username) : '';

@@ -124,6 +124,9 @@ async function applyDecision(
 ): Promise<Action> {
   const now = deps.clock();
   const common = { actor: actor.id, ip: actor.ip ?? null, userAgent: actor.userAgent ?? null, spaceId: action.spaceId, actionId: action.id };
+  // Tokens first, then the action and the audit lock: the order every approval path takes
+  // (see countCodeGuess), so a decision racing a code guess cannot deadlock.
+  await tx.approvalToken.updateMany({ where: { actionId: action.id, usedAt: null, voidedAt: null }, data: { voidedAt: now } });
   const updated = await transition(tx, events, {
     actionId: action.id,
     from: 'PENDING',
@@ -135,7 +138,6 @@ async function applyDecision(
         ? { ...common, event: 'action.approved', data: { comment: text } }
         : { ...common, event: 'action.rejected', data: { reason: text ?? '' } },
   });
-  await tx.approvalToken.updateMany({ where: { actionId: action.id, usedAt: null, voidedAt: null }, data: { voidedAt: now } });
   return updated;
 }
 
@@ -181,6 +183,7 @@ export async function cancelAction(deps: EngineDeps, principal: Principal, actor
   const why = cleanText(reason);
   const from = action.status === 'APPROVED' ? 'APPROVED' : 'PENDING';
   return inTransaction(deps, async (tx, events) => {
+    await tx.approvalToken.updateMany({ where: { actionId: id, usedAt: null, voidedAt: null }, data: { voidedAt: deps.clock() } });
     const updated = await transition(tx, events, {
       actionId: id,
       from,
@@ -197,13 +200,12 @@ export async function cancelAction(deps: EngineDeps, principal: Principal, actor
         data: { reason: why },
       },
     });
-    await tx.approvalToken.updateMany({ where: { actionId: id, usedAt: null, voidedAt: null }, data: { voidedAt: deps.clock() } });
     return updated;
   });
 }
 
-/** What an approval link leads to. */
-export type LinkState = TokenState | 'already_decided';
+/** What an approval link leads to. `too_many_attempts`: locked after the wrong codes. */
+export type LinkState = TokenState | 'already_decided' | 'too_many_attempts';
 
 /** Looks up an approval link for the confirmation page. Reads only. */
 export async function inspectApprovalLink(deps: EngineDeps, token: string) {
@@ -218,17 +220,22 @@ export async function inspectApprovalLink(deps: EngineDeps, token: string) {
   });
   let state: LinkState = tokenState(row, row?.action.payloadHash ?? '', deps.clock());
   if (state === 'valid' && row!.action.status !== 'PENDING') state = 'already_decided';
+  if (state === 'voided' && row!.codeAttempts >= MAX_CODE_ATTEMPTS) state = 'too_many_attempts';
   return { state, row };
 }
 
 export type LinkDecisionOutcome =
   | { ok: true; action: Action; decision: Decision }
-  | { ok: false; state: Exclude<LinkState, 'valid'> | 'wrong_code' | 'too_many_attempts' };
+  | { ok: false; state: Exclude<LinkState, 'valid'> }
+  /** `attemptsLeft`: wrong codes still allowed before the link locks; `missing`: no code was sent (not counted). */
+  | { ok: false; state: 'wrong_code'; attemptsLeft: number; missing: boolean };
 
 /**
  * POST /approvals/:token — the only route by which an email link decides. The token is used
  * up in the same transaction as the decision; a payment or purchase also needs the one-time
- * code from the second email, and wrong codes are counted and end the token at the limit.
+ * code from the second email. Each code sent is a guess, counted before it is compared (see
+ * {@link countCodeGuess}): at most MAX_CODE_ATTEMPTS guesses are ever compared, under any
+ * concurrency, and the last wrong one locks the link.
  */
 export async function decideByLink(
   deps: EngineDeps,
@@ -238,32 +245,27 @@ export async function decideByLink(
 ): Promise<LinkDecisionOutcome> {
   const { state, row } = await inspectApprovalLink(deps, token);
   if (state !== 'valid' || !row) return { ok: false, state: state === 'valid' ? 'unknown' : state };
-  if (form.decision === 'approve' && row.codeHash) {
-    const code = form.code ? normalizeOneTimeCode(form.code) : null;
-    if (!code || !verifyCode(code, row.codeHash)) {
-      const counted = await deps.db.approvalToken.update({
-        where: { id: row.id },
-        data: { codeAttempts: { increment: 1 } },
-        select: { codeAttempts: true },
-      });
-      if (counted.codeAttempts >= MAX_CODE_ATTEMPTS) {
-        await deps.db.approvalToken.update({ where: { id: row.id }, data: { voidedAt: deps.clock() } });
-        return { ok: false, state: 'too_many_attempts' };
-      }
-      return { ok: false, state: 'wrong_code' };
-    }
-  }
   const actor: Actor = { id: `email-link:${row.id}`, ip: client.ip, userAgent: client.userAgent };
+  const code = form.code ? normalizeOneTimeCode(form.code) : null;
+  const needsCode = form.decision === 'approve' && row.codeHash !== null;
+  // No code at all is not a guess: nothing is compared, nothing counted.
+  if (needsCode && !code) return { ok: false, state: 'wrong_code', attemptsLeft: Math.max(0, MAX_CODE_ATTEMPTS - row.codeAttempts), missing: true };
   try {
-    const action = await inTransaction(deps, async (tx, events) => {
+    // One transaction from the guess to the decision: the token row stays locked throughout, so
+    // no concurrent guess can lock the link between a right code and its decision.
+    return await inTransaction(deps, async (tx, events): Promise<LinkDecisionOutcome> => {
+      if (needsCode) {
+        const guess = await countCodeGuess(deps, tx, { id: row.id, codeHash: row.codeHash!, spaceId: row.action.spaceId, actionId: row.actionId }, code!, actor);
+        if (guess !== 'right') return guess;
+      }
       const used = await tx.approvalToken.updateMany({
         where: { id: row.id, usedAt: null, voidedAt: null },
         data: { usedAt: deps.clock() },
       });
       if (used.count !== 1) throw new LinkUsedError();
-      return applyDecision(deps, tx, events, row.action, form.decision, cleanText(form.reason), actor);
+      const action = await applyDecision(deps, tx, events, row.action, form.decision, cleanText(form.reason), actor);
+      return { ok: true, action, decision: form.decision };
     });
-    return { ok: true, action, decision: form.decision };
   } catch (error) {
     if (error instanceof LinkUsedError) return { ok: false, state: 'used' };
     if (error instanceof InvalidTransitionError) return { ok: false, state: 'already_decided' };
@@ -272,6 +274,41 @@ export async function decideByLink(
 }
 
 class LinkUsedError extends Error {}
+
+/**
+ * Inside the caller's transaction: counts one code guess on a link, then compares it. The count is a
+ * conditional UPDATE (`codeAttempts < MAX AND usedAt IS NULL AND voidedAt IS NULL`): PostgreSQL
+ * re-checks the condition after waiting for the row lock, so of any number of concurrent
+ * guesses at most MAX_CODE_ATTEMPTS ever get counted, and only a counted guess is compared. The
+ * row stays locked until the caller's commit, so the count read back is this guess's own. A wrong guess is
+ * audited (`approval.code_rejected`); the last one voids the link and audits `approval.locked`.
+ */
+async function countCodeGuess(
+  deps: EngineDeps,
+  tx: Prisma.TransactionClient,
+  token: { id: string; codeHash: string; spaceId: string; actionId: string },
+  code: string,
+  actor: Actor,
+): Promise<'right' | Extract<LinkDecisionOutcome, { ok: false }>> {
+  const counted = await tx.approvalToken.updateMany({
+    where: { id: token.id, codeAttempts: { lt: MAX_CODE_ATTEMPTS }, usedAt: null, voidedAt: null },
+    data: { codeAttempts: { increment: 1 } },
+  });
+  const now = await tx.approvalToken.findUniqueOrThrow({ where: { id: token.id }, select: { codeAttempts: true, usedAt: true, voidedAt: true } });
+  if (counted.count !== 1) {
+    if (now.usedAt) return { ok: false as const, state: 'used' as const };
+    if (now.codeAttempts >= MAX_CODE_ATTEMPTS) return { ok: false as const, state: 'too_many_attempts' as const };
+    return { ok: false as const, state: 'voided' as const };
+  }
+  if (verifyCode(code, token.codeHash)) return 'right' as const;
+  const common = { actor: actor.id, ip: actor.ip ?? null, userAgent: actor.userAgent ?? null, spaceId: token.spaceId, actionId: token.actionId };
+  const attemptsLeft = MAX_CODE_ATTEMPTS - now.codeAttempts;
+  await appendAuditEntry(tx, { ...common, event: 'approval.code_rejected', data: { attemptsLeft } });
+  if (attemptsLeft > 0) return { ok: false as const, state: 'wrong_code' as const, attemptsLeft, missing: false };
+  await tx.approvalToken.update({ where: { id: token.id }, data: { voidedAt: deps.clock() } });
+  await appendAuditEntry(tx, { ...common, event: 'approval.locked', data: { attempts: now.codeAttempts } });
+  return { ok: false as const, state: 'too_many_attempts' as const };
+}
 
 /**
  * Moves PENDING actions whose approval window has closed to EXPIRED (spec §5: "without anyone
@@ -289,6 +326,7 @@ export async function expireOverdueApprovals(deps: EngineDeps, batch = 100): Pro
   for (const action of overdue) {
     try {
       await inTransaction(deps, async (tx, events) => {
+        await tx.approvalToken.updateMany({ where: { actionId: action.id, usedAt: null, voidedAt: null }, data: { voidedAt: now } });
         await transition(tx, events, {
           actionId: action.id,
           from: 'PENDING',
@@ -303,7 +341,6 @@ export async function expireOverdueApprovals(deps: EngineDeps, batch = 100): Pro
             data: { expiresAt: action.approvalExpiresAt!.toISOString() },
           },
         });
-        await tx.approvalToken.updateMany({ where: { actionId: action.id, usedAt: null, voidedAt: null }, data: { voidedAt: now } });
       });
       expired += 1;
     } catch (error) {

@@ -15,6 +15,10 @@ export interface AuditEventData {
   'action.blocked': { rule: string; kind: SafetyRuleKind; reason: string };
   /** `recipient` is where the approval email went, null when none was sent. */
   'approval.requested': { expiresAt: string; recipient: string | null };
+  /** A wrong one-time code on an approval link; `attemptsLeft` before the link locks. */
+  'approval.code_rejected': { attemptsLeft: number };
+  /** The link locked after `attempts` wrong codes; the action must be decided another way. */
+  'approval.locked': { attempts: number };
   'action.approved': { comment: string | null };
   'action.rejected': { reason: string };
   'action.cancelled': { reason: string | null };

@@ -20,6 +20,8 @@ import {
 } from './errors.js';
 import { evaluateSafety, type SafetyVerdict } from './safety.js';
 import { initialStatus } from './statuses.js';
+import { approvalRequestQuota, rateUnitId } from './quota.js';
+import type { RateLimitSubject } from './rate-limiter.js';
 
 export interface CreateActionInput {
   type: string;
@@ -77,10 +79,9 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
       ? new BlockedError(verdict.refusal.reason)
       : new KycRequiredError(verdict.refusal.reason)
     : null;
-  // Counted only for actions that would run; a refused request consumes nothing.
-  if (!refusal && verdict.rateWindows.length) {
-    await deps.rateLimiter.consume({ spaceId: principal.spaceId, userId, type: input.type }, verdict.rateWindows, actionId);
-  }
+  // Counted only for actions that would run; a refused request consumes nothing, and a unit is
+  // given back when nothing gets recorded (see consumeQuota and releaseQuota).
+  const quota = refusal ? null : await consumeQuota(deps, principal, userId, input.type, verdict, rateUnitId({ id: actionId, requestedById: principal.id, idempotencyKey }));
 
   // Payments wait for a person whatever the rules say (spec §6): no rule can switch this off.
   if (!refusal && deps.types.get(input.type).humanApproval) verdict.requiresApproval = true;
@@ -138,13 +139,72 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
   } catch (error) {
     // Two requests with one idempotency key raced: the loser answers with the winner's result.
     if (idempotencyKey && error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2002') {
+      // A different input under the key throws IDEMPOTENCY_CONFLICT here; the unit is the winner's then.
       const replay = await findIdempotentResult(deps, principal, idempotencyKey, requestHash);
       if (replay) return replay;
     }
+    if (quota) await releaseQuota(deps, principal, idempotencyKey, quota);
     throw error;
   }
   if (mail) await sendApprovalRequest(deps, mail);
   return resultFor(action);
+}
+
+/** The units one request consumed: the subjects whose counters it counted the unit in. */
+interface ConsumedQuota {
+  unitId: string;
+  owned: RateLimitSubject[];
+}
+
+/**
+ * Consumes the request's unit in every limit that applies: the type's rate windows, and the
+ * user's approval-request limit when the action would wait for approval (spec §4). All or none:
+ * when a later limit refuses, the units counted before are given back.
+ */
+async function consumeQuota(
+  deps: EngineDeps,
+  principal: Principal,
+  userId: string,
+  type: string,
+  verdict: SafetyVerdict,
+  unitId: string,
+): Promise<ConsumedQuota> {
+  const quota: ConsumedQuota = { unitId, owned: [] };
+  const limits = [];
+  if (verdict.rateWindows.length) limits.push({ subject: { spaceId: principal.spaceId, userId, type }, windows: verdict.rateWindows });
+  if (verdict.requiresApproval) limits.push(approvalRequestQuota(principal.spaceId, userId, type, deps.config.approvalRequestsPerHour));
+  try {
+    for (const { subject, windows } of limits) {
+      const counted = await deps.rateLimiter.consume(subject, windows, unitId);
+      // A duplicate of an idempotent request in flight counted it first: that one owns the unit.
+      if (counted.counted) quota.owned.push(subject);
+    }
+  } catch (error) {
+    await releaseQuota(deps, principal, null, quota);
+    throw error;
+  }
+  return quota;
+}
+
+/**
+ * Gives back the units a request counted when it recorded nothing. With an idempotency key the
+ * unit is shared with the key's duplicates: it stays if one of them recorded the action.
+ * Best effort: a unit that cannot be given back stays counted (the safe side).
+ */
+async function releaseQuota(deps: EngineDeps, principal: Principal, idempotencyKey: string | null, quota: ConsumedQuota): Promise<void> {
+  if (quota.owned.length === 0) return;
+  try {
+    if (idempotencyKey) {
+      const recorded = await deps.db.idempotencyRecord.findUnique({
+        where: { principalId_key: { principalId: principal.id, key: idempotencyKey } },
+        select: { actionId: true },
+      });
+      if (recorded) return;
+    }
+    for (const subject of quota.owned) await deps.rateLimiter.release(subject, quota.unitId);
+  } catch (error) {
+    deps.logger.warn({ err: error }, 'a rate-limit unit could not be given back; it stays counted until its window passes');
+  }
 }
 
 function firstMessage(status: string, refusal: EngineError | null, verdict: SafetyVerdict): string {

@@ -15,7 +15,7 @@ export interface EngineDeps {
   mailer: Mailer;
   logger: Logger;
   types: ActionTypeRegistry;
-  config: Pick<Config, 'baseUrl' | 'approvalTtlSeconds'>;
+  config: Pick<Config, 'baseUrl' | 'approvalTtlSeconds' | 'approvalRequestsPerHour'>;
   clock: () => Date;
   /** Where committed status updates go (live subscriptions). */
   statusPublisher: StatusPublisher;

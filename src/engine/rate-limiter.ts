@@ -12,6 +12,15 @@ export interface RateLimitSubject {
   spaceId: string;
   userId: string;
   type: string;
+  /** How refusals name what is counted (default: the type), e.g. "approval requests". */
+  label?: string;
+}
+
+/** A unit already recorded elsewhere (the database), to put back into a counter Redis lost. */
+export interface RecordedUnit {
+  unitId: string;
+  /** When it was consumed, in ms since the epoch. */
+  atMs: number;
 }
 
 /** The state of one window for one subject. */
@@ -24,6 +33,13 @@ export interface RateLimitStatus {
   resetsAt: Date;
 }
 
+/**
+ * What `consume` returns: the windows after the consume, and (not enumerable, so the array
+ * compares like a plain one) whether this call counted the unit (false: it was already counted,
+ * by an earlier call with the same unit id, which owns it).
+ */
+export type ConsumedStatus = RateLimitStatus[] & { readonly counted: boolean };
+
 /** Sliding-window rate limits counted in Redis, all windows of a rule set checked at once. */
 export interface RateLimiter {
   /**
@@ -34,9 +50,14 @@ export interface RateLimiter {
    * `unitId` names the unit (an action id): consuming the same id again while it is still
    * counted succeeds without counting it twice, so a retried request does not pay twice.
    */
-  consume(subject: RateLimitSubject, windows: RateWindow[], unitId: string): Promise<RateLimitStatus[]>;
+  consume(subject: RateLimitSubject, windows: RateWindow[], unitId: string): Promise<ConsumedStatus>;
   /** The current count of every window, consuming nothing. Throws SafetyUnavailableError like `consume`. */
   status(subject: RateLimitSubject, windows: RateWindow[]): Promise<RateLimitStatus[]>;
+  /**
+   * Gives a unit back (nothing was recorded for it). Removing a unit that is not counted does
+   * nothing. Throws SafetyUnavailableError like `consume`.
+   */
+  release(subject: RateLimitSubject, unitId: string): Promise<void>;
 }
 
 /** Options of {@link createRateLimiter}. */
@@ -50,6 +71,14 @@ export interface RateLimiterOptions {
    * must leave it unset (see the clock note in the Lua script).
    */
   now?: () => number;
+  /**
+   * Where the counted units are recorded for good (the actions in the database). When a
+   * subject's key is missing (Redis restarted empty, or the key expired because nothing is
+   * counted), `consume` and `status` first ask for the units recorded since `sinceMs` (the start
+   * of the largest window) and put them back, in the same atomic script as the check. Without
+   * it a missing key simply means nothing is counted.
+   */
+  rebuild?: (subject: RateLimitSubject, sinceMs: number) => Promise<RecordedUnit[]>;
 }
 
 /*
@@ -71,8 +100,16 @@ export interface RateLimiterOptions {
  * Scores are whole milliseconds, formatted with %.0f: Lua 5.1 turns numbers into strings with
  * %.14g, which would silently round anything longer than 14 digits (microsecond timestamps).
  *
+ * Rebuild: Redis may lose the set (a restart without persistence, a failover, eviction). With
+ * ARGV[5 + 2n] = 'check' and the key missing, the script answers { 4, now } and does nothing;
+ * the caller then reads the recorded units since now - largest window from the database and
+ * calls again with them (ARGV[5 + 2n] = 'seed', then count, then unit/score pairs). They are
+ * added with ZADD NX inside the same atomic step as the check, so concurrent rebuilds of one
+ * subject are harmless (the same members, counted once) and nothing else slips in between.
+ *
  * Reply: { outcome, now, then per window: count, oldest score in window or -1, wait ms }
- * outcome 1 = consumed, 2 = unit already counted (nothing written), 0 = refused, 3 = status only.
+ * outcome 1 = consumed, 2 = unit already counted (nothing written), 0 = refused, 3 = status only,
+ * 4 = key missing, call again with the recorded units.
  */
 const SCRIPT = `
 local key = KEYS[1]
@@ -92,6 +129,30 @@ local maxWindow = 0
 for i = 1, n do
   local w = tonumber(ARGV[4 + 2 * i])
   if w > maxWindow then maxWindow = w end
+end
+
+local rebuild = ARGV[5 + 2 * n]
+if rebuild == 'check' and redis.call('EXISTS', key) == 0 then
+  return { 4, now }
+end
+if rebuild == 'seed' then
+  local seeds = tonumber(ARGV[6 + 2 * n])
+  local from = now - maxWindow
+  local added = false
+  for i = 1, seeds do
+    local score = tonumber(ARGV[6 + 2 * n + 2 * i])
+    -- Recorded by another clock: a unit "from the future" counts as consumed now.
+    if score > now then score = now end
+    if score > from then
+      redis.call('ZADD', key, 'NX', fmt(score), ARGV[5 + 2 * n + 2 * i])
+      added = true
+    end
+  end
+  if added then redis.call('PEXPIRE', key, fmt(maxWindow)) end
+end
+
+if mode == 'release' then
+  return { redis.call('ZREM', key, member), now }
 end
 
 local outcome = 3
@@ -137,9 +198,11 @@ return reply
 
 const COMMAND = 'actionEngineRateLimit';
 
+type Mode = 'consume' | 'status' | 'release';
+
 type ScriptCommand = (
   key: string,
-  mode: 'consume' | 'status',
+  mode: Mode,
   now: string,
   member: string,
   count: string,
@@ -156,24 +219,43 @@ export function createRateLimiter(redis: Redis, options: RateLimiterOptions): Ra
     // Encoded so a ':' inside an id cannot make two subjects share a key.
     [options.prefix, 'rl', ...[s.spaceId, s.userId, s.type].map(encodeURIComponent)].join(':');
 
+  async function script(mode: Mode, subject: RateLimitSubject, windows: RateWindow[], unitId: string, rebuildArgs: string[]): Promise<number[]> {
+    const windowArgs = windows.flatMap((w) => [String(w.limit), String(windowMs(w))]);
+    const now = options.now ? String(Math.floor(options.now())) : '';
+    let reply: unknown;
+    try {
+      const key = keyOf(subject);
+      reply = await withTimeout(run(key, mode, now, unitId, String(windows.length), ...windowArgs, ...rebuildArgs), timeoutMs);
+    } catch (err) {
+      throw unavailable(err);
+    }
+    const nums = Array.isArray(reply) ? reply.map(Number) : [];
+    if (nums.length < 2 || nums.some((x) => !Number.isFinite(x))) {
+      throw unavailable(new Error(`unexpected reply from rate-limit script: ${JSON.stringify(reply)}`));
+    }
+    return nums;
+  }
+
   async function call(
     mode: 'consume' | 'status',
     subject: RateLimitSubject,
     windows: RateWindow[],
     unitId: string,
   ): Promise<{ outcome: number; now: number; rows: Array<[count: number, oldest: number, wait: number]> }> {
-    const windowArgs = windows.flatMap((w) => [String(w.limit), String(windowMs(w))]);
-    const now = options.now ? String(Math.floor(options.now())) : '';
-    let reply: unknown;
-    try {
-      const key = keyOf(subject);
-      reply = await withTimeout(run(key, mode, now, unitId, String(windows.length), ...windowArgs), timeoutMs);
-    } catch (err) {
-      throw unavailable(err);
+    let nums = await script(mode, subject, windows, unitId, [options.rebuild ? 'check' : 'none']);
+    if (nums[0] === 4 && options.rebuild) {
+      const maxWindow = Math.max(...windows.map(windowMs));
+      let units: RecordedUnit[];
+      try {
+        units = await options.rebuild(subject, nums[1]! - maxWindow);
+      } catch (err) {
+        throw unavailable(err);
+      }
+      const seedArgs = units.flatMap((u) => [u.unitId, String(Math.floor(u.atMs))]);
+      nums = await script(mode, subject, windows, unitId, ['seed', String(units.length), ...seedArgs]);
     }
-    const nums = Array.isArray(reply) ? reply.map(Number) : [];
-    if (nums.length !== 2 + 3 * windows.length || nums.some((x) => !Number.isFinite(x))) {
-      throw unavailable(new Error(`unexpected reply from rate-limit script: ${JSON.stringify(reply)}`));
+    if (nums.length !== 2 + 3 * windows.length) {
+      throw unavailable(new Error(`unexpected reply from rate-limit script: ${JSON.stringify(nums)}`));
     }
     const rows = windows.map((_, i) => nums.slice(2 + 3 * i, 5 + 3 * i) as [number, number, number]);
     return { outcome: nums[0]!, now: nums[1]!, rows };
@@ -201,17 +283,17 @@ export function createRateLimiter(redis: Redis, options: RateLimiterOptions): Ra
       if (typeof unitId !== 'string' || unitId === '') {
         throw new TypeError('rate limiter: unitId must be a non-empty string');
       }
-      if (windows.length === 0) return [];
+      if (windows.length === 0) return consumed([], false);
       const { outcome, now, rows } = await call('consume', subject, windows, unitId);
       if (outcome === 0) {
         const refused = windows.map((w, i) => ({ w, wait: rows[i]![2] })).filter((r) => r.wait > 0);
         const retryAfterSeconds = Math.max(1, Math.ceil(Math.max(...refused.map((r) => r.wait)) / 1000));
         const which = refused
-          .map((r) => `${r.w.limit} ${subject.type} per ${describeWindow(r.w.windowSeconds)}`)
+          .map((r) => `${r.w.limit} ${subject.label ?? subject.type} per ${describeWindow(r.w.windowSeconds)}`)
           .join(' and ');
         throw new RateLimitedError(`rate limit: ${which} reached; retry in ${retryAfterSeconds} s`, retryAfterSeconds);
       }
-      return statuses(windows, now, rows);
+      return consumed(statuses(windows, now, rows), outcome === 1);
     },
     async status(subject, windows) {
       validate(windows);
@@ -219,7 +301,16 @@ export function createRateLimiter(redis: Redis, options: RateLimiterOptions): Ra
       const { now, rows } = await call('status', subject, windows, '');
       return statuses(windows, now, rows);
     },
+    async release(subject, unitId) {
+      if (typeof unitId !== 'string' || unitId === '') return;
+      // The window arguments only bound the trim; one nominal window is enough to run the script.
+      await script('release', subject, [{ limit: 1, windowSeconds: 1 }], unitId, ['none']);
+    },
   };
+}
+
+function consumed(list: RateLimitStatus[], counted: boolean): ConsumedStatus {
+  return Object.defineProperty(list, 'counted', { value: counted, enumerable: false }) as ConsumedStatus;
 }
 
 function windowMs(w: RateWindow): number {

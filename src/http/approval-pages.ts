@@ -31,6 +31,11 @@ export interface ConfirmationPageInput extends ApprovalSummaryInput {
   token: string;
   /** True for payments and purchases: approving needs the one-time code from the second email. */
   needsCode: boolean;
+  /**
+   * The page shown again after a wrong (or missing) code: says so above the form and how many
+   * tries are left before the link locks. Nothing was approved.
+   */
+  codeError?: { attemptsLeft: number; missing: boolean };
 }
 
 /** Every state in which a token cannot lead to a decision, and the form errors. */
@@ -78,6 +83,7 @@ button{display:block;width:100%;min-height:52px;margin:14px 0 0;border:0;border-
 .status-rejected h1{color:#57606a}
 .status-error h1{color:#cf222e}
 .small{font-size:14px;color:#57606a;margin:0}
+.alert{margin:0 0 12px;padding:10px 12px;border:1px solid #cf222e;border-radius:8px;background:#ffebe9;color:#82071e;font-weight:600}
 `;
 
 function page(title: string, body: string, bodyClass = ''): string {
@@ -140,6 +146,10 @@ export function renderConfirmationPage(input: ConfirmationPageInput): string {
 <input type="text" id="code" name="code" class="code" required inputmode="numeric" autocomplete="one-time-code" maxlength="16" placeholder="1234 5678">`
     : '';
 
+  const codeError = input.codeError
+    ? `<p class="alert" role="alert">${escapeHtml(codeErrorMessage(input.codeError))}</p>`
+    : '';
+
   const body = `<div class="card">
 <p class="eyebrow">Approval needed</p>
 <h1>${escapeHtml(headline)}</h1>
@@ -152,6 +162,7 @@ ${renderDetails(describeRequest(input))}
 <h2>Approve</h2>
 <form method="post" action="${escapeHtml(actionUrl)}" enctype="application/x-www-form-urlencoded">
 <input type="hidden" name="decision" value="approve">
+${codeError}
 ${codeField}
 <button type="submit" class="approve">Approve</button>
 </form>
@@ -167,6 +178,13 @@ ${codeField}
 </div>
 <p class="small">If you do nothing, the request expires unapproved. This link works once.</p>`;
   return page(`Approve? ${headline}`, body);
+}
+
+function codeErrorMessage({ attemptsLeft, missing }: { attemptsLeft: number; missing: boolean }): string {
+  const left = `${attemptsLeft} ${attemptsLeft === 1 ? 'try is' : 'tries are'} left before this link is locked.`;
+  return missing
+    ? `Enter the ${ONE_TIME_CODE_DIGITS}\u2011digit code from the second email to approve. Nothing was approved. ${left}`
+    : `That code is not right, so nothing was approved. ${left}`;
 }
 
 /** The page shown after a decision was recorded (or could not be). */
@@ -217,8 +235,8 @@ const ERRORS: Record<ApprovalErrorState, { status: number; title: string; messag
   },
   too_many_attempts: {
     status: 429,
-    title: 'Too many wrong codes',
-    message: 'This link is locked and the request was not approved. If it is still wanted, it has to be requested again.',
+    title: 'This link is locked',
+    message: `${MAX_CODE_ATTEMPTS} wrong codes were entered, so this link is locked for good and the request was not approved. It can no longer be decided by email: an approver can still approve or reject it another way (through the API), or it expires unapproved.`,
   },
   bad_request: {
     status: 400,

@@ -80,6 +80,29 @@ export async function handleApprovalRoute(app: App, req: IncomingMessage, res: S
     ip: req.socket.remoteAddress ?? null,
     userAgent: req.headers['user-agent'] ?? null,
   });
+  if (!outcome.ok && outcome.state === 'wrong_code') {
+    // The form again, saying how many tries are left (unless the link changed meanwhile).
+    const again = await inspectApprovalLink(app.engine, token);
+    if (again.state !== 'valid' || !again.row) {
+      sendError(res, again.state === 'valid' ? 'unknown' : again.state);
+      return true;
+    }
+    const row = again.row;
+    send(
+      res,
+      403,
+      renderConfirmationPage({
+        action: row.action,
+        requestedBy: { name: row.action.requestedBy.name, role: row.action.requestedBy.role.toLowerCase() },
+        userHandle: row.action.user.handle,
+        expiresAt: row.expiresAt,
+        token,
+        needsCode: row.codeHash !== null,
+        codeError: { attemptsLeft: outcome.attemptsLeft, missing: outcome.missing },
+      }),
+    );
+    return true;
+  }
   if (!outcome.ok) {
     sendError(res, outcome.state);
     return true;

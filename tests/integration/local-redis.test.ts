@@ -87,6 +87,33 @@ describe('ensureRedis', () => {
     await redis.stop(); // a second stop is harmless
   });
 
+  it('keeps its data across a restart (append-only file in DATA_DIR/redis): a key written before stop() is there after the next start', async () => {
+    const port = await freePort();
+    const url = `redis://127.0.0.1:${port}`;
+    const ownDir = await mkdtemp(path.join(os.tmpdir(), 'ae-local-redis-persist-'));
+    try {
+      const first = await ensureRedis({ url, dataDir: ownDir, autostart: true });
+      const client = new Redis(url, { maxRetriesPerRequest: 0 });
+      await client.zadd('ae:rl:s:u:send_email', 1, 'unit-1');
+      client.disconnect();
+      await first.stop();
+      expect(await portAcceptsConnections(port)).toBe(false);
+      expect(existsSync(path.join(ownDir, 'redis', 'appendonlydir'))).toBe(true);
+
+      const second = await ensureRedis({ url, dataDir: ownDir, autostart: true });
+      try {
+        expect(second.started).toBe(true);
+        const again = new Redis(url, { maxRetriesPerRequest: 0 });
+        expect(await again.zrange('ae:rl:s:u:send_email', 0, -1)).toEqual(['unit-1']);
+        again.disconnect();
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await rm(ownDir, { recursive: true, force: true });
+    }
+  });
+
   it('leaves the Redis already running at 127.0.0.1:6379 alone (started: false)', async () => {
     const redis = await ensureRedis({ url: 'redis://127.0.0.1:6379', dataDir, autostart: true });
     expect(redis.started).toBe(false);

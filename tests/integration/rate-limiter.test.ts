@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RateLimitedError, SafetyUnavailableError } from '../../src/engine/errors.js';
-import { createRateLimiter, type RateLimitSubject, type RateWindow } from '../../src/engine/rate-limiter.js';
+import { createRateLimiter, type RateLimitSubject, type RateWindow, type RecordedUnit } from '../../src/engine/rate-limiter.js';
+import { startOwnRedis } from '../helpers/own-services.js';
 import { closedPort } from '../helpers/ports.js';
 import { deleteRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '../helpers/redis.js';
 
@@ -266,5 +267,115 @@ describe('rate limiter (real Redis)', () => {
     await expect(limiter.consume(s, [{ limit: 1.5, windowSeconds: 60 }], 'u')).rejects.toBeInstanceOf(RangeError);
     await expect(limiter.consume(s, [{ limit: 1, windowSeconds: 0 }], 'u')).rejects.toBeInstanceOf(RangeError);
     await expect(limiter.consume(s, [{ limit: 1, windowSeconds: 60 }], '')).rejects.toBeInstanceOf(TypeError);
+  });
+  it('release gives a unit back (ZREM of that member) and consume says whether this call counted the unit', async () => {
+    const limiter = createRateLimiter(redis, { prefix });
+    const s = subject();
+    const windows: RateWindow[] = [{ limit: 2, windowSeconds: HOUR }];
+    expect((await limiter.consume(s, windows, 'a')).counted).toBe(true);
+    expect((await limiter.consume(s, windows, 'a')).counted).toBe(false);
+    await limiter.consume(s, windows, 'b');
+    await refusal(limiter.consume(s, windows, 'c'));
+    await limiter.release(s, 'b');
+    await limiter.release(s, 'never-counted');
+    expect((await limiter.status(s, windows))[0]!.current).toBe(1);
+    expect((await limiter.consume(s, windows, 'c'))[0]!.current).toBe(2);
+  });
+
+  it('names the counted thing by its label in refusals', async () => {
+    const limiter = createRateLimiter(redis, { prefix });
+    const s = subject({ type: '*approval-requests:move_file', label: 'move_file approval requests' });
+    await limiter.consume(s, [{ limit: 1, windowSeconds: HOUR }], 'a');
+    const err = await refusal(limiter.consume(s, [{ limit: 1, windowSeconds: HOUR }], 'b'));
+    expect(err.message).toMatch(/^rate limit: 1 move_file approval requests per hour reached/);
+  });
+
+  it('rebuilds a missing counter from the recorded units (only those inside the largest window), once, atomically, under concurrency', async () => {
+    const clock = manualClock();
+    const recorded: RecordedUnit[] = [
+      { unitId: 'old', atMs: clock.t - DAY * 1000 - 1 }, // outside every window
+      { unitId: 'd1', atMs: clock.t - 2 * HOUR * 1000 }, // in the day only
+      { unitId: 'h1', atMs: clock.t - 10_000 },
+      { unitId: 'h2', atMs: clock.t - 5_000 },
+      { unitId: 'ahead', atMs: clock.t + 3_000 }, // recorded by a clock running ahead: counted as now
+    ];
+    const asked: number[] = [];
+    const limiter = createRateLimiter(redis, {
+      prefix,
+      now: clock.now,
+      rebuild: async (_s, since) => {
+        asked.push(since);
+        return recorded;
+      },
+    });
+    const s = subject();
+    const windows: RateWindow[] = [
+      { limit: 3, windowSeconds: HOUR },
+      { limit: 10, windowSeconds: DAY },
+    ];
+    expect((await limiter.status(s, windows)).map((w) => w.current)).toEqual([3, 4]);
+    expect(asked).toEqual([clock.t - DAY * 1000]);
+    // The status put them back (the key exists now): 8 concurrent consumes, none fits the hour.
+    const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => limiter.consume(s, windows, `new-${i}`)));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(0);
+    expect(asked).toHaveLength(1);
+    const key = `${prefix}:rl:space-1:${s.userId}:send_email`;
+    expect((await redis.zrange(key, 0, -1)).sort()).toEqual(['ahead', 'd1', 'h1', 'h2']);
+    expect(Number(await redis.zscore(key, 'ahead'))).toBe(clock.t);
+
+    // Concurrent rebuilds of one missing key: each may read the database, the same units count once.
+    const t = subject();
+    recorded.pop();
+    const racing = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => limiter.consume(t, windows, `r-${i}`)));
+    expect(racing.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    expect((await limiter.status(t, windows)).map((w) => w.current)).toEqual([3, 4]);
+  });
+
+  it('fails closed when the rebuild cannot read the record', async () => {
+    const limiter = createRateLimiter(redis, {
+      prefix,
+      rebuild: async () => {
+        throw new Error('database down');
+      },
+    });
+    const err = await limiter.consume(subject(), [{ limit: 5, windowSeconds: 60 }], 'u').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SafetyUnavailableError);
+    expect((err as Error).message).toMatch(/database down/);
+  });
+
+  it('own Redis: consume 5 of 5/hour, Redis restarts empty, the 6th is refused and the counts are right (rebuilt from the record)', async () => {
+    const own = await startOwnRedis();
+    const ownClient = new Redis(own.url, { maxRetriesPerRequest: 1 });
+    ownClient.on('error', () => {});
+    try {
+      // The record: what the database holds for the units consumed (here kept by the test).
+      const record: RecordedUnit[] = [];
+      const limiter = createRateLimiter(ownClient, {
+        prefix,
+        rebuild: async (_s, since) => record.filter((u) => u.atMs > since),
+      });
+      const s = subject();
+      const windows: RateWindow[] = [{ limit: 5, windowSeconds: HOUR }];
+      for (let i = 0; i < 5; i++) {
+        await limiter.consume(s, windows, `u${i}`);
+        record.push({ unitId: `u${i}`, atMs: Date.now() });
+      }
+      await refusal(limiter.consume(s, windows, 'u5'));
+      await own.stop();
+      await own.start();
+      let err: unknown;
+      for (let i = 0; i < 50; i++) {
+        err = await limiter.consume(s, windows, 'u5').catch((e: unknown) => e);
+        if (!(err instanceof SafetyUnavailableError)) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(err).toBeInstanceOf(RateLimitedError);
+      expect((err as RateLimitedError).retryAfterSeconds).toBeGreaterThan(HOUR - 60);
+      expect((await limiter.status(s, windows))[0]!.current).toBe(5);
+      expect((await ownClient.zrange(`${prefix}:rl:space-1:${s.userId}:send_email`, 0, -1)).sort()).toEqual(['u0', 'u1', 'u2', 'u3', 'u4']);
+    } finally {
+      ownClient.disconnect();
+      await own.close();
+    }
   });
 });

@@ -348,6 +348,16 @@ describe('renderConfirmationPage', () => {
     expect(reject).not.toContain('name="code"');
   });
 
+  it('after a wrong or missing code, says so inside the approve form with the tries left, and shows nothing of the kind otherwise', () => {
+    const input = { ...summary('make_payment', { amount: 5, currency: 'EUR', recipient: 'Bob' }), token: TOKEN, needsCode: true };
+    expect(renderConfirmationPage(input)).not.toContain('role="alert"');
+    const [wrong] = forms(renderConfirmationPage({ ...input, codeError: { attemptsLeft: 1, missing: false } }));
+    expect(wrong).toMatch(/role="alert">That code is not right, so nothing was approved\. 1 try is left before this link is locked\./);
+    expect(wrong).toMatch(/<input[^>]*name="code"/);
+    const [missing] = forms(renderConfirmationPage({ ...input, codeError: { attemptsLeft: 3, missing: true } }));
+    expect(missing).toMatch(/Enter the 8\u2011digit code from the second email to approve\. Nothing was approved\. 3 tries are left/);
+  });
+
   it('comes with strict headers', () => {
     expect(APPROVAL_PAGE_HEADERS['Content-Security-Policy']).toBe(
       "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",

@@ -25,6 +25,7 @@ describe('loadConfig', () => {
       enableNoopHandler: false,
       approvalTtlSeconds: 86_400,
       expirySweepSeconds: 15,
+      approvalRequestsPerHour: 20,
       logLevel: 'info',
       shutdownTimeoutMs: 10_000,
       maxRequestBytes: 1_000_000,
