@@ -35,6 +35,9 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
   MAX_REQUEST_BYTES: z.coerce.number().int().min(1024).default(1_000_000),
+  WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: z.coerce.number().int().min(1).max(10_000).default(100),
+  WS_MAX_CONNECTIONS_PER_KEY: z.coerce.number().int().min(1).max(100_000).default(50),
+  WS_KEY_RECHECK_SECONDS: z.coerce.number().positive().max(3600).default(5),
 });
 
 /** Typed settings, handed to every part by the composition root. */
@@ -67,6 +70,12 @@ export interface Config {
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   shutdownTimeoutMs: number;
   maxRequestBytes: number;
+  /** graphql-ws: operations running at once on one connection. */
+  wsMaxSubscriptionsPerConnection: number;
+  /** graphql-ws: open connections per API key, per API process. */
+  wsMaxConnectionsPerKey: number;
+  /** graphql-ws: how often each open connection's key is checked again (revoked keys are also announced on Redis). */
+  wsKeyRecheckSeconds: number;
 }
 
 /** The variables the service reads, for the README check. */
@@ -116,5 +125,8 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxRequestBytes: e.MAX_REQUEST_BYTES,
+    wsMaxSubscriptionsPerConnection: e.WS_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+    wsMaxConnectionsPerKey: e.WS_MAX_CONNECTIONS_PER_KEY,
+    wsKeyRecheckSeconds: e.WS_KEY_RECHECK_SECONDS,
   };
 }

@@ -4,11 +4,13 @@ import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
-import type { ExecutionArgs } from 'graphql';
+import { getOperationAST, GraphQLError, type ExecutionArgs } from 'graphql';
 import type { App } from './app.js';
 import type { GraphQLContext } from './context.js';
 import { handleApprovalRoute } from './http/approval-routes.js';
 import { checkReadiness } from './http/readiness.js';
+import { authorizationFromConnectionParams, createWsGuard } from './http/ws-auth.js';
+import { useIntrospectionNeedsKey } from './http/introspection.js';
 import { useOperationMetrics } from './metrics.js';
 import { buildSchema } from './resolvers/index.js';
 
@@ -51,13 +53,10 @@ export function createApiServer(app: App): ApiServer {
       error: (...args) => logger.error({ args }, 'yoga'),
     },
     // The caller is resolved for every operation, over HTTP from the Authorization header and
-    // over graphql-ws from connectionParams.authorization (same lookup, same rules).
+    // over graphql-ws from connectionParams.authorization or .headers.authorization, any letter
+    // case (same lookup, same rules; see src/http/ws-auth.ts).
     context: async ({ req, connectionParams }: ServerContext & { connectionParams?: Record<string, unknown> }) => {
-      const authorization = connectionParams
-        ? typeof connectionParams.authorization === 'string'
-          ? connectionParams.authorization
-          : null
-        : (req.headers.authorization ?? null);
+      const authorization = connectionParams ? authorizationFromConnectionParams(connectionParams) : (req.headers.authorization ?? null);
       return {
         app,
         principal: await app.auth.authenticate(authorization),
@@ -76,6 +75,7 @@ export function createApiServer(app: App): ApiServer {
         blockFieldSuggestion: { enabled: true },
       }),
       useOperationMetrics(app.metrics),
+      useIntrospectionNeedsKey(),
     ],
   });
 
@@ -116,11 +116,16 @@ export function createApiServer(app: App): ApiServer {
   const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH, maxPayload: config.maxRequestBytes });
   // Each operation goes through Yoga's envelop (parse, validate, context, execute), so the same
   // plugins apply to WebSocket and HTTP alike.
+  const wsGuard = createWsGuard(app);
   const wsHandle = useServer<Record<string, unknown>, { request: IncomingMessage }>(
     {
+      // connection_init must carry a valid key (4401 none, 4403 unknown/revoked, 4429 over the cap).
+      onConnect: (ctx) => wsGuard.onConnect(ctx as never),
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args) as never,
       subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args) as never,
       onSubscribe: async (ctx, _id, payload) => {
+        const overCap = wsGuard.checkSubscribe(ctx as never);
+        if (overCap) return overCap;
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,
@@ -128,9 +133,24 @@ export function createApiServer(app: App): ApiServer {
           connectionParams: ctx.connectionParams ?? {},
           params: payload,
         });
-        const document = parse(payload.query);
+        // A bad operation gets an `error` message for its id only; the socket and its other
+        // operations carry on (a throw here would close the whole connection with 4500).
+        let document;
+        try {
+          document = parse(payload.query);
+        } catch (error) {
+          if (error instanceof GraphQLError) return [error];
+          throw error;
+        }
         const errors = validate(schema, document);
         if (errors.length > 0) return errors;
+        if (!getOperationAST(document, payload.operationName ?? undefined)) {
+          return [
+            new GraphQLError(
+              payload.operationName ? `no operation named "${String(payload.operationName).slice(0, 64)}" in the document` : 'the document has several operations: name one with operationName',
+            ),
+          ];
+        }
         const contextValue = await contextFactory();
         const args: ExecutionArgs = {
           schema,
@@ -164,6 +184,7 @@ export function createApiServer(app: App): ApiServer {
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
         httpServer.closeIdleConnections();
+        wsGuard.dispose();
         await wsHandle.dispose();
         wsServer.close();
         const timeout = new Promise<'timeout'>((resolve) => setTimeout(resolve, config.shutdownTimeoutMs, 'timeout').unref());
