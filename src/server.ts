@@ -8,6 +8,7 @@ import { getOperationAST, GraphQLError, type ExecutionArgs } from 'graphql';
 import type { App } from './app.js';
 import type { GraphQLContext } from './context.js';
 import { handleApprovalRoute } from './http/approval-routes.js';
+import { renderGraphiQLPage, serveGraphiQLAsset, useGraphiQLSecurityHeaders } from './http/graphiql.js';
 import { checkReadiness } from './http/readiness.js';
 import { authorizationFromConnectionParams, createWsGuard } from './http/ws-auth.js';
 import { useIntrospectionNeedsKey } from './http/introspection.js';
@@ -45,6 +46,9 @@ export function createApiServer(app: App): ApiServer {
     graphqlEndpoint: GRAPHQL_PATH,
     landingPage: false,
     graphiql: { subscriptionsProtocol: 'WS', title: 'Action Engine' },
+    // Assets served from /graphiql/ (no CDN), a CSP, and a fetcher that sends the headers editor's
+    // Authorization over HTTP and in graphql-ws connection_init (src/http/graphiql.ts).
+    renderGraphiQL: (options) => renderGraphiQLPage({ ...options }),
     maskedErrors: true,
     logging: {
       debug: (...args) => logger.debug({ args }, 'yoga'),
@@ -76,6 +80,7 @@ export function createApiServer(app: App): ApiServer {
       }),
       useOperationMetrics(app.metrics),
       useIntrospectionNeedsKey(),
+      useGraphiQLSecurityHeaders(),
     ],
   });
 
@@ -101,6 +106,7 @@ export function createApiServer(app: App): ApiServer {
       return;
     }
     if (await handleApprovalRoute(app, req, res, url.pathname)) return;
+    if (await serveGraphiQLAsset(req, res, url.pathname)) return;
     if (url.pathname === GRAPHQL_PATH) {
       const length = Number(req.headers['content-length'] ?? 0);
       if (length > config.maxRequestBytes) {
