@@ -10,7 +10,7 @@ import type { GraphQLContext } from './context.js';
 import { handleApprovalRoute } from './http/approval-routes.js';
 import { renderGraphiQLPage, serveGraphiQLAsset, useGraphiQLSecurityHeaders } from './http/graphiql.js';
 import { checkReadiness } from './http/readiness.js';
-import { authorizationFromConnectionParams, createWsGuard } from './http/ws-auth.js';
+import { authorizationFromConnectionParams, createKeyWatch, createWsGuard, useEndStreamsOfRevokedKeys } from './http/ws-auth.js';
 import { useIntrospectionNeedsKey } from './http/introspection.js';
 import { useOperationMetrics } from './metrics.js';
 import { buildSchema } from './resolvers/index.js';
@@ -40,6 +40,8 @@ function clientIp(req: IncomingMessage): string | null {
 
 export function createApiServer(app: App): ApiServer {
   const { logger, config } = app;
+  // Connections and subscription streams held open by each API key, ended when it is revoked.
+  const keyWatch = createKeyWatch(app);
 
   const yoga = createYoga<ServerContext, GraphQLContext>({
     schema: buildSchema(),
@@ -61,9 +63,11 @@ export function createApiServer(app: App): ApiServer {
     // case (same lookup, same rules; see src/http/ws-auth.ts).
     context: async ({ req, connectionParams }: ServerContext & { connectionParams?: Record<string, unknown> }) => {
       const authorization = connectionParams ? authorizationFromConnectionParams(connectionParams) : (req.headers.authorization ?? null);
+      const identity = await app.auth.identify(authorization);
       return {
         app,
-        principal: await app.auth.authenticate(authorization),
+        principal: identity?.principal ?? null,
+        apiKeyId: identity?.apiKeyId ?? null,
         ip: clientIp(req),
         userAgent: req.headers['user-agent'] ?? null,
       };
@@ -81,6 +85,7 @@ export function createApiServer(app: App): ApiServer {
       useOperationMetrics(app.metrics),
       useIntrospectionNeedsKey(),
       useGraphiQLSecurityHeaders(),
+      useEndStreamsOfRevokedKeys(keyWatch),
     ],
   });
 
@@ -122,7 +127,7 @@ export function createApiServer(app: App): ApiServer {
   const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH, maxPayload: config.maxRequestBytes });
   // Each operation goes through Yoga's envelop (parse, validate, context, execute), so the same
   // plugins apply to WebSocket and HTTP alike.
-  const wsGuard = createWsGuard(app);
+  const wsGuard = createWsGuard(app, keyWatch);
   const wsHandle = useServer<Record<string, unknown>, { request: IncomingMessage }>(
     {
       // connection_init must carry a valid key (4401 none, 4403 unknown/revoked, 4429 over the cap).
@@ -190,7 +195,7 @@ export function createApiServer(app: App): ApiServer {
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
         httpServer.closeIdleConnections();
-        wsGuard.dispose();
+        keyWatch.dispose();
         await wsHandle.dispose();
         wsServer.close();
         const timeout = new Promise<'timeout'>((resolve) => setTimeout(resolve, config.shutdownTimeoutMs, 'timeout').unref());

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { GraphQLError } from 'graphql';
+import { GraphQLError, type ExecutionResult } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
 import type { Context } from 'graphql-ws';
 import type { WebSocket } from 'ws';
 import type { App } from '../app.js';
@@ -44,44 +45,39 @@ export interface WsGuard {
   onConnect(ctx: Context<Record<string, unknown>, Extra>): Promise<boolean>;
   /** Errors for a subscribe over the per-connection cap, or null. */
   checkSubscribe(ctx: Context<Record<string, unknown>, Extra>): readonly GraphQLError[] | null;
-  /** Closes every connection of a key (revoked): 4403. */
-  closeKey(apiKeyId: string, reason: string): number;
+}
+
+/** Calls back when a key is revoked, announced on Redis or found at the periodic re-check. */
+export interface KeyWatch {
+  /** `onRevoked` runs once if the key is revoked (or its principal disabled); returns an unwatch. */
+  watch(apiKeyId: string, onRevoked: () => void): () => void;
   dispose(): void;
 }
 
 /**
- * Who may hold a graphql-ws connection, and how many. Each accepted socket is registered under
- * its API key: a revocation announced on Redis (any process) closes them at once, and every
- * `WS_KEY_RECHECK_SECONDS` the keys of all open sockets are read again from the database (one
- * query), which ends connections of keys revoked while a message was lost, or of disabled
- * principals. The connection cap is per API process.
+ * What holds an API key open — graphql-ws connections, subscription streams (WebSocket and
+ * SSE) — registers here. A revocation announced on Redis (any process) fires at once; every
+ * `WS_KEY_RECHECK_SECONDS` the watched keys are read again from the database (one query),
+ * which catches keys revoked while a message was lost, and disabled principals.
  */
-export function createWsGuard(app: App): WsGuard {
+export function createKeyWatch(app: App): KeyWatch {
   const { config, logger } = app;
-  const byKey = new Map<string, Set<WebSocket>>();
+  const byKey = new Map<string, Set<() => void>>();
 
-  const register = (apiKeyId: string, socket: WebSocket) => {
-    let set = byKey.get(apiKeyId);
-    if (!set) byKey.set(apiKeyId, (set = new Set()));
-    set.add(socket);
-    socket.once('close', () => {
-      set.delete(socket);
-      if (set.size === 0 && byKey.get(apiKeyId) === set) byKey.delete(apiKeyId);
-    });
-  };
-
-  const closeKey = (apiKeyId: string, reason: string) => {
-    const sockets = byKey.get(apiKeyId);
-    if (!sockets) return 0;
+  const fire = (apiKeyId: string, why: string) => {
+    const callbacks = byKey.get(apiKeyId);
+    if (!callbacks) return;
     byKey.delete(apiKeyId);
-    for (const socket of sockets) socket.close(WS_CLOSE.forbidden, reason);
-    return sockets.size;
+    logger.info({ apiKeyId, ended: callbacks.size, why }, 'ending connections and streams of a revoked API key');
+    for (const callback of callbacks) {
+      try {
+        callback();
+      } catch (error) {
+        logger.warn({ err: error }, 'error while ending a stream of a revoked key');
+      }
+    }
   };
-
-  const stopListening = app.keyRevocations.on((apiKeyId) => {
-    const n = closeKey(apiKeyId, 'API key revoked');
-    if (n) logger.info({ apiKeyId, closed: n }, 'closed WebSocket connections of a revoked API key');
-  });
+  const stopListening = app.keyRevocations.on((apiKeyId) => fire(apiKeyId, 'revocation announced'));
 
   let checking = false;
   const recheck = async () => {
@@ -97,17 +93,50 @@ export function createWsGuard(app: App): WsGuard {
       for (const id of ids) {
         if (valid.has(id)) continue;
         app.auth.forget(id);
-        const n = closeKey(id, 'API key revoked');
-        if (n) logger.info({ apiKeyId: id, closed: n }, 'closed WebSocket connections of a key no longer valid (periodic check)');
+        fire(id, 'periodic check');
       }
     } catch (error) {
-      logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'could not re-check the keys of open WebSocket connections; retrying');
+      logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'could not re-check the keys of open connections; retrying');
     } finally {
       checking = false;
     }
   };
   const timer = setInterval(() => void recheck(), config.wsKeyRecheckSeconds * 1000);
   timer.unref();
+
+  return {
+    watch(apiKeyId, onRevoked) {
+      let set = byKey.get(apiKeyId);
+      if (!set) byKey.set(apiKeyId, (set = new Set()));
+      let once = false;
+      const callback = () => {
+        if (once) return;
+        once = true;
+        onRevoked();
+      };
+      set.add(callback);
+      return () => {
+        const current = byKey.get(apiKeyId);
+        current?.delete(callback);
+        if (current && current.size === 0) byKey.delete(apiKeyId);
+      };
+    },
+    dispose() {
+      clearInterval(timer);
+      stopListening();
+      byKey.clear();
+    },
+  };
+}
+
+/**
+ * Who may hold a graphql-ws connection, and how many: the key is checked at `connection_init`;
+ * each accepted socket is watched under its key and closed with 4403 when the key is revoked.
+ * The connection cap is per API process.
+ */
+export function createWsGuard(app: App, keyWatch: KeyWatch): WsGuard {
+  const { config, logger } = app;
+  const openByKey = new Map<string, number>();
 
   return {
     async onConnect(ctx) {
@@ -130,7 +159,8 @@ export function createWsGuard(app: App): WsGuard {
         return false;
       }
       if (socket.readyState !== socket.OPEN) return false;
-      const open = byKey.get(identity.apiKeyId)?.size ?? 0;
+      const { apiKeyId } = identity;
+      const open = openByKey.get(apiKeyId) ?? 0;
       if (open >= config.wsMaxConnectionsPerKey) {
         socket.close(
           WS_CLOSE.tooManyConnections,
@@ -138,7 +168,14 @@ export function createWsGuard(app: App): WsGuard {
         );
         return false;
       }
-      register(identity.apiKeyId, socket);
+      openByKey.set(apiKeyId, open + 1);
+      const unwatch = keyWatch.watch(apiKeyId, () => socket.close(WS_CLOSE.forbidden, 'API key revoked'));
+      socket.once('close', () => {
+        unwatch();
+        const n = (openByKey.get(apiKeyId) ?? 1) - 1;
+        if (n > 0) openByKey.set(apiKeyId, n);
+        else openByKey.delete(apiKeyId);
+      });
       return true;
     },
     checkSubscribe(ctx) {
@@ -152,10 +189,72 @@ export function createWsGuard(app: App): WsGuard {
         ),
       ];
     },
-    closeKey,
-    dispose() {
-      clearInterval(timer);
-      stopListening();
+  };
+}
+
+/**
+ * Ends every subscription stream of a revoked key, whatever carries it (graphql-ws, or
+ * server-sent events over HTTP): one last result with an UNAUTHENTICATED error, then the end.
+ */
+export function useEndStreamsOfRevokedKeys(keyWatch: KeyWatch): Plugin {
+  return {
+    onSubscribe({ args }) {
+      const apiKeyId = (args.contextValue as { apiKeyId?: string | null }).apiKeyId;
+      if (!apiKeyId) return undefined;
+      return {
+        onSubscribeResult({ result, setResult }) {
+          if (!isAsyncIterable(result)) return;
+          setResult(endOnRevocation(result as AsyncIterable<ExecutionResult>, (onRevoked) => keyWatch.watch(apiKeyId, onRevoked)));
+        },
+      };
     },
   };
+}
+
+function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as Record<symbol, unknown>)[Symbol.asyncIterator] === 'function';
+}
+
+function endOnRevocation(source: AsyncIterable<ExecutionResult>, watch: (onRevoked: () => void) => () => void): AsyncGenerator<ExecutionResult> {
+  const it = source[Symbol.asyncIterator]();
+  let finished = false;
+  let revokedNow: () => void = () => undefined;
+  const revoked = new Promise<'revoked'>((resolve) => {
+    revokedNow = () => resolve('revoked');
+  });
+  const unwatch = watch(() => revokedNow());
+  const finish = () => {
+    finished = true;
+    unwatch();
+  };
+  const generator: AsyncGenerator<ExecutionResult> = {
+    async next() {
+      if (finished) return { done: true, value: undefined };
+      const step = await Promise.race([it.next(), revoked]);
+      if (step === 'revoked') {
+        finish();
+        void it.return?.();
+        return {
+          done: false,
+          value: { errors: [new GraphQLError('API key revoked: this subscription has ended', { extensions: { code: 'UNAUTHENTICATED' } })] },
+        };
+      }
+      if (step.done) finish();
+      return step;
+    },
+    async return(value) {
+      finish();
+      await it.return?.();
+      return { done: true, value };
+    },
+    async throw(error) {
+      finish();
+      if (it.throw) return it.throw(error);
+      throw error;
+    },
+    [Symbol.asyncIterator]() {
+      return generator;
+    },
+  };
+  return generator;
 }

@@ -344,6 +344,43 @@ describe('revocation on every API process', () => {
     }
   });
 
+  it('ends a subscription over server-sent events (HTTP) too, within 5 s, with an UNAUTHENTICATED error', async () => {
+    const victim = await newAgentKey(t);
+    const action = await createMove(t, victim.key);
+    const res = await fetch(`${t.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${victim.key}` },
+      body: JSON.stringify({ query: STATUS, variables: { id: action } }),
+    });
+    expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
+    const reader = res.body!.getReader();
+    let text = '';
+    const readUntil = async (check: () => boolean, ms: number) => {
+      const deadline = Date.now() + ms;
+      while (!check()) {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`timed out; stream so far: ${text}`);
+        const step = await Promise.race([reader.read(), sleep(left).then(() => null)]);
+        if (!step || step.done) return step?.done ?? false;
+        text += Buffer.from(step.value).toString();
+      }
+      return false;
+    };
+    await readUntil(() => text.includes('PENDING'), 5000);
+    const at = Date.now();
+    expect((await post(t, REVOKE, keys.admin, { id: victim.apiKeyId })).body.data.revokeApiKey.errors).toEqual([]);
+    await readUntil(() => text.includes('API key revoked'), 5000);
+    expect(Date.now() - at).toBeLessThan(5000);
+    expect(text).toMatch(/UNAUTHENTICATED/);
+    await approve(t, action);
+    let ended = false;
+    await readUntil(() => ended, 3000).then((done) => (ended = done), () => undefined);
+    const step = await Promise.race([reader.read(), sleep(1000).then(() => null)]);
+    expect(step?.done ?? true, 'no event after the revocation').toBe(true);
+    expect(text).not.toContain('APPROVED');
+    await reader.cancel().catch(() => undefined);
+  });
+
   it('a revocation whose announcement is lost (written straight to the database) still ends open sockets at the periodic re-check', async () => {
     const c = await startTestServer({ database: 'from-env', env: { DATABASE_URL: t.app.config.databaseUrl!, WS_KEY_RECHECK_SECONDS: '1' }, redisPrefix: t.app.config.redisPrefix });
     try {
