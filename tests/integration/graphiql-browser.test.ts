@@ -94,8 +94,14 @@ describe('GraphiQL in Chromium, offline', () => {
     const approved = await post('mutation A($id: ID!) { approveAction(id: $id) { errors { code } } }', keys.approver, { id: actionId });
     expect(approved.data.approveAction.errors).toEqual([]);
     await expect.poll(() => response.innerText(), { timeout: 10_000 }).toMatch(/"status":\s*"APPROVED"/);
-    } finally {
       await page.screenshot({ path: SCREENSHOT });
+      // Queries go over HTTP with the same headers: stop the subscription, run one.
+      await page.locator('.graphiql-execute-button').click();
+      await setEditor('.graphiql-query-editor .monaco-editor', 'query Me { me { role } }');
+      await page.locator('.graphiql-execute-button').click();
+      await expect.poll(() => response.innerText(), { timeout: 10_000 }).toMatch(/"role":\s*"AGENT"/);
+    } finally {
+      await page.screenshot({ path: SCREENSHOT.replace('.png', '-last.png') });
     }
 
     const origin = new URL(t.url).host;
