@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import type { Role } from '../generated/prisma/enums.js';
 import { appendAuditEntry } from './audit.js';
-import { InvalidInputError, NotFoundError } from './errors.js';
+import { InvalidInputError, NotFoundError, RevokedError } from './errors.js';
 
 /** The prefix every key starts with, so a leaked key is recognisable by secret scanners. */
 export const API_KEY_PREFIX = 'ae_';
@@ -170,7 +170,7 @@ export interface RevokeApiKeyInput {
 /**
  * Revokes a key: from then on it authenticates nothing. Audited as `api_key.revoked` with
  * before/after `revokedAt` (never the key). An unknown, malformed or other-space reference is
- * NOT_FOUND; a key that is already revoked is INVALID_INPUT (nothing changes). The caller
+ * NOT_FOUND; a key that is already revoked is REVOKED (nothing changes). The caller
  * announces the revocation to every API process (see `key-revocation.ts`).
  */
 export async function revokeApiKey(db: PrismaClient, input: RevokeApiKeyInput): Promise<ApiKeyListing> {
@@ -186,11 +186,11 @@ export async function revokeApiKey(db: PrismaClient, input: RevokeApiKeyInput): 
     if (matches.length === 0) throw new NotFoundError(`no API key with ${'id' in where ? 'id' : 'prefix'} ${shown}`, ['id']);
     if (matches.length > 1) throw new InvalidInputError(`more than one API key has the prefix ${shown}: revoke by id (see keys list)`, ['id']);
     const key = matches[0]!;
-    if (key.revokedAt) throw new InvalidInputError(`API key ${key.prefix}… (${key.id}) was already revoked at ${key.revokedAt.toISOString()}`, ['id']);
+    if (key.revokedAt) throw new RevokedError(`API key ${key.prefix}… (${key.id}) was already revoked at ${key.revokedAt.toISOString()}`, ['id']);
     const revokedAt = new Date();
     // Conditional update: of two racing revocations exactly one changes the row and is audited.
     const { count } = await tx.apiKey.updateMany({ where: { id: key.id, revokedAt: null }, data: { revokedAt } });
-    if (count === 0) throw new InvalidInputError(`API key ${key.prefix}… (${key.id}) was already revoked`, ['id']);
+    if (count === 0) throw new RevokedError(`API key ${key.prefix}… (${key.id}) was already revoked`, ['id']);
     await appendAuditEntry(tx, {
       event: 'api_key.revoked',
       actor: input.actor,

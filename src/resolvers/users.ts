@@ -108,7 +108,7 @@ builder.mutationFields((t) => ({
   revokeApiKey: t.field({
     type: ApiKeyPayload,
     description:
-      "Revoke an API key of the admin's own space: within seconds it authenticates nothing, over HTTP and WebSocket, on every API process, and its open WebSocket connections are closed (4403). Audited. An unknown id is NOT_FOUND; an already revoked key is INVALID_INPUT.",
+      "Revoke an API key of the admin's own space: within seconds it authenticates nothing, over HTTP and WebSocket, on every API process, and its open WebSocket connections are closed (4403). Audited. An unknown, malformed or other-space id is NOT_FOUND; an already revoked key is REVOKED.",
     authScopes: { admin: true },
     args: { id: t.arg.id({ required: true }) },
     resolve: (_root, { id }, ctx) =>

@@ -133,7 +133,7 @@ describe('revokeApiKey and apiKeys', () => {
     expect(text).not.toContain(row.keyHash);
   });
 
-  it('refuses other-space and malformed ids (NOT_FOUND), an already revoked key (INVALID_INPUT), and non-admins (FORBIDDEN), changing nothing', async () => {
+  it('refuses other-space and malformed ids (NOT_FOUND), an already revoked key (REVOKED), and non-admins (FORBIDDEN), changing nothing', async () => {
     const victim = await newAgentKey(t);
     const other = await post(t, REVOKE, keys.otherAdmin, { id: victim.apiKeyId });
     expect(other.body.data.revokeApiKey.errors).toEqual([{ code: 'NOT_FOUND', message: `no API key with id ${victim.apiKeyId}`, field: ['id'] }]);
@@ -148,7 +148,7 @@ describe('revokeApiKey and apiKeys', () => {
 
     expect((await post(t, REVOKE, keys.admin, { id: victim.apiKeyId })).body.data.revokeApiKey.errors).toEqual([]);
     const again = await post(t, REVOKE, keys.admin, { id: victim.apiKeyId });
-    expect(again.body.data.revokeApiKey.errors[0]).toMatchObject({ code: 'INVALID_INPUT', field: ['id'] });
+    expect(again.body.data.revokeApiKey.errors[0]).toMatchObject({ code: 'REVOKED', field: ['id'] });
     expect(again.body.data.revokeApiKey.errors[0].message).toMatch(/already revoked/);
     expect(await t.app.db.auditEntry.count({ where: { event: 'api_key.revoked', data: { path: ['apiKeyId'], equals: victim.apiKeyId } } })).toBe(1);
   });
