@@ -162,7 +162,14 @@ export function createApiServer(app: App): ApiServer {
             ),
           ];
         }
-        const contextValue = await contextFactory();
+        let contextValue;
+        try {
+          contextValue = await contextFactory();
+        } catch (error) {
+          // The key could not be checked (database unreachable): this operation fails, retryably; the socket stays.
+          logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'cannot build the context of a WebSocket operation');
+          return [new GraphQLError('the service cannot check the API key right now; try again shortly', { extensions: { code: 'UNAVAILABLE' } })];
+        }
         const args: ExecutionArgs = {
           schema,
           operationName: payload.operationName ?? null,

@@ -258,6 +258,7 @@ describe('a bad operation on graphql-ws', () => {
       invalid: { query: 'subscription { nope { x } }' },
       'unknown-op': { query: STATUS, operationName: 'Missing', variables: { id: action } },
       'two-ops': { query: `${STATUS} query Q { apiVersion }`, variables: { id: action } },
+      'too-many-tokens': { query: `{ ${'apiVersion '.repeat(4000)}}` },
     };
     for (const [id, payload] of Object.entries(bad)) {
       ws.send({ id, type: 'subscribe', payload });
