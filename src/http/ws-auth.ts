@@ -218,22 +218,32 @@ function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
 function endOnRevocation(source: AsyncIterable<ExecutionResult>, watch: (onRevoked: () => void) => () => void): AsyncGenerator<ExecutionResult> {
   const it = source[Symbol.asyncIterator]();
   let finished = false;
-  let revokedNow: () => void = () => undefined;
-  const revoked = new Promise<'revoked'>((resolve) => {
-    revokedNow = () => resolve('revoked');
+  let revoked = false;
+  // Wakes the pending next() on revocation. A fresh promise per next(), not a race against one
+  // long-lived promise (which would keep a reaction per event for the stream's whole life).
+  let wake: ((value: 'revoked') => void) | null = null;
+  const unwatch = watch(() => {
+    revoked = true;
+    wake?.('revoked');
   });
-  const unwatch = watch(() => revokedNow());
   const finish = () => {
     finished = true;
     unwatch();
   };
+  const nextOrRevoked = () =>
+    new Promise<IteratorResult<ExecutionResult> | 'revoked'>((resolve, reject) => {
+      wake = resolve;
+      it.next().then(resolve, reject);
+    }).finally(() => {
+      wake = null;
+    });
   const generator: AsyncGenerator<ExecutionResult> = {
     async next() {
       if (finished) return { done: true, value: undefined };
-      const step = await Promise.race([it.next(), revoked]);
+      const step = revoked ? 'revoked' : await nextOrRevoked();
       if (step === 'revoked') {
         finish();
-        void it.return?.();
+        Promise.resolve(it.return?.()).catch(() => undefined);
         return {
           done: false,
           value: { errors: [new GraphQLError('API key revoked: this subscription has ended', { extensions: { code: 'UNAUTHENTICATED' } })] },
