@@ -154,6 +154,12 @@ export async function listApiKeys(db: PrismaClient, filter: { spaceId?: string }
   return rows.map(toListing);
 }
 
+/** One key's listing by id, or null. */
+export async function findApiKeyListing(db: PrismaClient, id: string): Promise<ApiKeyListing | null> {
+  const row = await db.apiKey.findUnique({ where: { id }, select: LISTING_SELECT });
+  return row ? toListing(row) : null;
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface RevokeApiKeyInput {

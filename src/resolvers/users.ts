@@ -1,6 +1,6 @@
 import type { User as UserRow } from '../generated/prisma/client.js';
 import { appendAuditEntry } from '../engine/audit.js';
-import { ApiKeyInputError, createApiKey, listApiKeys, revokeApiKey, type ApiKeyListing } from '../engine/api-keys.js';
+import { ApiKeyInputError, createApiKey, findApiKeyListing, listApiKeys, revokeApiKey, type ApiKeyListing } from '../engine/api-keys.js';
 import { announceKeyRevocation } from '../engine/key-revocation.js';
 import { InvalidInputError, NotFoundError } from '../engine/errors.js';
 import { builder } from './builder.js';
@@ -129,7 +129,7 @@ builder.mutationFields((t) => ({
     authScopes: { admin: true },
     args: { input: t.arg({ type: ApiKeyInput, required: true }) },
     resolve: (_root, { input }, ctx) =>
-      asPayload<{ key: string | null; principalId: string | null; userId: string | null }>(async () => {
+      asPayload<{ key: string | null; principalId: string | null; userId: string | null; apiKey?: ApiKeyListing | null }>(async () => {
         const p = ctx.principal!;
         const space = await ctx.app.db.space.findUniqueOrThrow({ where: { id: p.spaceId }, select: { slug: true } });
         try {
@@ -141,7 +141,7 @@ builder.mutationFields((t) => ({
             name: input.name ?? undefined,
             actor: p.id,
           });
-          return { key: created.key, principalId: created.principalId, userId: created.userId };
+          return { key: created.key, principalId: created.principalId, userId: created.userId, apiKey: await findApiKeyListing(ctx.app.db, created.apiKeyId) };
         } catch (error) {
           if (error instanceof ApiKeyInputError) {
             throw new InvalidInputError(error.message.replace('--user', 'userHandle').replace('--email', 'email').replace('--space', 'space'), [

@@ -162,6 +162,11 @@ describe('revokeApiKey and apiKeys', () => {
     const hashes = (await t.app.db.apiKey.findMany({ select: { keyHash: true } })).map((r) => r.keyHash);
     for (const hash of hashes) expect(JSON.stringify(body)).not.toContain(hash);
     expect((await post(t, '{ apiKeys { id } }', keys.agent)).body.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    // createApiKey answers with the new key's listing, which revokeApiKey takes.
+    const made = await post(t, 'mutation { createApiKey(input: {role: OPERATOR}) { key apiKey { id prefix role revokedAt } errors { code } } }', keys.admin);
+    const out = made.body.data.createApiKey;
+    expect(out.apiKey).toMatchObject({ prefix: out.key.slice(0, 10), role: 'OPERATOR', revokedAt: null });
+    expect((await post(t, REVOKE, keys.admin, { id: out.apiKey.id })).body.data.revokeApiKey.errors).toEqual([]);
   });
 });
 
