@@ -16,6 +16,7 @@ import type { ActionHandler, HandlerServices } from './handlers/types.js';
 import { expireOverdueApprovals } from './engine/approvals.js';
 import type { EngineDeps } from './engine/deps.js';
 import { createAuthenticator, type Authenticator } from './engine/identity.js';
+import { keyRevocationChannel, KeyRevocations, type KeyRevokedMessage } from './engine/key-revocation.js';
 import { createRateLimiter } from './engine/rate-limiter.js';
 import { recordedUnits } from './engine/quota.js';
 import { createActionQueue } from './engine/queue.js';
@@ -60,6 +61,8 @@ export interface App {
   /** What handlers may use (worker executions and API-side rollbacks). */
   handlerServices: HandlerServices;
   auth: Authenticator;
+  /** Keys revoked on any process (announced on Redis): `auth` has already forgotten them. */
+  keyRevocations: KeyRevocations;
   close(): Promise<void>;
 }
 
@@ -193,6 +196,17 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       closers.push(() => clearInterval(sweep));
     }
 
+    const auth = createAuthenticator(db);
+    const keyRevocations = new KeyRevocations();
+    // Not awaited: with Redis down at start the service still starts (ioredis subscribes on connect).
+    const revocationSub = pubsub.subscribe<KeyRevokedMessage>(keyRevocationChannel(config.redisPrefix), (message) => {
+      if (typeof message?.apiKeyId !== 'string') return;
+      auth.forget(message.apiKeyId);
+      keyRevocations.emit(message.apiKeyId);
+    });
+    revocationSub.catch((error: unknown) => logger.warn({ err: error }, 'cannot subscribe to key revocations; relying on the periodic re-check'));
+    closers.push(() => revocationSub.then((id) => pubsub.unsubscribe(id), () => undefined));
+
     return {
       config,
       logger,
@@ -201,7 +215,8 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       handlerServices: { db, mailer, fetch: globalThis.fetch, filesRoot: config.filesRoot, clock: () => new Date(), logger },
       handlers: new HandlerRegistry([...builtInHandlers({ noop: config.enableNoopHandler }), ...(options.extraHandlers ?? [])]),
       pubsub,
-      auth: createAuthenticator(db),
+      auth,
+      keyRevocations,
       redis,
       publisher,
       subscriber,

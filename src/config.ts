@@ -50,6 +50,9 @@ const envSchema = z.object({
         return z.NEVER;
       }
     }),
+  WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: z.coerce.number().int().min(1).max(10_000).default(100),
+  WS_MAX_CONNECTIONS_PER_KEY: z.coerce.number().int().min(1).max(100_000).default(50),
+  WS_KEY_RECHECK_SECONDS: z.coerce.number().positive().max(3600).default(5),
 });
 
 /** Typed settings, handed to every part by the composition root. */
@@ -86,6 +89,12 @@ export interface Config {
   maxRequestBytes: number;
   /** AES-256 key for handler secrets; unset: generated into `DATA_DIR/secrets.key` on first use. */
   secretsKey: Buffer | undefined;
+  /** graphql-ws: operations running at once on one connection. */
+  wsMaxSubscriptionsPerConnection: number;
+  /** graphql-ws: open connections per API key, per API process. */
+  wsMaxConnectionsPerKey: number;
+  /** graphql-ws: how often each open connection's key is checked again (revoked keys are also announced on Redis). */
+  wsKeyRecheckSeconds: number;
 }
 
 /** The variables the service reads, for the README check. */
@@ -137,5 +146,8 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     secretsKey: e.SECRETS_KEY,
+    wsMaxSubscriptionsPerConnection: e.WS_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+    wsMaxConnectionsPerKey: e.WS_MAX_CONNECTIONS_PER_KEY,
+    wsKeyRecheckSeconds: e.WS_KEY_RECHECK_SECONDS,
   };
 }

@@ -12,6 +12,8 @@ export interface Principal {
 export interface GraphQLContext {
   app: App;
   principal: Principal | null;
+  /** The API key that identified the caller (revocation ends its subscriptions). */
+  apiKeyId?: string | null;
   ip: string | null;
   userAgent: string | null;
 }

@@ -55,18 +55,39 @@ export function createMetrics(): Metrics {
   };
 }
 
-function describe(document: DocumentNode, operationName: string | null | undefined) {
-  const op = getOperationAST(document, operationName ?? undefined);
-  // Operation names come from clients: cap their length so a client cannot blow up label cardinality per name size.
-  return { type: op?.operation ?? 'unknown', name: (op?.name?.value ?? 'anonymous').slice(0, 64) };
+/** Distinct operation names one process labels; later new names count as `other`. */
+export const MAX_OPERATION_NAMES = 100;
+
+/**
+ * Label values for an operation. Names come from clients, so they are bounded: only operations
+ * of an authenticated caller that passed validation (they reach execution) carry their name, up
+ * to {@link MAX_OPERATION_NAMES} distinct names per process (then `other`); without a valid key
+ * the name is `unauthenticated`.
+ */
+function labeller() {
+  const names = new Set<string>();
+  return (document: DocumentNode, operationName: string | null | undefined, authenticated: boolean) => {
+    const op = getOperationAST(document, operationName ?? undefined);
+    const type = op?.operation ?? 'unknown';
+    if (!authenticated) return { type, name: 'unauthenticated' };
+    const name = (op?.name?.value ?? 'anonymous').slice(0, 64);
+    if (names.has(name)) return { type, name };
+    if (names.size >= MAX_OPERATION_NAMES) return { type, name: 'other' };
+    names.add(name);
+    return { type, name };
+  };
 }
+
+const isAuthenticated = (contextValue: unknown) =>
+  typeof contextValue === 'object' && contextValue !== null && (contextValue as { principal?: unknown }).principal != null;
 
 /**
  * Counts and times operations at the envelop level, so HTTP and graphql-ws are both covered.
  */
 export function useOperationMetrics(metrics: Metrics): Plugin {
-  const record = (document: DocumentNode, operationName: string | null | undefined) => {
-    const labels = describe(document, operationName);
+  const describe = labeller();
+  const record = (document: DocumentNode, operationName: string | null | undefined, contextValue: unknown) => {
+    const labels = describe(document, operationName, isAuthenticated(contextValue));
     const end = metrics.graphqlDuration.startTimer(labels);
     return (hasErrors: boolean) => {
       end();
@@ -75,7 +96,7 @@ export function useOperationMetrics(metrics: Metrics): Plugin {
   };
   return {
     onExecute({ args }) {
-      const done = record(args.document, args.operationName);
+      const done = record(args.document, args.operationName, args.contextValue);
       return {
         onExecuteDone({ result }) {
           done('errors' in result && Array.isArray(result.errors) && result.errors.length > 0);
@@ -83,7 +104,7 @@ export function useOperationMetrics(metrics: Metrics): Plugin {
       };
     },
     onSubscribe({ args }) {
-      const done = record(args.document, args.operationName);
+      const done = record(args.document, args.operationName, args.contextValue);
       return {
         onSubscribeResult({ result }) {
           done('errors' in result && Array.isArray((result as { errors?: unknown[] }).errors));

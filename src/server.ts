@@ -4,11 +4,14 @@ import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
-import type { ExecutionArgs } from 'graphql';
+import { getOperationAST, GraphQLError, type ExecutionArgs } from 'graphql';
 import type { App } from './app.js';
 import type { GraphQLContext } from './context.js';
 import { handleApprovalRoute } from './http/approval-routes.js';
+import { renderGraphiQLPage, serveGraphiQLAsset, useGraphiQLSecurityHeaders } from './http/graphiql.js';
 import { checkReadiness } from './http/readiness.js';
+import { authorizationFromConnectionParams, createKeyWatch, createWsGuard, useEndStreamsOfRevokedKeys } from './http/ws-auth.js';
+import { useIntrospectionNeedsKey } from './http/introspection.js';
 import { useOperationMetrics } from './metrics.js';
 import { buildSchema } from './resolvers/index.js';
 
@@ -37,12 +40,17 @@ function clientIp(req: IncomingMessage): string | null {
 
 export function createApiServer(app: App): ApiServer {
   const { logger, config } = app;
+  // Connections and subscription streams held open by each API key, ended when it is revoked.
+  const keyWatch = createKeyWatch(app);
 
   const yoga = createYoga<ServerContext, GraphQLContext>({
     schema: buildSchema(),
     graphqlEndpoint: GRAPHQL_PATH,
     landingPage: false,
     graphiql: { subscriptionsProtocol: 'WS', title: 'Action Engine' },
+    // Assets served from /graphiql/ (no CDN), a CSP, and a fetcher that sends the headers editor's
+    // Authorization over HTTP and in graphql-ws connection_init (src/http/graphiql.ts).
+    renderGraphiQL: (options) => renderGraphiQLPage({ ...options }),
     maskedErrors: true,
     logging: {
       debug: (...args) => logger.debug({ args }, 'yoga'),
@@ -51,16 +59,15 @@ export function createApiServer(app: App): ApiServer {
       error: (...args) => logger.error({ args }, 'yoga'),
     },
     // The caller is resolved for every operation, over HTTP from the Authorization header and
-    // over graphql-ws from connectionParams.authorization (same lookup, same rules).
+    // over graphql-ws from connectionParams.authorization or .headers.authorization, any letter
+    // case (same lookup, same rules; see src/http/ws-auth.ts).
     context: async ({ req, connectionParams }: ServerContext & { connectionParams?: Record<string, unknown> }) => {
-      const authorization = connectionParams
-        ? typeof connectionParams.authorization === 'string'
-          ? connectionParams.authorization
-          : null
-        : (req.headers.authorization ?? null);
+      const authorization = connectionParams ? authorizationFromConnectionParams(connectionParams) : (req.headers.authorization ?? null);
+      const identity = await app.auth.identify(authorization);
       return {
         app,
-        principal: await app.auth.authenticate(authorization),
+        principal: identity?.principal ?? null,
+        apiKeyId: identity?.apiKeyId ?? null,
         ip: clientIp(req),
         userAgent: req.headers['user-agent'] ?? null,
       };
@@ -76,6 +83,9 @@ export function createApiServer(app: App): ApiServer {
         blockFieldSuggestion: { enabled: true },
       }),
       useOperationMetrics(app.metrics),
+      useIntrospectionNeedsKey(),
+      useGraphiQLSecurityHeaders(),
+      useEndStreamsOfRevokedKeys(keyWatch),
     ],
   });
 
@@ -101,6 +111,7 @@ export function createApiServer(app: App): ApiServer {
       return;
     }
     if (await handleApprovalRoute(app, req, res, url.pathname)) return;
+    if (await serveGraphiQLAsset(req, res, url.pathname)) return;
     if (url.pathname === GRAPHQL_PATH) {
       const length = Number(req.headers['content-length'] ?? 0);
       if (length > config.maxRequestBytes) {
@@ -116,11 +127,16 @@ export function createApiServer(app: App): ApiServer {
   const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH, maxPayload: config.maxRequestBytes });
   // Each operation goes through Yoga's envelop (parse, validate, context, execute), so the same
   // plugins apply to WebSocket and HTTP alike.
+  const wsGuard = createWsGuard(app, keyWatch);
   const wsHandle = useServer<Record<string, unknown>, { request: IncomingMessage }>(
     {
+      // connection_init must carry a valid key (4401 none, 4403 unknown/revoked, 4429 over the cap).
+      onConnect: (ctx) => wsGuard.onConnect(ctx as never),
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args) as never,
       subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args) as never,
       onSubscribe: async (ctx, _id, payload) => {
+        const overCap = wsGuard.checkSubscribe(ctx as never);
+        if (overCap) return overCap;
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,
@@ -128,10 +144,32 @@ export function createApiServer(app: App): ApiServer {
           connectionParams: ctx.connectionParams ?? {},
           params: payload,
         });
-        const document = parse(payload.query);
+        // A bad operation gets an `error` message for its id only; the socket and its other
+        // operations carry on (a throw here would close the whole connection with 4500).
+        let document;
+        try {
+          document = parse(payload.query);
+        } catch (error) {
+          if (error instanceof GraphQLError) return [error];
+          throw error;
+        }
         const errors = validate(schema, document);
         if (errors.length > 0) return errors;
-        const contextValue = await contextFactory();
+        if (!getOperationAST(document, payload.operationName ?? undefined)) {
+          return [
+            new GraphQLError(
+              payload.operationName ? `no operation named "${String(payload.operationName).slice(0, 64)}" in the document` : 'the document has several operations: name one with operationName',
+            ),
+          ];
+        }
+        let contextValue;
+        try {
+          contextValue = await contextFactory();
+        } catch (error) {
+          // The key could not be checked (database unreachable): this operation fails, retryably; the socket stays.
+          logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'cannot build the context of a WebSocket operation');
+          return [new GraphQLError('the service cannot check the API key right now; try again shortly', { extensions: { code: 'UNAVAILABLE' } })];
+        }
         const args: ExecutionArgs = {
           schema,
           operationName: payload.operationName ?? null,
@@ -164,6 +202,7 @@ export function createApiServer(app: App): ApiServer {
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
         httpServer.closeIdleConnections();
+        keyWatch.dispose();
         await wsHandle.dispose();
         wsServer.close();
         const timeout = new Promise<'timeout'>((resolve) => setTimeout(resolve, config.shutdownTimeoutMs, 'timeout').unref());

@@ -8,7 +8,10 @@ import { DatabaseConnectionError, SchemaEngineError } from '../db/schema-engine.
 import { ServiceUnavailableError } from '../db/local-redis.js';
 import { openDatabase } from '../db/open-database.js';
 import { createPrismaClient } from '../db/prisma-client.js';
-import { ApiKeyInputError, createApiKey } from '../engine/api-keys.js';
+import { Redis } from 'ioredis';
+import { ApiKeyInputError, createApiKey, listApiKeys, revokeApiKey } from '../engine/api-keys.js';
+import { EngineError } from '../engine/errors.js';
+import { announceKeyRevocation } from '../engine/key-revocation.js';
 import { verifyAuditChain } from '../engine/audit.js';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import { createLogger, type Logger } from '../logger.js';
@@ -19,7 +22,7 @@ const ROLES = ['agent', 'approver', 'operator', 'analyst', 'admin'] as const;
 
 /** Errors a person can act on: printed as one line, no stack. */
 function isExpected(error: unknown): error is Error {
-  return [ConfigError, ServiceUnavailableError, ApiKeyInputError, EmbeddedPostgresError, DatabaseConnectionError, SchemaEngineError].some(
+  return [ConfigError, ServiceUnavailableError, ApiKeyInputError, EngineError, EmbeddedPostgresError, DatabaseConnectionError, SchemaEngineError].some(
     (type) => error instanceof type,
   );
 }
@@ -143,6 +146,63 @@ keys
         });
         console.error(`created ${opts.role} key for space "${opts.space}"${opts.user ? `, user "${opts.user}"` : ''} (principal ${created.principalId}); it is shown once:`);
         console.log(created.key);
+      } finally {
+        await db.$disconnect();
+      }
+    }),
+  );
+
+keys
+  .command('list')
+  .description('list API keys: id, prefix, role, space, user, created, revoked (never the keys or their hashes)')
+  .option('--space <space>', 'only this space')
+  .option('--json', 'one JSON array instead of a table')
+  .action((opts: { space?: string; json?: boolean }) =>
+    withDatabase(async ({ target }) => {
+      const db = createPrismaClient({ connection: target.connection, poolMax: 1 });
+      try {
+        let spaceId: string | undefined;
+        if (opts.space !== undefined) {
+          const space = await db.space.findUnique({ where: { slug: opts.space }, select: { id: true } });
+          if (!space) throw new ApiKeyInputError(`no space named "${opts.space.slice(0, 63)}"`);
+          spaceId = space.id;
+        }
+        const rows = await listApiKeys(db, { spaceId });
+        if (opts.json) {
+          console.log(JSON.stringify(rows.map((r) => ({ id: r.id, prefix: r.prefix, role: r.role, space: r.space, user: r.user, name: r.name, createdAt: r.createdAt, revokedAt: r.revokedAt }))));
+          return;
+        }
+        const table = [
+          ['ID', 'PREFIX', 'ROLE', 'SPACE', 'USER', 'CREATED', 'REVOKED'],
+          ...rows.map((r) => [r.id, r.prefix, r.role.toLowerCase(), r.space, r.user ?? '-', r.createdAt.toISOString(), r.revokedAt?.toISOString() ?? '-']),
+        ];
+        const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+        for (const row of table) console.log(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+        if (rows.length === 0) console.error('no API keys');
+      } finally {
+        await db.$disconnect();
+      }
+    }),
+  );
+keys
+  .command('revoke')
+  .description('revoke an API key by id or prefix (as `keys list` shows); every API process stops accepting it within seconds')
+  .argument('<key>', 'the key id, or its prefix (e.g. ae_3kQ9xZp)')
+  .action((ref: string) =>
+    withDatabase(async ({ config, target }) => {
+      const db = createPrismaClient({ connection: target.connection, poolMax: 1 });
+      try {
+        const revoked = await revokeApiKey(db, { ref, allowPrefix: true, actor: 'system:cli' });
+        // Tell the running API processes at once; if Redis is unreachable they notice at their next re-check.
+        const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 2000, retryStrategy: () => null });
+        redis.on('error', () => undefined);
+        const announced = await redis.connect().then(
+          () => announceKeyRevocation(redis, config.redisPrefix, revoked.id),
+          () => false,
+        );
+        redis.disconnect();
+        console.log(`revoked ${revoked.role.toLowerCase()} key ${revoked.prefix}… (${revoked.id}) of space "${revoked.space}"${revoked.user ? `, user "${revoked.user}"` : ''}`);
+        if (!announced) console.error(`could not reach Redis: running API processes stop accepting the key within WS_KEY_RECHECK_SECONDS (their periodic check)`);
       } finally {
         await db.$disconnect();
       }

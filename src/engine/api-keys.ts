@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import type { Role } from '../generated/prisma/enums.js';
 import { appendAuditEntry } from './audit.js';
+import { InvalidInputError, NotFoundError, RevokedError } from './errors.js';
 
 /** The prefix every key starts with, so a leaked key is recognisable by secret scanners. */
 export const API_KEY_PREFIX = 'ae_';
@@ -26,6 +27,7 @@ export interface CreateApiKeyInput {
 export interface CreatedApiKey {
   /** The key itself. Shown once; only its hash is stored. */
   key: string;
+  apiKeyId: string;
   principalId: string;
   spaceId: string;
   userId: string | null;
@@ -92,6 +94,7 @@ export async function createApiKey(db: PrismaClient, input: CreateApiKeyInput): 
         name: input.name ?? `${input.role.toLowerCase()}:${input.user ?? input.space}`,
         apiKeys: { create: { prefix, keyHash: hashApiKey(key) } },
       },
+      include: { apiKeys: { select: { id: true } } },
     });
     await appendAuditEntry(tx, {
       event: 'api_key.created',
@@ -99,6 +102,122 @@ export async function createApiKey(db: PrismaClient, input: CreateApiKeyInput): 
       spaceId: space.id,
       data: { principalId: principal.id, role: input.role, prefix },
     });
-    return { key, principalId: principal.id, spaceId: space.id, userId: user?.id ?? null };
+    return { key, apiKeyId: principal.apiKeys[0]!.id, principalId: principal.id, spaceId: space.id, userId: user?.id ?? null };
+  });
+}
+
+/** A key as listings show it: never the key or its hash. */
+export interface ApiKeyListing {
+  id: string;
+  prefix: string;
+  role: Role;
+  principalId: string;
+  name: string;
+  spaceId: string;
+  space: string;
+  userId: string | null;
+  user: string | null;
+  createdAt: Date;
+  lastUsedAt: Date | null;
+  revokedAt: Date | null;
+}
+
+const LISTING_SELECT = {
+  id: true,
+  prefix: true,
+  createdAt: true,
+  lastUsedAt: true,
+  revokedAt: true,
+  principal: { select: { id: true, role: true, name: true, spaceId: true, space: { select: { slug: true } }, user: { select: { id: true, handle: true } } } },
+} as const;
+
+type ListingRow = {
+  id: string;
+  prefix: string;
+  createdAt: Date;
+  lastUsedAt: Date | null;
+  revokedAt: Date | null;
+  principal: { id: string; role: Role; name: string; spaceId: string; space: { slug: string }; user: { id: string; handle: string } | null };
+};
+
+function toListing(row: ListingRow): ApiKeyListing {
+  return {
+    id: row.id,
+    prefix: row.prefix,
+    role: row.principal.role,
+    principalId: row.principal.id,
+    name: row.principal.name,
+    spaceId: row.principal.spaceId,
+    space: row.principal.space.slug,
+    userId: row.principal.user?.id ?? null,
+    user: row.principal.user?.handle ?? null,
+    createdAt: row.createdAt,
+    lastUsedAt: row.lastUsedAt,
+    revokedAt: row.revokedAt,
+  };
+}
+
+/** Keys, oldest first; of one space when `spaceId` is given (the CLI lists all). */
+export async function listApiKeys(db: PrismaClient, filter: { spaceId?: string } = {}): Promise<ApiKeyListing[]> {
+  const rows = await db.apiKey.findMany({
+    where: filter.spaceId ? { principal: { spaceId: filter.spaceId } } : {},
+    select: LISTING_SELECT,
+    orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+  });
+  return rows.map(toListing);
+}
+
+/** One key's listing by id, or null. */
+export async function findApiKeyListing(db: PrismaClient, id: string): Promise<ApiKeyListing | null> {
+  const row = await db.apiKey.findUnique({ where: { id }, select: LISTING_SELECT });
+  return row ? toListing(row) : null;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export interface RevokeApiKeyInput {
+  /** The key's id, or (with `allowPrefix`) the prefix listings show, e.g. `ae_3kQ9xZp`. */
+  ref: string;
+  /** Only a key of this space (an admin's own); unset: any space (the CLI). */
+  spaceId?: string;
+  allowPrefix?: boolean;
+  actor: string;
+  ip?: string | null;
+  userAgent?: string | null;
+}
+
+/**
+ * Revokes a key: from then on it authenticates nothing. Audited as `api_key.revoked` with
+ * before/after `revokedAt` (never the key). An unknown, malformed or other-space reference is
+ * NOT_FOUND; a key that is already revoked is REVOKED (nothing changes). The caller
+ * announces the revocation to every API process (see `key-revocation.ts`).
+ */
+export async function revokeApiKey(db: PrismaClient, input: RevokeApiKeyInput): Promise<ApiKeyListing> {
+  const ref = input.ref.trim();
+  const shown = ref.length > 40 ? `${ref.slice(0, 40)}…` : ref;
+  const spaceFilter = input.spaceId ? { principal: { spaceId: input.spaceId } } : {};
+  let where: { id: string } | { prefix: string } | null = null;
+  if (UUID.test(ref)) where = { id: ref };
+  else if (input.allowPrefix && ref.startsWith(API_KEY_PREFIX) && ref.length <= 64) where = { prefix: ref };
+  if (!where) throw new NotFoundError(`no API key with id ${shown}`, ['id']);
+  return db.$transaction(async (tx) => {
+    const matches = await tx.apiKey.findMany({ where: { ...where, ...spaceFilter }, select: LISTING_SELECT, take: 2 });
+    if (matches.length === 0) throw new NotFoundError(`no API key with ${'id' in where ? 'id' : 'prefix'} ${shown}`, ['id']);
+    if (matches.length > 1) throw new InvalidInputError(`more than one API key has the prefix ${shown}: revoke by id (see keys list)`, ['id']);
+    const key = matches[0]!;
+    if (key.revokedAt) throw new RevokedError(`API key ${key.prefix}… (${key.id}) was already revoked at ${key.revokedAt.toISOString()}`, ['id']);
+    const revokedAt = new Date();
+    // Conditional update: of two racing revocations exactly one changes the row and is audited.
+    const { count } = await tx.apiKey.updateMany({ where: { id: key.id, revokedAt: null }, data: { revokedAt } });
+    if (count === 0) throw new RevokedError(`API key ${key.prefix}… (${key.id}) was already revoked`, ['id']);
+    await appendAuditEntry(tx, {
+      event: 'api_key.revoked',
+      actor: input.actor,
+      ip: input.ip ?? null,
+      userAgent: input.userAgent ?? null,
+      spaceId: key.principal.spaceId,
+      data: { apiKeyId: key.id, principalId: key.principal.id, prefix: key.prefix, before: { revokedAt: null }, after: { revokedAt: revokedAt.toISOString() } },
+    });
+    return toListing({ ...key, revokedAt });
   });
 }

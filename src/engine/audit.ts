@@ -64,6 +64,8 @@ export interface AuditEventData {
   };
   /** Never the key itself: only its prefix. */
   'api_key.created': { principalId: string; role: Role; prefix: string };
+  /** Never the key itself: its id and prefix, and `revokedAt` before and after. */
+  'api_key.revoked': { apiKeyId: string; principalId: string; prefix: string; before: { revokedAt: string | null }; after: { revokedAt: string } };
 }
 
 /** A safety rule's changeable fields, as audited. */

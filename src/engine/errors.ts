@@ -14,7 +14,8 @@ export type UserErrorCode =
   | 'SAFETY_UNAVAILABLE'
   | 'IDEMPOTENCY_CONFLICT'
   | 'NOT_REVERSIBLE'
-  | 'INVALID_INPUT';
+  | 'INVALID_INPUT'
+  | 'REVOKED';
 
 export abstract class EngineError extends Error {
   abstract readonly code: UserErrorCode;
@@ -66,4 +67,8 @@ export class IdempotencyConflictError extends EngineError {
 }
 export class InvalidInputError extends EngineError {
   readonly code = 'INVALID_INPUT';
+}
+/** The thing was already revoked (an API key): nothing changed. */
+export class RevokedError extends EngineError {
+  readonly code = 'REVOKED';
 }

@@ -14,7 +14,7 @@ export const UserError = builder.objectRef<UserErrorShape>('UserError').implemen
   fields: (t) => ({
     code: t.exposeString('code', {
       description:
-        'INVALID_PAYLOAD, UNKNOWN_TYPE, BLOCKED, RATE_LIMITED, KYC_REQUIRED, INVALID_TRANSITION, FORBIDDEN, NOT_FOUND, SAFETY_UNAVAILABLE, IDEMPOTENCY_CONFLICT or INVALID_INPUT.',
+        'INVALID_PAYLOAD, UNKNOWN_TYPE, BLOCKED, RATE_LIMITED, KYC_REQUIRED, INVALID_TRANSITION, FORBIDDEN, NOT_FOUND, SAFETY_UNAVAILABLE, IDEMPOTENCY_CONFLICT, INVALID_INPUT or REVOKED.',
     }),
     message: t.exposeString('message'),
     field: t.exposeStringList('field', { nullable: true, description: 'Path of the input field at fault, e.g. ["payload", "to", "0"].' }),

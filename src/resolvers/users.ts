@@ -1,6 +1,7 @@
 import type { User as UserRow } from '../generated/prisma/client.js';
 import { appendAuditEntry } from '../engine/audit.js';
-import { ApiKeyInputError, createApiKey } from '../engine/api-keys.js';
+import { ApiKeyInputError, createApiKey, findApiKeyListing, listApiKeys, revokeApiKey, type ApiKeyListing } from '../engine/api-keys.js';
+import { announceKeyRevocation } from '../engine/key-revocation.js';
 import { InvalidInputError, NotFoundError } from '../engine/errors.js';
 import { builder } from './builder.js';
 import { asPayload, UserError, type UserErrorShape } from './user-error.js';
@@ -67,25 +68,68 @@ const ApiKeyInput = builder.inputType('ApiKeyInput', {
   }),
 });
 
+const ApiKey = builder.objectRef<ApiKeyListing>('ApiKey').implement({
+  description: 'An API key as admins see it: never the key or its hash.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    prefix: t.exposeString('prefix', { description: 'The first characters of the key, to tell keys apart.' }),
+    role: t.expose('role', { type: RoleEnum }),
+    principalId: t.exposeID('principalId'),
+    name: t.exposeString('name'),
+    userId: t.exposeID('userId', { nullable: true }),
+    userHandle: t.exposeString('user', { nullable: true }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    revokedAt: t.expose('revokedAt', { type: 'DateTime', nullable: true, description: 'Set once revoked; the key then authenticates nothing.' }),
+  }),
+});
+
 const ApiKeyPayload = builder
-  .objectRef<{ key: string | null; principalId: string | null; userId: string | null; errors: UserErrorShape[] }>('ApiKeyPayload')
+  .objectRef<{ key: string | null; principalId: string | null; userId: string | null; apiKey?: ApiKeyListing | null; errors: UserErrorShape[] }>('ApiKeyPayload')
   .implement({
     fields: (t) => ({
-      key: t.exposeString('key', { nullable: true, description: 'The new key. Shown this once; only its hash is stored.' }),
+      key: t.exposeString('key', { nullable: true, description: 'The new key (createApiKey only). Shown this once; only its hash is stored.' }),
+      apiKey: t.field({ type: ApiKey, nullable: true, description: 'The key created or revoked.', resolve: (p) => p.apiKey ?? null }),
       principalId: t.exposeID('principalId', { nullable: true }),
       userId: t.exposeID('userId', { nullable: true }),
       errors: t.field({ type: [UserError], resolve: (p) => p.errors }),
     }),
   });
 
+builder.queryFields((t) => ({
+  apiKeys: t.field({
+    type: [ApiKey],
+    description: "The API keys of the admin's space, oldest first, revoked ones included (never the keys or their hashes).",
+    authScopes: { admin: true },
+    resolve: (_root, _args, ctx) => listApiKeys(ctx.app.db, { spaceId: ctx.principal!.spaceId }),
+  }),
+}));
+
 builder.mutationFields((t) => ({
+  revokeApiKey: t.field({
+    type: ApiKeyPayload,
+    description:
+      "Revoke an API key of the admin's own space: within seconds it authenticates nothing, over HTTP and WebSocket, on every API process, and its open WebSocket connections are closed (4403). Audited. An unknown, malformed or other-space id is NOT_FOUND; an already revoked key is REVOKED.",
+    authScopes: { admin: true },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, ctx) =>
+      asPayload<{ key: null; principalId: string | null; userId: string | null; apiKey: ApiKeyListing | null }>(async () => {
+        const p = ctx.principal!;
+        const revoked = await revokeApiKey(ctx.app.db, { ref: String(id), spaceId: p.spaceId, actor: p.id, ip: ctx.ip, userAgent: ctx.userAgent });
+        ctx.app.auth.forget(revoked.id);
+        ctx.app.keyRevocations.emit(revoked.id);
+        if (!(await announceKeyRevocation(ctx.app.publisher, ctx.app.config.redisPrefix, revoked.id))) {
+          ctx.app.logger.warn({ apiKeyId: revoked.id }, 'could not announce a key revocation on Redis; API processes will notice at their next re-check');
+        }
+        return { key: null, principalId: revoked.principalId, userId: revoked.userId, apiKey: revoked };
+      }, { key: null, principalId: null, userId: null, apiKey: null }),
+  }),
   createApiKey: t.field({
     type: ApiKeyPayload,
     description: "Create an API key in the admin's own space (like `action-engine keys create`).",
     authScopes: { admin: true },
     args: { input: t.arg({ type: ApiKeyInput, required: true }) },
     resolve: (_root, { input }, ctx) =>
-      asPayload<{ key: string | null; principalId: string | null; userId: string | null }>(async () => {
+      asPayload<{ key: string | null; principalId: string | null; userId: string | null; apiKey?: ApiKeyListing | null }>(async () => {
         const p = ctx.principal!;
         const space = await ctx.app.db.space.findUniqueOrThrow({ where: { id: p.spaceId }, select: { slug: true } });
         try {
@@ -99,7 +143,7 @@ builder.mutationFields((t) => ({
             ip: ctx.ip,
             userAgent: ctx.userAgent,
           });
-          return { key: created.key, principalId: created.principalId, userId: created.userId };
+          return { key: created.key, principalId: created.principalId, userId: created.userId, apiKey: await findApiKeyListing(ctx.app.db, created.apiKeyId) };
         } catch (error) {
           if (error instanceof ApiKeyInputError) {
             throw new InvalidInputError(error.message.replace('--user', 'userHandle').replace('--email', 'email').replace('--space', 'space'), [

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiKey } from '../../src/engine/api-keys.js';
 import { graphql } from '../generated/gql.js';
 import { closedPort } from '../helpers/ports.js';
 import { executeOverWs, startTestServer, type TestServer } from '../helpers/server.js';
@@ -11,8 +12,11 @@ const ApiVersion = graphql(`
 
 describe('API server on the real PostgreSQL and Redis', () => {
   let t: TestServer;
+  // graphql-ws refuses connection_init without a key, and metrics name only authenticated operations.
+  let key: string;
   beforeAll(async () => {
     t = await startTestServer();
+    key = (await createApiKey(t.app.db, { role: 'ANALYST', space: 'server-test' })).key;
   });
   afterAll(async () => {
     await t?.close();
@@ -50,13 +54,13 @@ describe('API server on the real PostgreSQL and Redis', () => {
   });
 
   it('executes the same operation over graphql-ws on the same path', async () => {
-    const result = await executeOverWs(t.wsClient(), ApiVersion);
+    const result = await executeOverWs(t.wsClient({ apiKey: key }), ApiVersion);
     expect(result.errors).toBeUndefined();
     expect(result.data?.apiVersion).toMatch(/^\d+\.\d+\.\d+$/);
   });
 
   it('rejects an invalid document over graphql-ws with a validation error', async () => {
-    const client = t.wsClient();
+    const client = t.wsClient({ apiKey: key });
     const outcome = await new Promise<unknown>((resolve) => {
       client.subscribe({ query: '{ noSuchField }' }, { next: () => {}, error: resolve, complete: () => resolve('completed') });
     });
@@ -65,7 +69,7 @@ describe('API server on the real PostgreSQL and Redis', () => {
   });
 
   it('exports process metrics and GraphQL operation counts and durations on /metrics', async () => {
-    await t.graphql(ApiVersion);
+    await t.graphql(ApiVersion, {}, { apiKey: key });
     const res = await fetch(`${t.url}/metrics`);
     expect(res.status).toBe(200);
     const text = await res.text();

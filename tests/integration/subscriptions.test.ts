@@ -144,7 +144,15 @@ function watch<R extends Record<string, unknown>, V extends Record<string, unkno
         notify();
       },
       error(error: unknown) {
-        w.errors.push(error instanceof Error ? error.message : Array.isArray(error) ? error.map((e: { message: string }) => e.message).join('; ') : String(error));
+        w.errors.push(
+          error instanceof Error
+            ? error.message
+            : Array.isArray(error)
+              ? error.map((e: { message: string }) => e.message).join('; ')
+              : error && typeof error === 'object' && 'code' in error
+                ? `${String(error.code)}: ${String((error as { reason?: unknown }).reason)}`
+                : String(error),
+        );
         w.completed = true;
         notify();
       },
@@ -291,7 +299,8 @@ describe('actionStatus', () => {
     const anonymous = watch(t.wsClient(), ActionStatus, { actionId: id });
     await anonymous.until((x) => x.completed, 'refusal without a key');
     expect(anonymous.events).toEqual([]);
-    expect(anonymous.errors[0]).toMatch(/authentication required/);
+    // Refused at connection_init (close 4401), before any subscription: see access.test.ts.
+    expect(anonymous.errors).toEqual(['4401: Unauthorized: send {"authorization": "Bearer <API key>"} in connection_init']);
   });
 
   it('has no gap between reading the current state and live events (subscribe racing approve)', async () => {

@@ -29,6 +29,9 @@ describe('loadConfig', () => {
       logLevel: 'info',
       shutdownTimeoutMs: 10_000,
       maxRequestBytes: 1_000_000,
+      wsMaxSubscriptionsPerConnection: 100,
+      wsMaxConnectionsPerKey: 50,
+      wsKeyRecheckSeconds: 5,
     });
   });
 

@@ -1,0 +1,270 @@
+import type { IncomingMessage } from 'node:http';
+import { GraphQLError, type ExecutionResult } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import type { Context } from 'graphql-ws';
+import type { WebSocket } from 'ws';
+import type { App } from '../app.js';
+
+/** Close codes of graphql-ws connections refused or ended by the service. */
+export const WS_CLOSE = {
+  /** connection_init without a key. */
+  unauthenticated: 4401,
+  /** Unknown, malformed or revoked key (at connection_init, or revoked while open). */
+  forbidden: 4403,
+  /** Too many connections for this key on this process. */
+  tooManyConnections: 4429,
+  /** The key could not be checked (database unreachable): try again later. */
+  tryAgainLater: 1013,
+} as const;
+
+type Extra = { socket: WebSocket; request: IncomingMessage };
+
+/**
+ * The `Authorization` value a graphql-ws client sent in `connection_init`: `authorization` in
+ * any letter case, or `headers.authorization` (any case; GraphiQL sends its headers editor
+ * there). Null when there is none.
+ */
+export function authorizationFromConnectionParams(params: Readonly<Record<string, unknown>> | null | undefined): string | null {
+  if (!params || typeof params !== 'object') return null;
+  const find = (obj: Readonly<Record<string, unknown>>, name: string): unknown => {
+    for (const [k, v] of Object.entries(obj)) if (k.toLowerCase() === name) return v;
+    return undefined;
+  };
+  const direct = find(params, 'authorization');
+  if (typeof direct === 'string' && direct.trim()) return direct;
+  const headers = find(params, 'headers');
+  if (headers && typeof headers === 'object' && !Array.isArray(headers)) {
+    const nested = find(headers as Record<string, unknown>, 'authorization');
+    if (typeof nested === 'string' && nested.trim()) return nested;
+  }
+  return null;
+}
+
+export interface WsGuard {
+  /** graphql-ws `onConnect`: authenticates `connection_init`, enforces the per-key cap. */
+  onConnect(ctx: Context<Record<string, unknown>, Extra>): Promise<boolean>;
+  /** Errors for a subscribe over the per-connection cap, or null. */
+  checkSubscribe(ctx: Context<Record<string, unknown>, Extra>): readonly GraphQLError[] | null;
+}
+
+/** Calls back when a key is revoked, announced on Redis or found at the periodic re-check. */
+export interface KeyWatch {
+  /** `onRevoked` runs once if the key is revoked (or its principal disabled); returns an unwatch. */
+  watch(apiKeyId: string, onRevoked: () => void): () => void;
+  dispose(): void;
+}
+
+/**
+ * What holds an API key open — graphql-ws connections, subscription streams (WebSocket and
+ * SSE) — registers here. A revocation announced on Redis (any process) fires at once; every
+ * `WS_KEY_RECHECK_SECONDS` the watched keys are read again from the database (one query),
+ * which catches keys revoked while a message was lost, and disabled principals.
+ */
+export function createKeyWatch(app: App): KeyWatch {
+  const { config, logger } = app;
+  const byKey = new Map<string, Set<() => void>>();
+
+  const fire = (apiKeyId: string, why: string) => {
+    const callbacks = byKey.get(apiKeyId);
+    if (!callbacks) return;
+    byKey.delete(apiKeyId);
+    logger.info({ apiKeyId, ended: callbacks.size, why }, 'ending connections and streams of a revoked API key');
+    for (const callback of callbacks) {
+      try {
+        callback();
+      } catch (error) {
+        logger.warn({ err: error }, 'error while ending a stream of a revoked key');
+      }
+    }
+  };
+  const stopListening = app.keyRevocations.on((apiKeyId) => fire(apiKeyId, 'revocation announced'));
+
+  let checking = false;
+  const recheck = async () => {
+    if (checking || byKey.size === 0) return;
+    checking = true;
+    try {
+      const ids = [...byKey.keys()];
+      const rows = await app.db.apiKey.findMany({
+        where: { id: { in: ids } },
+        select: { id: true, revokedAt: true, principal: { select: { disabledAt: true } } },
+      });
+      const valid = new Set(rows.filter((r) => !r.revokedAt && !r.principal.disabledAt).map((r) => r.id));
+      for (const id of ids) {
+        if (valid.has(id)) continue;
+        app.auth.forget(id);
+        fire(id, 'periodic check');
+      }
+    } catch (error) {
+      logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'could not re-check the keys of open connections; retrying');
+    } finally {
+      checking = false;
+    }
+  };
+  const timer = setInterval(() => void recheck(), config.wsKeyRecheckSeconds * 1000);
+  timer.unref();
+
+  return {
+    watch(apiKeyId, onRevoked) {
+      let set = byKey.get(apiKeyId);
+      if (!set) byKey.set(apiKeyId, (set = new Set()));
+      let once = false;
+      const callback = () => {
+        if (once) return;
+        once = true;
+        onRevoked();
+      };
+      set.add(callback);
+      return () => {
+        const current = byKey.get(apiKeyId);
+        current?.delete(callback);
+        if (current && current.size === 0) byKey.delete(apiKeyId);
+      };
+    },
+    dispose() {
+      clearInterval(timer);
+      stopListening();
+      byKey.clear();
+    },
+  };
+}
+
+/**
+ * Who may hold a graphql-ws connection, and how many: the key is checked at `connection_init`;
+ * each accepted socket is watched under its key and closed with 4403 when the key is revoked.
+ * The connection cap is per API process.
+ */
+export function createWsGuard(app: App, keyWatch: KeyWatch): WsGuard {
+  const { config, logger } = app;
+  const openByKey = new Map<string, number>();
+
+  return {
+    async onConnect(ctx) {
+      const socket = ctx.extra.socket;
+      const authorization = authorizationFromConnectionParams(ctx.connectionParams);
+      if (!authorization) {
+        socket.close(WS_CLOSE.unauthenticated, 'Unauthorized: send {"authorization": "Bearer <API key>"} in connection_init');
+        return false;
+      }
+      let identity;
+      try {
+        identity = await app.auth.identify(authorization);
+      } catch (error) {
+        logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'cannot check a WebSocket key');
+        socket.close(WS_CLOSE.tryAgainLater, 'cannot check the API key right now; try again later');
+        return false;
+      }
+      if (!identity) {
+        socket.close(WS_CLOSE.forbidden, 'Forbidden: unknown, malformed or revoked API key');
+        return false;
+      }
+      if (socket.readyState !== socket.OPEN) return false;
+      const { apiKeyId } = identity;
+      const open = openByKey.get(apiKeyId) ?? 0;
+      if (open >= config.wsMaxConnectionsPerKey) {
+        socket.close(
+          WS_CLOSE.tooManyConnections,
+          `too many connections for this API key (at most ${config.wsMaxConnectionsPerKey}, WS_MAX_CONNECTIONS_PER_KEY)`,
+        );
+        return false;
+      }
+      openByKey.set(apiKeyId, open + 1);
+      const unwatch = keyWatch.watch(apiKeyId, () => socket.close(WS_CLOSE.forbidden, 'API key revoked'));
+      socket.once('close', () => {
+        unwatch();
+        const n = (openByKey.get(apiKeyId) ?? 1) - 1;
+        if (n > 0) openByKey.set(apiKeyId, n);
+        else openByKey.delete(apiKeyId);
+      });
+      return true;
+    },
+    checkSubscribe(ctx) {
+      // The new operation is already in ctx.subscriptions (graphql-ws reserves its id first).
+      const running = Object.keys(ctx.subscriptions).length;
+      if (running <= config.wsMaxSubscriptionsPerConnection) return null;
+      return [
+        new GraphQLError(
+          `too many operations on this connection: at most ${config.wsMaxSubscriptionsPerConnection} at once (WS_MAX_SUBSCRIPTIONS_PER_CONNECTION); complete one or open another connection`,
+          { extensions: { code: 'TOO_MANY_SUBSCRIPTIONS', limit: config.wsMaxSubscriptionsPerConnection } },
+        ),
+      ];
+    },
+  };
+}
+
+/**
+ * Ends every subscription stream of a revoked key, whatever carries it (graphql-ws, or
+ * server-sent events over HTTP): one last result with an UNAUTHENTICATED error, then the end.
+ */
+export function useEndStreamsOfRevokedKeys(keyWatch: KeyWatch): Plugin {
+  return {
+    onSubscribe({ args }) {
+      const apiKeyId = (args.contextValue as { apiKeyId?: string | null }).apiKeyId;
+      if (!apiKeyId) return undefined;
+      return {
+        onSubscribeResult({ result, setResult }) {
+          if (!isAsyncIterable(result)) return;
+          setResult(endOnRevocation(result as AsyncIterable<ExecutionResult>, (onRevoked) => keyWatch.watch(apiKeyId, onRevoked)));
+        },
+      };
+    },
+  };
+}
+
+function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as Record<symbol, unknown>)[Symbol.asyncIterator] === 'function';
+}
+
+function endOnRevocation(source: AsyncIterable<ExecutionResult>, watch: (onRevoked: () => void) => () => void): AsyncGenerator<ExecutionResult> {
+  const it = source[Symbol.asyncIterator]();
+  let finished = false;
+  let revoked = false;
+  // Wakes the pending next() on revocation. A fresh promise per next(), not a race against one
+  // long-lived promise (which would keep a reaction per event for the stream's whole life).
+  let wake: ((value: 'revoked') => void) | null = null;
+  const unwatch = watch(() => {
+    revoked = true;
+    wake?.('revoked');
+  });
+  const finish = () => {
+    finished = true;
+    unwatch();
+  };
+  const nextOrRevoked = () =>
+    new Promise<IteratorResult<ExecutionResult> | 'revoked'>((resolve, reject) => {
+      wake = resolve;
+      it.next().then(resolve, reject);
+    }).finally(() => {
+      wake = null;
+    });
+  const generator: AsyncGenerator<ExecutionResult> = {
+    async next() {
+      if (finished) return { done: true, value: undefined };
+      const step = revoked ? 'revoked' : await nextOrRevoked();
+      if (step === 'revoked') {
+        finish();
+        Promise.resolve(it.return?.()).catch(() => undefined);
+        return {
+          done: false,
+          value: { errors: [new GraphQLError('API key revoked: this subscription has ended', { extensions: { code: 'UNAUTHENTICATED' } })] },
+        };
+      }
+      if (step.done) finish();
+      return step;
+    },
+    async return(value) {
+      finish();
+      await it.return?.();
+      return { done: true, value };
+    },
+    async throw(error) {
+      finish();
+      if (it.throw) return it.throw(error);
+      throw error;
+    },
+    [Symbol.asyncIterator]() {
+      return generator;
+    },
+  };
+  return generator;
+}

@@ -1,0 +1,113 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiKey } from '../../src/engine/api-keys.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+// Debian's chromium (.ci/run installs it when missing); never a downloaded browser.
+const CHROMIUM = '/usr/bin/chromium';
+const SCREENSHOT = path.join(tmpdir(), 'ae-graphiql-subscription.png');
+
+let t: TestServer;
+let profile: string;
+let browser: BrowserContext;
+let page: Page;
+const requests: string[] = [];
+const cspViolations: string[] = [];
+const keys = {} as Record<'agent' | 'approver', string>;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
+  t = await startTestServer();
+  keys.agent = (await createApiKey(t.app.db, { role: 'AGENT', space: 'acme', user: 'alice', email: 'alice@example.com' })).key;
+  keys.approver = (await createApiKey(t.app.db, { role: 'APPROVER', space: 'acme', user: 'alice' })).key;
+  profile = await mkdtemp(path.join(tmpdir(), 'ae-chromium-'));
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1400, height: 900 },
+  });
+  page = browser.pages()[0] ?? (await browser.newPage());
+  page.on('request', (r) => requests.push(r.url()));
+  page.on('websocket', (ws) => requests.push(ws.url()));
+  page.on('console', (m) => {
+    if (/Content.Security.Policy/i.test(m.text())) cspViolations.push(m.text());
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await t?.close();
+  if (profile) await rm(profile, { recursive: true, force: true });
+});
+
+async function post(query: string, key: string, variables?: Record<string, unknown>) {
+  const res = await fetch(`${t.url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+    body: JSON.stringify({ query, variables }),
+  });
+  return (await res.json()) as { data: any };
+}
+
+/** Replaces the whole text of a Monaco editor (no auto-closed brackets: inserted, not typed). */
+async function setEditor(selector: string, text: string) {
+  const editor = page.locator(selector).first();
+  await editor.click();
+  await page.keyboard.press('Control+A');
+  await page.keyboard.press('Delete');
+  await page.keyboard.insertText(text);
+}
+
+describe('GraphiQL in Chromium, offline', () => {
+  it('serves every asset itself under a CSP, and a subscription with the key from the headers editor shows live events', async () => {
+    const res = await fetch(`${t.url}/graphql`, { headers: { accept: 'text/html' } });
+    const csp = res.headers.get('content-security-policy') ?? '';
+    expect(csp).toMatch(/script-src 'self'(;|$)/);
+    expect(csp).not.toMatch(/https?:|unpkg|jsdelivr|cdn/);
+    expect(await res.text()).not.toMatch(/https?:\/\/(?!localhost)[a-z]/i);
+
+    const created = await post(
+      'mutation { createAction(input: {type: "move_file", payload: {from: "inbox/a.txt", to: "archive/a.txt"}}) { action { id status } } }',
+      keys.agent,
+    );
+    const actionId = created.data.createAction.action.id as string;
+    expect(created.data.createAction.action.status).toBe('PENDING');
+
+    await page.goto(`${t.url}/graphql`);
+    try {
+    await page.locator('.graphiql-container').first().waitFor({ timeout: 30_000 });
+    await page.locator('.graphiql-query-editor .monaco-editor').first().waitFor({ timeout: 30_000 });
+
+    // The headers editor: its tab, then the key.
+    await page.getByRole('button', { name: /^headers$/i }).click();
+    await setEditor('.graphiql-editor-tool .monaco-editor >> visible=true', JSON.stringify({ Authorization: `Bearer ${keys.agent}` }));
+    await setEditor('.graphiql-query-editor .monaco-editor', `subscription { actionStatus(actionId: "${actionId}") { status } }`);
+    await page.locator('.graphiql-execute-button').click();
+
+    const response = page.locator('.graphiql-response');
+    await expect.poll(() => response.innerText(), { timeout: 15_000 }).toMatch(/"status":\s*"PENDING"/);
+    const approved = await post('mutation A($id: ID!) { approveAction(id: $id) { errors { code } } }', keys.approver, { id: actionId });
+    expect(approved.data.approveAction.errors).toEqual([]);
+    await expect.poll(() => response.innerText(), { timeout: 10_000 }).toMatch(/"status":\s*"APPROVED"/);
+      await page.screenshot({ path: SCREENSHOT });
+      // Queries go over HTTP with the same headers: stop the subscription, run one.
+      await page.locator('.graphiql-execute-button').click();
+      await setEditor('.graphiql-query-editor .monaco-editor', 'query Me { me { role } }');
+      await page.locator('.graphiql-execute-button').click();
+      await expect.poll(() => response.innerText(), { timeout: 10_000 }).toMatch(/"role":\s*"AGENT"/);
+    } finally {
+      await page.screenshot({ path: SCREENSHOT.replace('.png', '-last.png') });
+    }
+
+    const origin = new URL(t.url).host;
+    const foreign = requests.filter((u) => !u.startsWith('data:') && !u.startsWith('blob:') && new URL(u).host !== origin);
+    expect(foreign).toEqual([]);
+    expect(requests.some((u) => u.startsWith(`ws://${origin}/graphql`))).toBe(true);
+    expect(cspViolations).toEqual([]);
+  }, 90_000);
+});
