@@ -34,13 +34,27 @@ async function readBody(req: IncomingMessage, limit: number): Promise<string | n
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** `decodeURIComponent`, or null for a malformed encoding (`%E0%A4%A`) instead of a URIError. */
+function safeDecode(text: string): string | null {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return null;
+  }
+}
+
 /**
  * `GET /approvals/:token` shows the action and the forms and changes nothing (mail scanners
  * open links); only `POST /approvals/:token` decides. Returns false for other paths.
  */
 export async function handleApprovalRoute(app: App, req: IncomingMessage, res: ServerResponse, pathname: string): Promise<boolean> {
   if (!pathname.startsWith(PREFIX)) return false;
-  const token = decodeURIComponent(pathname.slice(PREFIX.length));
+  const token = safeDecode(pathname.slice(PREFIX.length));
+  if (token === null) {
+    // A malformed percent-encoding cannot be a link we sent.
+    sendError(res, 'unknown');
+    return true;
+  }
   if (req.method === 'GET' || req.method === 'HEAD') {
     const { state, row } = await inspectApprovalLink(app.engine, token);
     if (state !== 'valid' || !row) {

@@ -85,7 +85,7 @@ builder.queryFields((t) => ({
     type: [RateLimitStatus],
     description: 'Current use of every rate limit on one user and action type.',
     authScopes: { authenticated: true },
-    args: { userId: t.arg.id({ required: true }), type: t.arg.string({ required: true }) },
+    args: { userId: t.arg.id({ required: true, description: "The user's id or handle." }), type: t.arg.string({ required: true }) },
     resolve: async (_root, { userId, type }, ctx) => {
       const p = ctx.principal!;
       const user = await ctx.app.db.user.findFirst({ where: { id: String(userId), spaceId: p.spaceId }, select: { id: true, spaceId: true } });
