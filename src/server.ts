@@ -127,6 +127,9 @@ export function createApiServer(app: App): ApiServer {
     }
     if (await handleApprovalRoute(app, req, res, url.pathname)) return;
     if (url.pathname === GRAPHQL_PATH) {
+      if (!wellEncoded(url.search.slice(1))) {
+        return sendJson(res, 400, { errors: [{ message: 'malformed percent-encoding in the query string', extensions: { code: 'BAD_REQUEST' } }] });
+      }
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         // Read here, counting the bytes received (chunked bodies have no Content-Length), and
         // handed to Yoga as the parsed body.
@@ -209,6 +212,16 @@ export function createApiServer(app: App): ApiServer {
       return closing;
     },
   };
+}
+
+/** Whether every part of a query string decodes (URLSearchParams would quietly turn `%E0%A4%A` into U+FFFD). */
+function wellEncoded(query: string): boolean {
+  try {
+    for (const part of query.split('&')) decodeURIComponent(part.replace(/\+/g, ' '));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

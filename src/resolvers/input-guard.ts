@@ -117,21 +117,22 @@ function invalidInput(where: string, problem: InputProblem, field: string[]): Gr
  * deeper than {@link MAX_JSON_DEPTH}, before the operation runs: over HTTP and graphql-ws
  * alike, it answers with a validation error naming the argument or variable, and nothing runs.
  */
-export function useInputGuard(): Plugin<{ params?: { variables?: unknown } }> {
+export function useInputGuard(): Plugin {
+  // Variables are checked at execute/subscribe, not at validation: Yoga caches validation
+  // results by document, and the same document comes with other variables.
+  const checkVariables = ({ args, setResultAndStopExecution }: { args: { variableValues?: unknown }; setResultAndStopExecution: (result: { errors: GraphQLError[] }) => void }) => {
+    const variables = args.variableValues;
+    if (!variables || typeof variables !== 'object') return;
+    // Each variable's own JSON value may be MAX_JSON_DEPTH deep; allow for the input objects around it.
+    const found = findInputProblem(variables, MAX_JSON_DEPTH + 8);
+    if (found) setResultAndStopExecution({ errors: [invalidInput(`variable $${found.path.join('.')}`, found, found.path)] });
+  };
   return {
-    onValidate({ params, context, setResult }) {
-      const errors: GraphQLError[] = [];
+    onValidate({ params, setResult }) {
       const literal = problemInDocument(params.documentAST);
-      if (literal) {
-        errors.push(invalidInput(`argument ${literal.at}(${literal.path.join('.')})`, literal, literal.path));
-      }
-      const variables = context.params?.variables;
-      if (variables && typeof variables === 'object') {
-        // Each variable's own JSON value may be MAX_JSON_DEPTH deep; allow for the input objects around it.
-        const found = findInputProblem(variables, MAX_JSON_DEPTH + 8);
-        if (found) errors.push(invalidInput(`variable $${found.path.join('.')}`, found, found.path));
-      }
-      if (errors.length) setResult(errors);
+      if (literal) setResult([invalidInput(`argument ${literal.at}(${literal.path.join('.')})`, literal, literal.path)]);
     },
+    onExecute: checkVariables,
+    onSubscribe: checkVariables,
   };
 }
