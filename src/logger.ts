@@ -32,7 +32,14 @@ export function createLogger(options: { level: string; name?: string }, destinat
       },
       // A caller's input may end up in a log line (an error quoting it, Yoga's debug output):
       // no string is logged beyond a bounded prefix.
-      formatters: { log: (object) => boundLogValue(object, 0) as Record<string, unknown> },
+      // (`err` is left to its serializer, which pino applies after this formatter.)
+      formatters: {
+        log: (object) => {
+          const { err, ...rest } = object;
+          return { ...(boundLogValue(rest, 0) as Record<string, unknown>), ...(err === undefined ? {} : { err }) };
+        },
+      },
+      serializers: { err: (error: unknown) => boundLogValue(error instanceof Error ? { ...pino.stdSerializers.err(error) } : error, 0) },
       hooks: {
         logMethod(args, method) {
           method.apply(this, args.map((arg) => (typeof arg === 'string' ? boundString(arg) : arg)) as Parameters<typeof method>);
@@ -68,7 +75,7 @@ function boundLogValue(value: unknown, depth: number): unknown {
   if (typeof value === 'string') return boundString(value);
   if (value === null || typeof value !== 'object') return value;
   if (depth >= MAX_LOG_DEPTH) return '[nested too deep]';
-  if (value instanceof Error) return boundLogValue(pino.stdSerializers.err(value), depth);
+  if (value instanceof Error) return boundLogValue({ ...pino.stdSerializers.err(value) }, depth);
   if (Array.isArray(value)) {
     const items = value.slice(0, 100).map((v) => boundLogValue(v, depth + 1));
     return value.length > 100 ? [...items, `[${value.length - 100} more items cut]`] : items;

@@ -50,6 +50,11 @@ export class HandlerRegistry {
     return handler;
   }
 
+  /** Whether some handler of `type`'s chain can undo what it carried out (implements rollback). */
+  canRollBack(type: string): boolean {
+    return this.chainFor(type).some((handler) => typeof handler.rollback === 'function');
+  }
+
   /** Every action type at least one handler serves, in order of first registration. */
   types(): string[] {
     return [...this.#chains.keys()];
