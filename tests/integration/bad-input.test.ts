@@ -282,3 +282,52 @@ describe('HTTP edge', () => {
     expect(JSON.parse(res.body).data.apiVersion).toMatch(/\d/);
   });
 });
+
+describe('payload errors through createAction', () => {
+  const create = 'mutation($input: CreateActionInput!) { createAction(input: $input) { action { id } requiresApproval errors { code field message } } }';
+
+  it('reports every problem of a payload, one UserError each, with its field and what was expected; nothing is recorded', async () => {
+    const before = await actionCount();
+    const out = await gql(create, { input: { type: 'send_email', payload: { to: 5, subject: 3, extra: true } } });
+    expect(out.errors).toBeUndefined();
+    expect(out.data!.createAction.action).toBeNull();
+    expect(out.data!.createAction.errors).toEqual([
+      { code: 'INVALID_PAYLOAD', field: ['payload', 'to'], message: 'payload.to: expected an array, got a whole number' },
+      { code: 'INVALID_PAYLOAD', field: ['payload', 'subject'], message: 'payload.subject: expected a string, got a whole number' },
+      { code: 'INVALID_PAYLOAD', field: ['payload', 'body'], message: 'payload.body: is required' },
+      { code: 'INVALID_PAYLOAD', field: ['payload', 'extra'], message: 'payload.extra: unknown field "extra"' },
+    ]);
+    expect(await actionCount()).toBe(before);
+  });
+
+  it('refuses a purchase without a currency, or whose total is not the sum of its items, naming payload.total with both numbers', async () => {
+    const items = [{ name: 'Chair', price: 50, quantity: 2 }];
+    const noCurrency = await gql(create, { input: { type: 'make_purchase', payload: { items, merchant: 'Shop', total: 100 } } });
+    expect(noCurrency.data!.createAction.errors).toEqual([expect.objectContaining({ code: 'INVALID_PAYLOAD', field: ['payload', 'currency'] })]);
+    const wrongTotal = await gql(create, { input: { type: 'make_purchase', payload: { items, merchant: 'Shop', total: 90, currency: 'EUR' } } });
+    expect(wrongTotal.data!.createAction.errors).toEqual([
+      expect.objectContaining({ code: 'INVALID_PAYLOAD', field: ['payload', 'total'], message: expect.stringMatching(/90\.00.*100\.00/) }),
+    ]);
+  });
+
+  it('actionTypes publishes the checks in the JSON Schema and derives reversible from the handler chain', async () => {
+    const out = await gql('{ actionTypes { type reversible handlers payloadSchema } }');
+    const byType = Object.fromEntries((out.data!.actionTypes as Array<{ type: string }>).map((t) => [t.type, t])) as Record<string, any>;
+    expect(byType.move_file.handlers).toEqual(['manual']);
+    expect(byType.move_file.reversible).toBe(false);
+    expect(byType.create_document.reversible).toBe(true);
+    expect(byType.send_email.reversible).toBe(false);
+    expect(byType.move_file.payloadSchema.properties.from.pattern).toBeTruthy();
+    expect(byType.create_calendar_event.payloadSchema.properties.end_time.description).toMatch(/after start_time/);
+    expect(byType.make_purchase.payloadSchema.required).toContain('currency');
+  });
+
+  it('rollbackAction answers NOT_REVERSIBLE for a completed move_file, as actionTypes says', async () => {
+    const created = await gql(create, { input: { type: 'move_file', payload: { from: 'a.txt', to: 'b.txt' } } });
+    const id = created.data!.createAction.action.id as string;
+    // As if an operator had carried it out (the manual handler completes it).
+    await t.app.db.action.update({ where: { id }, data: { status: 'COMPLETED' } });
+    const out = await gql(`mutation { rollbackAction(id: "${id}", reason: "undo") { errors { code message } } }`, {}, admin);
+    expect(out.data!.rollbackAction.errors).toEqual([expect.objectContaining({ code: 'NOT_REVERSIBLE' })]);
+  });
+});
