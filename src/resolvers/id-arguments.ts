@@ -26,6 +26,11 @@ const MAX_CURSOR_CHARS = 200;
 /** How one argument (or input field) is checked; `path` names it in the error. */
 type Check = (value: unknown, path: string[], ctx: GraphQLContext) => Promise<unknown>;
 
+/** A short, plain id as it is; anything else quoted and cut (a 100 kB id answers with a short message). */
+function plainOrQuoted(text: string): string {
+  return text.length <= 64 && /^[\w.-]+$/.test(text) ? text : shortInput(text);
+}
+
 /** What an `ID` argument names, from its name: `actionId` → action, `userId` → user, `id` → the field's object. */
 function thingOf(name: string, fieldName: string): string {
   if (name === 'id') {
@@ -47,16 +52,16 @@ function idCheck(argName: string, fieldName: string): Check {
       const text = String(value);
       if (UUID.test(text)) return text.toLowerCase();
       if (!HANDLE.test(text) || !ctx.principal) {
-        throw new NotFoundError(`no user ${shortInput(text)} in this space (give the user's id or handle)`, path);
+        throw new NotFoundError(`no user ${plainOrQuoted(text)} in this space (give the user's id or handle)`, path);
       }
       const user = await ctx.app.db.user.findFirst({ where: { spaceId: ctx.principal.spaceId, handle: text }, select: { id: true } });
-      if (!user) throw new NotFoundError(`no user ${shortInput(text)} in this space (give the user's id or handle)`, path);
+      if (!user) throw new NotFoundError(`no user ${plainOrQuoted(text)} in this space (give the user's id or handle)`, path);
       return user.id;
     };
   }
   return async (value, path) => {
     const text = String(value);
-    if (!UUID.test(text)) throw new NotFoundError(`no ${thing} with id ${shortInput(text)} (ids are UUIDs)`, path);
+    if (!UUID.test(text)) throw new NotFoundError(`no ${thing} with id ${plainOrQuoted(text)}`, path);
     return text.toLowerCase();
   };
 }
