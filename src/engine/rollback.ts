@@ -41,6 +41,9 @@ export async function rollbackAction(deps: RollbackDeps, principal: Principal, a
   if (!allowed) throw new ForbiddenError("only the user's approvers and the space's admins can roll an action back");
   const why = reason.trim().slice(0, 1000);
   if (!why) throw new InvalidInputError('a reason is required', ['reason']);
+  if (!deps.types.get(action.type).reversible) {
+    throw new NotReversibleError(`${action.type} actions cannot be rolled back`);
+  }
   if (!isReversible(deps.types, deps.handlers, action.type)) {
     throw new NotReversibleError(`${action.type} actions cannot be rolled back: no handler that carries them out can undo them`);
   }
