@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { App } from '../app.js';
 import { decideByLink, inspectApprovalLink } from '../engine/approvals.js';
+import { BodyTooLargeError, readBodyWithin, refuseTooLarge } from './request-body.js';
 import {
   APPROVAL_PAGE_HEADERS,
   MAX_DECISION_FORM_BYTES,
@@ -24,14 +25,12 @@ function sendError(res: ServerResponse, state: ApprovalErrorState, detail?: stri
 }
 
 async function readBody(req: IncomingMessage, limit: number): Promise<string | null> {
-  let size = 0;
-  const chunks: Buffer[] = [];
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) return null;
-    chunks.push(chunk);
+  try {
+    return (await readBodyWithin(req, limit)).toString('utf8');
+  } catch (error) {
+    if (error instanceof BodyTooLargeError) return null;
+    throw error;
   }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** `decodeURIComponent`, or null for a malformed encoding (`%E0%A4%A`) instead of a URIError. */
@@ -85,7 +84,12 @@ export async function handleApprovalRoute(app: App, req: IncomingMessage, res: S
     return true;
   }
   const body = await readBody(req, MAX_DECISION_FORM_BYTES);
-  const form = body === null ? { error: 'The form is too large.' } : parseDecisionForm(body);
+  if (body === null) {
+    // Counted on the bytes read (chunked uploads too); the rest of the upload is not read.
+    refuseTooLarge(req, res, renderErrorPage('bad_request', 'The form is too large.').html, 'text/html; charset=utf-8', APPROVAL_PAGE_HEADERS);
+    return true;
+  }
+  const form = parseDecisionForm(body);
   if ('error' in form) {
     sendError(res, 'bad_request', form.error);
     return true;

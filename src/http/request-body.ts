@@ -55,9 +55,9 @@ export function readBodyWithin(req: IncomingMessage, limit: number): Promise<Buf
  * the rest of the upload is not read, and the socket is closed once the answer is out (or
  * after a short grace, for a client that keeps sending).
  */
-export function refuseTooLarge(req: IncomingMessage, res: ServerResponse, body: string, contentType: string): void {
+export function refuseTooLarge(req: IncomingMessage, res: ServerResponse, body: string, contentType: string, headers: Record<string, string> = {}): void {
   res.shouldKeepAlive = false;
-  res.writeHead(413, { 'content-type': contentType, 'content-length': Buffer.byteLength(body), connection: 'close' });
+  res.writeHead(413, { ...headers, 'content-type': contentType, 'content-length': Buffer.byteLength(body), connection: 'close' });
   res.end(body, () => {
     // Give the client a moment to read the answer before the socket goes.
     setTimeout(() => req.socket.destroy(), 500).unref();

@@ -331,3 +331,32 @@ describe('payload errors through createAction', () => {
     expect(out.data!.rollbackAction.errors).toEqual([expect.objectContaining({ code: 'NOT_REVERSIBLE' })]);
   });
 });
+
+describe('approval form body limit', () => {
+  it('a 3 MB chunked POST to an approval link is refused on the bytes read, with an answer and a clean close', async () => {
+    const { status } = await new Promise<{ status: number }>((resolve, reject) => {
+      const req = request(`${t.url}/approvals/sometoken`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'transfer-encoding': 'chunked' },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0 }));
+      });
+      req.on('error', reject);
+      const chunk = Buffer.alloc(64 * 1024, 'a');
+      let sent = 0;
+      const pump = () => {
+        while (sent < 3 * 1024 * 1024) {
+          sent += chunk.length;
+          if (!req.write(chunk)) return void req.once('drain', pump);
+        }
+        req.end();
+      };
+      req.write('decision=approve&x=');
+      pump();
+    });
+    expect(status).toBe(413);
+    expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+  });
+});
