@@ -35,7 +35,7 @@ function plainOrQuoted(text: string): string {
 function thingOf(name: string, fieldName: string): string {
   if (name === 'id') {
     const m = fieldName.match(/^(?:approve|reject|cancel|rollback|complete|revoke)([A-Z]\w*)$/);
-    return m ? m[1]!.replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase() : 'object';
+    return (m ? m[1]! : fieldName).replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase();
   }
   return name.replace(/Id$/, '').replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase();
 }

@@ -102,6 +102,9 @@ describe('malformed ids', () => {
   it('a malformed id in a literal argument is refused the same way as in a variable', async () => {
     const out = await gql('{ action(id: "nope") { id } }', {}, approver);
     expect(out.errors?.[0]?.extensions).toMatchObject({ code: 'NOT_FOUND', field: ['id'] });
+    expect(out.errors?.[0]?.message).toBe('no action with id nope');
+    const task = await gql('mutation { completeManualTask(id: "nope") { errors { message } } }', {}, operator);
+    expect(task.data!.completeManualTask.errors[0].message).toBe('no manual task with id nope');
   });
 
   it('actionStatus(actionId) and actionEvents(filter.userId) refuse malformed ids over graphql-ws with NOT_FOUND', async () => {
