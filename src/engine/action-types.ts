@@ -189,7 +189,7 @@ export class ActionTypeRegistry {
   get(type: string): ActionTypeDefinition {
     const d = this.#types.get(type);
     if (!d) {
-      throw new UnknownTypeError(`unknown action type "${type}"; known types: ${[...this.#types.keys()].join(', ')}`, ['type']);
+      throw new UnknownTypeError(`unknown action type ${shortInput(type)}; known types: ${[...this.#types.keys()].join(', ')}`, ['type']);
     }
     return d;
   }

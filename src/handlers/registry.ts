@@ -1,10 +1,11 @@
+import { shortInput } from '../engine/input-text.js';
 import { HANDLER_KIND_ORDER, type ActionHandler } from './types.js';
 
 /** Thrown by {@link HandlerRegistry.get} for a handler name nobody registered. */
 export class UnknownHandlerError extends Error {
   override name = 'UnknownHandlerError';
   constructor(readonly handlerName: string, known: readonly string[]) {
-    super(`unknown handler "${handlerName}"; registered handlers: ${known.join(', ') || '(none)'}`);
+    super(`unknown handler ${shortInput(handlerName)}; registered handlers: ${known.join(', ') || '(none)'}`);
   }
 }
 
