@@ -1,7 +1,8 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { parse } from 'graphql';
+import { executeOverWs, startTestServer, type TestServer } from '../helpers/server.js';
 
 let t: TestServer;
 let agent: string;
@@ -164,6 +165,15 @@ describe('strings, dates and depth at the edge', () => {
     const literal = await gql('mutation { cancelAction(id: "00000000-0000-4000-8000-000000000000", reason: "a\\u0000b") { errors { code } } }');
     expect(literal.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['reason'] });
     expect(literal.errors?.[0]?.message).toMatch(/cancelAction\(reason\).*NUL/);
+    expect(await actionCount()).toBe(before);
+  });
+
+  it('refuses a NUL character in variables over graphql-ws too, naming the field', async () => {
+    const before = await actionCount();
+    const result = await executeOverWs(t.wsClient({ apiKey: agent }), parse(create), {
+      input: { type: 'create_document', payload: { title: 'a\u0000b', content: 'c' } },
+    } as never);
+    expect(result.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'payload', 'title'] });
     expect(await actionCount()).toBe(before);
   });
 
