@@ -125,7 +125,10 @@ export function useInputGuard(): Plugin {
     if (!variables || typeof variables !== 'object') return;
     // Each variable's own JSON value may be MAX_JSON_DEPTH deep; allow for the input objects around it.
     const found = findInputProblem(variables, MAX_JSON_DEPTH + 8);
-    if (found) setResultAndStopExecution({ errors: [invalidInput(`variable $${found.path.join('.')}`, found, found.path)] });
+    if (!found) return;
+    // Deeper than the allowance means the JSON value inside is deeper than MAX_JSON_DEPTH.
+    const problem = found.message.startsWith('is nested') ? { ...found, message: `is nested more than ${MAX_JSON_DEPTH} levels deep` } : found;
+    setResultAndStopExecution({ errors: [invalidInput(`variable $${found.path.join('.')}`, problem, found.path)] });
   };
   return {
     onValidate({ params, setResult }) {
