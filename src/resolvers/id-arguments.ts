@@ -22,6 +22,8 @@ export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 /** A user's handle, as `keys create --user` accepts it. */
 const HANDLE = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
 const MAX_CURSOR_CHARS = 200;
+/** The stored prefix of an API key: `ae_` and 7 more characters of the key. */
+const API_KEY_PREFIX_PATTERN = /^ae_[A-Za-z0-9_-]{7}$/;
 
 /** How one argument (or input field) is checked; `path` names it in the error. */
 type Check = (value: unknown, path: string[], ctx: GraphQLContext) => Promise<unknown>;
@@ -59,8 +61,11 @@ function idCheck(argName: string, fieldName: string): Check {
       return user.id;
     };
   }
+  // `revokeApiKey(id)` also takes a key's prefix, as `keys revoke <id|prefix>` does.
+  const alsoAccepts = fieldName === 'revokeApiKey' && argName === 'id' ? API_KEY_PREFIX_PATTERN : null;
   return async (value, path) => {
     const text = String(value);
+    if (alsoAccepts?.test(text)) return text;
     if (!UUID.test(text)) throw new NotFoundError(`no ${thing} with id ${plainOrQuoted(text)}`, path);
     return text.toLowerCase();
   };
