@@ -1,10 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
-import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, maskError, type YogaServerInstance } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { getOperationAST, GraphQLError, type ExecutionArgs } from 'graphql';
+import { EngineError } from './engine/errors.js';
 import type { App } from './app.js';
 import type { GraphQLContext } from './context.js';
 import { handleApprovalRoute } from './http/approval-routes.js';
@@ -14,6 +15,8 @@ import { authorizationFromConnectionParams, createKeyWatch, createWsGuard, useEn
 import { useIntrospectionNeedsKey } from './http/introspection.js';
 import { useOperationMetrics } from './metrics.js';
 import { buildSchema } from './resolvers/index.js';
+import { useInputGuard } from './resolvers/input-guard.js';
+import { BodyTooLargeError, readBodyWithin, refuseTooLarge } from './http/request-body.js';
 
 /** The HTTP side of the service: GraphQL over HTTP and graphql-ws on `/graphql`, health, metrics. */
 export interface ApiServer {
@@ -51,7 +54,21 @@ export function createApiServer(app: App): ApiServer {
     // Assets served from /graphiql/ (no CDN), a CSP, and a fetcher that sends the headers editor's
     // Authorization over HTTP and in graphql-ws connection_init (src/http/graphiql.ts).
     renderGraphiQL: (options) => renderGraphiQLPage({ ...options }),
-    maskedErrors: true,
+    // An expected refusal thrown outside a mutation payload (a query, a subscription) keeps its
+    // code and field; anything else is masked.
+    maskedErrors: {
+      maskError(error, message, isDev) {
+        const original = error instanceof GraphQLError ? error.originalError : error;
+        if (original instanceof EngineError && error instanceof GraphQLError) {
+          return new GraphQLError(original.message, {
+            nodes: error.nodes,
+            path: error.path,
+            extensions: { code: original.code, ...(original.field ? { field: original.field } : {}) },
+          });
+        }
+        return maskError(error, message, isDev);
+      },
+    },
     logging: {
       debug: (...args) => logger.debug({ args }, 'yoga'),
       info: (...args) => logger.info({ args }, 'yoga'),
@@ -86,11 +103,14 @@ export function createApiServer(app: App): ApiServer {
       useIntrospectionNeedsKey(),
       useGraphiQLSecurityHeaders(),
       useEndStreamsOfRevokedKeys(keyWatch),
+      useInputGuard(),
     ],
   });
 
   const httpServer = createServer((req, res) => {
     void route(req, res).catch((error: unknown) => {
+      // A malformed percent-encoding anywhere in the URL is the caller's mistake, not ours.
+      if (error instanceof URIError && !res.headersSent) return sendJson(res, 400, { error: 'malformed percent-encoding in the request URL' });
       logger.error({ err: error }, 'unhandled error in request');
       if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
       else res.destroy();
@@ -98,7 +118,12 @@ export function createApiServer(app: App): ApiServer {
   });
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      return sendJson(res, 400, { error: 'malformed request URL' });
+    }
     if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (url.pathname === '/readyz') {
       const report = await checkReadiness(app);
@@ -113,9 +138,20 @@ export function createApiServer(app: App): ApiServer {
     if (await handleApprovalRoute(app, req, res, url.pathname)) return;
     if (await serveGraphiQLAsset(req, res, url.pathname)) return;
     if (url.pathname === GRAPHQL_PATH) {
-      const length = Number(req.headers['content-length'] ?? 0);
-      if (length > config.maxRequestBytes) {
-        return sendJson(res, 413, { errors: [{ message: `request body larger than ${config.maxRequestBytes} bytes` }] });
+      if (!wellEncoded(url.search.slice(1))) {
+        return sendJson(res, 400, { errors: [{ message: 'malformed percent-encoding in the query string', extensions: { code: 'BAD_REQUEST' } }] });
+      }
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        // Read here, counting the bytes received (chunked bodies have no Content-Length), and
+        // handed to Yoga as the parsed body.
+        try {
+          const body = await readBodyWithin(req, config.maxRequestBytes);
+          (req as IncomingMessage & { body?: Buffer }).body = body;
+        } catch (error) {
+          if (!(error instanceof BodyTooLargeError)) throw error;
+          const text = JSON.stringify({ errors: [{ message: error.message, extensions: { code: 'PAYLOAD_TOO_LARGE' } }] });
+          return refuseTooLarge(req, res, text, 'application/json; charset=utf-8');
+        }
       }
       // The adapter's own request listener (handleNodeRequestAndResponse never answers here).
       await yoga(req, res);
@@ -215,6 +251,16 @@ export function createApiServer(app: App): ApiServer {
       return closing;
     },
   };
+}
+
+/** Whether every part of a query string decodes (URLSearchParams would quietly turn `%E0%A4%A` into U+FFFD). */
+function wellEncoded(query: string): boolean {
+  try {
+    for (const part of query.split('&')) decodeURIComponent(part.replace(/\+/g, ' '));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

@@ -72,3 +72,15 @@ export class InvalidInputError extends EngineError {
 export class RevokedError extends EngineError {
   readonly code = 'REVOKED';
 }
+
+/** Every problem of a payload at once: one {@link InvalidPayloadError} per issue, in `errors`. */
+export class PayloadErrors extends InvalidPayloadError {
+  constructor(readonly errors: InvalidPayloadError[]) {
+    super(errors.map((e) => e.message).join('; '), errors[0]?.field);
+  }
+}
+
+/** The refusals an error stands for: each of a {@link PayloadErrors}, else the error itself. */
+export function eachRefusal(error: EngineError): EngineError[] {
+  return error instanceof PayloadErrors && error.errors.length ? error.errors : [error];
+}

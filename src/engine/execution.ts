@@ -11,6 +11,7 @@ import {
 import { appendAuditEntry } from './audit.js';
 import { inTransaction, type EngineDeps } from './deps.js';
 import { MAX_ATTEMPTS, type ActionJobData } from './queue.js';
+import { publicErrorText } from './public-error.js';
 import { newReceiptNumber } from './receipts.js';
 import type { TxEffects } from './status-event.js';
 import { addStatusMessage, transition } from './transitions.js';
@@ -193,7 +194,9 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
       });
     } catch (error) {
       const permanent = error instanceof PermanentHandlerError;
-      const text = error instanceof Error ? error.message : String(error);
+      // Callers see what went wrong, not the machine (paths, stacks); the log keeps it all.
+      const text = publicErrorText(error, { filesRoot: deps.services.filesRoot, spaceId: action.spaceId, userId: action.userId });
+      deps.logger.warn({ err: error, actionId: action.id, handler: handler.name, attempt, permanent }, 'handler attempt failed');
       errors.push(`${handler.name}: ${text}`);
       const last = !permanent && attempt >= maxAttempts;
       await inTransaction(deps, async (tx, effects) => {

@@ -2,16 +2,27 @@ import type { Principal } from '../context.js';
 import type { Action, Prisma } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/registry.js';
 import type { HandlerServices } from '../handlers/types.js';
+import type { ActionTypeRegistry } from './action-types.js';
 import { appendAuditEntry } from './audit.js';
 import { inTransaction, type Actor, type EngineDeps } from './deps.js';
 import { EngineError, ForbiddenError, InvalidInputError, InvalidTransitionError } from './errors.js';
 import { assertReadable } from './policy.js';
 import { loadConfigs, openHandlerSecrets } from './execution.js';
+import { publicErrorText } from './public-error.js';
 import { transition } from './transitions.js';
 
 /** The type, or the handler that completed the action, cannot undo it. */
 export class NotReversibleError extends EngineError {
   readonly code = 'NOT_REVERSIBLE';
+}
+
+/**
+ * Whether completed actions of `type` can be rolled back (what `actionTypes.reversible` says):
+ * the type allows it and a handler of its chain implements rollback. A chain of handlers that
+ * cannot undo (e.g. only `manual`) makes the type not reversible.
+ */
+export function isReversible(types: ActionTypeRegistry, handlers: HandlerRegistry, type: string): boolean {
+  return types.get(type).reversible && handlers.canRollBack(type);
 }
 
 export interface RollbackDeps extends EngineDeps {
@@ -33,6 +44,9 @@ export async function rollbackAction(deps: RollbackDeps, principal: Principal, a
   if (!why) throw new InvalidInputError('a reason is required', ['reason']);
   if (!deps.types.get(action.type).reversible) {
     throw new NotReversibleError(`${action.type} actions cannot be rolled back`);
+  }
+  if (!isReversible(deps.types, deps.handlers, action.type)) {
+    throw new NotReversibleError(`${action.type} actions cannot be rolled back: no handler that carries them out can undo them`);
   }
   if (action.status !== 'COMPLETED') {
     throw new InvalidTransitionError(`only a COMPLETED action can be rolled back; this one is ${action.status}`);
@@ -58,7 +72,8 @@ export async function rollbackAction(deps: RollbackDeps, principal: Principal, a
       services: deps.services,
     });
   } catch (e) {
-    error = e instanceof Error ? e.message : String(e);
+    error = publicErrorText(e, { filesRoot: deps.services.filesRoot, spaceId: action.spaceId, userId: action.userId });
+    deps.logger.warn({ err: e, actionId: action.id, handler: handler.name }, 'rollback failed');
   }
   const common = { actor: actor.id, ip: actor.ip ?? null, userAgent: actor.userAgent ?? null, spaceId: action.spaceId, actionId: id };
   return inTransaction(deps, async (tx, effects) => {

@@ -1,10 +1,11 @@
+import { shortInput } from '../engine/input-text.js';
 import { HANDLER_KIND_ORDER, type ActionHandler } from './types.js';
 
 /** Thrown by {@link HandlerRegistry.get} for a handler name nobody registered. */
 export class UnknownHandlerError extends Error {
   override name = 'UnknownHandlerError';
   constructor(readonly handlerName: string, known: readonly string[]) {
-    super(`unknown handler "${handlerName}"; registered handlers: ${known.join(', ') || '(none)'}`);
+    super(`unknown handler ${shortInput(handlerName)}; registered handlers: ${known.join(', ') || '(none)'}`);
   }
 }
 
@@ -48,6 +49,11 @@ export class HandlerRegistry {
     const handler = this.#byName.get(name);
     if (!handler) throw new UnknownHandlerError(name, [...this.#byName.keys()]);
     return handler;
+  }
+
+  /** Whether some handler of `type`'s chain can undo what it carried out (implements rollback). */
+  canRollBack(type: string): boolean {
+    return this.chainFor(type).some((handler) => typeof handler.rollback === 'function');
   }
 
   /** Every action type at least one handler serves, in order of first registration. */

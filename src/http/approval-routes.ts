@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { App } from '../app.js';
 import { decideByLink, inspectApprovalLink } from '../engine/approvals.js';
+import { BodyTooLargeError, readBodyWithin, refuseTooLarge } from './request-body.js';
 import {
   APPROVAL_PAGE_HEADERS,
   MAX_DECISION_FORM_BYTES,
@@ -24,14 +25,21 @@ function sendError(res: ServerResponse, state: ApprovalErrorState, detail?: stri
 }
 
 async function readBody(req: IncomingMessage, limit: number): Promise<string | null> {
-  let size = 0;
-  const chunks: Buffer[] = [];
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) return null;
-    chunks.push(chunk);
+  try {
+    return (await readBodyWithin(req, limit)).toString('utf8');
+  } catch (error) {
+    if (error instanceof BodyTooLargeError) return null;
+    throw error;
   }
-  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** `decodeURIComponent`, or null for a malformed encoding (`%E0%A4%A`) instead of a URIError. */
+function safeDecode(text: string): string | null {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -40,7 +48,12 @@ async function readBody(req: IncomingMessage, limit: number): Promise<string | n
  */
 export async function handleApprovalRoute(app: App, req: IncomingMessage, res: ServerResponse, pathname: string): Promise<boolean> {
   if (!pathname.startsWith(PREFIX)) return false;
-  const token = decodeURIComponent(pathname.slice(PREFIX.length));
+  const token = safeDecode(pathname.slice(PREFIX.length));
+  if (token === null) {
+    // A malformed percent-encoding cannot be a link we sent.
+    sendError(res, 'unknown');
+    return true;
+  }
   if (req.method === 'GET' || req.method === 'HEAD') {
     const { state, row } = await inspectApprovalLink(app.engine, token);
     if (state !== 'valid' || !row) {
@@ -71,7 +84,12 @@ export async function handleApprovalRoute(app: App, req: IncomingMessage, res: S
     return true;
   }
   const body = await readBody(req, MAX_DECISION_FORM_BYTES);
-  const form = body === null ? { error: 'The form is too large.' } : parseDecisionForm(body);
+  if (body === null) {
+    // Counted on the bytes read (chunked uploads too); the rest of the upload is not read.
+    refuseTooLarge(req, res, renderErrorPage('bad_request', 'The form is too large.').html, 'text/html; charset=utf-8', APPROVAL_PAGE_HEADERS);
+    return true;
+  }
+  const form = parseDecisionForm(body);
   if ('error' in form) {
     sendError(res, 'bad_request', form.error);
     return true;

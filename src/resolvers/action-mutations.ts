@@ -15,7 +15,7 @@ const CreateActionInput = builder.inputType('CreateActionInput', {
   fields: (t) => ({
     type: t.string({ required: true }),
     payload: t.field({ type: 'JSON', required: true }),
-    userId: t.id({ required: false, description: 'Defaults to the user the agent acts for (the only one it may name).' }),
+    userId: t.id({ required: false, description: "The user's id or handle; defaults to the user the agent acts for (the only one it may name)." }),
     priority: t.int({ required: false, description: '1 highest … 10 lowest; default 5.' }),
     scheduledFor: t.field({ type: 'DateTime', required: false }),
     idempotencyKey: t.string({
@@ -30,7 +30,7 @@ const CreateActionPayload = builder
   .implement({
     fields: (t) => ({
       action: t.field({ type: ActionRef, nullable: true, resolve: (p) => p.action }),
-      requiresApproval: t.exposeBoolean('requiresApproval'),
+      requiresApproval: t.boolean({ resolve: (p) => p.requiresApproval ?? false }),
       errors: t.field({ type: [UserError], resolve: (p) => p.errors }),
     }),
   });

@@ -99,7 +99,7 @@ export const ActionFilter = builder.inputType('ActionFilter', {
   fields: (t) => ({
     status: t.field({ type: [ActionStatusEnum], required: false }),
     type: t.stringList({ required: false }),
-    userId: t.id({ required: false }),
+    userId: t.id({ required: false, description: "The user's id or handle." }),
   }),
 });
 

@@ -1,5 +1,6 @@
 import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
 import { builder } from './builder.js';
+import { guardIdArguments } from './id-arguments.js';
 import './meta.js';
 import './action.js';
 import './action-mutations.js';
@@ -13,7 +14,7 @@ let schema: GraphQLSchema | undefined;
 
 /** The executable schema (built once; the type registrations above run at import). */
 export function buildSchema(): GraphQLSchema {
-  schema ??= builder.toSchema({ sortSchema: true });
+  schema ??= guardIdArguments(builder.toSchema({ sortSchema: true }));
   return schema;
 }
 

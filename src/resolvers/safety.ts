@@ -2,6 +2,7 @@ import type { SafetyRule as SafetyRuleRow } from '../generated/prisma/client.js'
 import { appendAuditEntry, type SafetyRuleState } from '../engine/audit.js';
 import { InvalidInputError, NotFoundError } from '../engine/errors.js';
 import { canReadUser } from '../engine/policy.js';
+import { isReversible } from '../engine/rollback.js';
 import { effectiveRules, ruleKey } from '../engine/safety.js';
 import { describeChain } from '../handlers/index.js';
 import { builder } from './builder.js';
@@ -46,7 +47,9 @@ const ActionTypeInfo = builder
       description: t.exposeString('description'),
       payloadSchema: t.expose('payloadSchema', { type: 'JSON', description: 'JSON Schema (2020-12) of the payload.' }),
       handlers: t.exposeStringList('handlers', { description: 'The handler chain, in the order tried.' }),
-      reversible: t.exposeBoolean('reversible'),
+      reversible: t.exposeBoolean('reversible', {
+        description: 'Whether a COMPLETED action of this type can be rolled back: the type allows it and a handler of its chain can undo it.',
+      }),
     }),
   });
 
@@ -85,7 +88,7 @@ builder.queryFields((t) => ({
     type: [RateLimitStatus],
     description: 'Current use of every rate limit on one user and action type.',
     authScopes: { authenticated: true },
-    args: { userId: t.arg.id({ required: true }), type: t.arg.string({ required: true }) },
+    args: { userId: t.arg.id({ required: true, description: "The user's id or handle." }), type: t.arg.string({ required: true }) },
     resolve: async (_root, { userId, type }, ctx) => {
       const p = ctx.principal!;
       const user = await ctx.app.db.user.findFirst({ where: { id: String(userId), spaceId: p.spaceId }, select: { id: true, spaceId: true } });
@@ -111,7 +114,7 @@ builder.queryFields((t) => ({
         description: d.description,
         payloadSchema: ctx.app.engine.types.jsonSchema(d.type),
         handlers: describeChain(ctx.app.handlers, d.type),
-        reversible: d.reversible,
+        reversible: isReversible(ctx.app.engine.types, ctx.app.handlers, d.type),
       })),
   }),
 }));

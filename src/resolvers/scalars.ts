@@ -1,4 +1,7 @@
 import { GraphQLError, GraphQLScalarType, Kind, type ValueNode } from 'graphql';
+import { parseIsoDateTime } from '../engine/date-time.js';
+import { shortInput } from '../engine/input-text.js';
+import { findInputProblem, MAX_JSON_DEPTH } from './input-guard.js';
 
 /** ISO 8601 date-time with an explicit offset, e.g. `2026-11-21T10:00:00Z`. */
 export const DateTimeScalar = new GraphQLScalarType<Date, string>({
@@ -18,24 +21,35 @@ export const DateTimeScalar = new GraphQLScalarType<Date, string>({
   },
 });
 
-const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
-
 function parseDate(value: unknown): Date {
-  if (typeof value !== 'string' || !ISO.test(value)) {
+  if (typeof value !== 'string') {
     throw new GraphQLError('DateTime must be an ISO 8601 string with a time zone, e.g. 2026-11-21T10:00:00Z');
   }
-  const date = new Date(value);
-  if (Number.isNaN(date.getTime())) throw new GraphQLError(`DateTime ${value} is not a real date`);
-  return date;
+  const parsed = parseIsoDateTime(value);
+  if ('error' in parsed) throw new GraphQLError(`DateTime ${shortInput(value)} ${parsed.error}`, { extensions: { code: 'INVALID_INPUT' } });
+  return parsed.date;
+}
+
+/** A JSON value as it may be stored: no NUL, no unpaired surrogate, at most MAX_JSON_DEPTH deep. */
+function checkedJson(value: unknown): unknown {
+  const problem = findInputProblem(value, MAX_JSON_DEPTH);
+  if (problem) {
+    const where = problem.path.length ? `JSON value at ${problem.path.join('.')}` : 'JSON value';
+    throw new GraphQLError(`${where} ${problem.message}`, { extensions: { code: 'INVALID_INPUT' } });
+  }
+  return value;
 }
 
 /** Any JSON value. */
 export const JsonScalar = new GraphQLScalarType<unknown, unknown>({
   name: 'JSON',
-  description: 'Any JSON value.',
+  description: `Any JSON value, nested at most ${MAX_JSON_DEPTH} levels deep, without NUL characters or unpaired surrogates.`,
   serialize: (value) => value,
-  parseValue: (value) => value,
-  parseLiteral: function literal(ast: ValueNode, variables?: Record<string, unknown> | null): unknown {
+  parseValue: (value) => checkedJson(value),
+  parseLiteral: (ast, variables) => checkedJson(jsonLiteral(ast, variables)),
+});
+
+const jsonLiteral = function literal(ast: ValueNode, variables?: Record<string, unknown> | null): unknown {
     switch (ast.kind) {
       case Kind.STRING:
       case Kind.BOOLEAN:
@@ -56,5 +70,4 @@ export const JsonScalar = new GraphQLScalarType<unknown, unknown>({
       default:
         throw new GraphQLError('JSON cannot represent this value');
     }
-  },
-});
+};

@@ -1,4 +1,4 @@
-import { EngineError, RateLimitedError } from '../engine/errors.js';
+import { eachRefusal, EngineError, RateLimitedError } from '../engine/errors.js';
 import { builder } from './builder.js';
 
 /** An expected refusal, as spec §10 shapes it. */
@@ -43,7 +43,7 @@ export async function asPayload<T extends object>(
     const result = await run();
     return { errors: [], ...result };
   } catch (error) {
-    if (error instanceof EngineError) return { ...empty, errors: [toUserError(error)] };
+    if (error instanceof EngineError) return { ...empty, errors: eachRefusal(error).map(toUserError) };
     throw error;
   }
 }

@@ -48,6 +48,8 @@ export interface TestServerOptions {
   app?: Pick<CreateAppOptions, 'extraHandlers' | 'extraActionTypes'>;
   /** Also run an execution worker in this process. */
   worker?: boolean | WorkerOptions;
+  /** Where the server's log lines go (default: stdout, at TEST_LOG_LEVEL or silent). */
+  logDestination?: Parameters<typeof createLogger>[1];
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -65,7 +67,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ...(database ? { DATABASE_URL: database.url } : {}),
     ...options.env,
   });
-  const logger = createLogger({ level: config.logLevel });
+  const logger = createLogger({ level: config.logLevel }, options.logDestination);
   const clients: Client[] = [];
   let app: App | undefined;
   try {

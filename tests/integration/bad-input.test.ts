@@ -1,0 +1,375 @@
+import { request } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiKey } from '../../src/engine/api-keys.js';
+import { parse } from 'graphql';
+import { executeOverWs, startTestServer, type TestServer } from '../helpers/server.js';
+
+let t: TestServer;
+let agent: string;
+let approver: string;
+let admin: string;
+let operator: string;
+let analyst: string;
+let userId: string;
+
+type Body = { data?: Record<string, any> | null; errors?: Array<{ message: string; extensions?: Record<string, unknown> }> };
+
+/** A JSON value nested `depth` levels deep, as text (JSON.stringify itself overflows on it). */
+const DEEP = (depth: number) => `${'{"a":'.repeat(depth)}"leaf"${'}'.repeat(depth)}`;
+
+async function gql(query: string, variables: Record<string, unknown> | string = {}, apiKey = agent): Promise<Body & { status: number }> {
+  const res = await fetch(`${t.url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${apiKey}` },
+    body: typeof variables === 'string' ? `{"query":${JSON.stringify(query)},"variables":${variables}}` : JSON.stringify({ query, variables }),
+  });
+  return { ...((await res.json()) as Body), status: res.status };
+}
+
+async function actionCount() {
+  return t.app.db.action.count();
+}
+
+beforeAll(async () => {
+  t = await startTestServer({ env: { MAX_REQUEST_BYTES: '1000000' } });
+  const a = await createApiKey(t.app.db, { role: 'AGENT', space: 'bad-input', user: 'alice' });
+  agent = a.key;
+  userId = a.userId!;
+  approver = (await createApiKey(t.app.db, { role: 'APPROVER', space: 'bad-input', user: 'alice' })).key;
+  admin = (await createApiKey(t.app.db, { role: 'ADMIN', space: 'bad-input' })).key;
+  operator = (await createApiKey(t.app.db, { role: 'OPERATOR', space: 'bad-input' })).key;
+  analyst = (await createApiKey(t.app.db, { role: 'ANALYST', space: 'bad-input' })).key;
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+const HUGE = 'x'.repeat(100_000);
+
+describe('malformed ids', () => {
+  // Every argument that takes an id, in a query or in a mutation (payload errors).
+  const queries: Array<[string, string, string, string[]]> = [
+    ['action(id)', 'query($v: ID!) { action(id: $v) { id } }', 'approver', ['v']],
+    ['actions(filter.userId)', 'query($v: ID) { actions(filter: { userId: $v }) { edges { node { id } } } }', 'approver', ['filter', 'userId']],
+    ['receipts(actionId)', 'query($v: ID) { receipts(actionId: $v) { edges { node { id } } } }', 'approver', ['actionId']],
+    ['auditLog(actionId)', 'query($v: ID) { auditLog(actionId: $v) { edges { node { id } } } }', 'analyst', ['actionId']],
+    ['rateLimits(userId)', 'query($v: ID!) { rateLimits(userId: $v, type: "send_email") { current } }', 'approver', ['userId']],
+  ];
+  const keys = () => ({ agent, approver, admin, operator, analyst }) as Record<string, string>;
+
+  for (const [name, query, role, field] of queries) {
+    for (const [label, value] of [
+      ['not a UUID', 'not-a-uuid'],
+      ['100 kB long', HUGE],
+    ] as const) {
+      it(`${name} answers NOT_FOUND naming the argument for an id that is ${label}, with a short message`, async () => {
+        const out = await gql(query.replace(/\$v/g, '$v'), { v: value }, keys()[role]);
+        expect(out.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+        expect(out.errors?.[0]?.extensions?.field).toEqual(field.map((f) => (f === 'v' ? 'id' : f)));
+        expect(out.errors?.[0]?.message).not.toMatch(/Unexpected error/);
+        expect(JSON.stringify(out).length).toBeLessThan(2000);
+      });
+    }
+  }
+
+  const mutations: Array<[string, string, string, string[]]> = [
+    ['approveAction(id)', 'mutation($v: ID!) { approveAction(id: $v) { errors { code field message } } }', 'approver', ['id']],
+    ['rejectAction(id)', 'mutation($v: ID!) { rejectAction(id: $v) { errors { code field message } } }', 'approver', ['id']],
+    ['cancelAction(id)', 'mutation($v: ID!) { cancelAction(id: $v) { errors { code field message } } }', 'agent', ['id']],
+    ['rollbackAction(id)', 'mutation($v: ID!) { rollbackAction(id: $v, reason: "r") { errors { code field message } } }', 'admin', ['id']],
+    ['completeManualTask(id)', 'mutation($v: ID!) { completeManualTask(id: $v) { errors { code field message } } }', 'operator', ['id']],
+    ['setKycStatus(userId)', 'mutation($v: ID!) { setKycStatus(userId: $v, status: VERIFIED) { errors { code field message } } }', 'admin', ['userId']],
+    [
+      'createAction(input.userId)',
+      'mutation($v: ID) { createAction(input: { type: "send_email", payload: {}, userId: $v }) { requiresApproval errors { code field message } } }',
+      'agent',
+      ['input', 'userId'],
+    ],
+  ];
+  for (const [name, query, role, field] of mutations) {
+    it(`${name} answers a malformed or 100 kB id with a NOT_FOUND UserError naming the field, changing nothing`, async () => {
+      const before = await actionCount();
+      for (const value of ['not-a-uuid', HUGE]) {
+        const out = await gql(query, { v: value }, keys()[role]);
+        expect(out.errors).toBeUndefined();
+        const payload = Object.values(out.data!)[0] as { errors: Array<{ code: string; field: string[]; message: string }> };
+        expect(payload.errors).toEqual([expect.objectContaining({ code: 'NOT_FOUND', field })]);
+        expect(payload.errors[0]!.message.length).toBeLessThan(200);
+      }
+      expect(await actionCount()).toBe(before);
+    });
+  }
+
+  it('a malformed id in a literal argument is refused the same way as in a variable', async () => {
+    const out = await gql('{ action(id: "nope") { id } }', {}, approver);
+    expect(out.errors?.[0]?.extensions).toMatchObject({ code: 'NOT_FOUND', field: ['id'] });
+    expect(out.errors?.[0]?.message).toBe('no action with id nope');
+    const task = await gql('mutation { completeManualTask(id: "nope") { errors { message } } }', {}, operator);
+    expect(task.data!.completeManualTask.errors[0].message).toBe('no manual task with id nope');
+  });
+
+  it('actionStatus(actionId) and actionEvents(filter.userId) refuse malformed ids over graphql-ws with NOT_FOUND', async () => {
+    const client = t.wsClient({ apiKey: approver });
+    const outcome = (query: string) =>
+      new Promise<unknown>((resolve) => {
+        client.subscribe({ query }, { next: resolve, error: resolve, complete: () => resolve('completed') });
+      });
+    const a = (await outcome(`subscription { actionStatus(actionId: "${'y'.repeat(5000)}") { status } }`)) as any;
+    const errorsA = Array.isArray(a) ? a : a.errors;
+    expect(errorsA[0].extensions?.code ?? errorsA[0].message).toMatch(/NOT_FOUND|no action/);
+    const b = (await outcome('subscription { actionEvents(filter: { userId: "no such user!" }) { status } }')) as any;
+    const errorsB = Array.isArray(b) ? b : b.errors;
+    expect(errorsB[0].message).toMatch(/no user/);
+  });
+
+  it('a cursor that was never given out is refused as INVALID_INPUT, not an internal error', async () => {
+    const out = await gql('query($c: String) { actions(first: 2, after: $c) { edges { node { id } } } }', { c: 'garbage' }, approver);
+    expect(out.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['after'] });
+  });
+});
+
+describe('users by handle', () => {
+  it('rateLimits, actions(filter) and createAction accept the user\'s handle as well as the id', async () => {
+    const byHandle = await gql('{ rateLimits(userId: "alice", type: "send_email") { current limit } }', {}, approver);
+    const byId = await gql(`{ rateLimits(userId: "${userId}", type: "send_email") { current limit } }`, {}, approver);
+    expect(byHandle.errors).toBeUndefined();
+    expect(byHandle.data).toEqual(byId.data);
+
+    const created = await gql(
+      'mutation { createAction(input: { type: "create_document", userId: "alice", payload: { title: "By handle", content: "x" } }) { action { id userId } errors { code field message } } }',
+    );
+    expect(created.data!.createAction.errors).toEqual([]);
+    expect(created.data!.createAction.action.userId).toBe(userId);
+
+    const listed = await gql('{ actions(filter: { userId: "alice" }) { edges { node { id } } } }', {}, approver);
+    expect(listed.data!.actions.edges.map((e: { node: { id: string } }) => e.node.id)).toContain(created.data!.createAction.action.id);
+  });
+
+  it('setKycStatus takes a handle; an unknown handle is NOT_FOUND naming userId', async () => {
+    const ok = await gql('mutation { setKycStatus(userId: "alice", status: PENDING) { user { id kycStatus } errors { code } } }', {}, admin);
+    expect(ok.data!.setKycStatus).toEqual({ user: { id: userId, kycStatus: 'PENDING' }, errors: [] });
+    const missing = await gql('mutation { setKycStatus(userId: "bob", status: PENDING) { user { id } errors { code field } } }', {}, admin);
+    expect(missing.data!.setKycStatus).toEqual({ user: null, errors: [{ code: 'NOT_FOUND', field: ['userId'] }] });
+  });
+});
+
+describe('strings, dates and depth at the edge', () => {
+  const create = 'mutation($input: CreateActionInput!) { createAction(input: $input) { action { id } errors { code field message } } }';
+
+  it('refuses NUL characters and unpaired surrogates in variables and literals with INVALID_INPUT naming the field; nothing is written', async () => {
+    const before = await actionCount();
+    for (const bad of ['a\u0000b', 'a\ud800b', 'x\udc00']) {
+      const out = await gql(create, { input: { type: 'create_document', payload: { title: bad, content: 'c' } } });
+      expect(out.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'payload', 'title'] });
+    }
+    const literal = await gql('mutation { cancelAction(id: "00000000-0000-4000-8000-000000000000", reason: "a\\u0000b") { errors { code } } }');
+    expect(literal.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['reason'] });
+    expect(literal.errors?.[0]?.message).toMatch(/cancelAction\(reason\).*NUL/);
+    expect(await actionCount()).toBe(before);
+  });
+
+  it('refuses a NUL character in variables over graphql-ws too, naming the field', async () => {
+    const before = await actionCount();
+    const result = await executeOverWs(t.wsClient({ apiKey: agent }), parse(create), {
+      input: { type: 'create_document', payload: { title: 'a\u0000b', content: 'c' } },
+    } as never);
+    expect(result.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'payload', 'title'] });
+    expect(await actionCount()).toBe(before);
+  });
+
+  it('refuses impossible dates (2030-02-31, year 0000, hour 24) in DateTime arguments', async () => {
+    for (const when of ['2030-02-31T10:00:00Z', '0000-01-01T00:00:00Z', '2030-01-01T24:00:00Z']) {
+      const out = await gql(create, { input: { type: 'create_document', payload: { title: 't', content: 'c' }, scheduledFor: when } });
+      expect(out.errors?.[0]?.message).toMatch(/scheduledFor/);
+      expect(out.errors?.[0]?.message).not.toMatch(/Unexpected error/);
+    }
+    const literal = await gql('{ auditLog(filter: { from: "2030-02-31T00:00:00Z" }) { edges { node { id } } } }', {}, analyst);
+    expect(literal.errors?.[0]?.message).toMatch(/no day 31/);
+    const leap = await gql(create, { input: { type: 'create_document', payload: { title: 'leap', content: 'c' }, scheduledFor: '2028-02-29T10:00:00Z' } });
+    expect(leap.errors).toBeUndefined();
+  });
+
+  it('refuses impossible dates in payload date fields (start_time/end_time) naming the field', async () => {
+    const out = await gql(create, {
+      input: { type: 'create_calendar_event', payload: { title: 'x', start_time: '2030-02-31T10:00:00Z', end_time: '0000-03-01T10:00:00Z' } },
+    });
+    const errors = out.data!.createAction.errors as Array<{ code: string; field: string[] }>;
+    expect(errors).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ code: 'INVALID_PAYLOAD', field: ['payload', 'start_time'] }),
+        expect.objectContaining({ code: 'INVALID_PAYLOAD', field: ['payload', 'end_time'] }),
+      ]),
+    );
+  });
+
+  it('refuses 5,000-deep JSON in payload, settings and outcome with a clear error, quickly', async () => {
+    const deep = DEEP(5000);
+    const before = await actionCount();
+    const started = Date.now();
+    const out = await gql(create, `{"input":{"type":"create_document","payload":{"title":"t","content":"c","folder":${deep}}}}`);
+    expect(out.errors?.[0]?.extensions?.code).toBe('INVALID_INPUT');
+    expect(out.errors?.[0]?.message).toMatch(/nested more than/);
+    const settings = await gql(
+      'mutation($s: JSON!) { upsertHandlerConfig(input: { handler: "manual", provider: "*", settings: $s }) { errors { code } } }',
+      `{"s":${deep}}`,
+      admin,
+    );
+    expect(settings.errors?.[0]?.message).toMatch(/nested more than/);
+    const outcome = await gql(
+      'mutation($o: JSON) { completeManualTask(id: "00000000-0000-4000-8000-000000000000", outcome: $o) { errors { code } } }',
+      `{"o":${deep}}`,
+      operator,
+    );
+    expect(outcome.errors?.[0]?.message).toMatch(/nested more than/);
+    // 33 levels inside the JSON scalar: refused by the scalar, naming where.
+    let d33: unknown = 1;
+    for (let i = 0; i < 33; i++) d33 = [d33];
+    const scalar = await gql(
+      'mutation($o: JSON) { completeManualTask(id: "00000000-0000-4000-8000-000000000000", outcome: $o) { errors { code } } }',
+      { o: d33 },
+      operator,
+    );
+    expect(scalar.errors?.[0]?.message).toMatch(/\$o.*nested more than 32 levels/s);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(await actionCount()).toBe(before);
+  });
+});
+
+describe('HTTP edge', () => {
+  it('answers malformed percent-encodings with 404/400, never 500', async () => {
+    for (const path of ['/approvals/%E0%A4%A', '/approvals/%', '/approvals/%ZZ']) {
+      const res = await fetch(`${t.url}${path}`);
+      expect([400, 404]).toContain(res.status);
+      await res.text();
+    }
+    const gqlGet = await fetch(`${t.url}/graphql?query=%E0%A4%A`, { headers: { accept: 'application/json', authorization: `Bearer ${agent}` } });
+    expect([400, 404]).toContain(gqlGet.status);
+    const other = await fetch(`${t.url}/nothing/%E0%A4%A`);
+    expect(other.status).toBe(404);
+  });
+
+  it('enforces MAX_REQUEST_BYTES on the bytes read: a 3 MB chunked body without Content-Length gets 413', async () => {
+    const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(`${t.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } });
+      req.on('response', (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        res.on('error', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      });
+      req.on('error', (error) => reject(error));
+      const chunk = Buffer.alloc(64 * 1024, 'a');
+      let sent = 0;
+      const pump = () => {
+        while (sent < 3 * 1024 * 1024) {
+          sent += chunk.length;
+          if (!req.write(chunk)) return void req.once('drain', pump);
+        }
+        req.end();
+      };
+      req.write('{"query":"');
+      pump();
+    });
+    expect(status).toBe(413);
+    expect(body).toMatch(/larger than 1000000 bytes/);
+    // The server still answers afterwards.
+    expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+  });
+
+  it('still accepts a small chunked body', async () => {
+    const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(`${t.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked', authorization: `Bearer ${agent}` },
+      });
+      req.on('response', (r) => {
+        let text = '';
+        r.on('data', (d: Buffer) => (text += d.toString()));
+        r.on('end', () => resolve({ status: r.statusCode ?? 0, body: text }));
+      });
+      req.on('error', reject);
+      req.write('{"query":"{ apiVer');
+      req.end('sion }"}');
+    });
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body).data.apiVersion).toMatch(/\d/);
+  });
+});
+
+describe('payload errors through createAction', () => {
+  const create = 'mutation($input: CreateActionInput!) { createAction(input: $input) { action { id } requiresApproval errors { code field message } } }';
+
+  it('reports every problem of a payload, one UserError each, with its field and what was expected; nothing is recorded', async () => {
+    const before = await actionCount();
+    const out = await gql(create, { input: { type: 'send_email', payload: { to: 5, subject: 3, extra: true } } });
+    expect(out.errors).toBeUndefined();
+    expect(out.data!.createAction.action).toBeNull();
+    expect(out.data!.createAction.errors).toEqual([
+      { code: 'INVALID_PAYLOAD', field: ['payload', 'to'], message: 'payload.to: expected an array, got a whole number' },
+      { code: 'INVALID_PAYLOAD', field: ['payload', 'subject'], message: 'payload.subject: expected a string, got a whole number' },
+      { code: 'INVALID_PAYLOAD', field: ['payload', 'body'], message: 'payload.body: is required' },
+      { code: 'INVALID_PAYLOAD', field: ['payload', 'extra'], message: 'payload.extra: unknown field "extra"' },
+    ]);
+    expect(await actionCount()).toBe(before);
+  });
+
+  it('refuses a purchase without a currency, or whose total is not the sum of its items, naming payload.total with both numbers', async () => {
+    const items = [{ name: 'Chair', price: 50, quantity: 2 }];
+    const noCurrency = await gql(create, { input: { type: 'make_purchase', payload: { items, merchant: 'Shop', total: 100 } } });
+    expect(noCurrency.data!.createAction.errors).toEqual([expect.objectContaining({ code: 'INVALID_PAYLOAD', field: ['payload', 'currency'] })]);
+    const wrongTotal = await gql(create, { input: { type: 'make_purchase', payload: { items, merchant: 'Shop', total: 90, currency: 'EUR' } } });
+    expect(wrongTotal.data!.createAction.errors).toEqual([
+      expect.objectContaining({ code: 'INVALID_PAYLOAD', field: ['payload', 'total'], message: expect.stringMatching(/90\.00.*100\.00/) }),
+    ]);
+  });
+
+  it('actionTypes publishes the checks in the JSON Schema and derives reversible from the handler chain', async () => {
+    const out = await gql('{ actionTypes { type reversible handlers payloadSchema } }');
+    const byType = Object.fromEntries((out.data!.actionTypes as Array<{ type: string }>).map((t) => [t.type, t])) as Record<string, any>;
+    expect(byType.move_file.handlers).toEqual(['manual']);
+    expect(byType.move_file.reversible).toBe(false);
+    expect(byType.create_document.reversible).toBe(true);
+    expect(byType.send_email.reversible).toBe(false);
+    expect(byType.move_file.payloadSchema.properties.from.pattern).toBeTruthy();
+    expect(byType.create_calendar_event.payloadSchema.properties.end_time.description).toMatch(/after start_time/);
+    expect(byType.make_purchase.payloadSchema.required).toContain('currency');
+  });
+
+  it('rollbackAction answers NOT_REVERSIBLE for a completed move_file, as actionTypes says', async () => {
+    const created = await gql(create, { input: { type: 'move_file', payload: { from: 'a.txt', to: 'b.txt' } } });
+    const id = created.data!.createAction.action.id as string;
+    // As if an operator had carried it out (the manual handler completes it).
+    await t.app.db.action.update({ where: { id }, data: { status: 'COMPLETED' } });
+    const out = await gql(`mutation { rollbackAction(id: "${id}", reason: "undo") { errors { code message } } }`, {}, admin);
+    expect(out.data!.rollbackAction.errors).toEqual([expect.objectContaining({ code: 'NOT_REVERSIBLE' })]);
+  });
+});
+
+describe('approval form body limit', () => {
+  it('a 3 MB chunked POST to an approval link is refused on the bytes read, with an answer and a clean close', async () => {
+    const { status } = await new Promise<{ status: number }>((resolve, reject) => {
+      const req = request(`${t.url}/approvals/sometoken`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'transfer-encoding': 'chunked' },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0 }));
+      });
+      req.on('error', reject);
+      const chunk = Buffer.alloc(64 * 1024, 'a');
+      let sent = 0;
+      const pump = () => {
+        while (sent < 3 * 1024 * 1024) {
+          sent += chunk.length;
+          if (!req.write(chunk)) return void req.once('drain', pump);
+        }
+        req.end();
+      };
+      req.write('decision=approve&x=');
+      pump();
+    });
+    expect(status).toBe(413);
+    expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+  });
+});

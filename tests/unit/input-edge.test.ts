@@ -1,0 +1,67 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseIsoDateTime } from '../../src/engine/date-time.js';
+import { shortInput } from '../../src/engine/input-text.js';
+import { publicErrorText } from '../../src/engine/public-error.js';
+import { findInputProblem, stringProblem } from '../../src/resolvers/input-guard.js';
+
+describe('DateTime parsing', () => {
+  it('refuses dates new Date() would roll over, year 0000, hour 24 and offsets beyond ±23:59', () => {
+    for (const bad of ['2030-02-31T10:00:00Z', '2029-02-29T10:00:00Z', '2030-04-31T00:00:00Z', '0000-01-01T00:00:00Z', '2030-01-01T24:00:00Z', '2030-01-01T10:60:00Z', '2030-01-01T10:00:00+24:00', '2030-13-01T00:00:00Z', '2030-01-01 10:00:00Z', '2030-01-01T10:00:00']) {
+      expect('error' in parseIsoDateTime(bad), bad).toBe(true);
+    }
+    for (const good of ['2028-02-29T10:00:00Z', '2030-12-31T23:59:59.999+05:30', '0001-01-01T00:00Z']) {
+      expect('date' in parseIsoDateTime(good), good).toBe(true);
+    }
+  });
+});
+
+describe('strings and depth', () => {
+  it('finds NUL, unpaired surrogates (in values and keys) and depth beyond the limit, with the path', () => {
+    expect(stringProblem('ok 😀')).toBeNull();
+    expect(stringProblem('a\u0000')).toMatch(/NUL/);
+    expect(stringProblem('\ud83d')).toMatch(/surrogate/);
+    expect(stringProblem('\ude00x')).toMatch(/surrogate/);
+    expect(findInputProblem({ a: [{ b: 'x\u0000' }] })).toEqual({ path: ['a', '0', 'b'], message: expect.stringMatching(/NUL/) });
+    expect(findInputProblem({ ['k\ud800']: 1 })?.path).toEqual(['k\ud800']);
+    let deep: unknown = 1;
+    for (let i = 0; i < 5000; i++) deep = [deep];
+    expect(findInputProblem(deep, 32)?.message).toMatch(/more than 32 levels/);
+    let ok: unknown = 1;
+    for (let i = 0; i < 32; i++) ok = [ok];
+    expect(findInputProblem(ok, 32)).toBeNull();
+  });
+
+  it('quotes a caller\'s input back as a short prefix', () => {
+    expect(shortInput('abc')).toBe('"abc"');
+    const long = shortInput('x'.repeat(100_000));
+    expect(long.length).toBeLessThan(80);
+    expect(long).toMatch(/100000 characters/);
+  });
+});
+
+describe('caller-visible error text', () => {
+  it('turns a real filesystem error into user-relative text without server paths', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'ae-err-'));
+    try {
+      const filesRoot = path.join(root, 'files');
+      await mkdir(path.join(filesRoot, 's', 'u'), { recursive: true });
+      await writeFile(path.join(filesRoot, 's', 'u', 'notes'), 'a file');
+      const error = await mkdir(path.join(filesRoot, 's', 'u', 'notes', 'sub')).catch((e: unknown) => e);
+      const text = publicErrorText(error, { filesRoot, spaceId: 's', userId: 'u' });
+      expect(text).toMatch(/ENOTDIR/);
+      expect(text).toContain("'notes/sub'");
+      expect(text).not.toContain(root);
+      expect(publicErrorText(new Error('cannot open /etc/secret.conf\n    at x (/srv/app/x.ts:1:1)'), { filesRoot, spaceId: 's', userId: 'u' })).toBe(
+        'cannot open [server path]',
+      );
+      expect(publicErrorText(new Error('POST https://api.example.com/orders answered 502'), { filesRoot, spaceId: 's', userId: 'u' })).toBe(
+        'POST https://api.example.com/orders answered 502',
+      );
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
