@@ -35,6 +35,9 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
   MAX_REQUEST_BYTES: z.coerce.number().int().min(1024).default(1_000_000),
+  REDIS_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(2000),
+  WORKER_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(10_000),
+  WORKER_STALLED_CHECK_MS: z.coerce.number().int().min(500).max(600_000).default(5000),
 });
 
 /** Typed settings, handed to every part by the composition root. */
@@ -67,6 +70,12 @@ export interface Config {
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   shutdownTimeoutMs: number;
   maxRequestBytes: number;
+  /** Longest a request waits for a Redis command (enqueue, publish, rate limit) before answering without it. */
+  redisCommandTimeoutMs: number;
+  /** How long a worker's job lock lasts without renewal: a killed worker's jobs are free again after this. */
+  workerLockMs: number;
+  /** How often workers look for jobs whose lock has expired (stalled jobs of killed workers). */
+  workerStalledCheckMs: number;
 }
 
 /** The variables the service reads, for the README check. */
@@ -116,5 +125,8 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxRequestBytes: e.MAX_REQUEST_BYTES,
+    redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
+    workerLockMs: e.WORKER_LOCK_MS,
+    workerStalledCheckMs: e.WORKER_STALLED_CHECK_MS,
   };
 }
