@@ -36,8 +36,8 @@ const envSchema = z.object({
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
   MAX_REQUEST_BYTES: z.coerce.number().int().min(1024).default(1_000_000),
   REDIS_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(2000),
-  WORKER_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(10_000),
-  WORKER_STALLED_CHECK_MS: z.coerce.number().int().min(500).max(600_000).default(5000),
+  WORKER_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(8000),
+  WORKER_STALLED_CHECK_MS: z.coerce.number().int().min(500).max(600_000).default(4000),
 });
 
 /** Typed settings, handed to every part by the composition root. */
