@@ -8,6 +8,7 @@ import type { ExecutionArgs } from 'graphql';
 import type { App } from './app.js';
 import type { GraphQLContext } from './context.js';
 import { handleApprovalRoute } from './http/approval-routes.js';
+import { createMaskError } from './http/mask-error.js';
 import { checkReadiness } from './http/readiness.js';
 import { useOperationMetrics } from './metrics.js';
 import { buildSchema } from './resolvers/index.js';
@@ -43,7 +44,7 @@ export function createApiServer(app: App): ApiServer {
     graphqlEndpoint: GRAPHQL_PATH,
     landingPage: false,
     graphiql: { subscriptionsProtocol: 'WS', title: 'Action Engine' },
-    maskedErrors: true,
+    maskedErrors: { maskError: createMaskError(logger) },
     logging: {
       debug: (...args) => logger.debug({ args }, 'yoga'),
       info: (...args) => logger.info({ args }, 'yoga'),

@@ -1,7 +1,7 @@
 import { DelayedError, Worker, type Job } from 'bullmq';
 import type { App } from './app.js';
 import { executeActionJob, NotYetError, type ExecutionDeps } from './engine/execution.js';
-import { unavailableDependency } from './engine/infra-errors.js';
+import { briefError, unavailableDependency } from './engine/infra-errors.js';
 import { ACTION_QUEUE_NAME, jobIdFor, type ActionJobData } from './engine/queue.js';
 
 /** A running execution worker. */
@@ -58,7 +58,7 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
       // attempt not counted. Should this move fail too (Redis away), the job's lock expires and
       // the stalled-job check or the reconciler brings it back.
       logger.warn(
-        { actionId: job.data.actionId, dependency, err: error instanceof Error ? error.message : String(error), retryInMs: OUTAGE_RETRY_DELAY_MS },
+        { actionId: job.data.actionId, dependency, err: briefError(error), retryInMs: OUTAGE_RETRY_DELAY_MS },
         'dependency unavailable during execution; retrying without using an attempt',
       );
       await job.moveToDelayed(Date.now() + OUTAGE_RETRY_DELAY_MS, token);
@@ -170,7 +170,7 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
   const run = () => {
     // One round at a time: a long round (many pages, a slow Redis) is not started twice.
     running ??= reconcile()
-      .catch((error: unknown) => logger.warn({ err: error }, 'reconciler failed; retrying next round'))
+      .catch((error: unknown) => logger.warn({ err: briefError(error) }, 'reconciler failed; retrying next round'))
       .finally(() => {
         running = null;
       });

@@ -14,7 +14,8 @@ export type UserErrorCode =
   | 'SAFETY_UNAVAILABLE'
   | 'IDEMPOTENCY_CONFLICT'
   | 'NOT_REVERSIBLE'
-  | 'INVALID_INPUT';
+  | 'INVALID_INPUT'
+  | 'UNAVAILABLE';
 
 export abstract class EngineError extends Error {
   abstract readonly code: UserErrorCode;
@@ -66,4 +67,14 @@ export class IdempotencyConflictError extends EngineError {
 }
 export class InvalidInputError extends EngineError {
   readonly code = 'INVALID_INPUT';
+}
+/** The service's own database or Redis is unreachable right now: nothing is wrong with the request. Retryable. */
+export class UnavailableError extends EngineError {
+  readonly code = 'UNAVAILABLE';
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+  }
 }

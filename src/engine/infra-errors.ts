@@ -1,4 +1,5 @@
 import { Prisma } from '../generated/prisma/client.js';
+import { UnavailableError } from './errors.js';
 
 /**
  * Failures of the service's own dependencies (PostgreSQL, Redis) as opposed to a caller's
@@ -106,4 +107,31 @@ export async function withRedisTimeout<T>(promise: Promise<T>, ms: number, what:
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** What a client is told to wait before retrying after an outage answer. */
+export const UNAVAILABLE_RETRY_AFTER_SECONDS = 2;
+
+const DEPENDENCY_LABEL: Record<Dependency, string> = { postgres: 'database', redis: 'queue and event store (Redis)' };
+
+/**
+ * The answer to a request that met an outage of PostgreSQL or Redis, or null for any other
+ * error. Names the dependency, never the machine (no host, port or driver text).
+ */
+export function unavailableError(error: unknown): UnavailableError | null {
+  const dependency = unavailableDependency(error);
+  if (!dependency) return null;
+  const unavailable = new UnavailableError(
+    `the service's ${DEPENDENCY_LABEL[dependency]} is unavailable right now; try again in a few seconds`,
+    UNAVAILABLE_RETRY_AFTER_SECONDS,
+  );
+  Object.defineProperty(unavailable, 'cause', { value: error, enumerable: false, configurable: true, writable: true });
+  return unavailable;
+}
+
+/** One short line for the log: Prisma's multi-line "Invalid `…` invocation" preamble dropped. */
+export function briefError(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  return (lines[lines.length - 1] ?? text).slice(0, 300);
 }
