@@ -19,6 +19,7 @@ import { createAuthenticator, type Authenticator } from './engine/identity.js';
 import { createRateLimiter } from './engine/rate-limiter.js';
 import { createActionQueue } from './engine/queue.js';
 import { createStatusPublisher } from './engine/status-publisher.js';
+import { withRedisTimeout } from './engine/infra-errors.js';
 import { RedisPubSub } from 'graphql-redis-subscriptions';
 
 /** Whether the database is usable: reachable and migrated. */
@@ -152,11 +153,14 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       prefix: config.redisPrefix,
       backoffMs: config.retryBackoffMs,
       clock: () => new Date(),
+      commandTimeoutMs: config.redisCommandTimeoutMs,
     });
     closers.push(() => queue.close());
     const metrics = createMetrics();
-    registerQueueDepth(metrics, () => queue.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'failed'));
-    const statusEvents = createStatusPublisher(pubsub, config.redisPrefix, logger);
+    registerQueueDepth(metrics, () =>
+      withRedisTimeout(queue.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'failed'), config.redisCommandTimeoutMs, 'the queue depth').catch(() => ({})),
+    );
+    const statusEvents = createStatusPublisher(pubsub, config.redisPrefix, logger, config.redisCommandTimeoutMs);
     const engine: EngineDeps = {
       queue,
       statusPublisher: {
@@ -166,7 +170,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
         },
       },
       db,
-      rateLimiter: createRateLimiter(redis, { prefix: config.redisPrefix }),
+      rateLimiter: createRateLimiter(redis, { prefix: config.redisPrefix, timeoutMs: config.redisCommandTimeoutMs }),
       mailer,
       logger,
       types: new ActionTypeRegistry([
