@@ -154,6 +154,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       backoffMs: config.retryBackoffMs,
       clock: () => new Date(),
       commandTimeoutMs: config.redisCommandTimeoutMs,
+      onError: (error) => logger.warn({ client: 'queue', err: error.message }, 'redis connection error'),
     });
     closers.push(() => queue.close());
     const metrics = createMetrics();

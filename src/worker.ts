@@ -183,7 +183,15 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
     reconcile,
     async close() {
       clearInterval(timer);
-      await worker.close();
+      // BullMQ's close can wait forever on a connection that went through a Redis outage (its
+      // blocking client stuck reconnecting); after the shutdown timeout, disconnect it outright.
+      const closed = worker.close().then(() => true);
+      const late = new Promise<false>((resolve) => setTimeout(resolve, config.shutdownTimeoutMs, false).unref());
+      if (!(await Promise.race([closed, late]))) {
+        logger.warn({ timeoutMs: config.shutdownTimeoutMs }, 'worker did not close in time; disconnecting it');
+        closed.catch(() => {});
+        await Promise.race([worker.disconnect(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+      }
     },
   };
 }

@@ -39,6 +39,8 @@ export interface ActionQueueOptions {
    * on throws RedisTimeoutError (an enqueue lost that way is repaired by the reconciler).
    */
   commandTimeoutMs?: number;
+  /** Connection errors of the queue's Redis client (without a listener they are printed raw). */
+  onError?: (error: Error) => void;
 }
 
 export function createActionQueue(options: ActionQueueOptions): ActionQueue {
@@ -52,6 +54,7 @@ export function createActionQueue(options: ActionQueueOptions): ActionQueue {
       removeOnFail: { age: 7 * 24 * 3600 },
     },
   });
+  queue.on('error', (error) => options.onError?.(error));
   const bounded = <T>(what: string, run: () => Promise<T>): Promise<T> =>
     options.commandTimeoutMs ? withRedisTimeout(run(), options.commandTimeoutMs, what) : run();
   return {
