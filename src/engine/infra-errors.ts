@@ -62,7 +62,9 @@ export function unavailableDependency(error: unknown, depth = 0): Dependency | n
     const kind = (error.meta as { driverAdapterError?: { cause?: { kind?: string; code?: string } } } | undefined)?.driverAdapterError?.cause;
     if (kind?.kind && ADAPTER_UNAVAILABLE_KINDS.has(kind.kind)) return 'postgres';
     if (kind?.kind === 'postgres' && kind.code && PG_UNAVAILABLE_STATES.test(kind.code)) return 'postgres';
-    return PG_MESSAGES.test(message) ? 'postgres' : null;
+    // Any other code is about the query (a unique violation, a missing row…), except a raw
+    // query's, whose driver message is all there is to go by.
+    return error.code === 'P2010' && PG_MESSAGES.test(message) ? 'postgres' : null;
   }
   if (error instanceof Prisma.PrismaClientUnknownRequestError || error instanceof Prisma.PrismaClientRustPanicError) {
     return PG_MESSAGES.test(message) ? 'postgres' : null;
