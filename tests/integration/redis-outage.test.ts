@@ -99,6 +99,13 @@ describe('Redis outage', () => {
       expect(refused.body.data.createAction.errors[0].code).toBe('SAFETY_UNAVAILABLE');
       expect(refused.body.data.createAction.errors[0].retryAfterSeconds).toBeGreaterThan(0);
 
+      // A new subscription cannot be confirmed by Redis: a clear, retryable error within a few seconds.
+      const subscribedAt = Date.now();
+      const refusedStream = watch(agent.key, 'subscription($id: ID!) { actionStatus(actionId: $id) { status } }', { id });
+      expect(await until(() => refusedStream.errors.length > 0 || refusedStream.completed, 5000)).toBe(true);
+      expect(Date.now() - subscribedAt).toBeLessThan(4000);
+      expect(refusedStream.errors[0]?.extensions?.code).toBe('UNAVAILABLE');
+
       const started = Date.now();
       const ready = await fetch(`${t.url}/readyz`);
       expect(Date.now() - started).toBeLessThan(3000);
