@@ -28,6 +28,9 @@ describe('loadConfig', () => {
       logLevel: 'info',
       shutdownTimeoutMs: 10_000,
       maxRequestBytes: 1_000_000,
+      redisCommandTimeoutMs: 2000,
+      workerLockMs: 8000,
+      workerStalledCheckMs: 4000,
     });
   });
 
