@@ -8,6 +8,7 @@ import type { ExecutionArgs } from 'graphql';
 import type { App } from './app.js';
 import type { GraphQLContext } from './context.js';
 import { handleApprovalRoute } from './http/approval-routes.js';
+import { briefError, unavailableError } from './engine/infra-errors.js';
 import { createMaskError } from './http/mask-error.js';
 import { checkReadiness } from './http/readiness.js';
 import { useOperationMetrics } from './metrics.js';
@@ -82,6 +83,14 @@ export function createApiServer(app: App): ApiServer {
 
   const httpServer = createServer((req, res) => {
     void route(req, res).catch((error: unknown) => {
+      // PostgreSQL or Redis away (approval pages, metrics…): a retryable 503, not a 500.
+      const unavailable = unavailableError(error);
+      if (unavailable && !res.headersSent) {
+        logger.warn({ err: briefError(error), path: req.url?.slice(0, 100) }, 'request met an unavailable dependency');
+        res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': String(unavailable.retryAfterSeconds) });
+        res.end(`The service is temporarily unavailable (${unavailable.message}).\n`);
+        return;
+      }
       logger.error({ err: error }, 'unhandled error in request');
       if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
       else res.destroy();

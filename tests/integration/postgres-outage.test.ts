@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -123,6 +124,10 @@ describe('PostgreSQL outage', () => {
       }
       const ready = await fetch(`${t.url}/readyz`);
       expect(ready.status).toBe(503);
+      // An approval link followed during the outage: retryable, not an internal error.
+      const page = await fetch(`${t.url}/approvals/${randomBytes(32).toString('base64url')}`);
+      expect(page.status).toBe(503);
+      expect(page.headers.get('retry-after')).toBe('2');
     } finally {
       await pg.start();
     }
