@@ -21,6 +21,7 @@ import { createRateLimiter } from './engine/rate-limiter.js';
 import { recordedUnits } from './engine/quota.js';
 import { createActionQueue } from './engine/queue.js';
 import { createStatusPublisher } from './engine/status-publisher.js';
+import { withRedisTimeout } from './engine/infra-errors.js';
 import { RedisPubSub } from 'graphql-redis-subscriptions';
 import path from 'node:path';
 import { createSecretsBox } from './engine/secrets.js';
@@ -158,11 +159,15 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       prefix: config.redisPrefix,
       backoffMs: config.retryBackoffMs,
       clock: () => new Date(),
+      commandTimeoutMs: config.redisCommandTimeoutMs,
+      onError: (error) => logger.warn({ client: 'queue', err: error.message }, 'redis connection error'),
     });
     closers.push(() => queue.close());
     const metrics = createMetrics();
-    registerQueueDepth(metrics, () => queue.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'failed'));
-    const statusEvents = createStatusPublisher(pubsub, config.redisPrefix, logger);
+    registerQueueDepth(metrics, () =>
+      withRedisTimeout(queue.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'failed'), config.redisCommandTimeoutMs, 'the queue depth').catch(() => ({})),
+    );
+    const statusEvents = createStatusPublisher(pubsub, config.redisPrefix, logger, config.redisCommandTimeoutMs);
     const engine: EngineDeps = {
       queue,
       statusPublisher: {
@@ -172,7 +177,11 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
         },
       },
       db,
-      rateLimiter: createRateLimiter(redis, { prefix: config.redisPrefix, rebuild: (subject, sinceMs) => recordedUnits(db, subject, sinceMs) }),
+      rateLimiter: createRateLimiter(redis, {
+        prefix: config.redisPrefix,
+        timeoutMs: config.redisCommandTimeoutMs,
+        rebuild: (subject, sinceMs) => recordedUnits(db, subject, sinceMs),
+      }),
       mailer,
       logger,
       types: new ActionTypeRegistry([

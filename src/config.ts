@@ -53,6 +53,9 @@ const envSchema = z.object({
   WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: z.coerce.number().int().min(1).max(10_000).default(100),
   WS_MAX_CONNECTIONS_PER_KEY: z.coerce.number().int().min(1).max(100_000).default(50),
   WS_KEY_RECHECK_SECONDS: z.coerce.number().positive().max(3600).default(5),
+  REDIS_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(2000),
+  WORKER_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(8000),
+  WORKER_STALLED_CHECK_MS: z.coerce.number().int().min(500).max(600_000).default(4000),
 });
 
 /** Typed settings, handed to every part by the composition root. */
@@ -95,6 +98,12 @@ export interface Config {
   wsMaxConnectionsPerKey: number;
   /** graphql-ws: how often each open connection's key is checked again (revoked keys are also announced on Redis). */
   wsKeyRecheckSeconds: number;
+  /** Longest a request waits for a Redis command (enqueue, publish, rate limit) before answering without it. */
+  redisCommandTimeoutMs: number;
+  /** How long a worker's job lock lasts without renewal: a killed worker's jobs are free again after this. */
+  workerLockMs: number;
+  /** How often workers look for jobs whose lock has expired (stalled jobs of killed workers). */
+  workerStalledCheckMs: number;
 }
 
 /** The variables the service reads, for the README check. */
@@ -149,5 +158,8 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     wsMaxSubscriptionsPerConnection: e.WS_MAX_SUBSCRIPTIONS_PER_CONNECTION,
     wsMaxConnectionsPerKey: e.WS_MAX_CONNECTIONS_PER_KEY,
     wsKeyRecheckSeconds: e.WS_KEY_RECHECK_SECONDS,
+    redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
+    workerLockMs: e.WORKER_LOCK_MS,
+    workerStalledCheckMs: e.WORKER_STALLED_CHECK_MS,
   };
 }

@@ -1,15 +1,16 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
-import { createYoga, maskError, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { getOperationAST, GraphQLError, type ExecutionArgs } from 'graphql';
-import { EngineError } from './engine/errors.js';
 import type { App } from './app.js';
 import type { GraphQLContext } from './context.js';
 import { handleApprovalRoute } from './http/approval-routes.js';
 import { renderGraphiQLPage, serveGraphiQLAsset, useGraphiQLSecurityHeaders } from './http/graphiql.js';
+import { briefError, unavailableError } from './engine/infra-errors.js';
+import { createMaskError } from './http/mask-error.js';
 import { checkReadiness } from './http/readiness.js';
 import { authorizationFromConnectionParams, createKeyWatch, createWsGuard, useEndStreamsOfRevokedKeys } from './http/ws-auth.js';
 import { useIntrospectionNeedsKey } from './http/introspection.js';
@@ -54,21 +55,9 @@ export function createApiServer(app: App): ApiServer {
     // Assets served from /graphiql/ (no CDN), a CSP, and a fetcher that sends the headers editor's
     // Authorization over HTTP and in graphql-ws connection_init (src/http/graphiql.ts).
     renderGraphiQL: (options) => renderGraphiQLPage({ ...options }),
-    // An expected refusal thrown outside a mutation payload (a query, a subscription) keeps its
-    // code and field; anything else is masked.
-    maskedErrors: {
-      maskError(error, message, isDev) {
-        const original = error instanceof GraphQLError ? error.originalError : error;
-        if (original instanceof EngineError && error instanceof GraphQLError) {
-          return new GraphQLError(original.message, {
-            nodes: error.nodes,
-            path: error.path,
-            extensions: { code: original.code, ...(original.field ? { field: original.field } : {}) },
-          });
-        }
-        return maskError(error, message, isDev);
-      },
-    },
+    // Expected refusals thrown outside a mutation payload keep their code and field, an outage of
+    // PostgreSQL or Redis is a retryable UNAVAILABLE; anything else is masked (src/http/mask-error.ts).
+    maskedErrors: { maskError: createMaskError(logger) },
     logging: {
       debug: (...args) => logger.debug({ args }, 'yoga'),
       info: (...args) => logger.info({ args }, 'yoga'),
@@ -111,6 +100,14 @@ export function createApiServer(app: App): ApiServer {
     void route(req, res).catch((error: unknown) => {
       // A malformed percent-encoding anywhere in the URL is the caller's mistake, not ours.
       if (error instanceof URIError && !res.headersSent) return sendJson(res, 400, { error: 'malformed percent-encoding in the request URL' });
+      // PostgreSQL or Redis away (approval pages, metrics…): a retryable 503, not a 500.
+      const unavailable = unavailableError(error);
+      if (unavailable && !res.headersSent) {
+        logger.warn({ err: briefError(error), path: req.url?.slice(0, 100) }, 'request met an unavailable dependency');
+        res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': String(unavailable.retryAfterSeconds) });
+        res.end(`The service is temporarily unavailable (${unavailable.message}).\n`);
+        return;
+      }
       logger.error({ err: error }, 'unhandled error in request');
       if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
       else res.destroy();

@@ -1,37 +1,77 @@
-import { Worker } from 'bullmq';
+import { DelayedError, Worker, type Job } from 'bullmq';
 import type { App } from './app.js';
-import { executeActionJob, type ExecutionDeps } from './engine/execution.js';
+import { executeActionJob, NotYetError, type ExecutionDeps } from './engine/execution.js';
+import { briefError, unavailableDependency } from './engine/infra-errors.js';
 import { ACTION_QUEUE_NAME, jobIdFor, type ActionJobData } from './engine/queue.js';
 
 /** A running execution worker. */
 export interface ActionWorker {
-  /** Re-queues APPROVED actions that have no job (lost enqueue after commit); returns how many. */
+  /**
+   * Queues every due APPROVED action that has no live job (lost enqueue after commit), and runs
+   * again every EXECUTING action with no live job and nothing to wait for (its job failed or
+   * vanished during an outage); returns how many it queued.
+   */
   reconcile(): Promise<number>;
   /** Stops taking jobs and waits for the running handlers to finish. */
   close(): Promise<void>;
 }
 
 export interface WorkerOptions {
-  /** How long a job's lock lasts without renewal; a worker that dies loses its jobs after this (BullMQ default 30 s). */
+  /** How long a job's lock lasts without renewal; a worker that dies loses its jobs after this (`WORKER_LOCK_MS`). */
   lockDurationMs?: number;
-  /** How often stalled jobs (of dead workers) are looked for (BullMQ default 30 s). */
+  /** How often stalled jobs (of dead workers) are looked for (`WORKER_STALLED_CHECK_MS`). */
   stalledIntervalMs?: number;
 }
 
+/** How long a job waits after PostgreSQL or Redis was unreachable before it runs again (no attempt used). */
+const OUTAGE_RETRY_DELAY_MS = 2000;
+/** Actions read per page by the reconciler. */
+const RECONCILE_PAGE = 500;
+/** APPROVED actions scheduled up to this far ahead count as due (their job is queued with the rest of the delay). */
+const DUE_MARGIN_MS = 60_000;
+/** Job states in which a job will still run (or is running) without help. */
+const LIVE_STATES = new Set(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children']);
+
 /**
  * The BullMQ worker of the execution queue: `WORKER_CONCURRENCY` jobs at once, stalled-job
- * recovery on (a job whose worker died goes back to the queue), and a reconciler that queues
- * APPROVED actions without a job, at start and every `RECONCILE_SECONDS`.
+ * recovery on (a job whose worker died goes back to the queue after `WORKER_LOCK_MS`, found
+ * within `WORKER_STALLED_CHECK_MS`), outages of PostgreSQL or Redis delay a job without using
+ * up its attempts, and a reconciler, at start and every `RECONCILE_SECONDS`, queues what has
+ * no job (see {@link ActionWorker.reconcile}).
  */
 export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker {
   const { config, logger } = app;
   const deps: ExecutionDeps = { ...app.engine, handlers: app.handlers, services: app.handlerServices };
-  const worker = new Worker<ActionJobData>(ACTION_QUEUE_NAME, (job) => executeActionJob(deps, job), {
+
+  async function processJob(job: Job<ActionJobData>, token?: string): Promise<void> {
+    try {
+      await executeActionJob(deps, job);
+    } catch (error) {
+      if (!token) throw error;
+      if (error instanceof NotYetError) {
+        await job.moveToDelayed(error.at.getTime(), token);
+        throw new DelayedError();
+      }
+      const dependency = unavailableDependency(error);
+      if (!dependency) throw error;
+      // An outage of our own database or Redis is nobody's failure: try again shortly, with the
+      // attempt not counted. Should this move fail too (Redis away), the job's lock expires and
+      // the stalled-job check or the reconciler brings it back.
+      logger.warn(
+        { actionId: job.data.actionId, dependency, err: briefError(error), retryInMs: OUTAGE_RETRY_DELAY_MS },
+        'dependency unavailable during execution; retrying without using an attempt',
+      );
+      await job.moveToDelayed(Date.now() + OUTAGE_RETRY_DELAY_MS, token);
+      throw new DelayedError();
+    }
+  }
+
+  const worker = new Worker<ActionJobData>(ACTION_QUEUE_NAME, processJob, {
     connection: app.queueConnection,
     prefix: `${config.redisPrefix}:bull`,
     concurrency: config.workerConcurrency,
-    lockDuration: options.lockDurationMs ?? 30_000,
-    stalledInterval: options.stalledIntervalMs ?? 30_000,
+    lockDuration: options.lockDurationMs ?? config.workerLockMs,
+    stalledInterval: options.stalledIntervalMs ?? config.workerStalledCheckMs,
     maxStalledCount: 2,
   });
   worker.on('failed', (job, error) =>
@@ -39,29 +79,102 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
   );
   worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
 
+  /** Whether the action's job will run without help; a finished or missing one is removed. */
+  async function hasLiveJob(actionId: string): Promise<boolean> {
+    const job = await app.engine.queue.queue.getJob(jobIdFor(actionId));
+    if (!job) return false;
+    if (LIVE_STATES.has(await job.getState())) return true;
+    // A finished job (completed or failed) while the action is still not done: replace it.
+    await job.remove();
+    return false;
+  }
+
+  /** Due APPROVED actions (scheduledFor unset or at most DUE_MARGIN_MS ahead), every page of them. */
+  type Queueable = { id: string; priority: number; scheduledFor: Date | null };
+
+  async function* dueApproved(): AsyncGenerator<Queueable> {
+    const select = { id: true, priority: true, scheduledFor: true } as const;
+    // Unscheduled ones, keyset by id.
+    for (let after: string | null = null; ; ) {
+      const page: Queueable[] = await app.db.action.findMany({
+        where: { status: 'APPROVED', scheduledFor: null, ...(after ? { id: { gt: after } } : {}) },
+        select,
+        orderBy: { id: 'asc' },
+        take: RECONCILE_PAGE,
+      });
+      yield* page;
+      if (page.length < RECONCILE_PAGE) break;
+      after = page[page.length - 1]!.id;
+    }
+    // Scheduled ones that are due, keyset by (scheduledFor, id).
+    const dueBy = new Date(app.engine.clock().getTime() + DUE_MARGIN_MS);
+    for (let after: { at: Date; id: string } | null = null; ; ) {
+      const page: Queueable[] = await app.db.action.findMany({
+        where: {
+          status: 'APPROVED',
+          scheduledFor: { not: null, lte: dueBy },
+          ...(after ? { OR: [{ scheduledFor: { gt: after.at } }, { scheduledFor: after.at, id: { gt: after.id } }] } : {}),
+        },
+        select,
+        orderBy: [{ scheduledFor: 'asc' }, { id: 'asc' }],
+        take: RECONCILE_PAGE,
+      });
+      yield* page;
+      if (page.length < RECONCILE_PAGE) break;
+      const last: Queueable = page[page.length - 1]!;
+      after = { at: last.scheduledFor!, id: last.id };
+    }
+  }
+
+  /** EXECUTING actions with nothing to wait for: no open manual task, no execution waiting for a callback. */
+  async function* strandedCandidates(): AsyncGenerator<Queueable> {
+    for (let after: string | null = null; ; ) {
+      const page: Queueable[] = await app.db.action.findMany({
+        where: {
+          status: 'EXECUTING',
+          manualTasks: { none: { status: 'OPEN' } },
+          executions: { none: { status: 'WAITING' } },
+          ...(after ? { id: { gt: after } } : {}),
+        },
+        select: { id: true, priority: true, scheduledFor: true },
+        orderBy: { id: 'asc' },
+        take: RECONCILE_PAGE,
+      });
+      yield* page;
+      if (page.length < RECONCILE_PAGE) break;
+      after = page[page.length - 1]!.id;
+    }
+  }
+
   async function reconcile(): Promise<number> {
-    const approved = await app.db.action.findMany({
-      where: { status: 'APPROVED' },
-      select: { id: true, priority: true, scheduledFor: true },
-      orderBy: { updatedAt: 'asc' },
-      take: 500,
-    });
     let queued = 0;
-    for (const action of approved) {
-      const job = await app.engine.queue.queue.getJob(jobIdFor(action.id));
-      const state = job ? await job.getState() : null;
-      if (state === 'waiting' || state === 'active' || state === 'delayed' || state === 'prioritized' || state === 'waiting-children') continue;
-      // No job, or a finished one while the action is still APPROVED: queue it (again).
-      if (job) await job.remove();
+    let resumed = 0;
+    for await (const action of dueApproved()) {
+      if (await hasLiveJob(action.id)) continue;
       await app.engine.queue.enqueue(action);
       queued += 1;
     }
+    for await (const action of strandedCandidates()) {
+      if (await hasLiveJob(action.id)) continue;
+      // The job runs it as a recovery: an interrupted execution is marked so and the handler
+      // runs again under the same idempotency key.
+      await app.engine.queue.enqueue({ ...action, scheduledFor: null });
+      resumed += 1;
+    }
     if (queued) logger.info({ queued }, 'reconciler queued approved actions that had no job');
-    return queued;
+    if (resumed) logger.info({ resumed }, 'reconciler queued executing actions that had no job again');
+    return queued + resumed;
   }
 
-  const run = () =>
-    reconcile().catch((error: unknown) => logger.warn({ err: error }, 'reconciler failed; retrying next round'));
+  let running: Promise<unknown> | null = null;
+  const run = () => {
+    // One round at a time: a long round (many pages, a slow Redis) is not started twice.
+    running ??= reconcile()
+      .catch((error: unknown) => logger.warn({ err: briefError(error) }, 'reconciler failed; retrying next round'))
+      .finally(() => {
+        running = null;
+      });
+  };
   void run();
   const timer = setInterval(run, config.reconcileSeconds * 1000);
   timer.unref();
@@ -70,7 +183,15 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
     reconcile,
     async close() {
       clearInterval(timer);
-      await worker.close();
+      // BullMQ's close can wait forever on a connection that went through a Redis outage (its
+      // blocking client stuck reconnecting); after the shutdown timeout, disconnect it outright.
+      const closed = worker.close().then(() => true);
+      const late = new Promise<false>((resolve) => setTimeout(resolve, config.shutdownTimeoutMs, false).unref());
+      if (!(await Promise.race([closed, late]))) {
+        logger.warn({ timeoutMs: config.shutdownTimeoutMs }, 'worker did not close in time; disconnecting it');
+        closed.catch(() => {});
+        await Promise.race([worker.disconnect(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+      }
     },
   };
 }

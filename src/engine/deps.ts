@@ -6,6 +6,7 @@ import type { ActionTypeRegistry } from './action-types.js';
 import type { RateLimiter } from './rate-limiter.js';
 import type { ActionQueue } from './queue.js';
 import type { SecretsBox } from './secrets.js';
+import { briefError, isInfrastructureError } from './infra-errors.js';
 import { TxEffects, type StatusPublisher } from './status-event.js';
 
 /** What the engine's systems run on; built once by the composition root. */
@@ -41,18 +42,34 @@ export async function inTransaction<T>(
 }
 
 async function applyEffects(deps: Pick<EngineDeps, 'statusPublisher' | 'queue' | 'logger'>, effects: TxEffects): Promise<void> {
-  for (const action of effects.enqueue) {
-    try {
-      await deps.queue.enqueue(action);
-    } catch (error) {
-      // Committed as APPROVED but not queued: the reconciler finds it and queues it.
-      deps.logger.error({ err: error, actionId: action.id }, 'could not enqueue an approved action; the reconciler will retry');
+  // Each Redis call is bounded (REDIS_COMMAND_TIMEOUT_MS) and the three kinds run side by side,
+  // so a request that committed answers within one timeout even while Redis is away.
+  const enqueue = async () => {
+    for (const action of effects.enqueue) {
+      try {
+        await deps.queue.enqueue(action);
+      } catch (error) {
+        // Committed as APPROVED but not queued: the reconciler finds it and queues it.
+        deps.logger.error({ err: briefError(error), actionId: action.id }, 'could not enqueue an approved action; the reconciler will retry');
+        if (isInfrastructureError(error)) return;
+      }
     }
-  }
-  for (const id of effects.dequeue) {
-    await deps.queue.remove(id).catch((error: unknown) => deps.logger.warn({ err: error, actionId: id }, 'could not remove a cancelled job'));
-  }
-  if (effects.events.length) await deps.statusPublisher.publish(effects.events);
+  };
+  const dequeue = async () => {
+    for (const id of effects.dequeue) {
+      try {
+        await deps.queue.remove(id);
+      } catch (error) {
+        // The worker sees the CANCELLED status and skips the job.
+        deps.logger.warn({ err: briefError(error), actionId: id }, 'could not remove a cancelled job');
+        if (isInfrastructureError(error)) return;
+      }
+    }
+  };
+  const publish = async () => {
+    if (effects.events.length) await deps.statusPublisher.publish(effects.events);
+  };
+  await Promise.all([enqueue(), dequeue(), publish()]);
 }
 
 /** Who did something, for the audit trail. */

@@ -15,7 +15,8 @@ export type UserErrorCode =
   | 'IDEMPOTENCY_CONFLICT'
   | 'NOT_REVERSIBLE'
   | 'INVALID_INPUT'
-  | 'REVOKED';
+  | 'REVOKED'
+  | 'UNAVAILABLE';
 
 export abstract class EngineError extends Error {
   abstract readonly code: UserErrorCode;
@@ -83,4 +84,14 @@ export class PayloadErrors extends InvalidPayloadError {
 /** The refusals an error stands for: each of a {@link PayloadErrors}, else the error itself. */
 export function eachRefusal(error: EngineError): EngineError[] {
   return error instanceof PayloadErrors && error.errors.length ? error.errors : [error];
+}
+/** The service's own database or Redis is unreachable right now: nothing is wrong with the request. Retryable. */
+export class UnavailableError extends EngineError {
+  readonly code = 'UNAVAILABLE';
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+  }
 }

@@ -10,11 +10,20 @@ import {
 } from '../handlers/types.js';
 import { appendAuditEntry } from './audit.js';
 import { inTransaction, type EngineDeps } from './deps.js';
+import { isInfrastructureError } from './infra-errors.js';
 import { MAX_ATTEMPTS, type ActionJobData } from './queue.js';
 import { publicErrorText } from './public-error.js';
 import { newReceiptNumber } from './receipts.js';
 import type { TxEffects } from './status-event.js';
 import { addStatusMessage, transition } from './transitions.js';
+
+/** The action is scheduled later than now: the job is to run again at `at`, with no attempt used. */
+export class NotYetError extends Error {
+  override name = 'NotYetError';
+  constructor(readonly at: Date) {
+    super(`scheduled for ${at.toISOString()}; not yet`);
+  }
+}
 
 /** What the worker needs beyond the engine: the handlers and what they may use. */
 export interface ExecutionDeps extends EngineDeps {
@@ -123,8 +132,9 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
   const chain = deps.handlers.chainFor(action.type);
   if (action.status === 'APPROVED') {
     if (action.scheduledFor && action.scheduledFor.getTime() > deps.clock().getTime() + 50) {
-      // Queued without its delay (e.g. by the reconciler): come back at the scheduled time.
-      throw new Error(`scheduled for ${action.scheduledFor.toISOString()}; not yet`);
+      // Queued without its delay: come back at the scheduled time (the worker delays the job
+      // without counting an attempt).
+      throw new NotYetError(action.scheduledFor);
     }
     const refusal = await missingHumanApproval(deps, action);
     if (refusal) {
@@ -157,7 +167,7 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
     if (waiting) return;
     const orphaned = await deps.db.execution.updateMany({
       where: { actionId: action.id, status: 'RUNNING' },
-      data: { status: 'FAILED', finishedAt: deps.clock(), error: 'the worker stopped during this attempt; the job was recovered' },
+      data: { status: 'FAILED', finishedAt: deps.clock(), error: 'the worker stopped or lost its database or Redis during this attempt; the job was recovered' },
     });
     await deps.db.action.update({ where: { id: action.id }, data: { attempts: attempt } });
     if (orphaned.count) await message(deps, action, 'Resuming after a worker stopped mid-attempt');
@@ -193,6 +203,10 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
         progress: (text) => message(deps, action!, text),
       });
     } catch (error) {
+      // Our own database or Redis went away (e.g. under the handler's progress message): not the
+      // handler's failure. The worker delays the job without counting an attempt; the repeat
+      // marks this execution as interrupted and runs the handler again (idempotency key).
+      if (isInfrastructureError(error)) throw error;
       const permanent = error instanceof PermanentHandlerError;
       // Callers see what went wrong, not the machine (paths, stacks); the log keeps it all.
       const text = publicErrorText(error, { filesRoot: deps.services.filesRoot, spaceId: action.spaceId, userId: action.userId });

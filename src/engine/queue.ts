@@ -1,5 +1,6 @@
 import { Queue, type JobsOptions, type RedisOptions } from 'bullmq';
 import type { Action } from '../generated/prisma/client.js';
+import { withRedisTimeout } from './infra-errors.js';
 
 /** What a queued job carries: the action id, nothing else (the database is the truth). */
 export interface ActionJobData {
@@ -32,6 +33,14 @@ export interface ActionQueueOptions {
   /** First retry delay; doubles each attempt. */
   backoffMs: number;
   clock: () => Date;
+  /**
+   * Longest wait for Redis per call (`REDIS_COMMAND_TIMEOUT_MS`): while Redis is away ioredis
+   * keeps commands in its offline queue, and a request must not wait for that. A call given up
+   * on throws RedisTimeoutError (an enqueue lost that way is repaired by the reconciler).
+   */
+  commandTimeoutMs?: number;
+  /** Connection errors of the queue's Redis client (without a listener they are printed raw). */
+  onError?: (error: Error) => void;
 }
 
 export function createActionQueue(options: ActionQueueOptions): ActionQueue {
@@ -45,21 +54,28 @@ export function createActionQueue(options: ActionQueueOptions): ActionQueue {
       removeOnFail: { age: 7 * 24 * 3600 },
     },
   });
+  queue.on('error', (error) => options.onError?.(error));
+  const bounded = <T>(what: string, run: () => Promise<T>): Promise<T> =>
+    options.commandTimeoutMs ? withRedisTimeout(run(), options.commandTimeoutMs, what) : run();
   return {
     queue,
     async enqueue(action) {
       const delay = action.scheduledFor ? Math.max(0, action.scheduledFor.getTime() - options.clock().getTime()) : 0;
       const opts: JobsOptions = { jobId: jobIdFor(action.id), priority: action.priority, delay };
-      await queue.add('execute', { actionId: action.id }, opts);
+      await bounded('the enqueue', () => queue.add('execute', { actionId: action.id }, opts));
     },
     async remove(actionId) {
-      const job = await queue.getJob(jobIdFor(actionId));
-      // An active job cannot be removed; the worker sees the CANCELLED status and skips it.
-      if (job && !(await job.isActive())) await job.remove();
+      await bounded('the job removal', async () => {
+        const job = await queue.getJob(jobIdFor(actionId));
+        // An active job cannot be removed; the worker sees the CANCELLED status and skips it.
+        if (job && !(await job.isActive())) await job.remove();
+      });
     },
     async state(actionId) {
-      const job = await queue.getJob(jobIdFor(actionId));
-      return job ? await job.getState() : null;
+      return bounded('the job lookup', async () => {
+        const job = await queue.getJob(jobIdFor(actionId));
+        return job ? await job.getState() : null;
+      });
     },
     close: () => queue.close(),
   };

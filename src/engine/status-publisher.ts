@@ -1,5 +1,6 @@
 import type { RedisPubSub } from 'graphql-redis-subscriptions';
 import type { Logger } from '../logger.js';
+import { briefError, withRedisTimeout } from './infra-errors.js';
 import type { StatusEvent, StatusPublisher } from './status-event.js';
 
 /** The pub/sub channel of one space's status events. */
@@ -13,14 +14,18 @@ export function statusChannel(prefix: string, spaceId: string): string {
  * logged and not retried: subscribers re-read the action's state on subscribe, and the status
  * itself is safely in the database.
  */
-export function createStatusPublisher(pubsub: RedisPubSub, prefix: string, logger: Logger): StatusPublisher {
+export function createStatusPublisher(pubsub: RedisPubSub, prefix: string, logger: Logger, timeoutMs = 2000): StatusPublisher {
   return {
     async publish(events) {
-      for (const event of events) {
+      for (const [index, event] of events.entries()) {
         try {
-          await pubsub.publish<StatusEvent>(statusChannel(prefix, event.spaceId), event);
+          // Bounded: while Redis is away a request must not wait for the reconnect. Subscribers
+          // catch up from the database when their connection comes back.
+          await withRedisTimeout(pubsub.publish<StatusEvent>(statusChannel(prefix, event.spaceId), event), timeoutMs, 'the status publish');
         } catch (error) {
-          logger.warn({ err: error, actionId: event.actionId, seq: event.seq }, 'status event not published');
+          logger.warn({ err: briefError(error), actionId: event.actionId, seq: event.seq, skipped: events.length - index - 1 }, 'status events not published');
+          // Redis is away: the rest would each wait as long again.
+          return;
         }
       }
     },

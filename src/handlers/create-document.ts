@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { link, lstat, mkdir, open, readFile, realpath, rename, unlink } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readdir, readFile, realpath, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { PermanentHandlerError, type ActionHandler, type HandlerAction } from './types.js';
 
@@ -144,6 +144,9 @@ async function ensureFolder(userRoot: string, folder: string | undefined): Promi
 /** Makes `target` hold `content`, unless it already does; never replaces a different file. */
 async function writeOnce(target: string, content: Buffer, sha256: string): Promise<void> {
   const name = path.basename(target);
+  // A run of this action killed mid-write (worker SIGKILLed) left its temporary file: this run
+  // (a repeat or a recovery) removes it before anything else.
+  await removeStaleTemps(target);
   if (await matchesExisting(target, sha256, name)) return;
 
   const temp = path.join(path.dirname(target), `.${name}.${randomBytes(6).toString('hex')}.tmp`);
@@ -170,6 +173,24 @@ async function writeOnce(target: string, content: Buffer, sha256: string): Promi
     }
   } finally {
     await unlink(temp).catch(ignoreCode('ENOENT'));
+  }
+}
+
+/** The temporary files of `target` (`.<name>.<12 hex>.tmp`), named only by this action's runs. */
+function isTempOf(target: string, entry: string): boolean {
+  const prefix = `.${path.basename(target)}.`;
+  return entry.startsWith(prefix) && /^[0-9a-f]{12}\.tmp$/.test(entry.slice(prefix.length));
+}
+
+/** Removes temporary files an interrupted run of this action left next to `target`. */
+async function removeStaleTemps(target: string): Promise<void> {
+  const dir = path.dirname(target);
+  const entries = (await readdir(dir).catch(ignoreCode('ENOENT'))) ?? [];
+  for (const entry of entries) {
+    if (!isTempOf(target, entry)) continue;
+    const file = path.join(dir, entry);
+    const stat = await lstat(file).catch(ignoreCode('ENOENT'));
+    if (stat?.isFile()) await unlink(file).catch(ignoreCode('ENOENT'));
   }
 }
 

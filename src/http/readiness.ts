@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis';
 import type { App } from '../app.js';
 
 export interface ReadinessReport {
@@ -39,16 +40,38 @@ function describe(error: unknown): string {
   return String(error);
 }
 
-/** Checks that Postgres answers and is migrated, and that Redis answers. */
+/**
+ * Checks that Postgres answers and is migrated, and that Redis answers on every connection the
+ * service uses: commands (rate limits), the queue's, the publisher and the subscriber (a
+ * subscriber that lost its connection means live status is not delivered).
+ */
 export async function checkReadiness(app: App): Promise<ReadinessReport> {
-  const [postgres, redis] = await Promise.all([
+  const connections: Array<[string, () => Promise<unknown>]> = [
+    ['commands', () => app.redis.ping()],
+    [
+      'queue',
+      async () => {
+        // BullMQ's own connection (an ioredis client behind its backend interface).
+        const client = (await app.engine.queue.queue.backend.client) as unknown as Pick<Redis, 'ping'>;
+        await client.ping();
+      },
+    ],
+    ['publisher', () => app.publisher.ping()],
+    // A subscribed connection answers PING too.
+    ['subscriber', () => app.subscriber.ping()],
+  ];
+  const [postgres, ...redisChecks] = await Promise.all([
     timed(async () => {
       await app.db.$queryRaw`SELECT 1`;
       if (!app.database.migrated) {
         throw new Error(`migrations not applied yet: ${app.database.migrationError ?? 'in progress'}`);
       }
     }),
-    timed(() => app.redis.ping()),
+    ...connections.map(([, check]) => timed(check)),
   ]);
-  return { ready: postgres.ok && redis.ok, checks: { postgres, redis } };
+  const failed = redisChecks.flatMap((check, i) => (check.ok ? [] : [`${connections[i]![0]}: ${check.error}`]));
+  const redis = failed.length
+    ? { ok: false, error: failed.join('; ') }
+    : { ok: true, latencyMs: Math.max(...redisChecks.map((c) => c.latencyMs ?? 0)) };
+  return { ready: postgres!.ok && redis.ok, checks: { postgres: postgres!, redis } };
 }

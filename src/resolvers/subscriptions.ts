@@ -5,35 +5,94 @@ import { canRead } from '../engine/policy.js';
 import type { StatusEvent } from '../engine/status-event.js';
 import { statusChannel } from '../engine/status-publisher.js';
 import { isTerminal, type ActionStatus } from '../engine/statuses.js';
+import { withRedisTimeout } from '../engine/infra-errors.js';
 import { statusEvent } from '../engine/transitions.js';
 import { ActionFilter, ActionStatusEnum, visibleActions } from './action.js';
 import { builder } from './builder.js';
 
+/** Put on a feed when the subscriber connection is back after a drop: events may have been lost meanwhile. */
+const RESYNC = Symbol('resync');
+type FeedItem = StatusEvent | typeof RESYNC;
+
 /**
  * The status events of one space as they arrive on Redis, buffered from the moment Redis has
  * confirmed the subscription, so whatever is read from the database afterwards cannot miss one.
+ * When the subscriber connection comes back after a drop (Redis restarted, network cut), the
+ * feed yields {@link RESYNC}: whatever was published meanwhile is lost, and the stream reading
+ * the feed must re-read the database (actionStatus) or end with an error (actionEvents).
  */
 interface SpaceFeed {
-  /** The next event, or null once the feed is closed. */
-  next(): Promise<StatusEvent | null>;
+  /** The next event or RESYNC, or null once the feed is closed. */
+  next(): Promise<FeedItem | null>;
   /** Releases the Redis subscription and ends a pending `next()`; safe to call twice. */
   close(): void;
 }
 
-/** Subscribes to a space's status channel; resolves once Redis has acknowledged SUBSCRIBE. */
-async function openSpaceFeed(app: Pick<App, 'pubsub' | 'config'>, spaceId: string): Promise<SpaceFeed> {
-  const buffer: StatusEvent[] = [];
-  let waiting: ((event: StatusEvent | null) => void) | null = null;
+/** Feeds to tell when a subscriber connection is ready again after a drop, per connection. */
+const resyncListeners = new WeakMap<App['subscriber'], Set<() => void>>();
+
+function onSubscriberReconnect(subscriber: App['subscriber'], listener: () => void): () => void {
+  let listeners = resyncListeners.get(subscriber);
+  if (!listeners) {
+    const set = new Set<() => void>();
+    listeners = set;
+    resyncListeners.set(subscriber, set);
+    let dropped = false;
+    const drop = () => {
+      dropped = true;
+    };
+    subscriber.on('close', drop);
+    subscriber.on('reconnecting', drop);
+    subscriber.on('ready', () => {
+      if (!dropped) return;
+      dropped = false;
+      // ioredis re-sends SUBSCRIBE right after 'ready'; a PING answered after it means Redis has
+      // the subscriptions again, so nothing published from now on is missed by a re-read.
+      subscriber.ping().then(
+        () => {
+          for (const notify of set) notify();
+        },
+        () => {
+          for (const notify of set) notify();
+        },
+      );
+    });
+  }
+  const set = listeners;
+  set.add(listener);
+  return () => set.delete(listener);
+}
+
+/** Subscribes to a space's status channel; resolves once Redis has acknowledged SUBSCRIBE (bounded by REDIS_COMMAND_TIMEOUT_MS). */
+async function openSpaceFeed(app: Pick<App, 'pubsub' | 'config' | 'subscriber'>, spaceId: string): Promise<SpaceFeed> {
+  const buffer: FeedItem[] = [];
+  let waiting: ((item: FeedItem | null) => void) | null = null;
   let closed = false;
-  const subscriptionId = await app.pubsub.subscribe<unknown>(statusChannel(app.config.redisPrefix, spaceId), (message) => {
-    if (closed || !isStatusEvent(message)) return;
+  const deliver = (item: FeedItem) => {
+    if (closed) return;
     if (waiting) {
       const wake = waiting;
       waiting = null;
-      wake(message);
+      wake(item);
     } else {
-      buffer.push(message);
+      buffer.push(item);
     }
+  };
+  const subscribing = app.pubsub.subscribe<unknown>(statusChannel(app.config.redisPrefix, spaceId), (message) => {
+    if (isStatusEvent(message)) deliver(message);
+  });
+  let subscriptionId: number;
+  try {
+    subscriptionId = await withRedisTimeout(subscribing, app.config.redisCommandTimeoutMs, 'the subscription');
+  } catch (error) {
+    // Given up on: should Redis confirm it later, release it then.
+    closed = true;
+    subscribing.then((id) => app.pubsub.unsubscribe(id)).catch(() => {});
+    throw error;
+  }
+  const stopListening = onSubscriberReconnect(app.subscriber, () => {
+    // Only the latest RESYNC matters; events before it are re-read anyway.
+    if (!buffer.includes(RESYNC)) deliver(RESYNC);
   });
   return {
     next() {
@@ -48,6 +107,7 @@ async function openSpaceFeed(app: Pick<App, 'pubsub' | 'config'>, spaceId: strin
       if (closed) return;
       closed = true;
       buffer.length = 0;
+      stopListening();
       app.pubsub.unsubscribe(subscriptionId);
       waiting?.(null);
       waiting = null;
@@ -95,7 +155,20 @@ async function* actionStatusStream(app: App, feed: SpaceFeed, action: ActionScop
     let last = current;
     yield current;
     if (isTerminal(current.status)) return;
-    for (let event = await feed.next(); event; event = await feed.next()) {
+    for (let item = await feed.next(); item; item = await feed.next()) {
+      if (item === RESYNC) {
+        // Redis was away: whatever was published meanwhile is lost. Read everything after the
+        // last update sent from the database (the truth), then go on with the feed.
+        const missed = await app.db.statusUpdate.findMany({ where: { actionId: action.id, seq: { gt: last.seq } }, orderBy: { seq: 'asc' } });
+        for (const update of missed) {
+          const next = statusEvent(action, update);
+          yield next;
+          last = next;
+          if (isTerminal(next.status)) return;
+        }
+        continue;
+      }
+      const event = item;
       if (event.actionId !== action.id || event.seq <= last.seq) continue;
       // Publishing happens after commit and may be lost or overtaken (another process, a failed
       // PUBLISH); anything below this event's seq is already committed, so read what was skipped.
@@ -119,16 +192,38 @@ async function* actionStatusStream(app: App, feed: SpaceFeed, action: ActionScop
   }
 }
 
-/** Every event on the feed that `principal` may read and `accept` lets through. */
-async function* visibleStatusStream(feed: SpaceFeed, principal: Principal, accept: (event: StatusEvent) => boolean): AsyncGenerator<StatusEvent> {
+/** Stands for "this stream was interrupted": its resolver answers with an error, and the stream ends. */
+interface StreamInterrupted {
+  interrupted: true;
+}
+type StreamItem = StatusEvent | StreamInterrupted;
+
+/**
+ * Every event on the feed that `principal` may read and `accept` lets through. After a Redis
+ * outage (RESYNC) events may be missing and there is no per-stream position to re-read from:
+ * the stream ends with a STREAM_INTERRUPTED error, so the client subscribes again (and reads
+ * the current state of what it watches).
+ */
+async function* visibleStatusStream(feed: SpaceFeed, principal: Principal, accept: (event: StatusEvent) => boolean): AsyncGenerator<StreamItem> {
   try {
-    for (let event = await feed.next(); event; event = await feed.next()) {
+    for (let item = await feed.next(); item; item = await feed.next()) {
+      if (item === RESYNC) {
+        yield { interrupted: true };
+        return;
+      }
       // requestedById plays no part in who may read an action.
-      if (canRead(principal, { ...event, requestedById: '' }) && accept(event)) yield event;
+      if (canRead(principal, { ...item, requestedById: '' }) && accept(item)) yield item;
     }
   } finally {
     feed.close();
   }
+}
+
+function interruptedError(): GraphQLError {
+  return new GraphQLError(
+    'live events were interrupted while the event store (Redis) was unavailable, and some may be missing; subscribe again',
+    { extensions: { code: 'STREAM_INTERRUPTED' } },
+  );
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -218,6 +313,9 @@ builder.subscriptionFields((t) => ({
       );
       return closeWithFeed(stream, feed);
     },
-    resolve: (event) => event,
+    resolve: (item) => {
+      if ('interrupted' in item) throw interruptedError();
+      return item;
+    },
   }),
 }));

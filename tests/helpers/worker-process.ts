@@ -40,7 +40,8 @@ const app = await createApp(config, logger, {
     { type: 'test_side_effect', description: 'test', payload: z.strictObject({ ms: z.number().optional() }), reversible: false },
   ],
 });
-const worker = startWorker(app, { lockDurationMs: 1500, stalledIntervalMs: 500 });
+// Lock and stalled check come from WORKER_LOCK_MS / WORKER_STALLED_CHECK_MS (defaults unless the test sets them).
+const worker = startWorker(app);
 logger.info({ pid: process.pid }, 'test worker running');
 process.once('SIGTERM', () => {
   void worker.close().then(() => app.close()).then(() => process.exit(0));

@@ -233,13 +233,22 @@ describe('handler secrets (upsertHandlerConfig)', () => {
       ]);
       expect(out.text).not.toContain(SECRET);
     }
-    let deep: unknown = SECRET;
-    for (let i = 0; i < 200; i += 1) deep = { k: deep };
-    const tooDeep = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'acme', secrets: { apiKey: deep } } });
+    const nest = (levels: number) => {
+      let deep: unknown = SECRET;
+      for (let i = 0; i < levels; i += 1) deep = { k: deep };
+      return deep;
+    };
+    // Deeper than secrets may be (20) but within what the JSON scalar takes (32): the engine refuses.
+    const tooDeep = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'acme', secrets: { apiKey: nest(25) } } });
     expect(tooDeep.body.data.upsertHandlerConfig.errors).toEqual([
       { code: 'INVALID_INPUT', field: ['input', 'secrets'], message: 'secrets nest deeper than 20 levels' },
     ]);
     expect(tooDeep.text).not.toContain(SECRET);
+    // Deeper than any JSON argument may be: refused at the edge, still without echoing the secret.
+    const farTooDeep = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'acme', secrets: { apiKey: nest(200) } } });
+    expect(farTooDeep.body.data?.upsertHandlerConfig ?? null).toBeNull();
+    expect(farTooDeep.body.errors?.[0]?.message).toMatch(/deep|nest/i);
+    expect(farTooDeep.text).not.toContain(SECRET);
     const badProvider = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'x'.repeat(101) } });
     expect(badProvider.body.data.upsertHandlerConfig.errors).toEqual([
       { code: 'INVALID_INPUT', field: ['input', 'provider'], message: expect.stringMatching(/provider must be 1 to 100 printable characters/) },

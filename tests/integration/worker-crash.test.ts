@@ -30,7 +30,8 @@ afterAll(async () => {
   await rm(effectsDir, { recursive: true, force: true });
 });
 
-function startWorkerProcess() {
+/** A worker process; `fastLocks` (the first test) shortens the lock and stalled check to keep it quick. */
+function startWorkerProcess(fastLocks = true) {
   return startService(
     [],
     {
@@ -41,6 +42,7 @@ function startWorkerProcess() {
       DATA_DIR: effectsDir,
       TEST_EFFECTS_DIR: effectsDir,
       LOG_LEVEL: 'info',
+      ...(fastLocks ? { WORKER_LOCK_MS: '1500', WORKER_STALLED_CHECK_MS: '500' } : {}),
     },
     60_000,
     workerScript,
@@ -87,6 +89,51 @@ describe('a worker killed with SIGKILL while its handler runs', () => {
     const executions = await t.app.db.execution.findMany({ where: { actionId: id }, orderBy: { startedAt: 'asc' } });
     expect(executions.map((e) => e.status)).toEqual(['FAILED', 'SUCCEEDED']);
     expect(executions[0]!.error).toMatch(/worker stopped/);
+    expect(await t.app.db.receipt.count({ where: { actionId: id } })).toBe(1);
+    await second.stop('SIGTERM');
+  }, 60_000);
+
+  it('with the default WORKER_LOCK_MS and WORKER_STALLED_CHECK_MS, another worker runs the job again within 15 s of the kill', async () => {
+    const first = await startWorkerProcess(false);
+    workers.push(first);
+    const { key } = await createApiKey(t.app.db, { role: 'AGENT', space: 'crash-defaults', user: 'gina' });
+    const res = await fetch(`${t.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: JSON.stringify({
+        query: 'mutation { createAction(input: { type: "test_side_effect", payload: { ms: 3000 } }) { action { id status } errors { code message } } }',
+      }),
+    });
+    const body = (await res.json()) as { data: { createAction: { action: { id: string; status: string } } } };
+    const id = body.data.createAction.action.id;
+    const mine = async () => (await effects()).filter((line) => line.startsWith(id));
+    for (let i = 0; i < 200 && (await mine()).length === 0; i++) await sleep(50);
+    expect(await mine()).toHaveLength(1);
+    // Let the lock be renewed at least once, the worst case for recovery.
+    await sleep(500);
+    const second = await startWorkerProcess(false);
+    workers.push(second);
+    const killedAt = Date.now();
+    expect(await first.stop('SIGKILL')).toBeNull();
+
+    // The recovered run starts by marking the interrupted execution FAILED.
+    let recoveredAfterMs = Infinity;
+    while (Date.now() - killedAt < 20_000) {
+      const interrupted = await t.app.db.execution.count({ where: { actionId: id, status: 'FAILED' } });
+      if (interrupted) {
+        recoveredAfterMs = Date.now() - killedAt;
+        break;
+      }
+      await sleep(100);
+    }
+    expect(recoveredAfterMs).toBeLessThan(15_000);
+    let status = '';
+    for (let i = 0; i < 200 && status !== 'COMPLETED'; i++) {
+      status = (await t.app.db.action.findUniqueOrThrow({ where: { id } })).status;
+      if (status !== 'COMPLETED') await sleep(50);
+    }
+    expect(status).toBe('COMPLETED');
+    expect(await mine()).toHaveLength(1);
     expect(await t.app.db.receipt.count({ where: { actionId: id } })).toBe(1);
   }, 60_000);
 });

@@ -32,6 +32,9 @@ describe('loadConfig', () => {
       wsMaxSubscriptionsPerConnection: 100,
       wsMaxConnectionsPerKey: 50,
       wsKeyRecheckSeconds: 5,
+      redisCommandTimeoutMs: 2000,
+      workerLockMs: 8000,
+      workerStalledCheckMs: 4000,
     });
   });
 

@@ -1,0 +1,2 @@
+-- CreateIndex
+CREATE INDEX "Action_status_scheduledFor_id_idx" ON "Action"("status", "scheduledFor", "id");
