@@ -42,6 +42,34 @@ function safeDecode(text: string): string | null {
   }
 }
 
+/** The confirmation page of a link that is still valid (with a code error after a wrong code), else the page saying why not. */
+async function sendConfirmationPage(
+  app: App,
+  res: ServerResponse,
+  token: string,
+  status: number,
+  codeError?: { attemptsLeft: number; missing: boolean },
+): Promise<void> {
+  const { state, row } = await inspectApprovalLink(app.engine, token);
+  if (state !== 'valid' || !row) {
+    sendError(res, state === 'valid' ? 'unknown' : state);
+    return;
+  }
+  send(
+    res,
+    status,
+    renderConfirmationPage({
+      action: row.action,
+      requestedBy: { name: row.action.requestedBy.name, role: row.action.requestedBy.role.toLowerCase() },
+      userHandle: row.action.user.handle,
+      expiresAt: row.expiresAt,
+      token,
+      needsCode: row.codeHash !== null,
+      ...(codeError ? { codeError } : {}),
+    }),
+  );
+}
+
 /**
  * `GET /approvals/:token` shows the action and the forms and changes nothing (mail scanners
  * open links); only `POST /approvals/:token` decides. Returns false for other paths.
@@ -55,23 +83,7 @@ export async function handleApprovalRoute(app: App, req: IncomingMessage, res: S
     return true;
   }
   if (req.method === 'GET' || req.method === 'HEAD') {
-    const { state, row } = await inspectApprovalLink(app.engine, token);
-    if (state !== 'valid' || !row) {
-      sendError(res, state === 'valid' ? 'unknown' : state);
-      return true;
-    }
-    send(
-      res,
-      200,
-      renderConfirmationPage({
-        action: row.action,
-        requestedBy: { name: row.action.requestedBy.name, role: row.action.requestedBy.role.toLowerCase() },
-        userHandle: row.action.user.handle,
-        expiresAt: row.expiresAt,
-        token,
-        needsCode: row.codeHash !== null,
-      }),
-    );
+    await sendConfirmationPage(app, res, token, 200);
     return true;
   }
   if (req.method !== 'POST') {
@@ -100,25 +112,7 @@ export async function handleApprovalRoute(app: App, req: IncomingMessage, res: S
   });
   if (!outcome.ok && outcome.state === 'wrong_code') {
     // The form again, saying how many tries are left (unless the link changed meanwhile).
-    const again = await inspectApprovalLink(app.engine, token);
-    if (again.state !== 'valid' || !again.row) {
-      sendError(res, again.state === 'valid' ? 'unknown' : again.state);
-      return true;
-    }
-    const row = again.row;
-    send(
-      res,
-      403,
-      renderConfirmationPage({
-        action: row.action,
-        requestedBy: { name: row.action.requestedBy.name, role: row.action.requestedBy.role.toLowerCase() },
-        userHandle: row.action.user.handle,
-        expiresAt: row.expiresAt,
-        token,
-        needsCode: row.codeHash !== null,
-        codeError: { attemptsLeft: outcome.attemptsLeft, missing: outcome.missing },
-      }),
-    );
+    await sendConfirmationPage(app, res, token, 403, { attemptsLeft: outcome.attemptsLeft, missing: outcome.missing });
     return true;
   }
   if (!outcome.ok) {

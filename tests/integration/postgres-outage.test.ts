@@ -6,6 +6,7 @@ import { createApiKey } from '../../src/engine/api-keys.js';
 import type { ActionHandler } from '../../src/handlers/types.js';
 import { startOwnPostgres, type OwnPostgres } from '../helpers/own-services.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { postGraphqlTimed } from '../helpers/http.js';
 
 // PostgreSQL of this file's own, stopped on purpose; the server and an in-process worker use it.
 let pg: OwnPostgres;
@@ -45,16 +46,7 @@ afterAll(async () => {
   await pg?.close();
 });
 
-async function post(key: string, query: string, variables?: Record<string, unknown>) {
-  const started = Date.now();
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-    signal: AbortSignal.timeout(20_000),
-  });
-  return { status: res.status, ms: Date.now() - started, body: (await res.json()) as Record<string, any> };
-}
+const post = (key: string, query: string, variables?: Record<string, unknown>) => postGraphqlTimed(t.url, key, query, variables, 20_000);
 
 const CREATE = 'mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status } errors { code message retryAfterSeconds } } }';
 

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { startOwnRedis, type OwnRedis } from '../helpers/own-services.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { postGraphqlTimed } from '../helpers/http.js';
 
 // A Redis of this file's own, stopped on purpose (it comes back empty, as after a crash).
 let redis: OwnRedis;
@@ -17,16 +18,7 @@ afterAll(async () => {
   await redis?.close();
 });
 
-async function post(key: string, query: string, variables?: Record<string, unknown>) {
-  const started = Date.now();
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-    signal: AbortSignal.timeout(30_000),
-  });
-  return { status: res.status, ms: Date.now() - started, body: (await res.json()) as Record<string, any> };
-}
+const post = (key: string, query: string, variables?: Record<string, unknown>) => postGraphqlTimed(t.url, key, query, variables, 30_000);
 
 const CREATE = 'mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status } errors { code message retryAfterSeconds } } }';
 const CANCEL = 'mutation($id: ID!) { cancelAction(id: $id, reason: "not now") { action { status } errors { code message } } }';
