@@ -3,6 +3,7 @@ import type { PrismaClient } from '../generated/prisma/client.js';
 import type { Role } from '../generated/prisma/enums.js';
 import { appendAuditEntry } from './audit.js';
 import { InvalidInputError, NotFoundError, RevokedError } from './errors.js';
+import { shortInput } from './input-text.js';
 
 /** The prefix every key starts with, so a leaked key is recognisable by secret scanners. */
 export const API_KEY_PREFIX = 'ae_';
@@ -49,15 +50,18 @@ const SLUG = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
  * recording the user's email when given. One transaction: either everything exists or nothing.
  */
 export async function createApiKey(db: PrismaClient, input: CreateApiKeyInput): Promise<CreatedApiKey> {
-  if (!SLUG.test(input.space)) throw new ApiKeyInputError(`--space must be 1-63 letters, digits, . _ - (got "${input.space}")`);
+  if (!SLUG.test(input.space)) throw new ApiKeyInputError(`--space must be 1-63 letters, digits, . _ - (got ${shortInput(input.space)})`);
   if (input.user !== undefined && !SLUG.test(input.user)) {
-    throw new ApiKeyInputError(`--user must be 1-63 letters, digits, . _ - (got "${input.user}")`);
+    throw new ApiKeyInputError(`--user must be 1-63 letters, digits, . _ - (got ${shortInput(input.user)})`);
   }
   if ((input.role === 'AGENT' || input.role === 'APPROVER') && !input.user) {
     throw new ApiKeyInputError(`--user is required for the ${input.role.toLowerCase()} role: agents and approvers act for one user`);
   }
-  if (input.email !== undefined && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(input.email)) {
-    throw new ApiKeyInputError(`--email is not an email address: "${input.email}"`);
+  if (input.email !== undefined && (input.email.length > 254 || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(input.email))) {
+    throw new ApiKeyInputError(`--email is not an email address: ${shortInput(input.email)}`);
+  }
+  if (input.name !== undefined && (input.name.length > 200 || !input.name.trim())) {
+    throw new ApiKeyInputError('--name must be 1 to 200 characters');
   }
   if (input.email !== undefined && !input.user) throw new ApiKeyInputError('--email needs --user: it is the user\'s address');
 

@@ -146,9 +146,10 @@ builder.mutationFields((t) => ({
           return { key: created.key, principalId: created.principalId, userId: created.userId, apiKey: await findApiKeyListing(ctx.app.db, created.apiKeyId) };
         } catch (error) {
           if (error instanceof ApiKeyInputError) {
-            throw new InvalidInputError(error.message.replace('--user', 'userHandle').replace('--email', 'email').replace('--space', 'space'), [
+            const field = /^--email/.test(error.message) ? 'email' : /^--name/.test(error.message) ? 'name' : 'userHandle';
+            throw new InvalidInputError(error.message.replace('--user', 'userHandle').replace('--email', 'email').replace('--space', 'space').replace('--name', 'name'), [
               'input',
-              /--email/.test(error.message) ? 'email' : 'userHandle',
+              field,
             ]);
           }
           throw error;

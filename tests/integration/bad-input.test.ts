@@ -153,6 +153,26 @@ describe('users by handle', () => {
   });
 });
 
+describe('createApiKey input', () => {
+  it('refuses a 100 kB userHandle, email or name with INVALID_INPUT naming the field, a short message, and no principal created', async () => {
+    const before = await t.app.db.principal.count();
+    const create = 'mutation($input: ApiKeyInput!) { createApiKey(input: $input) { key errors { code field message } } }';
+    for (const [input, field] of [
+      [{ role: 'AGENT', userHandle: HUGE }, 'userHandle'],
+      [{ role: 'AGENT', userHandle: 'carol', email: `${HUGE}@example.com` }, 'email'],
+      [{ role: 'OPERATOR', name: HUGE }, 'name'],
+    ] as const) {
+      const out = await gql(create, { input }, admin);
+      const errors = out.data!.createApiKey.errors as Array<{ code: string; field: string[]; message: string }>;
+      expect(out.data!.createApiKey.key).toBeNull();
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatchObject({ code: 'INVALID_INPUT', field: ['input', field] });
+      expect(errors[0]!.message.length).toBeLessThan(200);
+    }
+    expect(await t.app.db.principal.count()).toBe(before);
+  });
+});
+
 describe('strings, dates and depth at the edge', () => {
   const create = 'mutation($input: CreateActionInput!) { createAction(input: $input) { action { id } errors { code field message } } }';
 
