@@ -4,6 +4,7 @@ import type { Role } from '../generated/prisma/enums.js';
 import { appendAuditEntry } from './audit.js';
 import { InvalidInputError, NotFoundError, RevokedError } from './errors.js';
 import { shortInput } from './input-text.js';
+import { UUID } from './ids.js';
 
 /** The prefix every key starts with, so a leaked key is recognisable by secret scanners. */
 export const API_KEY_PREFIX = 'ae_';
@@ -177,7 +178,6 @@ export async function findApiKeyListing(db: PrismaClient, id: string): Promise<A
   return row ? toListing(row) : null;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface RevokeApiKeyInput {
   /** The key's id, or (with `allowPrefix`) the prefix listings show, e.g. `ae_3kQ9xZp`. */

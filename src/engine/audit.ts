@@ -4,6 +4,7 @@ import { canonicalJson } from './canonical-json.js';
 export { canonicalJson };
 import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
 import type { ActionStatus, KycStatus, Role, SafetyRuleKind } from '../generated/prisma/enums.js';
+import { UUID } from './ids.js';
 
 /**
  * What each audit event records in `data`, by event name (spec §8). Timestamps are ISO 8601
@@ -144,7 +145,6 @@ export class AuditWriteError extends Error {
 
 // Two-key advisory lock ("AE", 1): every chain writer takes it, so appends are serial.
 const LOCK_SQL = `SELECT pg_advisory_xact_lock(${0x41450000}, 1)::text AS "locked", current_setting('transaction_isolation') AS "isolation"`;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 // 11 parameters a row; PostgreSQL allows 65535 per statement.
 const ROWS_PER_INSERT = 1000;
 

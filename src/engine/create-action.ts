@@ -79,12 +79,12 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
       ? new BlockedError(verdict.refusal.reason)
       : new KycRequiredError(verdict.refusal.reason)
     : null;
+  // Payments wait for a person whatever the rules say (spec §6): no rule can switch this off. Set
+  // before the quota, so such a request also counts against the approval-request limit.
+  if (!refusal && deps.types.get(input.type).humanApproval) verdict.requiresApproval = true;
   // Counted only for actions that would run; a refused request consumes nothing, and a unit is
   // given back when nothing gets recorded (see consumeQuota and releaseQuota).
   const quota = refusal ? null : await consumeQuota(deps, principal, userId, input.type, verdict, rateUnitId({ id: actionId, requestedById: principal.id, idempotencyKey }));
-
-  // Payments wait for a person whatever the rules say (spec §6): no rule can switch this off.
-  if (!refusal && deps.types.get(input.type).humanApproval) verdict.requiresApproval = true;
   const status = initialStatus({ blocked: refusal !== null, requiresApproval: verdict.requiresApproval });
   const now = deps.clock();
   const hash = payloadHash(payload);

@@ -16,6 +16,7 @@ import { publicErrorText } from './public-error.js';
 import { newReceiptNumber } from './receipts.js';
 import type { TxEffects } from './status-event.js';
 import { addStatusMessage, transition } from './transitions.js';
+import { UUID } from './ids.js';
 
 /** The action is scheduled later than now: the job is to run again at `at`, with no attempt used. */
 export class NotYetError extends Error {
@@ -55,7 +56,6 @@ function providerOf(action: Pick<Action, 'payload'>): string {
   return typeof provider === 'string' ? provider : '*';
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * For types that run only with a person's approval (payments, spec §6): why the recorded

@@ -16,9 +16,10 @@ import type { GraphQLContext } from '../context.js';
 import { EngineError, InvalidInputError, NotFoundError } from '../engine/errors.js';
 import { shortInput } from '../engine/input-text.js';
 import { toUserError } from './user-error.js';
+import { UUID } from '../engine/ids.js';
+export { UUID };
 
 /** Every id the service hands out is a UUID (audit entries excepted: no argument takes one). */
-export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** A user's handle, as `keys create --user` accepts it. */
 const HANDLE = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
 const MAX_CURSOR_CHARS = 200;

@@ -9,6 +9,7 @@ import { withRedisTimeout } from '../engine/infra-errors.js';
 import { statusEvent } from '../engine/transitions.js';
 import { ActionFilter, ActionStatusEnum, visibleActions } from './action.js';
 import { builder } from './builder.js';
+import { UUID } from '../engine/ids.js';
 
 /** Put on a feed when the subscriber connection is back after a drop: events may have been lost meanwhile. */
 const RESYNC = Symbol('resync');
@@ -226,7 +227,6 @@ function interruptedError(): GraphQLError {
   );
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function noSuchAction(id: string): GraphQLError {
   return new GraphQLError(`no action with id ${id}`, { extensions: { code: 'NOT_FOUND', field: ['actionId'] } });

@@ -108,13 +108,13 @@ builder.mutationFields((t) => ({
   revokeApiKey: t.field({
     type: ApiKeyPayload,
     description:
-      "Revoke an API key of the admin's own space: within seconds it authenticates nothing, over HTTP and WebSocket, on every API process, and its open WebSocket connections are closed (4403). Audited. An unknown, malformed or other-space id is NOT_FOUND; an already revoked key is REVOKED.",
+      "Revoke an API key of the admin's own space: within seconds it authenticates nothing, over HTTP and WebSocket, on every API process, and its open WebSocket connections are closed (4403). Takes the key's id or its prefix (as listed by apiKeys; an ambiguous prefix is INVALID_INPUT). Audited. An unknown, malformed or other-space id is NOT_FOUND; an already revoked key is REVOKED.",
     authScopes: { admin: true },
     args: { id: t.arg.id({ required: true }) },
     resolve: (_root, { id }, ctx) =>
       asPayload<{ key: null; principalId: string | null; userId: string | null; apiKey: ApiKeyListing | null }>(async () => {
         const p = ctx.principal!;
-        const revoked = await revokeApiKey(ctx.app.db, { ref: String(id), spaceId: p.spaceId, actor: p.id, ip: ctx.ip, userAgent: ctx.userAgent });
+        const revoked = await revokeApiKey(ctx.app.db, { ref: String(id), allowPrefix: true, spaceId: p.spaceId, actor: p.id, ip: ctx.ip, userAgent: ctx.userAgent });
         ctx.app.auth.forget(revoked.id);
         ctx.app.keyRevocations.emit(revoked.id);
         if (!(await announceKeyRevocation(ctx.app.publisher, ctx.app.config.redisPrefix, revoked.id))) {

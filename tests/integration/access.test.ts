@@ -77,7 +77,7 @@ const keys = {} as Record<'admin' | 'agent' | 'approver' | 'otherAdmin', string>
 const ids = {} as Record<keyof typeof keys, string>;
 
 beforeAll(async () => {
-  t = await startTestServer({ env: { WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: '3', WS_MAX_CONNECTIONS_PER_KEY: '2' } });
+  t = await startTestServer({ env: { WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: '3', WS_MAX_CONNECTIONS_PER_KEY: '2', WS_KEY_RECHECK_SECONDS: '600' } });
   for (const [name, role, space, user] of [
     ['admin', 'ADMIN', 'acme', undefined],
     ['agent', 'AGENT', 'acme', 'alice'],
@@ -131,6 +131,17 @@ describe('revokeApiKey and apiKeys', () => {
     expect(text).not.toContain(victim.key);
     const row = await t.app.db.apiKey.findUniqueOrThrow({ where: { id: victim.apiKeyId } });
     expect(text).not.toContain(row.keyHash);
+  });
+
+  it('takes the key prefix apiKeys lists as well as the id; another space\'s prefix is NOT_FOUND', async () => {
+    const victim = await newAgentKey(t);
+    const prefix = victim.key.slice(0, 10);
+    const other = await post(t, REVOKE, keys.otherAdmin, { id: prefix });
+    expect(other.body.data.revokeApiKey.errors[0].code).toBe('NOT_FOUND');
+    const { body } = await post(t, REVOKE, keys.admin, { id: prefix });
+    expect(body.data.revokeApiKey.errors).toEqual([]);
+    expect(body.data.revokeApiKey.apiKey.id).toBe(victim.apiKeyId);
+    expect((await post(t, '{ me { role } }', victim.key)).body.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
   });
 
   it('refuses other-space and malformed ids (NOT_FOUND), an already revoked key (REVOKED), and non-admins (FORBIDDEN), changing nothing', async () => {

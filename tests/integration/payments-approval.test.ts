@@ -133,3 +133,37 @@ describe('payments never run without a person', () => {
     }
   });
 });
+
+describe('payments and the approval-request limit', () => {
+  it('with the block switched off, each payment request counts against APPROVAL_REQUESTS_PER_HOUR: the third of 2 is RATE_LIMITED and not recorded', async () => {
+    const s = await startTestServer({ env: { APPROVAL_REQUESTS_PER_HOUR: '2' } });
+    try {
+      const adminKey = (await createApiKey(s.app.db, { role: 'ADMIN', space: 'pay-limit' })).key;
+      const agentKey = (await createApiKey(s.app.db, { role: 'AGENT', space: 'pay-limit', user: 'quinn' })).key;
+      const post = async (query: string, variables: Record<string, unknown>, key: string) => {
+        const res = await fetch(`${s.url}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+          body: JSON.stringify({ query, variables }),
+        });
+        return ((await res.json()) as { data: any }).data;
+      };
+      const off = await post(`mutation { upsertSafetyRule(input: { actionType: "make_payment", kind: BLOCKED, enabled: false }) { errors { code } } }`, {}, adminKey);
+      expect(off.upsertSafetyRule.errors).toEqual([]);
+      const results = [];
+      for (let i = 0; i < 3; i += 1) {
+        const out = await post(
+          `mutation($input: CreateActionInput!) { createAction(input: $input) { action { status } errors { code retryAfterSeconds } } }`,
+          { input: { type: 'make_payment', payload: { amount: 10 + i, currency: 'EUR', recipient: 'ACME Ltd' } } },
+          agentKey,
+        );
+        results.push(out.createAction);
+      }
+      expect(results.slice(0, 2).map((r) => r.action?.status)).toEqual(['PENDING', 'PENDING']);
+      expect(results[2]).toMatchObject({ action: null, errors: [{ code: 'RATE_LIMITED', retryAfterSeconds: expect.any(Number) }] });
+      expect(await s.app.db.action.count({ where: { type: 'make_payment' } })).toBe(2);
+    } finally {
+      await s.close();
+    }
+  });
+});

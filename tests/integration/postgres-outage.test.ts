@@ -12,15 +12,15 @@ import { postGraphqlTimed } from '../helpers/http.js';
 let pg: OwnPostgres;
 let t: TestServer;
 
-/** Side effects performed, by idempotency key: a repeat under the same key performs nothing. */
-const performed = new Map<string, number>();
+/** Handler runs, by idempotency key (a run interrupted by the outage may be repeated under the same key). */
+const calls = new Map<string, number>();
 const outageHandler: ActionHandler = {
   name: 'test.outage-effect',
   kind: 'api',
   types: ['test_outage_effect'],
   isConfigured: () => true,
   async execute(ctx) {
-    if (!performed.has(ctx.idempotencyKey)) performed.set(ctx.idempotencyKey, (performed.get(ctx.idempotencyKey) ?? 0) + 1);
+    calls.set(ctx.idempotencyKey, (calls.get(ctx.idempotencyKey) ?? 0) + 1);
     await sleep(Number(ctx.action.payload.ms ?? 0));
     return { status: 'completed', provider: 'test', data: { done: true } };
   },
@@ -51,7 +51,7 @@ const post = (key: string, query: string, variables?: Record<string, unknown>) =
 const CREATE = 'mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status } errors { code message retryAfterSeconds } } }';
 
 describe('PostgreSQL outage', () => {
-  it('actions in flight when PostgreSQL stops for 5 s all end COMPLETED once it is back, each side effect performed once', async () => {
+  it('actions in flight when PostgreSQL stops for 5 s all end COMPLETED once it is back, with one receipt each and no attempt used up by the outage', async () => {
     const { key } = await createApiKey(t.app.db, { role: 'AGENT', space: 'pg-outage', user: 'lena' });
     const ids: string[] = [];
     for (let i = 0; i < 12; i++) {
@@ -76,7 +76,9 @@ describe('PostgreSQL outage', () => {
     }
     expect(statuses.sort()).toEqual(ids.map(() => 'COMPLETED'));
     for (const id of ids) {
-      expect(performed.get(`action:${id}`)).toBe(1);
+      // It ran (perhaps again, under the same idempotency key, after the outage cut it short) and
+      // completed exactly once: one receipt.
+      expect(calls.get(`action:${id}`)).toBeGreaterThanOrEqual(1);
       expect(await t.app.db.receipt.count({ where: { actionId: id } })).toBe(1);
     }
     // An outage used up no attempt: none of them was counted beyond the first.
