@@ -1,6 +1,6 @@
 import { DelayedError, Worker, type Job } from 'bullmq';
 import type { App } from './app.js';
-import { executeActionJob, NotYetError, type ExecutionDeps } from './engine/execution.js';
+import { executeActionJob, HandlerAttemptError, NotYetError, type ExecutionDeps } from './engine/execution.js';
 import { briefError, unavailableDependency } from './engine/infra-errors.js';
 import { ACTION_QUEUE_NAME, jobIdFor, type ActionJobData } from './engine/queue.js';
 
@@ -52,7 +52,8 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
         await job.moveToDelayed(error.at.getTime(), token);
         throw new DelayedError();
       }
-      const dependency = unavailableDependency(error);
+      // A handler's recorded failure is an attempt, whatever its message reads like.
+      const dependency = error instanceof HandlerAttemptError ? null : unavailableDependency(error);
       if (!dependency) throw error;
       // An outage of our own database or Redis is nobody's failure: try again shortly, with the
       // attempt not counted. Should this move fail too (Redis away), the job's lock expires and

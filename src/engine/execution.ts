@@ -10,7 +10,7 @@ import {
 } from '../handlers/types.js';
 import { appendAuditEntry } from './audit.js';
 import { inTransaction, type EngineDeps } from './deps.js';
-import { isInfrastructureError } from './infra-errors.js';
+import { isOwnInfrastructureError } from './infra-errors.js';
 import { MAX_ATTEMPTS, type ActionJobData } from './queue.js';
 import { publicErrorText } from './public-error.js';
 import { newReceiptNumber } from './receipts.js';
@@ -24,6 +24,14 @@ export class NotYetError extends Error {
   constructor(readonly at: Date) {
     super(`scheduled for ${at.toISOString()}; not yet`);
   }
+}
+
+/**
+ * A handler's attempt failed and is recorded (execution, audit, status): BullMQ retries it with
+ * backoff as one attempt. Never an outage of ours, whatever the handler's message says.
+ */
+export class HandlerAttemptError extends Error {
+  override name = 'HandlerAttemptError';
 }
 
 /** What the worker needs beyond the engine: the handlers and what they may use. */
@@ -206,7 +214,7 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
       // Our own database or Redis went away (e.g. under the handler's progress message): not the
       // handler's failure. The worker delays the job without counting an attempt; the repeat
       // marks this execution as interrupted and runs the handler again (idempotency key).
-      if (isInfrastructureError(error)) throw error;
+      if (isOwnInfrastructureError(error)) throw error;
       const permanent = error instanceof PermanentHandlerError;
       // Callers see what went wrong, not the machine (paths, stacks); the log keeps it all.
       const text = publicErrorText(error, { filesRoot: deps.services.filesRoot, spaceId: action.spaceId, userId: action.userId });
@@ -240,7 +248,7 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
       });
       if (permanent) continue;
       if (last) throw new UnrecoverableError(text);
-      throw error;
+      throw new HandlerAttemptError(text, { cause: error });
     }
     await finish(deps, action, execution.id, handler, attempt, result);
     return;

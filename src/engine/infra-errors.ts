@@ -42,13 +42,19 @@ export class RedisTimeoutError extends Error {
   }
 }
 
-/** Which of our dependencies `error` says is unavailable, or null when it is some other failure. */
-export function unavailableDependency(error: unknown, depth = 0): Dependency | null {
+/**
+ * Which of our dependencies `error` says is unavailable, or null when it is some other failure.
+ * `strict`: only errors our own clients raise (Prisma, its driver adapter, ioredis commands, our
+ * Redis timeout) count, not a bare message that merely reads like one — for errors a handler
+ * throws, which may come from a provider's own client ("Connection terminated" from an SDK is the
+ * provider's failure, not ours).
+ */
+export function unavailableDependency(error: unknown, depth = 0, strict = false): Dependency | null {
   if (depth > 5 || typeof error !== 'object' || error === null) return null;
   if (error instanceof RedisTimeoutError) return 'redis';
   if (error instanceof AggregateError) {
     for (const inner of error.errors) {
-      const found = unavailableDependency(inner, depth + 1);
+      const found = unavailableDependency(inner, depth + 1, strict);
       if (found) return found;
     }
   }
@@ -74,10 +80,11 @@ export function unavailableDependency(error: unknown, depth = 0): Dependency | n
     if (cause?.kind && ADAPTER_UNAVAILABLE_KINDS.has(cause.kind)) return 'postgres';
   }
   if (name === 'MaxRetriesPerRequestError' || (e.command !== undefined && REDIS_MESSAGES.test(message))) return 'redis';
+  if (strict) return unavailableDependency(e.cause, depth + 1, strict);
   if (REDIS_MESSAGES.test(message)) return 'redis';
   if (PG_MESSAGES.test(message)) return 'postgres';
   if (code && PG_UNAVAILABLE_STATES.test(code) && 'severity' in e) return 'postgres';
-  return unavailableDependency(e.cause, depth + 1);
+  return unavailableDependency(e.cause, depth + 1, strict);
 }
 
 /** A socket-level failure with no more to say which dependency it was (ECONNREFUSED, ECONNRESET…). */
@@ -89,6 +96,11 @@ export function isSocketError(error: unknown): boolean {
 /** Whether `error` is an outage of PostgreSQL or Redis (retryable; not the caller's or a handler's fault). */
 export function isInfrastructureError(error: unknown): boolean {
   return unavailableDependency(error) !== null;
+}
+
+/** Like {@link isInfrastructureError}, for errors a handler throws: only our own clients' errors count. */
+export function isOwnInfrastructureError(error: unknown): boolean {
+  return unavailableDependency(error, 0, true) !== null;
 }
 
 /**

@@ -162,6 +162,16 @@ const brokenHandler: ActionHandler = {
     throw new PermanentHandlerError('the provider refuses this request');
   },
 };
+// A provider whose own client fails with a message that reads like a database outage of ours.
+const lookalikeHandler: ActionHandler = {
+  name: 'test.lookalike',
+  kind: 'api',
+  types: ['test_lookalike'],
+  isConfigured: () => true,
+  async execute() {
+    throw new Error('Connection terminated unexpectedly');
+  },
+};
 const started: Array<{ note: string; at: number }> = [];
 const slowHandler: ActionHandler = {
   name: 'test.slow',
@@ -191,8 +201,8 @@ beforeAll(async () => {
   t = await startTestServer({
     env: { RETRY_BACKOFF_MS: '50', WORKER_CONCURRENCY: '1', RECONCILE_SECONDS: '3600' },
     app: {
-      extraHandlers: [flakyHandler, brokenHandler, slowHandler],
-      extraActionTypes: [testType('test_flaky'), testType('test_broken'), testType('test_slow')],
+      extraHandlers: [flakyHandler, brokenHandler, slowHandler, lookalikeHandler],
+      extraActionTypes: [testType('test_flaky'), testType('test_broken'), testType('test_slow'), testType('test_lookalike')],
     },
     worker: true,
   });
@@ -314,6 +324,19 @@ describe('execution', () => {
     expect(done.status).toBe('FAILED');
     expect(done.executions).toEqual([expect.objectContaining({ attempt: 1, status: 'FAILED', error: 'the provider refuses this request' })]);
     expect(done.error).toMatch(/the provider refuses this request/);
+  });
+});
+
+describe('handler failures that read like an outage', () => {
+  it('count as attempts: a handler failing with "Connection terminated" ends FAILED after 3 attempts, not retried forever', async () => {
+    const id = await create('test_lookalike', {});
+    const done = await waitFor(id, ['COMPLETED', 'FAILED']);
+    expect(done.status).toBe('FAILED');
+    expect(done.executions.map((e) => [e.attempt, e.status])).toEqual([
+      [1, 'FAILED'],
+      [2, 'FAILED'],
+      [3, 'FAILED'],
+    ]);
   });
 });
 

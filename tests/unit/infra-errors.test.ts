@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Prisma } from '../../src/generated/prisma/client.js';
 import { PermanentHandlerError } from '../../src/handlers/types.js';
-import { RedisTimeoutError, unavailableDependency, unavailableError, withRedisTimeout } from '../../src/engine/infra-errors.js';
+import { isOwnInfrastructureError, RedisTimeoutError, unavailableDependency, unavailableError, withRedisTimeout } from '../../src/engine/infra-errors.js';
 
 const known = (code: string, meta?: Record<string, unknown>, text = "Can't reach database server at 10.0.0.5:5432") =>
   new Prisma.PrismaClientKnownRequestError(`Invalid \`prisma.action.findUnique()\` invocation:\n\n${text}`, {
@@ -35,6 +35,15 @@ describe('unavailableDependency', () => {
     const fetchFailed = new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED 10.1.1.1:443'), { code: 'ECONNREFUSED' }) });
     expect(unavailableDependency(fetchFailed)).toBeNull();
     expect(unavailableDependency('a string')).toBeNull();
+  });
+
+  it('for errors a handler throws, counts only our own clients\' errors: a provider SDK message that reads like an outage is the handler\'s failure', () => {
+    expect(isOwnInfrastructureError(known('P1001'))).toBe(true);
+    expect(isOwnInfrastructureError(new RedisTimeoutError('the progress message', 2000))).toBe(true);
+    expect(isOwnInfrastructureError(Object.assign(new Error('Connection is closed.'), { command: { name: 'publish' } }))).toBe(true);
+    expect(isOwnInfrastructureError(new Error('Connection terminated unexpectedly'))).toBe(false);
+    expect(isOwnInfrastructureError(new Error('Command timed out'))).toBe(false);
+    expect(isOwnInfrastructureError(new Error('provider: Connection is closed.'))).toBe(false);
   });
 
   it('answers an outage as UNAVAILABLE with retryAfterSeconds, naming no host', () => {
