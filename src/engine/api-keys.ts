@@ -104,6 +104,8 @@ export async function createApiKey(db: PrismaClient, input: CreateApiKeyInput): 
     await appendAuditEntry(tx, {
       event: 'api_key.created',
       actor: input.actor ?? 'system',
+      ip: input.ip ?? null,
+      userAgent: input.userAgent ?? null,
       spaceId: space.id,
       data: { principalId: principal.id, role: input.role, prefix },
     });

@@ -88,6 +88,24 @@ export function checkSettings(settings: unknown): Record<string, unknown> {
   return settings;
 }
 
+/** What stands in for a secret-looking value found in stored settings. */
+export const REDACTED_SETTING = '[redacted: a secret in settings; move it to secrets]';
+
+/**
+ * Stored settings as they may be shown or audited: values under secret-looking keys, and values
+ * that look like credentials, replaced by {@link REDACTED_SETTING}. New settings cannot hold
+ * them ({@link checkSettings}); rows saved before that check existed still may.
+ */
+export function redactSettings(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return SECRET_VALUE.some((re) => re.test(value)) ? REDACTED_SETTING : value;
+  if (depth > MAX_DEPTH + 12) return REDACTED_SETTING;
+  if (Array.isArray(value)) return value.map((item) => redactSettings(item, depth + 1));
+  if (isPlainObject(value)) {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, looksSecret(key) ? REDACTED_SETTING : redactSettings(item, depth + 1)]));
+  }
+  return value;
+}
+
 function checkSecrets(secrets: unknown): Record<string, unknown> {
   if (!isPlainObject(secrets)) {
     throw new InvalidInputError('secrets must be a JSON object of named secrets (e.g. {"apiKey": "…"}), or null to remove them', ['input', 'secrets']);
@@ -206,7 +224,7 @@ export function secretNamesOf(deps: Pick<EngineDeps, 'secrets'>, config: Pick<Ha
 
 function auditState(deps: Pick<EngineDeps, 'secrets'>, config: HandlerConfig): HandlerConfigState {
   return {
-    settings: config.settings,
+    settings: redactSettings(config.settings) as HandlerConfig['settings'],
     enabled: config.enabled,
     hasSecrets: config.secretsCiphertext !== null,
     secretNames: secretNamesOf(deps, config),

@@ -15,8 +15,12 @@ export interface Identity {
 export interface Authenticator {
   /** The principal for an `Authorization` value (`Bearer ae_…`), or null for none/unknown/revoked. */
   authenticate(authorization: string | null | undefined): Promise<Principal | null>;
-  /** Like {@link authenticate}, with the key's id. */
-  identify(authorization: string | null | undefined): Promise<Identity | null>;
+  /**
+   * Like {@link authenticate}, with the key's id. `fresh`: read the key from the database even
+   * when it is cached (a long-lived WebSocket must not be accepted on a cached lookup of a key
+   * revoked a moment ago).
+   */
+  identify(authorization: string | null | undefined, options?: { fresh?: boolean }): Promise<Identity | null>;
   /** Drops a key from the cache at once (it was revoked, here or on another process). */
   forget(apiKeyId: string): void;
 }
@@ -28,13 +32,13 @@ export interface Authenticator {
  */
 export function createAuthenticator(db: PrismaClient, clock: () => number = Date.now): Authenticator {
   const cache = new Map<string, { identity: Identity | null; apiKeyId: string | null; until: number }>();
-  const identify = async (authorization: string | null | undefined): Promise<Identity | null> => {
+  const identify = async (authorization: string | null | undefined, options?: { fresh?: boolean }): Promise<Identity | null> => {
     const key = parseBearer(authorization);
     if (!key) return null;
     const hash = hashApiKey(key);
     const now = clock();
     const hit = cache.get(hash);
-    if (hit && hit.until > now) return hit.identity;
+    if (hit && hit.until > now && !options?.fresh) return hit.identity;
     const row = await db.apiKey.findUnique({
       where: { keyHash: hash },
       select: { id: true, revokedAt: true, principal: { select: { id: true, spaceId: true, role: true, userId: true, disabledAt: true } } },

@@ -36,7 +36,7 @@ export function rateUnitId(action: { id: string; requestedById: string; idempote
  * consumes nothing). Actions later rejected, cancelled, expired, failed or rolled back still
  * count: they were requested, and the limit is on requests. Rate-limited requests were never
  * recorded, so they do not count either. For the approval-request counter: every recorded
- * action that needed approval (it went to PENDING and mailed its user), of any type.
+ * action of that type that needed approval (it went to PENDING and asked its user).
  */
 export async function recordedUnits(db: PrismaClient, subject: RateLimitSubject, sinceMs: number): Promise<RecordedUnit[]> {
   const rows = await db.action.findMany({

@@ -148,7 +148,7 @@ export function createWsGuard(app: App, keyWatch: KeyWatch): WsGuard {
       }
       let identity;
       try {
-        identity = await app.auth.identify(authorization);
+        identity = await app.auth.identify(authorization, { fresh: true });
       } catch (error) {
         logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'cannot check a WebSocket key');
         socket.close(WS_CLOSE.tryAgainLater, 'cannot check the API key right now; try again later');

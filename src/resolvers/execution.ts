@@ -1,7 +1,7 @@
 import type { HandlerConfig as HandlerConfigRow, ManualTask as ManualTaskRow, Action } from '../generated/prisma/client.js';
 import { completeManualTask } from '../engine/manual-tasks.js';
 import { rollbackAction } from '../engine/rollback.js';
-import { secretNamesOf, upsertHandlerConfig } from '../engine/handler-configs.js';
+import { redactSettings, secretNamesOf, upsertHandlerConfig } from '../engine/handler-configs.js';
 import type { GraphQLContext } from '../context.js';
 import { Action as ActionRef, visibleActions } from './action.js';
 import { builder } from './builder.js';
@@ -31,7 +31,11 @@ const HandlerConfig = builder.prismaObject('HandlerConfig', {
     handler: t.exposeString('handler'),
     provider: t.exposeString('provider'),
     enabled: t.exposeBoolean('enabled'),
-    settings: t.expose('settings', { type: 'JSON', description: 'Non-secret settings.' }),
+    settings: t.field({
+      type: 'JSON',
+      description: 'Non-secret settings (a secret-looking value saved before secrets existed is shown redacted).',
+      resolve: (c) => redactSettings(c.settings),
+    }),
     hasSecrets: t.boolean({ description: 'Whether secrets are stored (encrypted; never returned).', resolve: (c) => c.secretsCiphertext !== null }),
     secretNames: t.stringList({ description: 'The names of the stored secrets, never their values.', resolve: (c, _args, ctx) => secretNamesOf(ctx.app.engine, c) }),
     spaceId: t.exposeID('spaceId', { nullable: true }),

@@ -23,8 +23,11 @@ type FeedItem = StatusEvent | typeof RESYNC;
  * the feed must re-read the database (actionStatus) or end with an error (actionEvents).
  */
 interface SpaceFeed {
-  /** The next event or RESYNC, or null once the feed is closed. */
-  next(): Promise<FeedItem | null>;
+  /**
+   * The next event or RESYNC, or null once the feed is closed. With `idleMs`, RESYNC also comes
+   * after that long without anything on the feed.
+   */
+  next(idleMs?: number): Promise<FeedItem | null>;
   /** Releases the Redis subscription and ends a pending `next()`; safe to call twice. */
   close(): void;
 }
@@ -96,12 +99,25 @@ async function openSpaceFeed(app: Pick<App, 'pubsub' | 'config' | 'subscriber'>,
     if (!buffer.includes(RESYNC)) deliver(RESYNC);
   });
   return {
-    next() {
+    next(idleMs) {
       const buffered = buffer.shift();
       if (buffered) return Promise.resolve(buffered);
       if (closed) return Promise.resolve(null);
       return new Promise((resolve) => {
-        waiting = resolve;
+        let timer: NodeJS.Timeout | undefined;
+        const wake = (item: FeedItem | null) => {
+          clearTimeout(timer);
+          resolve(item);
+        };
+        waiting = wake;
+        if (idleMs) {
+          timer = setTimeout(() => {
+            if (waiting !== wake) return;
+            waiting = null;
+            resolve(RESYNC);
+          }, idleMs);
+          timer.unref();
+        }
       });
     },
     close() {
@@ -147,6 +163,13 @@ function closeWithFeed<T>(generator: AsyncGenerator<T>, feed: SpaceFeed): AsyncG
 type ActionScopeRow = { id: string; spaceId: string; userId: string; type: string };
 
 /**
+ * How long an actionStatus stream waits without news before it re-reads the action's updates
+ * from the database: a lost publish (Redis slow or away for the publisher only) delays an update
+ * by at most this much, never for good. One indexed query per idle stream per period.
+ */
+const STATUS_STREAM_IDLE_RECHECK_MS = 5_000;
+
+/**
  * The current state, then every later status update of one action in `seq` order, each once.
  * Ends after a terminal status ({@link isTerminal}). COMPLETED is deliberately not terminal here:
  * a completed action can still be ROLLED_BACK, and a client watching it must see that.
@@ -156,10 +179,11 @@ async function* actionStatusStream(app: App, feed: SpaceFeed, action: ActionScop
     let last = current;
     yield current;
     if (isTerminal(current.status)) return;
-    for (let item = await feed.next(); item; item = await feed.next()) {
+    for (let item = await feed.next(STATUS_STREAM_IDLE_RECHECK_MS); item; item = await feed.next(STATUS_STREAM_IDLE_RECHECK_MS)) {
       if (item === RESYNC) {
-        // Redis was away: whatever was published meanwhile is lost. Read everything after the
-        // last update sent from the database (the truth), then go on with the feed.
+        // Redis was away, or nothing came for a while (a publish may have been lost: it is not
+        // retried): read everything after the last update sent from the database (the truth),
+        // then go on with the feed.
         const missed = await app.db.statusUpdate.findMany({ where: { actionId: action.id, seq: { gt: last.seq } }, orderBy: { seq: 'asc' } });
         for (const update of missed) {
           const next = statusEvent(action, update);

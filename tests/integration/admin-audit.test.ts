@@ -92,5 +92,9 @@ describe('admin changes are audited with before and after', () => {
       { event: 'user.email_changed', actor: adminPrincipal, userAgent: 'admin-audit-test', data: { userId: first.userId, before: 'lee@example.com', after: 'attacker@evil.test' } },
       { event: 'user.email_changed', actor: 'system:cli', userAgent: null, data: { userId: first.userId, before: 'attacker@evil.test', after: 'lee@new.example.com' } },
     ]);
+    // The key creations themselves carry who made them and from where.
+    const created = (await entries('api_key.created')).filter((e) => e.actor === adminPrincipal);
+    expect(created.length).toBeGreaterThanOrEqual(3);
+    for (const entry of created) expect(entry.userAgent).toBe('admin-audit-test');
   });
 });

@@ -32,6 +32,12 @@ beforeAll(async () => {
     viewport: { width: 1400, height: 900 },
   });
   page = browser.pages()[0] ?? (await browser.newPage());
+  // Offline for real: every request to another host is aborted, as with no internet.
+  const origin = new URL(t.url).origin;
+  await browser.route(
+    (url) => url.origin !== origin,
+    (route) => route.abort('internetdisconnected'),
+  );
   page.on('request', (r) => requests.push(r.url()));
   page.on('websocket', (ws) => requests.push(ws.url()));
   page.on('console', (m) => {

@@ -256,6 +256,27 @@ describe('handler secrets (upsertHandlerConfig)', () => {
     expect(await storedRows()).toEqual(before);
   });
 
+  it('a secret saved in settings before secrets existed is shown and audited redacted, never in clear', async () => {
+    const spaceId = (await app.db.space.findUniqueOrThrow({ where: { slug: 'vault' } })).id;
+    // A row as the old upsertHandlerConfig could store it: the credential among the settings.
+    await app.db.handlerConfig.create({
+      data: { configKey: `${spaceId}:probe.api:legacy`, spaceId, handler: 'probe.api', provider: 'legacy', settings: { baseUrl: 'https://legacy.example', apiKey: SECRET_2, auth: `Bearer ${SECRET_2}` } },
+    });
+    const listed = await gql(CONFIGS, {}, admin);
+    expect(listed.text).not.toContain(SECRET_2);
+    const legacy = listed.body.data.handlerConfigs.find((c: { provider: string }) => c.provider === 'legacy');
+    expect(legacy.settings).toEqual({ baseUrl: 'https://legacy.example', apiKey: expect.stringMatching(/redacted/), auth: expect.stringMatching(/redacted/) });
+    // Changing only `enabled` keeps the stored settings; the audit's before/after show them redacted.
+    const updated = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'legacy', enabled: false } }, admin);
+    expect(updated.body.data.upsertHandlerConfig.errors).toEqual([]);
+    expect(updated.text).not.toContain(SECRET_2);
+    const audit = await gql(AUDIT, { filter: { event: ['handler_config.upserted'] } }, admin);
+    const entry = audit.body.data.auditLog.edges.map((e: any) => e.node).find((n: any) => n.data.provider === 'legacy');
+    expect(entry.data.before.settings.apiKey).toMatch(/redacted/);
+    expect(entry.data.after).toMatchObject({ enabled: false, settings: { baseUrl: 'https://legacy.example' } });
+    expect(audit.text).not.toContain(SECRET_2);
+  });
+
   it('cannot be opened with another SECRETS_KEY: the handler fails with a clear, permanent error naming the keys', async () => {
     await gql(UPSERT, { input: { handler: 'probe.api', provider: 'other', secrets: { apiKey: SECRET } } });
     const row = (await app.db.handlerConfig.findMany({ where: { provider: 'other' } }))[0]!;

@@ -283,6 +283,20 @@ describe('actionStatus', () => {
     w.stop();
   });
 
+  it('delivers an update whose publish was lost even when nothing follows it: the idle stream re-reads the database within a few seconds', async () => {
+    const id = await create(t, keys.agent, 'move_file');
+    const w = watch(t.wsClient({ apiKey: keys.agent }), ActionStatus, { actionId: id });
+    await w.until((x) => x.events.length > 0, 'the current state');
+    // The last change of the action, committed and never published.
+    await t.app.db.$transaction(async (tx) => {
+      const { statusSeq } = await tx.action.update({ where: { id }, data: { status: 'CANCELLED', statusSeq: { increment: 1 } } });
+      await tx.statusUpdate.create({ data: { actionId: id, seq: statusSeq, status: 'CANCELLED', message: 'cancelled, never published' } });
+    });
+    await w.until((x) => seen(x, id, 'CANCELLED'), 'CANCELLED from the database', 8000);
+    expect(w.events.at(-1)!.message).toBe('cancelled, never published');
+    w.stop();
+  }, 15_000);
+
   it('refuses an action the caller may not read, and a caller without a key', async () => {
     const id = await create(t, keys.agent, 'move_file');
     for (const [key, actionId] of [
