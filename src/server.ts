@@ -186,7 +186,14 @@ export function createApiServer(app: App): ApiServer {
           if (error instanceof GraphQLError) return [error];
           throw error;
         }
-        const errors = validate(schema, document);
+        let errors: readonly GraphQLError[];
+        try {
+          errors = validate(schema, document);
+        } catch (error) {
+          // graphql-armor's limits (depth, cost, aliases, directives) throw from validation.
+          if (error instanceof GraphQLError) return [error];
+          throw error;
+        }
         if (errors.length > 0) return errors;
         if (!getOperationAST(document, payload.operationName ?? undefined)) {
           return [

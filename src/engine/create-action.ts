@@ -195,10 +195,12 @@ async function releaseQuota(deps: EngineDeps, principal: Principal, idempotencyK
   if (quota.owned.length === 0) return;
   try {
     if (idempotencyKey) {
-      const recorded = await deps.db.idempotencyRecord.findUnique({
-        where: { principalId_key: { principalId: principal.id, key: idempotencyKey } },
-        select: { actionId: true },
-      });
+      // When the database cannot say (it is what just failed this request), the unit is given
+      // back: a duplicate that recorded the action meanwhile is the rare case, and a unit counted
+      // for nothing recorded is what the caller must never pay.
+      const recorded = await deps.db.idempotencyRecord
+        .findUnique({ where: { principalId_key: { principalId: principal.id, key: idempotencyKey } }, select: { actionId: true } })
+        .catch(() => null);
       if (recorded) return;
     }
     for (const subject of quota.owned) await deps.rateLimiter.release(subject, quota.unitId);

@@ -275,6 +275,11 @@ describe('a bad operation on graphql-ws', () => {
       'unknown-op': { query: STATUS, operationName: 'Missing', variables: { id: action } },
       'two-ops': { query: `${STATUS} query Q { apiVersion }`, variables: { id: action } },
       'too-many-tokens': { query: `{ ${'apiVersion '.repeat(4000)}}` },
+      // graphql-armor's limits, which throw from validation.
+      'too-deep': { query: `{ ${'a { '.repeat(15)}b${' }'.repeat(15)} }` },
+      'too-many-aliases': { query: `{ ${Array.from({ length: 300 }, (_, i) => `a${i}: apiVersion`).join(' ')} }` },
+      'too-many-directives': { query: `{ apiVersion ${'@include(if: true) '.repeat(60)}}` },
+      'too-costly': { query: '{ actions(first: 100000000) { edges { node { id receipts { id } executions { id } } } } }' },
     };
     for (const [id, payload] of Object.entries(bad)) {
       ws.send({ id, type: 'subscribe', payload });

@@ -7,6 +7,7 @@ import type { ActionHandler } from '../../src/handlers/types.js';
 import { startOwnPostgres, type OwnPostgres } from '../helpers/own-services.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { postGraphqlTimed } from '../helpers/http.js';
+import { Client as PgClient } from 'pg';
 
 // PostgreSQL of this file's own, stopped on purpose; the server and an in-process worker use it.
 let pg: OwnPostgres;
@@ -132,5 +133,45 @@ describe('PostgreSQL outage', () => {
       answer = await post(key, CREATE, { input: { type: 'test_outage_effect', payload: {} } });
     }
     expect(answer.body.data.createAction.action.status).toBe('APPROVED');
+  }, 60_000);
+
+  it('gives back the rate-limit unit of a request whose write PostgreSQL dropped, idempotency key or not', async () => {
+    const { key, userId } = await createApiKey(t.app.db, { role: 'AGENT', space: 'pg-quota', user: 'nils' });
+    const current = async () =>
+      (await post(key, 'query($u: ID!) { rateLimits(userId: $u, type: "create_document") { current } }', { u: userId })).body.data.rateLimits.map(
+        (r: { current: number }) => r.current,
+      );
+    expect(await current()).toEqual([0]);
+    // The insert of this user's actions sleeps, so PostgreSQL can go away in the middle of it:
+    // after the safety rules were read and the unit was counted.
+    const admin = new PgClient({ connectionString: pg.url });
+    await admin.connect();
+    await admin.query(`CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NEW; END $$`);
+    await admin.query(`CREATE TRIGGER slow_insert BEFORE INSERT ON "Action" FOR EACH ROW WHEN (NEW."userId" = '${userId}') EXECUTE FUNCTION slow_insert()`);
+    await admin.end();
+    const doc = (i: number) => ({ type: 'create_document', payload: { title: `Doc ${i}`, content: 'x' } });
+    const answers = Promise.all([post(key, CREATE, { input: doc(1) }), post(key, CREATE, { input: { ...doc(2), idempotencyKey: 'nils-2' } })]);
+    await sleep(1000);
+    await pg.stop();
+    let settled;
+    try {
+      settled = await answers;
+    } finally {
+      await pg.start();
+    }
+    for (const answer of settled) expect(answer.body.data.createAction.errors[0].code).toMatch(/UNAVAILABLE/);
+    const admin2 = new PgClient({ connectionString: pg.url });
+    for (let i = 0; i < 40; i++) {
+      try {
+        await admin2.connect();
+        break;
+      } catch {
+        await sleep(250);
+      }
+    }
+    await admin2.query('DROP TRIGGER slow_insert ON "Action"');
+    await admin2.end();
+    expect(await t.app.db.action.count({ where: { userId: userId! } })).toBe(0);
+    expect(await current()).toEqual([0]);
   }, 60_000);
 });
