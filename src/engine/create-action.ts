@@ -22,6 +22,7 @@ import { evaluateSafety, type SafetyVerdict } from './safety.js';
 import { initialStatus } from './statuses.js';
 import { approvalRequestQuota, rateUnitId } from './quota.js';
 import type { RateLimitSubject } from './rate-limiter.js';
+import { briefError } from './infra-errors.js';
 
 export interface CreateActionInput {
   type: string;
@@ -180,6 +181,9 @@ async function consumeQuota(
       if (counted.counted) quota.owned.push(subject);
     }
   } catch (error) {
+    if (error instanceof SafetyUnavailableError) {
+      deps.logger.warn({ err: briefError((error as Error & { cause?: unknown }).cause ?? error) }, 'rate-limit counters unavailable; the request is refused (fail closed)');
+    }
     await releaseQuota(deps, principal, null, quota);
     throw error;
   }

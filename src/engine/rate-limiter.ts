@@ -345,10 +345,12 @@ function describeWindow(seconds: number): string {
   return `${seconds} s`;
 }
 
+/** What the caller is told: the problem, never the client library's text (that stays in `cause`, for the log). */
+const UNAVAILABLE_MESSAGE = 'the rate-limit counters cannot be read right now; nothing was recorded, try again shortly';
+
 function unavailable(err: unknown): SafetyUnavailableError {
   if (err instanceof SafetyUnavailableError) return err;
-  const message = err instanceof Error ? err.message : String(err);
-  const error = new SafetyUnavailableError(`rate-limit counters unavailable: ${message}`);
+  const error = new SafetyUnavailableError(UNAVAILABLE_MESSAGE);
   Object.defineProperty(error, 'cause', { value: err, enumerable: false, configurable: true, writable: true });
   return error;
 }
@@ -362,7 +364,7 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      reject(new SafetyUnavailableError(`rate-limit counters unavailable: Redis did not answer within ${ms} ms`));
+      reject(unavailable(new Error(`Redis did not answer within ${ms} ms`)));
     }, ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));

@@ -11,7 +11,15 @@ import type { Logger } from '../logger.js';
  * "Unexpected error.". Everything else unexpected stays masked.
  */
 export function createMaskError(logger: Logger): MaskError {
-  return (error, message, isDev) => {
+  return (error, message) => {
+    // Yoga's request parser puts the JSON parser's message (which quotes the body) in
+    // `extensions.originalError`: the caller gets the problem, not their input back.
+    if (error instanceof GraphQLError && !error.originalError && error.extensions?.originalError) {
+      // Replaced in place, not removed: Yoga answers such a request error with 400 (not 200)
+      // because it carries one.
+      (error.extensions as Record<string, unknown>).originalError = { name: 'BadRequest', message: error.message };
+      return error;
+    }
     const original = error instanceof GraphQLError ? (error.originalError ?? error) : error;
     // An expected refusal thrown outside a mutation payload (a query, a subscription) keeps its
     // code and field.
@@ -27,7 +35,9 @@ export function createMaskError(logger: Logger): MaskError {
       });
     }
     const unavailable = unavailableError(original);
-    if (!unavailable) return yogaMaskError(error, message, isDev);
+    // Never in development mode either: `extensions.originalError` would echo a caller's input
+    // (a malformed body) and the machine's details back.
+    if (!unavailable) return yogaMaskError(error, message, false);
     logger.warn({ dependency: unavailableDependency(original), err: briefError(original) }, 'request met an unavailable dependency');
     const located = error instanceof GraphQLError ? error : null;
     return new GraphQLError(unavailable.message, {

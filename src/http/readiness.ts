@@ -20,10 +20,19 @@ async function timed(check: () => Promise<unknown>): Promise<{ ok: boolean; erro
     ]);
     return { ok: true, latencyMs: Math.round(performance.now() - started) };
   } catch (error) {
-    return { ok: false, error: describe(error) };
+    return { ok: false, error: withoutAddresses(describe(error)) };
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** /readyz answers anyone: it says what is down, not where it lives (hosts, ports, addresses stay in the log). */
+function withoutAddresses(text: string): string {
+  return text
+    .replace(/\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b/g, '[address]')
+    .replace(/\[[0-9a-f:]+\](?::\d+)?/gi, '[address]')
+    .replace(/\b(at|to|connect(?:ing)? to) [A-Za-z0-9.-]+:\d+/g, '$1 [address]')
+    .slice(0, 300);
 }
 
 function describe(error: unknown): string {

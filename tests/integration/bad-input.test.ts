@@ -296,6 +296,18 @@ describe('HTTP edge', () => {
     expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
   });
 
+  it('a malformed JSON body gets 400 naming the problem, without echoing the body or library details', async () => {
+    const res = await fetch(`${t.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${agent}` },
+      body: '{"query": "{ apiVersion }", "variables": {"secretish": "echo-me-not" ',
+    });
+    const text = await res.text();
+    expect(res.status).toBe(400);
+    expect(text).toMatch(/POST body sent invalid JSON/);
+    expect(text).not.toMatch(/echo-me-not|SyntaxError|position \d+|at JSON\.parse/);
+  });
+
   it('still accepts a small chunked body', async () => {
     const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = request(`${t.url}/graphql`, {

@@ -119,6 +119,10 @@ describe('PostgreSQL outage', () => {
       }
       const ready = await fetch(`${t.url}/readyz`);
       expect(ready.status).toBe(503);
+      // It says what is down, not where it lives.
+      const readyText = await ready.text();
+      expect(readyText).toMatch(/postgres/);
+      expect(readyText).not.toMatch(/127\.0\.0\.1|:\d{4,5}\b/);
       // An approval link followed during the outage: retryable, not an internal error.
       const page = await fetch(`${t.url}/approvals/${randomBytes(32).toString('base64url')}`);
       expect(page.status).toBe(503);

@@ -234,7 +234,9 @@ describe('rate limiter (real Redis)', () => {
     const err = await limiter.consume(subject(), [{ limit: 5, windowSeconds: 60 }], 'u').catch((e: unknown) => e);
     const elapsed = performance.now() - started;
     expect(err).toBeInstanceOf(SafetyUnavailableError);
-    expect((err as Error).message).toMatch(/300 ms/);
+    // The caller is told the problem; the driver's words stay in `cause`, for the log.
+    expect((err as Error).message).toMatch(/rate-limit counters cannot be read/);
+    expect(String(((err as Error).cause as Error)?.message)).toMatch(/300 ms/);
     expect(elapsed).toBeGreaterThanOrEqual(290);
     expect(elapsed).toBeLessThan(1000);
     await expect(limiter.status(subject(), [{ limit: 5, windowSeconds: 60 }])).rejects.toBeInstanceOf(SafetyUnavailableError);
@@ -256,7 +258,9 @@ describe('rate limiter (real Redis)', () => {
     await redis.set(`${prefix}:rl:wrongtype:${s.userId}:send_email`, 'not a sorted set');
     const err = await limiter.consume(s, [{ limit: 5, windowSeconds: 60 }], 'u').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SafetyUnavailableError);
-    expect((err as Error).message).toMatch(/WRONGTYPE/);
+    // The caller is told the problem; the driver's words stay in `cause`, for the log.
+    expect((err as Error).message).toMatch(/rate-limit counters cannot be read/);
+    expect(String(((err as Error).cause as Error)?.message)).toMatch(/WRONGTYPE/);
   });
 
   it('refuses everything under a limit of 0 and rejects malformed windows before touching Redis', async () => {
@@ -340,7 +344,9 @@ describe('rate limiter (real Redis)', () => {
     });
     const err = await limiter.consume(subject(), [{ limit: 5, windowSeconds: 60 }], 'u').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SafetyUnavailableError);
-    expect((err as Error).message).toMatch(/database down/);
+    // The caller is told the problem; the driver's words stay in `cause`, for the log.
+    expect((err as Error).message).toMatch(/rate-limit counters cannot be read/);
+    expect(String(((err as Error).cause as Error)?.message)).toMatch(/database down/);
   });
 
   it('own Redis: consume 5 of 5/hour, Redis restarts empty, the 6th is refused and the counts are right (rebuilt from the record)', async () => {
