@@ -148,7 +148,10 @@ builder.mutationFields((t) => ({
           );
         }
         if (!isRate && (input.limit != null || input.windowSeconds != null)) {
-          throw new InvalidInputError(`limit and windowSeconds apply to RATE_LIMIT rules only, not ${input.kind}`, ['input', 'limit']);
+          throw new InvalidInputError(`limit and windowSeconds apply to RATE_LIMIT rules only, not ${input.kind}`, [
+            'input',
+            input.limit != null ? 'limit' : 'windowSeconds',
+          ]);
         }
         const fields = {
           spaceId: p.spaceId,

@@ -268,6 +268,9 @@ describe('strings, dates and depth at the edge', () => {
       });
     }
     expect(await t.app.db.safetyRule.count()).toBe(before);
+    const notRate = await gql(upsert, { input: { actionType: 'send_email', kind: 'BLOCKED', windowSeconds: 60 } }, admin);
+    expect(notRate.data!.upsertSafetyRule.errors).toEqual([expect.objectContaining({ code: 'INVALID_INPUT', field: ['input', 'windowSeconds'] })]);
+    expect(await t.app.db.safetyRule.count()).toBe(before);
     const edge = await gql(upsert, { input: { actionType: 'send_email', kind: 'RATE_LIMIT', limit: 1_000_000, windowSeconds: 366 * 86_400 } }, admin);
     expect(edge.data!.upsertSafetyRule.errors).toEqual([]);
   });
