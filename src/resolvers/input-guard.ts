@@ -1,12 +1,17 @@
 import type { Plugin } from 'graphql-yoga';
 import { GraphQLError, Kind, type ASTNode, type DocumentNode, type SelectionSetNode, type ValueNode } from 'graphql';
+import { controlCharacterProblem } from '../engine/input-text.js';
 
 /** Deepest JSON value accepted anywhere (`payload`, `settings`, `outcome`, variables). */
 export const MAX_JSON_DEPTH = 32;
 
-/** What is wrong with one string, or null. */
+/**
+ * What is wrong with one string, or null: a control character other than TAB, LF and CR
+ * (NUL, the rest of C0, DEL, C1), or an unpaired surrogate.
+ */
 export function stringProblem(value: string): string | null {
-  if (value.includes('\0')) return 'contains a NUL character (U+0000), which is not allowed';
+  const control = controlCharacterProblem(value);
+  if (control) return control;
   // A high surrogate not followed by a low one, or a low one not preceded by a high one.
   if (/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(value)) {
     return 'contains an unpaired UTF-16 surrogate (not valid Unicode text)';
@@ -21,8 +26,8 @@ export interface InputProblem {
 }
 
 /**
- * The first problem in a JSON-like value: a string (or object key) with NUL or an unpaired
- * surrogate, or nesting deeper than `maxDepth`. Iterative, so a 5,000-deep value costs nothing
+ * The first problem in a JSON-like value: a string (or object key) with a control character
+ * other than TAB, LF and CR, or an unpaired surrogate, or nesting deeper than `maxDepth`. Iterative, so a 5,000-deep value costs nothing
  * beyond the walk to its 33rd level.
  */
 export function findInputProblem(value: unknown, maxDepth = MAX_JSON_DEPTH): InputProblem | null {
@@ -113,7 +118,8 @@ function invalidInput(where: string, problem: InputProblem, field: string[]): Gr
 
 /**
  * Checks every string a caller sends (arguments written in the query and variables, object
- * keys included) for NUL characters and unpaired surrogates, and every value for nesting
+ * keys included) for control characters other than TAB, LF and CR (C0, DEL, C1) and unpaired
+ * surrogates, and every value for nesting
  * deeper than {@link MAX_JSON_DEPTH}, before the operation runs: over HTTP and graphql-ws
  * alike, it answers with a validation error naming the argument or variable, and nothing runs.
  */

@@ -53,12 +53,17 @@ const ActionTypeInfo = builder
     }),
   });
 
+/** Longest RATE_LIMIT window: 366 days. */
+const MAX_RULE_WINDOW_SECONDS = 366 * 24 * 60 * 60;
+/** Most actions a RATE_LIMIT rule may allow per window. */
+const MAX_RULE_LIMIT = 1_000_000;
+
 const SafetyRuleInput = builder.inputType('SafetyRuleInput', {
   fields: (t) => ({
     actionType: t.string({ required: true }),
     kind: t.field({ type: SafetyRuleKindEnum, required: true }),
-    limit: t.int({ required: false, description: 'RATE_LIMIT: actions per window, per user.' }),
-    windowSeconds: t.int({ required: false, description: 'RATE_LIMIT: the window.' }),
+    limit: t.int({ required: false, description: 'RATE_LIMIT: actions per window, per user (1 to 1,000,000).' }),
+    windowSeconds: t.int({ required: false, description: 'RATE_LIMIT: the window, in seconds (1 to 31,622,400, i.e. 366 days).' }),
     enabled: t.boolean({ required: false, description: 'Default true; false switches a default rule off for this space.' }),
     description: t.string({ required: false }),
   }),
@@ -130,14 +135,23 @@ builder.mutationFields((t) => ({
         const p = ctx.principal!;
         ctx.app.engine.types.get(input.actionType);
         const isRate = input.kind === 'RATE_LIMIT';
-        if (isRate && (!input.limit || input.limit < 0 || !input.windowSeconds || input.windowSeconds < 1)) {
-          throw new InvalidInputError('a RATE_LIMIT rule needs limit ≥ 0 and windowSeconds ≥ 1', [
-            'input',
-            !input.windowSeconds || input.windowSeconds < 1 ? 'windowSeconds' : 'limit',
-          ]);
+        if (isRate && (input.windowSeconds == null || input.windowSeconds < 1 || input.windowSeconds > MAX_RULE_WINDOW_SECONDS)) {
+          throw new InvalidInputError(
+            `a RATE_LIMIT rule needs windowSeconds from 1 to ${MAX_RULE_WINDOW_SECONDS.toLocaleString('en-US')} (366 days), not ${input.windowSeconds ?? 'none'}`,
+            ['input', 'windowSeconds'],
+          );
+        }
+        if (isRate && (input.limit == null || input.limit < 1 || input.limit > MAX_RULE_LIMIT)) {
+          throw new InvalidInputError(
+            `a RATE_LIMIT rule needs limit from 1 to ${MAX_RULE_LIMIT.toLocaleString('en-US')} actions per window, not ${input.limit ?? 'none'}`,
+            ['input', 'limit'],
+          );
         }
         if (!isRate && (input.limit != null || input.windowSeconds != null)) {
-          throw new InvalidInputError(`limit and windowSeconds apply to RATE_LIMIT rules only, not ${input.kind}`, ['input', 'limit']);
+          throw new InvalidInputError(`limit and windowSeconds apply to RATE_LIMIT rules only, not ${input.kind}`, [
+            'input',
+            input.limit != null ? 'limit' : 'windowSeconds',
+          ]);
         }
         const fields = {
           spaceId: p.spaceId,

@@ -30,7 +30,10 @@ function parseDate(value: unknown): Date {
   return parsed.date;
 }
 
-/** A JSON value as it may be stored: no NUL, no unpaired surrogate, at most MAX_JSON_DEPTH deep. */
+/**
+ * A JSON value as it may be stored: no control character other than TAB, LF and CR, no
+ * unpaired surrogate (in strings and keys), at most MAX_JSON_DEPTH deep.
+ */
 function checkedJson(value: unknown): unknown {
   const problem = findInputProblem(value, MAX_JSON_DEPTH);
   if (problem) {
@@ -43,7 +46,7 @@ function checkedJson(value: unknown): unknown {
 /** Any JSON value. */
 export const JsonScalar = new GraphQLScalarType<unknown, unknown>({
   name: 'JSON',
-  description: `Any JSON value, nested at most ${MAX_JSON_DEPTH} levels deep, without NUL characters or unpaired surrogates.`,
+  description: `Any JSON value, nested at most ${MAX_JSON_DEPTH} levels deep, without unpaired surrogates or control characters other than TAB, LF and CR (U+0000–U+0008, U+000B, U+000C, U+000E–U+001F, U+007F–U+009F are refused) in its strings and keys.`,
   serialize: (value) => value,
   parseValue: (value) => checkedJson(value),
   parseLiteral: (ast, variables) => checkedJson(jsonLiteral(ast, variables)),

@@ -197,6 +197,84 @@ describe('strings, dates and depth at the edge', () => {
     expect(await actionCount()).toBe(before);
   });
 
+  it('createAction refuses control characters (C0 but TAB/LF/CR, DEL, C1) with INVALID_INPUT naming the field, and line breaks or bidi controls in single-line fields with INVALID_PAYLOAD; nothing is written', async () => {
+    const before = await actionCount();
+    const email = (subject: string, body = 'b') => ({ input: { type: 'send_email', payload: { to: ['a@b.co'], subject, body } } });
+    // In a variable, anywhere in the payload (keys too), and in other arguments.
+    for (const c of ['\u0001', '\u0008', '\u000b', '\u001b', '\u007f', '\u0080', '\u009f']) {
+      const out = await gql(create, email('s', `x${c}y`));
+      expect(out.errors?.[0]?.extensions, JSON.stringify(c)).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'payload', 'body'] });
+      expect(out.errors?.[0]?.message).toMatch(/control character U\+00[0-9A-F]{2}, which is not allowed/);
+    }
+    const key = await gql(create, { input: { type: 'create_document', payload: { title: 't', content: 'c', ['x\u0007']: 1 } } });
+    expect(key.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'payload', 'x\u0007'] });
+    const idem = await gql(create, { input: { type: 'create_document', payload: { title: 't', content: 'c' }, idempotencyKey: 'k\u001b' } });
+    expect(idem.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'idempotencyKey'] });
+    // Written in the query as a literal.
+    const literal = await gql('mutation { createAction(input: { type: "create_document", payload: { title: "a\\u0085b", content: "c" } }) { errors { code } } }');
+    expect(literal.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'payload', 'title'] });
+    // In the other JSON arguments (settings, outcome).
+    const settings = await gql(
+      'mutation($s: JSON!) { upsertHandlerConfig(input: { handler: "manual", provider: "*", settings: $s }) { errors { code } } }',
+      { s: { note: 'a\u007fb' } },
+      admin,
+    );
+    expect(settings.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['s', 'note'] });
+    const outcome = await gql(
+      'mutation { completeManualTask(id: "00000000-0000-4000-8000-000000000000", outcome: { note: "a\\u0002b" }) { errors { code } } }',
+      {},
+      operator,
+    );
+    expect(outcome.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['outcome', 'note'] });
+
+    // Header injection in a single-line field: a payload error naming the field and what is not allowed.
+    const injected = await gql(create, email('hi\r\nBcc: evil@x.co'));
+    expect(injected.errors).toBeUndefined();
+    expect(injected.data!.createAction).toEqual({
+      action: null,
+      errors: [
+        {
+          code: 'INVALID_PAYLOAD',
+          field: ['payload', 'subject'],
+          message: 'payload.subject: must be a single line: contains a line break (U+000D CR); CR, LF, U+2028 and U+2029 are not allowed here',
+        },
+      ],
+    });
+    const bidi = await gql(create, { input: { type: 'create_document', payload: { title: 'invoice\u202Efdp.exe', content: 'c' } } });
+    expect(bidi.data!.createAction.errors).toEqual([
+      expect.objectContaining({ code: 'INVALID_PAYLOAD', field: ['payload', 'title'], message: expect.stringMatching(/U\+202E; override and isolate characters/) }),
+    ]);
+    expect(await actionCount()).toBe(before);
+
+    // Multi-line fields keep CR, LF and TAB.
+    const ok = await gql(create, email('Report', 'line 1\r\nline 2\n\tindented'));
+    expect(ok.data!.createAction.errors).toEqual([]);
+    expect(await actionCount()).toBe(before + 1);
+  });
+
+  it('upsertSafetyRule refuses a RATE_LIMIT window over 366 days or a limit over 1,000,000 with INVALID_INPUT naming the field; no rule is written', async () => {
+    const upsert = 'mutation($input: SafetyRuleInput!) { upsertSafetyRule(input: $input) { rule { id } errors { code field message } } }';
+    const before = await t.app.db.safetyRule.count();
+    for (const [limit, windowSeconds, field] of [
+      [10, 366 * 86_400 + 1, 'windowSeconds'],
+      [10, 0, 'windowSeconds'],
+      [1_000_001, 3600, 'limit'],
+      [0, 3600, 'limit'],
+    ] as const) {
+      const out = await gql(upsert, { input: { actionType: 'send_email', kind: 'RATE_LIMIT', limit, windowSeconds } }, admin);
+      expect(out.data!.upsertSafetyRule, `${limit}/${windowSeconds}`).toEqual({
+        rule: null,
+        errors: [{ code: 'INVALID_INPUT', field: ['input', field], message: expect.stringMatching(field === 'limit' ? /limit from 1 to 1,000,000/ : /windowSeconds from 1 to 31,622,400 \(366 days\)/) }],
+      });
+    }
+    expect(await t.app.db.safetyRule.count()).toBe(before);
+    const notRate = await gql(upsert, { input: { actionType: 'send_email', kind: 'BLOCKED', windowSeconds: 60 } }, admin);
+    expect(notRate.data!.upsertSafetyRule.errors).toEqual([expect.objectContaining({ code: 'INVALID_INPUT', field: ['input', 'windowSeconds'] })]);
+    expect(await t.app.db.safetyRule.count()).toBe(before);
+    const edge = await gql(upsert, { input: { actionType: 'send_email', kind: 'RATE_LIMIT', limit: 1_000_000, windowSeconds: 366 * 86_400 } }, admin);
+    expect(edge.data!.upsertSafetyRule.errors).toEqual([]);
+  });
+
   it('refuses impossible dates (2030-02-31, year 0000, hour 24) in DateTime arguments', async () => {
     for (const when of ['2030-02-31T10:00:00Z', '0000-01-01T00:00:00Z', '2030-01-01T24:00:00Z']) {
       const out = await gql(create, { input: { type: 'create_document', payload: { title: 't', content: 'c' }, scheduledFor: when } });

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { ActionTypeRegistry, BUILT_IN_ACTION_TYPES, USER_PATH_PATTERN } from '../../src/engine/action-types.js';
+import {
+  ActionTypeRegistry,
+  BUILT_IN_ACTION_TYPES,
+  FILE_PATH_PATTERN,
+  MULTI_LINE_PATTERN,
+  purchaseTotalMatches,
+  SINGLE_LINE_PATTERN,
+  USER_PATH_PATTERN,
+} from '../../src/engine/action-types.js';
 import { InvalidPayloadError, PayloadErrors, UnknownTypeError } from '../../src/engine/errors.js';
 import { isReversible } from '../../src/engine/rollback.js';
 import { manualHandler } from '../../src/handlers/manual.js';
@@ -119,23 +127,41 @@ describe('the published JSON Schema says what the server checks', () => {
     expect(calendar.properties.start_time!.format).toBe('date-time');
     expect(calendar.properties.start_time!.examples?.length).toBeGreaterThan(0);
     const move = types.jsonSchema('move_file') as { properties: Record<string, { pattern: string; description: string }> };
-    expect(move.properties.from!.pattern).toBe(USER_PATH_PATTERN);
+    expect(move.properties.from!.pattern).toBe(FILE_PATH_PATTERN);
+    const document = types.jsonSchema('create_document') as { properties: Record<string, { pattern: string }> };
+    expect(document.properties.folder!.pattern).toBe(USER_PATH_PATTERN);
     expect(move.properties.from!.description).toMatch(/relative/);
     const purchase = types.jsonSchema('make_purchase') as { required: string[]; properties: Record<string, { description?: string }> };
     expect(purchase.required).toContain('currency');
     expect(purchase.properties.total!.description).toMatch(/price × quantity/);
   });
 
+  const PATHS = ['a/b.txt', 'notes', 'a..b', '..a/x', './a', '/etc/passwd', '\\x', 'a/../b', '..', 'a/..', 'a\\..\\b', 'a\u0000b'];
+  const MORE_PATHS = ['.', './', './/.', '.\\', '...', '.a', 'a\tb', 'a\nb', 'a\rb', 'a\u0007b', 'a\u007fb', 'a\u0085b', 'a\u202eb', 'a\u2066b', 'a\u2028b', 'ü/ä.txt'];
+  const accepts = (type: string, payload: unknown) => {
+    try {
+      types.validate(type, payload);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
   it('the path pattern accepts exactly the paths the server accepts', () => {
-    const pattern = new RegExp(USER_PATH_PATTERN);
-    for (const p of ['a/b.txt', 'notes', 'a..b', '..a/x', './a', '/etc/passwd', '\\x', 'a/../b', '..', 'a/..', 'a\\..\\b', 'a\u0000b']) {
-      let accepted = true;
-      try {
-        types.validate('move_file', { from: p, to: 'elsewhere' });
-      } catch {
-        accepted = false;
-      }
-      expect(pattern.test(p), p).toBe(accepted);
+    const file = new RegExp(FILE_PATH_PATTERN, 'u');
+    const folder = new RegExp(USER_PATH_PATTERN, 'u');
+    for (const p of [...PATHS, ...MORE_PATHS]) {
+      expect(file.test(p), `move_file ${JSON.stringify(p)}`).toBe(accepts('move_file', { from: p, to: 'elsewhere' }));
+      expect(folder.test(p), `folder ${JSON.stringify(p)}`).toBe(accepts('create_document', { title: 't', content: 'c', folder: p }));
+    }
+  });
+
+  it('the single-line and multi-line patterns accept exactly the text the server accepts', () => {
+    const single = new RegExp(SINGLE_LINE_PATTERN, 'u');
+    const multi = new RegExp(MULTI_LINE_PATTERN, 'u');
+    for (const text of ['plain', 'tab\there', 'line\nbreak', 'cr\rlf', 'bell\u0007', 'del\u007f', 'c1\u0085', 'c1\u009f', 'not c1 \u00a0', 'rlo\u202e', 'lri\u2066', 'pdi\u2069', 'ls\u2028', 'lrm\u200e', 'emoji 😀', 'nul\u0000']) {
+      expect(single.test(text), `single ${JSON.stringify(text)}`).toBe(accepts('send_email', { to: ['a@b.co'], subject: text, body: 'b' }));
+      expect(multi.test(text), `multi ${JSON.stringify(text)}`).toBe(accepts('send_email', { to: ['a@b.co'], subject: 's', body: text }));
     }
   });
 });
@@ -149,5 +175,220 @@ describe('reversible comes from the handler chain', () => {
     // move_file allows rollback, but its only handler (manual) cannot undo.
     expect(isReversible(types, registry, 'move_file')).toBe(false);
     expect(isReversible(types, registry, 'send_email')).toBe(false);
+  });
+});
+
+describe('text fields: control characters, line breaks and bidi controls', () => {
+  const ok = { to: ['a@b.co'], subject: 's', body: 'b' };
+  /** Every single-line field of every type, as [type, valid payload, path, set a value there]. */
+  const event = { title: 't', start_time: '2030-01-01T10:00:00Z', end_time: '2030-01-01T11:00:00Z' };
+  const orderBase = { provider: 'cafe', items: [{ name: 'Latte', price: 3, modifications: ['oat milk'] }] };
+  const purchaseBase = { items: [{ name: 'Chair' }], merchant: 'Shop', total: 5, currency: 'EUR' };
+  const SINGLE_LINE: Array<[string, string[], (v: string) => unknown]> = [
+    ['send_email', ['subject'], (v) => ({ ...ok, subject: v })],
+    ['send_email', ['to', '0'], (v) => ({ ...ok, to: [`a${v}@b.co`] })],
+    ['send_email', ['cc', '0'], (v) => ({ ...ok, cc: [`a@b.co${v}`] })],
+    ['send_email', ['bcc', '0'], (v) => ({ ...ok, bcc: [`a${v}@b.co`] })],
+    ['create_calendar_event', ['title'], (v) => ({ ...event, title: v })],
+    ['create_calendar_event', ['location'], (v) => ({ ...event, location: v })],
+    ['create_calendar_event', ['timezone'], (v) => ({ ...event, timezone: `Europe/Berlin${v}` })],
+    ['create_calendar_event', ['attendees', '0'], (v) => ({ ...event, attendees: [`a${v}@b.co`] })],
+    ['order', ['provider'], (v) => ({ ...orderBase, provider: v })],
+    ['order', ['items', '0', 'name'], (v) => ({ ...orderBase, items: [{ name: v, price: 3 }] })],
+    ['order', ['items', '0', 'modifications', '0'], (v) => ({ ...orderBase, items: [{ name: 'Latte', price: 3, modifications: [v] }] })],
+    ['order', ['pickup_time'], (v) => ({ ...orderBase, pickup_time: `12:30${v}` })],
+    ['order', ['customer_name'], (v) => ({ ...orderBase, customer_name: v })],
+    ['order', ['customer_phone'], (v) => ({ ...orderBase, customer_phone: `+49 30 1234${v}5` })],
+    ['make_purchase', ['merchant'], (v) => ({ ...purchaseBase, merchant: v })],
+    ['make_purchase', ['items', '0', 'name'], (v) => ({ ...purchaseBase, items: [{ name: v }] })],
+    ['make_payment', ['recipient'], (v) => ({ amount: 1, currency: 'EUR', recipient: v })],
+    ['make_payment', ['currency'], (v) => ({ amount: 1, currency: `EU${v}R`, recipient: 'r' })],
+    ['create_document', ['title'], (v) => ({ title: v, content: 'c' })],
+    ['create_document', ['folder'], (v) => ({ title: 't', content: 'c', folder: v })],
+    ['move_file', ['from'], (v) => ({ from: v, to: 'b.txt' })],
+    ['move_file', ['to'], (v) => ({ from: 'a.txt', to: v })],
+  ];
+  const MULTI_LINE: Array<[string, string[], (v: string) => unknown]> = [
+    ['send_email', ['body'], (v) => ({ ...ok, body: v })],
+    ['send_email', ['html'], (v) => ({ ...ok, html: v })],
+    ['create_calendar_event', ['description'], (v) => ({ ...event, description: v })],
+    ['create_document', ['content'], (v) => ({ title: 't', content: v })],
+    ['make_payment', ['memo'], (v) => ({ amount: 1, currency: 'EUR', recipient: 'r', memo: v })],
+    ['order', ['special_instructions'], (v) => ({ ...orderBase, special_instructions: v })],
+  ];
+  // C0 but TAB/LF/CR, DEL, C1 (edges of each range).
+  const CONTROLS = ['\u0000', '\u0001', '\u0008', '\u000b', '\u000c', '\u000e', '\u001b', '\u001f', '\u007f', '\u0080', '\u0085', '\u009f'];
+  const LINE_BREAKS = ['\r', '\n', '\r\n', '\u2028', '\u2029'];
+  const BIDI = ['\u202a', '\u202b', '\u202c', '\u202d', '\u202e', '\u2066', '\u2067', '\u2068', '\u2069'];
+
+  it('refuses C0 controls but TAB/LF/CR, DEL and C1 controls in every string field, naming the field', () => {
+    for (const [type, path, payload] of [...SINGLE_LINE, ...MULTI_LINE]) {
+      for (const c of CONTROLS) {
+        const errors = refusals(type, payload(`x${c}y`));
+        expect(errors, `${type} ${path.join('.')} ${JSON.stringify(c)}`).toEqual([
+          { field: ['payload', ...path], message: expect.stringMatching(/NUL|control character U\+00[0-9A-F]{2}, which is not allowed/) },
+        ]);
+      }
+    }
+  });
+
+  it('refuses line breaks and bidi override/isolate characters in single-line fields, saying what is not allowed', () => {
+    for (const [type, path, payload] of SINGLE_LINE) {
+      for (const c of LINE_BREAKS) {
+        expect(refusals(type, payload(`x${c}y`)), `${type} ${path.join('.')} ${JSON.stringify(c)}`).toEqual([
+          { field: ['payload', ...path], message: expect.stringMatching(/must be a single line: contains a line break \(U\+\w{4} [A-Z ]+\); CR, LF, U\+2028 and U\+2029 are not allowed here/) },
+        ]);
+      }
+      for (const c of BIDI) {
+        expect(refusals(type, payload(`x${c}y`)), `${type} ${path.join('.')} ${JSON.stringify(c)}`).toEqual([
+          { field: ['payload', ...path], message: expect.stringMatching(/bidirectional control character U\+20\w\w; override and isolate characters .* are not allowed here/) },
+        ]);
+      }
+    }
+  });
+
+  it('refuses the header injection of a subject "hi\\r\\nBcc: evil@x.co", even where trimming would hide it', () => {
+    expect(refusals('send_email', { ...ok, subject: 'hi\r\nBcc: evil@x.co' })).toEqual([
+      { field: ['payload', 'subject'], message: 'payload.subject: must be a single line: contains a line break (U+000D CR); CR, LF, U+2028 and U+2029 are not allowed here' },
+    ]);
+    expect(refusals('send_email', { ...ok, subject: 'hi\n' })[0]!.field).toEqual(['payload', 'subject']);
+    expect(refusals('create_calendar_event', { ...event, location: 'Room 1\r\nATTENDEE:mailto:evil@x.co' })[0]!.field).toEqual(['payload', 'location']);
+  });
+
+  it('keeps TAB in every field and CR, LF and TAB in multi-line fields (body, html, content, description, memo, special_instructions)', () => {
+    for (const [type, path, payload] of MULTI_LINE) {
+      expect(() => types.validate(type, payload('line 1\r\nline 2\n\tindented\r')), `${type} ${path.join('.')}`).not.toThrow();
+    }
+    for (const [type, path, payload] of SINGLE_LINE) {
+      if (['to', 'cc', 'bcc', 'attendees', 'timezone', 'customer_phone', 'currency'].includes(path[0]!)) continue;
+      expect(() => types.validate(type, payload('a\tb')), `${type} ${path.join('.')}`).not.toThrow();
+    }
+    // Other Unicode (accents, emoji, no-break space, left-to-right mark) is text.
+    expect(() => types.validate('send_email', { ...ok, subject: 'Grüße 😀\u00a0\u200e' })).not.toThrow();
+  });
+
+  it('publishes the rule in the JSON Schema descriptions', () => {
+    const email = types.jsonSchema('send_email') as { properties: Record<string, { description: string; pattern?: string }> };
+    expect(email.properties.subject!.description).toMatch(/One line: no line breaks \(CR, LF.*bidirectional override or isolate characters \(U\+202A–U\+202E, U\+2066–U\+2069\)/);
+    expect(email.properties.subject!.pattern).toBe(SINGLE_LINE_PATTERN);
+    expect(email.properties.body!.description).toMatch(/Line breaks \(LF, CR\) and TAB are allowed; other control characters \(U\+0000–U\+001F, U\+007F–U\+009F\) are not/);
+    expect(email.properties.body!.pattern).toBe(MULTI_LINE_PATTERN);
+    const order = types.jsonSchema('order') as { properties: Record<string, { description: string; items?: { properties: Record<string, { description: string }> } }> };
+    expect(order.properties.customer_name!.description).toMatch(/One line/);
+    expect(order.properties.special_instructions!.description).toMatch(/Line breaks \(LF, CR\) and TAB are allowed/);
+    expect(order.properties.items!.items!.properties.name!.description).toMatch(/One line/);
+  });
+});
+
+describe('order.pickup_time', () => {
+  const order = (pickup_time: string) => ({ provider: 'cafe', items: [{ name: 'Latte', price: 3 }], pickup_time });
+
+  it('refuses an impossible ISO 8601 date-time (hour 24, 30 February, no time zone) naming the field', () => {
+    expect(refusals('order', order('2031-02-01T24:00:00Z'))).toEqual([
+      { field: ['payload', 'pickup_time'], message: expect.stringMatching(/^payload\.pickup_time: is not a real time of day/) },
+    ]);
+    expect(refusals('order', order('2031-02-30T10:00:00Z'))).toEqual([
+      { field: ['payload', 'pickup_time'], message: expect.stringMatching(/2031-02 has no day 30/) },
+    ]);
+    for (const bad of ['2031-02-01', '2031-02-01T10:00:00', '2031-13-01T10:00:00Z', '0000-01-01T10:00:00Z']) {
+      expect(refusals('order', order(bad))[0]!.field, bad).toEqual(['payload', 'pickup_time']);
+    }
+  });
+
+  it('accepts a real date-time and free text (the spec gives no format), and says so in its JSON Schema', () => {
+    for (const good of ['2031-02-01T12:30:00Z', '2028-02-29T10:00:00+01:00', '12:30', 'in 20 minutes', 'tomorrow at 9']) {
+      expect(types.validate('order', order(good)).pickup_time, good).toBe(good);
+    }
+    const schema = types.jsonSchema('order') as { properties: Record<string, { description: string }> };
+    expect(schema.properties.pickup_time!.description).toMatch(/free text.*starts with a date, an ISO 8601 date-time with a time zone/);
+  });
+});
+
+describe('make_purchase total, computed exactly', () => {
+  const purchase = (items: Array<{ price: number; quantity: number }>, total: number) => ({
+    items: items.map((item, i) => ({ name: `item ${i}`, ...item })),
+    merchant: 'Shop',
+    total,
+    currency: 'EUR',
+  });
+
+  it('accepts correct totals that rounding each unit price to the cent would refuse', () => {
+    expect(types.validate('make_purchase', purchase([{ price: 0.005, quantity: 1000 }], 5))).toMatchObject({ total: 5 });
+    expect(types.validate('make_purchase', purchase([{ price: 2.675, quantity: 2 }], 5.35))).toMatchObject({ total: 5.35 });
+    expect(types.validate('make_purchase', purchase([{ price: 0.333, quantity: 3 }], 0.999))).toMatchObject({ total: 0.999 });
+    // Float error does not matter: 0.1 × 3 is 0.30000000000000004 in floating point.
+    expect(types.validate('make_purchase', purchase([{ price: 0.1, quantity: 3 }, { price: 0.2, quantity: 1 }], 0.5))).toBeTruthy();
+    // To the cent: 0.999 may be given as 1.00.
+    expect(types.validate('make_purchase', purchase([{ price: 0.333, quantity: 3 }], 1))).toBeTruthy();
+  });
+
+  it('refuses a genuinely wrong total, naming payload.total with both amounts', () => {
+    expect(refusals('make_purchase', purchase([{ price: 0.005, quantity: 1000 }], 10))).toEqual([
+      { field: ['payload', 'total'], message: 'payload.total: is 10.00 but the items add up to 5.00 (Σ price × quantity)' },
+    ]);
+    expect(refusals('make_purchase', purchase([{ price: 0.333, quantity: 3 }], 0.98))).toEqual([
+      { field: ['payload', 'total'], message: 'payload.total: is 0.98 but the items add up to 0.999 (Σ price × quantity)' },
+    ]);
+    expect(refusals('make_purchase', purchase([{ price: 2.675, quantity: 2 }], 5.36))[0]!.field).toEqual(['payload', 'total']);
+  });
+
+  it('allows at most half a cent between the exact sum and the total', () => {
+    expect(purchaseTotalMatches([{ price: 10.005, quantity: 1 }], 10).matches).toBe(true);
+    expect(purchaseTotalMatches([{ price: 10.005, quantity: 1 }], 10.01).matches).toBe(true);
+    expect(purchaseTotalMatches([{ price: 10.0051, quantity: 1 }], 10).matches).toBe(false);
+    expect(purchaseTotalMatches([{ price: 10.0049, quantity: 1 }], 10.01).matches).toBe(false);
+    expect(purchaseTotalMatches([{ price: 1e-7, quantity: 3 }], 0.01)).toEqual({ matches: false, sum: '0.0000003' });
+    expect(purchaseTotalMatches([{ price: 999_999_999.99, quantity: 10_000 }], 1_000_000_000).matches).toBe(false);
+  });
+});
+
+describe('loose checks made strict', () => {
+  const event = { title: 't', start_time: '2030-01-01T10:00:00Z', end_time: '2030-01-01T11:00:00Z' };
+
+  it('calendar timezone must be a real IANA name', () => {
+    for (const good of ['Europe/Berlin', 'UTC', 'America/Argentina/Buenos_Aires', 'Etc/GMT+1']) {
+      expect(() => types.validate('create_calendar_event', { ...event, timezone: good }), good).not.toThrow();
+    }
+    expect(refusals('create_calendar_event', { ...event, timezone: 'Mars/Olympus' })).toEqual([
+      { field: ['payload', 'timezone'], message: 'payload.timezone: must be an IANA time zone name such as Europe/Berlin or UTC; "Mars/Olympus" is not one' },
+    ]);
+    for (const bad of ['+01:00', '', 'Europe/', 'x'.repeat(100)]) {
+      expect(refusals('create_calendar_event', { ...event, timezone: bad }), bad).toEqual([{ field: ['payload', 'timezone'], message: expect.stringMatching(/IANA time zone/) }]);
+    }
+  });
+
+  it('email addresses: at most 254 characters, at most 64 before the @, no display-name forms', () => {
+    const send = (to: string) => ({ to: [to], subject: 's', body: 'b' });
+    expect(() => types.validate('send_email', send(`${'x'.repeat(64)}@${'d'.repeat(63)}.${'e'.repeat(63)}.${'f'.repeat(57)}.co`))).not.toThrow();
+    expect(refusals('send_email', send(`${'x'.repeat(65)}@b.co`))).toEqual([{ field: ['payload', 'to', '0'], message: expect.stringMatching(/before @ has at most 64 characters/) }]);
+    expect(refusals('send_email', send(`a@${'d'.repeat(60)}.${'e'.repeat(60)}.${'f'.repeat(60)}.${'g'.repeat(60)}.${'h'.repeat(60)}.co`))).toEqual([
+      { field: ['payload', 'to', '0'], message: expect.stringMatching(/at most 254 characters/) },
+    ]);
+    expect(refusals('send_email', send(`a@${'d'.repeat(64)}.co`))).toEqual([{ field: ['payload', 'to', '0'], message: expect.stringMatching(/domain labels have at most 63/) }]);
+    for (const display of ['<a@b.co>', 'Ada <a@b.co>', '"Ada" <a@b.co>', 'a@b.co, c@d.co']) {
+      expect(refusals('send_email', send(display)), display).toEqual([{ field: ['payload', 'to', '0'], message: expect.stringMatching(/no display name/) }]);
+    }
+    expect(refusals('create_calendar_event', { ...event, attendees: ['Ada <a@b.co>'] })[0]!.field).toEqual(['payload', 'attendees', '0']);
+    const schema = types.jsonSchema('send_email') as { properties: { to: { items: { maxLength: number; description: string } } } };
+    expect(schema.properties.to.items.maxLength).toBe(254);
+    expect(schema.properties.to.items.description).toMatch(/no display name/);
+  });
+
+  it('move_file refuses the whole folder ("", ".", "./") and two names of the same path ("a.txt" and "./a.txt")', () => {
+    for (const root of ['', '.', './', './/.', '.\\']) {
+      expect(refusals('move_file', { from: root, to: 'b.txt' }).map((e) => e.field), `from ${JSON.stringify(root)}`).toEqual([['payload', 'from']]);
+      expect(refusals('move_file', { from: 'a.txt', to: root }).map((e) => e.field), `to ${JSON.stringify(root)}`).toEqual([['payload', 'to']]);
+    }
+    expect(refusals('move_file', { from: '.', to: 'b.txt' })[0]!.message).toMatch(/not the whole root/);
+    for (const [from, to] of [
+      ['a.txt', './a.txt'],
+      ['docs/a.txt', 'docs//a.txt'],
+      ['docs/a.txt', 'docs\\a.txt'],
+      ['docs/', 'docs'],
+    ]) {
+      expect(refusals('move_file', { from, to }), `${from} → ${to}`).toEqual([{ field: ['payload', 'to'], message: 'payload.to: must differ from from (both name the same path)' }]);
+    }
+    expect(types.validate('move_file', { from: './a.txt', to: 'b/a.txt' })).toEqual({ from: './a.txt', to: 'b/a.txt' });
+    expect(types.validate('move_file', { from: 'A.txt', to: 'a.txt' })).toBeTruthy();
   });
 });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseIsoDateTime } from '../../src/engine/date-time.js';
-import { shortInput } from '../../src/engine/input-text.js';
+import { controlCharacterProblem, shortInput, singleLineProblem } from '../../src/engine/input-text.js';
 import { publicErrorText } from '../../src/engine/public-error.js';
 import { findInputProblem, stringProblem } from '../../src/resolvers/input-guard.js';
 
@@ -32,6 +32,32 @@ describe('strings and depth', () => {
     let ok: unknown = 1;
     for (let i = 0; i < 32; i++) ok = [ok];
     expect(findInputProblem(ok, 32)).toBeNull();
+  });
+
+  it('finds C0 controls but TAB/LF/CR, DEL and C1 controls in any string or key, naming the character; TAB, LF, CR pass', () => {
+    for (let code = 0; code <= 0xa0; code++) {
+      const c = String.fromCharCode(code);
+      const refused = (code < 0x20 && !'\t\n\r'.includes(c)) || (code >= 0x7f && code <= 0x9f);
+      expect(stringProblem(`a${c}b`) !== null, `U+${code.toString(16)}`).toBe(refused);
+      expect(controlCharacterProblem(`a${c}b`) !== null, `U+${code.toString(16)}`).toBe(refused);
+    }
+    expect(stringProblem('\u001b[31mred')).toBe('contains the control character U+001B, which is not allowed (of the control characters only TAB, LF and CR are)');
+    expect(stringProblem('x\u0085')).toMatch(/U\+0085/);
+    expect(stringProblem('line\r\nnext\tcol')).toBeNull();
+    expect(findInputProblem({ payload: { items: [{ name: 'ok' }, { name: 'a\u007fb' }] } })).toEqual({
+      path: ['payload', 'items', '1', 'name'],
+      message: expect.stringMatching(/U\+007F/),
+    });
+    expect(findInputProblem({ ['k\u0001']: 1 })).toEqual({ path: ['k\u0001'], message: expect.stringMatching(/has a key that contains the control character U\+0001/) });
+  });
+
+  it('single-line text also refuses CR, LF, U+2028/U+2029 and bidi overrides/isolates, and keeps TAB', () => {
+    expect(singleLineProblem('hi\r\nBcc: evil@x.co')).toMatch(/single line: contains a line break \(U\+000D CR\)/);
+    expect(singleLineProblem('a\nb')).toMatch(/U\+000A LF/);
+    expect(singleLineProblem('a\u2028b')).toMatch(/U\+2028/);
+    for (const c of ['\u202a', '\u202e', '\u2066', '\u2069']) expect(singleLineProblem(`invoice${c}fdp.exe`)).toMatch(/bidirectional control character U\+20/);
+    expect(singleLineProblem('a\u0007b')).toMatch(/control character U\+0007/);
+    expect(singleLineProblem('a\tb \u200e ü 😀')).toBeNull();
   });
 
   it('quotes a caller\'s input back as a short prefix', () => {
