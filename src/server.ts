@@ -18,6 +18,7 @@ import { useOperationMetrics } from './metrics.js';
 import { buildSchema } from './resolvers/index.js';
 import { useInputGuard } from './resolvers/input-guard.js';
 import { BodyTooLargeError, readBodyWithin, refuseTooLarge } from './http/request-body.js';
+import { EngineError, UnavailableError } from './engine/errors.js';
 
 /** The HTTP side of the service: GraphQL over HTTP and graphql-ws on `/graphql`, health, metrics. */
 export interface ApiServer {
@@ -62,7 +63,8 @@ export function createApiServer(app: App): ApiServer {
       debug: (...args) => logger.debug({ args }, 'yoga'),
       info: (...args) => logger.info({ args }, 'yoga'),
       warn: (...args) => logger.warn({ args }, 'yoga'),
-      error: (...args) => logger.error({ args }, 'yoga'),
+      // An expected refusal (a caller's mistake) that Yoga reports on its way out is no error of ours.
+      error: (...args) => (args.some(isExpectedRefusal) ? logger.debug({ args }, 'yoga') : logger.error({ args }, 'yoga')),
     },
     // The caller is resolved for every operation, over HTTP from the Authorization header and
     // over graphql-ws from connectionParams.authorization or .headers.authorization, any letter
@@ -265,6 +267,11 @@ function wellEncoded(query: string): boolean {
   } catch {
     return false;
   }
+}
+
+function isExpectedRefusal(value: unknown): boolean {
+  const original = value instanceof GraphQLError ? value.originalError : value;
+  return original instanceof EngineError && !(original instanceof UnavailableError);
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

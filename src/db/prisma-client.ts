@@ -18,10 +18,12 @@ export interface PrismaClientOptions {
  * wait this long means something holds the connection (typically a query on the outer client
  * inside `$transaction`, which can never be served), so it fails instead of hanging.
  */
-const CONNECTION_TIMEOUT_MS = 10_000;
+const CONNECTION_TIMEOUT_MS = 5_000;
+/** The embedded database serves one connection, so waiting behind another transaction is normal there. */
+const SINGLE_CONNECTION_TIMEOUT_MS = 10_000;
 const SINGLE_CONNECTION_IDLE_MS = 1_000;
 /** Prisma's wait for a connection to start an interactive transaction (its default is 2 s). */
-const TRANSACTION_MAX_WAIT_MS = 10_000;
+const TRANSACTION_MAX_WAIT_MS = 5_000;
 /** Longest an interactive transaction may run before Prisma rolls it back (its default is 5 s). */
 const TRANSACTION_TIMEOUT_MS = 15_000;
 
@@ -30,7 +32,7 @@ const TRANSACTION_TIMEOUT_MS = 15_000;
  * discrete connection fields. Nothing connects until the first query.
  *
  * Contention surfaces as errors, not hangs: waiting for a pooled connection is bounded
- * (10 s), so are an interactive transaction's start (`maxWait` 10 s) and its run (`timeout`
+ * (5 s; 10 s on the embedded database), so are an interactive transaction's start (`maxWait`, the same) and its run (`timeout`
  * 15 s); a single call may pass its own `{ maxWait, timeout }` to `$transaction`.
  */
 export function createPrismaClient(opts: PrismaClientOptions): PrismaClient {
@@ -44,7 +46,8 @@ export function createPrismaClient(opts: PrismaClientOptions): PrismaClient {
       password: connection.password,
       database: connection.database,
       max: poolMax,
-      connectionTimeoutMillis: CONNECTION_TIMEOUT_MS,
+      // A server that does not answer (down, or unreachable) fails a request within a few seconds.
+      connectionTimeoutMillis: poolMax === 1 ? SINGLE_CONNECTION_TIMEOUT_MS : CONNECTION_TIMEOUT_MS,
       // A single connection is all the embedded server serves; holding it idle for pg's default
       // 10 s would keep a second pool (migrations, a CLI command) waiting that long.
       idleTimeoutMillis: poolMax === 1 ? SINGLE_CONNECTION_IDLE_MS : undefined,
@@ -57,6 +60,6 @@ export function createPrismaClient(opts: PrismaClientOptions): PrismaClient {
   );
   return new PrismaClient({
     adapter,
-    transactionOptions: { maxWait: TRANSACTION_MAX_WAIT_MS, timeout: TRANSACTION_TIMEOUT_MS },
+    transactionOptions: { maxWait: poolMax === 1 ? SINGLE_CONNECTION_TIMEOUT_MS : TRANSACTION_MAX_WAIT_MS, timeout: TRANSACTION_TIMEOUT_MS },
   });
 }

@@ -52,6 +52,10 @@ const SLUG = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
  */
 export async function createApiKey(db: PrismaClient, input: CreateApiKeyInput): Promise<CreatedApiKey> {
   if (!SLUG.test(input.space)) throw new ApiKeyInputError(`--space must be 1-63 letters, digits, . _ - (got ${shortInput(input.space)})`);
+  if (input.user !== undefined && UUID.test(input.user)) {
+    // Wherever a user is named, an id wins over a handle: a handle shaped like one could never be reached.
+    throw new ApiKeyInputError('--user must not look like a user id (a UUID): it is a handle, e.g. "alice"');
+  }
   if (input.user !== undefined && !SLUG.test(input.user)) {
     throw new ApiKeyInputError(`--user must be 1-63 letters, digits, . _ - (got ${shortInput(input.user)})`);
   }

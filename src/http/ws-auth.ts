@@ -25,19 +25,31 @@ type Extra = { socket: WebSocket; request: IncomingMessage };
  * there). Null when there is none.
  */
 export function authorizationFromConnectionParams(params: Readonly<Record<string, unknown>> | null | undefined): string | null {
-  if (!params || typeof params !== 'object') return null;
-  const find = (obj: Readonly<Record<string, unknown>>, name: string): unknown => {
-    for (const [k, v] of Object.entries(obj)) if (k.toLowerCase() === name) return v;
-    return undefined;
-  };
-  const direct = find(params, 'authorization');
-  if (typeof direct === 'string' && direct.trim()) return direct;
-  const headers = find(params, 'headers');
-  if (headers && typeof headers === 'object' && !Array.isArray(headers)) {
-    const nested = find(headers as Record<string, unknown>, 'authorization');
-    if (typeof nested === 'string' && nested.trim()) return nested;
+  const found = connectionAuthorization(params);
+  return found.malformed ? null : found.value;
+}
+
+/**
+ * Every `authorization` a client put in `connection_init` (both forms, any letter case): `value`
+ * when they name one key, `malformed` when one is not a string or two disagree (a key was
+ * sent, but not one that can be checked: 4403, not 4401).
+ */
+export function connectionAuthorization(params: Readonly<Record<string, unknown>> | null | undefined): { value: string | null; malformed: boolean } {
+  if (!params || typeof params !== 'object') return { value: null, malformed: false };
+  const all = (obj: Readonly<Record<string, unknown>>, name: string): unknown[] =>
+    Object.entries(obj)
+      .filter(([k]) => k.toLowerCase() === name)
+      .map(([, v]) => v);
+  const candidates = all(params, 'authorization');
+  for (const headers of all(params, 'headers')) {
+    if (headers && typeof headers === 'object' && !Array.isArray(headers)) candidates.push(...all(headers as Record<string, unknown>, 'authorization'));
   }
-  return null;
+  const present = candidates.filter((v) => v !== undefined && v !== null && !(typeof v === 'string' && !v.trim()));
+  if (present.length === 0) return { value: null, malformed: false };
+  if (present.some((v) => typeof v !== 'string')) return { value: null, malformed: true };
+  const distinct = new Set((present as string[]).map((v) => v.trim()));
+  if (distinct.size > 1) return { value: null, malformed: true };
+  return { value: present[0] as string, malformed: false };
 }
 
 export interface WsGuard {
@@ -141,7 +153,11 @@ export function createWsGuard(app: App, keyWatch: KeyWatch): WsGuard {
   return {
     async onConnect(ctx) {
       const socket = ctx.extra.socket;
-      const authorization = authorizationFromConnectionParams(ctx.connectionParams);
+      const { value: authorization, malformed } = connectionAuthorization(ctx.connectionParams);
+      if (malformed) {
+        socket.close(WS_CLOSE.forbidden, 'Forbidden: the authorization in connection_init must be one "Bearer <API key>" string');
+        return false;
+      }
       if (!authorization) {
         socket.close(WS_CLOSE.unauthenticated, 'Unauthorized: send {"authorization": "Bearer <API key>"} in connection_init');
         return false;

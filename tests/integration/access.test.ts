@@ -192,7 +192,12 @@ describe('graphql-ws connection_init', () => {
       [bearer('ae_' + 'x'.repeat(43)), 4403],
       [bearer('not a key at all'), 4403],
       [{ authorization: 'Basic Zm9vOmJhcg==' }, 4403],
-      [{ authorization: 42 }, 4401],
+      // A key that is not a string, or two that disagree: something was sent, and it is refused.
+      [{ authorization: 42 }, 4403],
+      [{ authorization: [`Bearer ${keys.agent}`] }, 4403],
+      [{ headers: { authorization: { value: `Bearer ${keys.agent}` } } }, 4403],
+      [{ authorization: `Bearer ${keys.agent}`, Authorization: 'Bearer ae_' + 'z'.repeat(43) }, 4403],
+      [{ authorization: `Bearer ${keys.agent}`, headers: { authorization: 'Bearer ae_' + 'z'.repeat(43) } }, 4403],
       [bearer(revoked.key), 4403],
     ];
     for (const [init, code] of cases) {

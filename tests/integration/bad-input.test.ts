@@ -161,6 +161,9 @@ describe('createApiKey input', () => {
       [{ role: 'AGENT', userHandle: HUGE }, 'userHandle'],
       [{ role: 'AGENT', userHandle: 'carol', email: `${HUGE}@example.com` }, 'email'],
       [{ role: 'OPERATOR', name: HUGE }, 'name'],
+      // A handle shaped like a user id could never be reached: wherever a user is named, the id wins.
+      [{ role: 'AGENT', userHandle: userId }, 'userHandle'],
+      [{ role: 'AGENT', userHandle: '00000000-0000-0000-0000-000000000000' }, 'userHandle'],
     ] as const) {
       const out = await gql(create, { input }, admin);
       const errors = out.data!.createApiKey.errors as Array<{ code: string; field: string[]; message: string }>;
