@@ -7,6 +7,7 @@ import { effectiveRules, ruleKey } from '../engine/safety.js';
 import { describeChain } from '../handlers/index.js';
 import { builder } from './builder.js';
 import { asPayload, UserError, type UserErrorShape } from './user-error.js';
+import { approvalRequestQuota } from '../engine/quota.js';
 
 const SafetyRuleKindEnum = builder.enumType('SafetyRuleKind', {
   values: ['BLOCKED', 'REQUIRES_APPROVAL', 'REQUIRES_KYC', 'RATE_LIMIT'] as const,
@@ -91,7 +92,7 @@ builder.queryFields((t) => ({
   }),
   rateLimits: t.field({
     type: [RateLimitStatus],
-    description: 'Current use of every rate limit on one user and action type.',
+    description: 'Current use of every rate limit on one user and action type; for a type that needs approval, also its approval-request limit (rule approval-requests:<type>).',
     authScopes: { authenticated: true },
     args: { userId: t.arg.id({ required: true, description: "The user's id or handle." }), type: t.arg.string({ required: true }) },
     resolve: async (_root, { userId, type }, ctx) => {
@@ -99,14 +100,26 @@ builder.queryFields((t) => ({
       const user = await ctx.app.db.user.findFirst({ where: { id: String(userId), spaceId: p.spaceId }, select: { id: true, spaceId: true } });
       if (!user || !canReadUser(p, user)) throw new NotFoundError(`no user with id ${userId}`, ['userId']);
       ctx.app.engine.types.get(type);
-      const rules = effectiveRules(
-        await ctx.app.db.safetyRule.findMany({ where: { actionType: type, kind: 'RATE_LIMIT', OR: [{ spaceId: null }, { spaceId: p.spaceId }] } }),
+      const inForce = effectiveRules(
+        await ctx.app.db.safetyRule.findMany({ where: { actionType: type, OR: [{ spaceId: null }, { spaceId: p.spaceId }] } }),
         type,
         p.spaceId,
-      ).filter((r) => r.limit && r.windowSeconds);
+      );
+      const rules = inForce.filter((r) => r.kind === 'RATE_LIMIT' && r.limit && r.windowSeconds);
       const windows = rules.map((r) => ({ limit: r.limit!, windowSeconds: r.windowSeconds! }));
-      const statuses = await ctx.app.engine.rateLimiter.status({ spaceId: p.spaceId, userId: user.id, type }, windows);
-      return statuses.map((s, i) => ({ ...s, rule: rules[i]!.ruleKey }));
+      const statuses = (await ctx.app.engine.rateLimiter.status({ spaceId: p.spaceId, userId: user.id, type }, windows)).map((s, i) => ({
+        ...s,
+        rule: rules[i]!.ruleKey,
+      }));
+      // The approval-request limit (APPROVAL_REQUESTS_PER_HOUR) of a type that waits for a person.
+      const needsApproval = inForce.some((r) => r.kind === 'REQUIRES_APPROVAL') || ctx.app.engine.types.get(type).humanApproval === true;
+      const perHour = ctx.app.engine.config.approvalRequestsPerHour;
+      if (needsApproval && perHour > 0) {
+        const quota = approvalRequestQuota(p.spaceId, user.id, type, perHour);
+        const [approvals] = await ctx.app.engine.rateLimiter.status(quota.subject, quota.windows);
+        statuses.push({ ...approvals!, rule: `approval-requests:${type}` });
+      }
+      return statuses;
     },
   }),
   actionTypes: t.field({

@@ -151,7 +151,10 @@ describe('quota on the shared services', () => {
     expect(await t.app.db.action.count({ where: { userId: a.userId } })).toBe(20);
     const mails = (await readOutbox(outbox)).filter((m) => m.to.includes('approval-flood'));
     expect(mails.length - before).toBe(20);
-    expect(await current(t, a.key, a.userId, 'move_file')).toEqual([20]);
+    // rateLimits shows both: the rule's window and the approval-request limit.
+    expect(await current(t, a.key, a.userId, 'move_file')).toEqual([20, 20]);
+    const shown = await gql<{ rateLimits: Array<{ current: number; limit: number; windowSeconds: number }> }>(t, a.key, RATE_LIMITS, { userId: a.userId, type: 'move_file' });
+    expect(shown.data!.rateLimits[1]).toEqual({ current: 20, limit: 20, windowSeconds: 3600 });
     // Still refused afterwards; each type that needs approval has its own limit; other types are not affected.
     const again = await create(t, a.key, { type: 'move_file', payload: { from: 'inbox/x.txt', to: 'archive/x.txt' } });
     expect(again.data!.createAction.errors[0]!.code).toBe('RATE_LIMITED');

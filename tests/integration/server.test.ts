@@ -109,7 +109,9 @@ describe('readiness with PostgreSQL down', () => {
       expect(res.status).toBe(503);
       expect(body.status).toBe('unavailable');
       expect(body.checks.postgres.ok).toBe(false);
-      expect(body.checks.postgres.error).toMatch(new RegExp(`reach database server at 127\\.0\\.0\\.1:${port}`));
+      // What is down, not where it lives: /readyz answers anyone.
+      expect(body.checks.postgres.error).toMatch(/reach database server/);
+      expect(body.checks.postgres.error).not.toContain(String(port));
       expect(body.checks.redis.ok).toBe(true);
       // Liveness is not readiness: the process itself is fine.
       expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
