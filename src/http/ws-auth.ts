@@ -284,3 +284,78 @@ function endOnRevocation(source: AsyncIterable<ExecutionResult>, watch: (onRevok
   };
   return generator;
 }
+
+/**
+ * Subscriptions over HTTP (server-sent events) count as connections too: at most
+ * `WS_MAX_CONNECTIONS_PER_KEY` open streams per API key on this process, the next one refused
+ * with TOO_MANY_CONNECTIONS. (Over graphql-ws the socket itself is counted, in the guard.)
+ */
+export function useStreamCapPerKey(maxPerKey: number): Plugin {
+  const open = new Map<string, number>();
+  const release = (apiKeyId: string) => {
+    const n = (open.get(apiKeyId) ?? 1) - 1;
+    if (n <= 0) open.delete(apiKeyId);
+    else open.set(apiKeyId, n);
+  };
+  return {
+    onSubscribe({ args, setResultAndStopExecution }) {
+      const context = args.contextValue as { apiKeyId?: string | null; connectionParams?: unknown };
+      const apiKeyId = context.apiKeyId;
+      if (!apiKeyId || context.connectionParams) return undefined;
+      const count = open.get(apiKeyId) ?? 0;
+      if (count >= maxPerKey) {
+        setResultAndStopExecution({
+          errors: [
+            new GraphQLError(`too many open subscription streams for this API key (at most ${maxPerKey}, WS_MAX_CONNECTIONS_PER_KEY); close one first`, {
+              extensions: { code: 'TOO_MANY_CONNECTIONS', limit: maxPerKey },
+            }),
+          ],
+        });
+        return undefined;
+      }
+      return {
+        onSubscribeResult({ result, setResult }) {
+          if (!isAsyncIterable(result)) return;
+          open.set(apiKeyId, (open.get(apiKeyId) ?? 0) + 1);
+          setResult(releasedWhenDone(result as AsyncIterable<ExecutionResult>, () => release(apiKeyId)));
+        },
+      };
+    },
+  };
+}
+
+function releasedWhenDone<T>(source: AsyncIterable<T>, done: () => void): AsyncGenerator<T> {
+  const it = source[Symbol.asyncIterator]();
+  let released = false;
+  const once = () => {
+    if (!released) {
+      released = true;
+      done();
+    }
+  };
+  return {
+    async next() {
+      try {
+        const step = await it.next();
+        if (step.done) once();
+        return step;
+      } catch (error) {
+        once();
+        throw error;
+      }
+    },
+    async return(value) {
+      once();
+      await it.return?.();
+      return { done: true, value } as IteratorResult<T>;
+    },
+    async throw(error) {
+      once();
+      if (it.throw) return it.throw(error);
+      throw error;
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  } as AsyncGenerator<T>;
+}

@@ -371,6 +371,45 @@ describe('revocation on every API process', () => {
     }
   });
 
+  it('caps subscription streams over server-sent events per key like WebSocket connections, and frees a slot when one closes', async () => {
+    const own = await newAgentKey(t);
+    const action = await createMove(t, own.key);
+    const open = () => {
+      const controller = new AbortController();
+      const response = fetch(`${t.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${own.key}` },
+        body: JSON.stringify({ query: STATUS, variables: { id: action } }),
+        signal: controller.signal,
+      });
+      return { controller, response };
+    };
+    const firstText = async (res: Response) => {
+      const reader = res.body!.getReader();
+      let text = '';
+      const until = Date.now() + 5000;
+      while (!/PENDING|TOO_MANY_CONNECTIONS/.test(text) && Date.now() < until) {
+        const step = await Promise.race([reader.read(), sleep(until - Date.now()).then(() => null)]);
+        if (!step || step.done) break;
+        text += Buffer.from(step.value).toString();
+      }
+      return text;
+    };
+    const a = open();
+    const b = open();
+    expect(await firstText(await a.response)).toMatch(/PENDING/);
+    expect(await firstText(await b.response)).toMatch(/PENDING/);
+    const c = open();
+    expect(await firstText(await c.response)).toMatch(/TOO_MANY_CONNECTIONS.*|at most 2/);
+    a.controller.abort();
+    await sleep(300);
+    const d = open();
+    expect(await firstText(await d.response)).toMatch(/PENDING/);
+    b.controller.abort();
+    c.controller.abort();
+    d.controller.abort();
+  });
+
   it('ends a subscription over server-sent events (HTTP) too, within 5 s, with an UNAUTHENTICATED error', async () => {
     const victim = await newAgentKey(t);
     const action = await createMove(t, victim.key);
