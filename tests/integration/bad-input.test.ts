@@ -46,6 +46,31 @@ afterAll(async () => {
 
 const HUGE = 'x'.repeat(100_000);
 
+/** POSTs 3 MB as a chunked body (no Content-Length), as fast as the server reads it. */
+function postChunked3MB(path: string, contentType: string, prefix: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${t.url}${path}`, { method: 'POST', headers: { 'content-type': contentType, 'transfer-encoding': 'chunked' } });
+    req.on('response', (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      res.on('error', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on('error', (error) => reject(error));
+    const chunk = Buffer.alloc(64 * 1024, 'a');
+    let sent = 0;
+    const pump = () => {
+      while (sent < 3 * 1024 * 1024) {
+        sent += chunk.length;
+        if (!req.write(chunk)) return void req.once('drain', pump);
+      }
+      req.end();
+    };
+    req.write(prefix);
+    pump();
+  });
+}
+
 describe('malformed ids', () => {
   // Every argument that takes an id, in a query or in a mutation (payload errors).
   const queries: Array<[string, string, string, string[]]> = [
@@ -350,27 +375,7 @@ describe('HTTP edge', () => {
   });
 
   it('enforces MAX_REQUEST_BYTES on the bytes read: a 3 MB chunked body without Content-Length gets 413', async () => {
-    const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request(`${t.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } });
-      req.on('response', (res) => {
-        let text = '';
-        res.on('data', (d: Buffer) => (text += d.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-        res.on('error', () => resolve({ status: res.statusCode ?? 0, body: text }));
-      });
-      req.on('error', (error) => reject(error));
-      const chunk = Buffer.alloc(64 * 1024, 'a');
-      let sent = 0;
-      const pump = () => {
-        while (sent < 3 * 1024 * 1024) {
-          sent += chunk.length;
-          if (!req.write(chunk)) return void req.once('drain', pump);
-        }
-        req.end();
-      };
-      req.write('{"query":"');
-      pump();
-    });
+    const { status, body } = await postChunked3MB('/graphql', 'application/json', '{"query":"');
     expect(status).toBe(413);
     expect(body).toMatch(/larger than 1000000 bytes/);
     // The server still answers afterwards.
@@ -460,28 +465,7 @@ describe('payload errors through createAction', () => {
 
 describe('approval form body limit', () => {
   it('a 3 MB chunked POST to an approval link is refused on the bytes read, with an answer and a clean close', async () => {
-    const { status } = await new Promise<{ status: number }>((resolve, reject) => {
-      const req = request(`${t.url}/approvals/sometoken`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', 'transfer-encoding': 'chunked' },
-      });
-      req.on('response', (res) => {
-        res.resume();
-        res.on('end', () => resolve({ status: res.statusCode ?? 0 }));
-      });
-      req.on('error', reject);
-      const chunk = Buffer.alloc(64 * 1024, 'a');
-      let sent = 0;
-      const pump = () => {
-        while (sent < 3 * 1024 * 1024) {
-          sent += chunk.length;
-          if (!req.write(chunk)) return void req.once('drain', pump);
-        }
-        req.end();
-      };
-      req.write('decision=approve&x=');
-      pump();
-    });
+    const { status } = await postChunked3MB('/approvals/sometoken', 'application/x-www-form-urlencoded', 'decision=approve&x=');
     expect(status).toBe(413);
     expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
   });
