@@ -15,7 +15,7 @@
  *
  * Also reported, to say where the time goes: the path split by the status events the
  * subscriber sees, how busy the audit chain's advisory lock is (sampled from pg_locks and
- * pg_stat_activity), write transactions and WAL per action, and this process's event-loop
+ * pg_stat_activity), SQL statements, write transactions and WAL per action, and this process's event-loop
  * utilisation; with --cpu-profile, a CPU profile of this process during the measured whole-path
  * run is written to FILE (open it in Chrome DevTools) and summarised by package.
  *
@@ -361,11 +361,26 @@ interface WholePathResult {
   auditEvents: string;
   samples: LockSample[];
   writeTxPerAction: number;
+  /** SQL statements the engine's own connections sent (BEGIN/COMMIT included), per action. */
+  statementsPerAction: number;
   walPerAction: number;
   eventLoopUtilisation: number;
   cpuOfOneCore: number;
   dbPoolMax: number;
   profile: Array<[string, number]> | null;
+}
+
+/**
+ * Statements sent by the engine's connections (application_name `action-engine`), counted where
+ * the `pg` driver sends them; the bench's own sampler is not counted.
+ */
+const engineStatements = { count: 0 };
+{
+  const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
+  pg.Client.prototype.query = function counted(this: pg.Client & { connectionParameters?: { application_name?: string } }, ...args: unknown[]) {
+    if (this.connectionParameters?.application_name === 'action-engine') engineStatements.count += 1;
+    return query.apply(this, args);
+  } as typeof pg.Client.prototype.query;
 }
 
 const CREATE_ACTION = `mutation($i: CreateActionInput!) {
@@ -553,6 +568,7 @@ async function wholePath(
   })();
 
   const stopProfiler = opts.cpuProfile ? await startProfiler() : null;
+  const statements0 = engineStatements.count;
   const elu0 = performance.eventLoopUtilization();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
@@ -566,6 +582,7 @@ async function wholePath(
   const profile = stopProfiler ? await stopProfiler() : null;
   if (profile && opts.cpuProfile) await writeFile(opts.cpuProfile, JSON.stringify(profile));
   const wall = performance.now() - t0;
+  const statementsPerAction = (engineStatements.count - statements0) / opts.actions;
   const elu = performance.eventLoopUtilization(elu0).utilization;
   const cpu = process.cpuUsage(cpu0);
   const writesAfter = await writes();
@@ -639,6 +656,7 @@ async function wholePath(
       .join(', '),
     samples,
     writeTxPerAction,
+    statementsPerAction,
     walPerAction,
     eventLoopUtilisation: elu,
     cpuOfOneCore: (cpu.user + cpu.system) / 1000 / wall,
@@ -723,7 +741,7 @@ async function main(opts: Options, defer: Defer): Promise<boolean> {
     );
   }
   console.log(
-    `Postgres per action: ${whole.writeTxPerAction.toFixed(1)} write transactions, ${(whole.walPerAction / 1024).toFixed(1)} kB WAL (server-wide counters); ` +
+    `Postgres per action: ${whole.statementsPerAction.toFixed(1)} SQL statements, ${whole.writeTxPerAction.toFixed(1)} write transactions, ${(whole.walPerAction / 1024).toFixed(1)} kB WAL (server-wide counters); ` +
       `this process: event loop ${pct(whole.eventLoopUtilisation)} busy, CPU ${pct(whole.cpuOfOneCore)} of one core ` +
       `= ${((whole.cpuOfOneCore * 1000) / whole.measurement.throughput).toFixed(1)} ms CPU per action`,
   );

@@ -12,7 +12,7 @@ import { renderGraphiQLPage, serveGraphiQLAsset, useGraphiQLSecurityHeaders } fr
 import { briefError, unavailableError } from './engine/infra-errors.js';
 import { createMaskError } from './http/mask-error.js';
 import { checkReadiness } from './http/readiness.js';
-import { authorizationFromConnectionParams, createKeyWatch, createWsGuard, useEndStreamsOfRevokedKeys, useStreamCapPerKey } from './http/ws-auth.js';
+import { authorizationFromConnectionParams, createKeyWatch, createWsGuard, useEndStreamsOfRevokedKeys } from './http/ws-auth.js';
 import { useIntrospectionNeedsKey } from './http/introspection.js';
 import { useOperationMetrics } from './metrics.js';
 import { buildSchema } from './resolvers/index.js';
@@ -93,8 +93,7 @@ export function createApiServer(app: App): ApiServer {
       useOperationMetrics(app.metrics),
       useIntrospectionNeedsKey(),
       useGraphiQLSecurityHeaders(),
-      useEndStreamsOfRevokedKeys(keyWatch),
-      useStreamCapPerKey(config.wsMaxConnectionsPerKey),
+      useEndStreamsOfRevokedKeys(keyWatch, config.wsMaxConnectionsPerKey),
       useInputGuard(),
     ],
   });

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { RateLimitedError, SafetyUnavailableError } from './errors.js';
+import { withRedisTimeout } from './infra-errors.js';
 
 /** One limit of a rule: at most `limit` units in any `windowSeconds`-long sliding window. */
 export interface RateWindow {
@@ -225,7 +226,10 @@ export function createRateLimiter(redis: Redis, options: RateLimiterOptions): Ra
     let reply: unknown;
     try {
       const key = keyOf(subject);
-      reply = await withTimeout(run(key, mode, now, unitId, String(windows.length), ...windowArgs, ...rebuildArgs), timeoutMs);
+      // With ioredis' offline queue a command to a down Redis waits for reconnection; the request
+      // must not. A command given up on may still run later and count a unit the caller was told
+      // was refused: the safe side (fail closed).
+      reply = await withRedisTimeout(run(key, mode, now, unitId, String(windows.length), ...windowArgs, ...rebuildArgs), timeoutMs, 'the rate-limit script');
     } catch (err) {
       throw unavailable(err);
     }
@@ -353,19 +357,4 @@ function unavailable(err: unknown): SafetyUnavailableError {
   const error = new SafetyUnavailableError(UNAVAILABLE_MESSAGE);
   Object.defineProperty(error, 'cause', { value: err, enumerable: false, configurable: true, writable: true });
   return error;
-}
-
-/*
- * With ioredis' offline queue a command to a down Redis waits for reconnection, possibly for
- * minutes; the request must not. A command abandoned here may still run once Redis returns and
- * count a unit the caller was told was refused: that errs on the safe side (fail closed).
- */
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      reject(unavailable(new Error(`Redis did not answer within ${ms} ms`)));
-    }, ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -211,16 +211,42 @@ export function createWsGuard(app: App, keyWatch: KeyWatch): WsGuard {
 /**
  * Ends every subscription stream of a revoked key, whatever carries it (graphql-ws, or
  * server-sent events over HTTP): one last result with an UNAUTHENTICATED error, then the end.
+ * Streams over HTTP also count as connections of their key: at most `maxStreamsPerKey`
+ * (`WS_MAX_CONNECTIONS_PER_KEY`) open on this process, the next refused with TOO_MANY_CONNECTIONS.
  */
-export function useEndStreamsOfRevokedKeys(keyWatch: KeyWatch): Plugin {
+export function useEndStreamsOfRevokedKeys(keyWatch: KeyWatch, maxStreamsPerKey: number): Plugin {
+  /** Open subscription streams over HTTP (server-sent events), per key; graphql-ws sockets are counted by the guard. */
+  const httpStreams = new Map<string, number>();
+  const released = (apiKeyId: string) => () => {
+    const n = (httpStreams.get(apiKeyId) ?? 1) - 1;
+    if (n <= 0) httpStreams.delete(apiKeyId);
+    else httpStreams.set(apiKeyId, n);
+  };
   return {
-    onSubscribe({ args }) {
-      const apiKeyId = (args.contextValue as { apiKeyId?: string | null }).apiKeyId;
+    onSubscribe({ args, setResultAndStopExecution }) {
+      const context = args.contextValue as { apiKeyId?: string | null; connectionParams?: unknown };
+      const apiKeyId = context.apiKeyId;
       if (!apiKeyId) return undefined;
+      const overHttp = !context.connectionParams;
+      if (overHttp && (httpStreams.get(apiKeyId) ?? 0) >= maxStreamsPerKey) {
+        setResultAndStopExecution({
+          errors: [
+            new GraphQLError(`too many open subscription streams for this API key (at most ${maxStreamsPerKey}, WS_MAX_CONNECTIONS_PER_KEY); close one first`, {
+              extensions: { code: 'TOO_MANY_CONNECTIONS', limit: maxStreamsPerKey },
+            }),
+          ],
+        });
+        return undefined;
+      }
       return {
         onSubscribeResult({ result, setResult }) {
           if (!isAsyncIterable(result)) return;
-          setResult(endOnRevocation(result as AsyncIterable<ExecutionResult>, (onRevoked) => keyWatch.watch(apiKeyId, onRevoked)));
+          let onEnd: (() => void) | undefined;
+          if (overHttp) {
+            httpStreams.set(apiKeyId, (httpStreams.get(apiKeyId) ?? 0) + 1);
+            onEnd = released(apiKeyId);
+          }
+          setResult(endOnRevocation(result as AsyncIterable<ExecutionResult>, (onRevoked) => keyWatch.watch(apiKeyId, onRevoked), onEnd));
         },
       };
     },
@@ -231,7 +257,11 @@ function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
   return typeof value === 'object' && value !== null && typeof (value as Record<symbol, unknown>)[Symbol.asyncIterator] === 'function';
 }
 
-function endOnRevocation(source: AsyncIterable<ExecutionResult>, watch: (onRevoked: () => void) => () => void): AsyncGenerator<ExecutionResult> {
+function endOnRevocation(
+  source: AsyncIterable<ExecutionResult>,
+  watch: (onRevoked: () => void) => () => void,
+  onEnd: () => void = () => {},
+): AsyncGenerator<ExecutionResult> {
   const it = source[Symbol.asyncIterator]();
   let finished = false;
   let revoked = false;
@@ -243,8 +273,10 @@ function endOnRevocation(source: AsyncIterable<ExecutionResult>, watch: (onRevok
     wake?.('revoked');
   });
   const finish = () => {
+    if (finished) return;
     finished = true;
     unwatch();
+    onEnd();
   };
   const nextOrRevoked = () =>
     new Promise<IteratorResult<ExecutionResult> | 'revoked'>((resolve, reject) => {
@@ -256,7 +288,13 @@ function endOnRevocation(source: AsyncIterable<ExecutionResult>, watch: (onRevok
   const generator: AsyncGenerator<ExecutionResult> = {
     async next() {
       if (finished) return { done: true, value: undefined };
-      const step = revoked ? 'revoked' : await nextOrRevoked();
+      let step: IteratorResult<ExecutionResult> | 'revoked';
+      try {
+        step = revoked ? 'revoked' : await nextOrRevoked();
+      } catch (error) {
+        finish();
+        throw error;
+      }
       if (step === 'revoked') {
         finish();
         Promise.resolve(it.return?.()).catch(() => undefined);
@@ -285,77 +323,3 @@ function endOnRevocation(source: AsyncIterable<ExecutionResult>, watch: (onRevok
   return generator;
 }
 
-/**
- * Subscriptions over HTTP (server-sent events) count as connections too: at most
- * `WS_MAX_CONNECTIONS_PER_KEY` open streams per API key on this process, the next one refused
- * with TOO_MANY_CONNECTIONS. (Over graphql-ws the socket itself is counted, in the guard.)
- */
-export function useStreamCapPerKey(maxPerKey: number): Plugin {
-  const open = new Map<string, number>();
-  const release = (apiKeyId: string) => {
-    const n = (open.get(apiKeyId) ?? 1) - 1;
-    if (n <= 0) open.delete(apiKeyId);
-    else open.set(apiKeyId, n);
-  };
-  return {
-    onSubscribe({ args, setResultAndStopExecution }) {
-      const context = args.contextValue as { apiKeyId?: string | null; connectionParams?: unknown };
-      const apiKeyId = context.apiKeyId;
-      if (!apiKeyId || context.connectionParams) return undefined;
-      const count = open.get(apiKeyId) ?? 0;
-      if (count >= maxPerKey) {
-        setResultAndStopExecution({
-          errors: [
-            new GraphQLError(`too many open subscription streams for this API key (at most ${maxPerKey}, WS_MAX_CONNECTIONS_PER_KEY); close one first`, {
-              extensions: { code: 'TOO_MANY_CONNECTIONS', limit: maxPerKey },
-            }),
-          ],
-        });
-        return undefined;
-      }
-      return {
-        onSubscribeResult({ result, setResult }) {
-          if (!isAsyncIterable(result)) return;
-          open.set(apiKeyId, (open.get(apiKeyId) ?? 0) + 1);
-          setResult(releasedWhenDone(result as AsyncIterable<ExecutionResult>, () => release(apiKeyId)));
-        },
-      };
-    },
-  };
-}
-
-function releasedWhenDone<T>(source: AsyncIterable<T>, done: () => void): AsyncGenerator<T> {
-  const it = source[Symbol.asyncIterator]();
-  let released = false;
-  const once = () => {
-    if (!released) {
-      released = true;
-      done();
-    }
-  };
-  return {
-    async next() {
-      try {
-        const step = await it.next();
-        if (step.done) once();
-        return step;
-      } catch (error) {
-        once();
-        throw error;
-      }
-    },
-    async return(value) {
-      once();
-      await it.return?.();
-      return { done: true, value } as IteratorResult<T>;
-    },
-    async throw(error) {
-      once();
-      if (it.throw) return it.throw(error);
-      throw error;
-    },
-    [Symbol.asyncIterator]() {
-      return this;
-    },
-  } as AsyncGenerator<T>;
-}
