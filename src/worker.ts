@@ -90,61 +90,61 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
     return false;
   }
 
-  /** Due APPROVED actions (scheduledFor unset or at most DUE_MARGIN_MS ahead), every page of them. */
+  /** What the reconciler needs of an action to queue it. */
   type Queueable = { id: string; priority: number; scheduledFor: Date | null };
 
+  /** Every row of a keyset-paginated query: `page(last)` reads the rows after `last` (null: from the start). */
+  async function* everyPage(page: (last: Queueable | null) => Promise<Queueable[]>): AsyncGenerator<Queueable> {
+    for (let last: Queueable | null = null; ; ) {
+      const rows = await page(last);
+      yield* rows;
+      if (rows.length < RECONCILE_PAGE) return;
+      last = rows[rows.length - 1]!;
+    }
+  }
+
+  const select = { id: true, priority: true, scheduledFor: true } as const;
+
+  /** Due APPROVED actions: unscheduled ones (keyset by id), then those scheduled by DUE_MARGIN_MS from now (keyset by scheduledFor, id). */
   async function* dueApproved(): AsyncGenerator<Queueable> {
-    const select = { id: true, priority: true, scheduledFor: true } as const;
-    // Unscheduled ones, keyset by id.
-    for (let after: string | null = null; ; ) {
-      const page: Queueable[] = await app.db.action.findMany({
-        where: { status: 'APPROVED', scheduledFor: null, ...(after ? { id: { gt: after } } : {}) },
+    yield* everyPage((last) =>
+      app.db.action.findMany({
+        where: { status: 'APPROVED', scheduledFor: null, ...(last ? { id: { gt: last.id } } : {}) },
         select,
         orderBy: { id: 'asc' },
         take: RECONCILE_PAGE,
-      });
-      yield* page;
-      if (page.length < RECONCILE_PAGE) break;
-      after = page[page.length - 1]!.id;
-    }
-    // Scheduled ones that are due, keyset by (scheduledFor, id).
+      }),
+    );
     const dueBy = new Date(app.engine.clock().getTime() + DUE_MARGIN_MS);
-    for (let after: { at: Date; id: string } | null = null; ; ) {
-      const page: Queueable[] = await app.db.action.findMany({
+    yield* everyPage((last) =>
+      app.db.action.findMany({
         where: {
           status: 'APPROVED',
           scheduledFor: { not: null, lte: dueBy },
-          ...(after ? { OR: [{ scheduledFor: { gt: after.at } }, { scheduledFor: after.at, id: { gt: after.id } }] } : {}),
+          ...(last ? { OR: [{ scheduledFor: { gt: last.scheduledFor! } }, { scheduledFor: last.scheduledFor!, id: { gt: last.id } }] } : {}),
         },
         select,
         orderBy: [{ scheduledFor: 'asc' }, { id: 'asc' }],
         take: RECONCILE_PAGE,
-      });
-      yield* page;
-      if (page.length < RECONCILE_PAGE) break;
-      const last: Queueable = page[page.length - 1]!;
-      after = { at: last.scheduledFor!, id: last.id };
-    }
+      }),
+    );
   }
 
   /** EXECUTING actions with nothing to wait for: no open manual task, no execution waiting for a callback. */
-  async function* strandedCandidates(): AsyncGenerator<Queueable> {
-    for (let after: string | null = null; ; ) {
-      const page: Queueable[] = await app.db.action.findMany({
+  function strandedCandidates(): AsyncGenerator<Queueable> {
+    return everyPage((last) =>
+      app.db.action.findMany({
         where: {
           status: 'EXECUTING',
           manualTasks: { none: { status: 'OPEN' } },
           executions: { none: { status: 'WAITING' } },
-          ...(after ? { id: { gt: after } } : {}),
+          ...(last ? { id: { gt: last.id } } : {}),
         },
-        select: { id: true, priority: true, scheduledFor: true },
+        select,
         orderBy: { id: 'asc' },
         take: RECONCILE_PAGE,
-      });
-      yield* page;
-      if (page.length < RECONCILE_PAGE) break;
-      after = page[page.length - 1]!.id;
-    }
+      }),
+    );
   }
 
   async function reconcile(): Promise<number> {
