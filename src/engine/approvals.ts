@@ -290,14 +290,16 @@ async function countCodeGuess(
   code: string,
   actor: Actor,
 ): Promise<'right' | Extract<LinkDecisionOutcome, { ok: false }>> {
-  const counted = await tx.approvalToken.updateMany({
+  const [now] = await tx.approvalToken.updateManyAndReturn({
     where: { id: token.id, codeAttempts: { lt: MAX_CODE_ATTEMPTS }, usedAt: null, voidedAt: null },
     data: { codeAttempts: { increment: 1 } },
+    select: { codeAttempts: true },
   });
-  const now = await tx.approvalToken.findUniqueOrThrow({ where: { id: token.id }, select: { codeAttempts: true, usedAt: true, voidedAt: true } });
-  if (counted.count !== 1) {
-    if (now.usedAt) return { ok: false as const, state: 'used' as const };
-    if (now.codeAttempts >= MAX_CODE_ATTEMPTS) return { ok: false as const, state: 'too_many_attempts' as const };
+  if (!now) {
+    // Not counted: say why (read only on this path).
+    const current = await tx.approvalToken.findUniqueOrThrow({ where: { id: token.id }, select: { codeAttempts: true, usedAt: true } });
+    if (current.usedAt) return { ok: false as const, state: 'used' as const };
+    if (current.codeAttempts >= MAX_CODE_ATTEMPTS) return { ok: false as const, state: 'too_many_attempts' as const };
     return { ok: false as const, state: 'voided' as const };
   }
   if (verifyCode(code, token.codeHash)) return 'right' as const;
