@@ -47,7 +47,7 @@ async function waitForStatus(id: string, status: string, timeoutMs = 10_000): Pr
 }
 
 describe('recovery of stranded actions', () => {
-  it('runs again an EXECUTING action whose job is gone (worker killed mid-write), removes the stale .tmp it left, and writes the document once', async () => {
+  it('runs again an EXECUTING action whose job is gone, as a worker killed mid-write leaves it (job removed, a stale .tmp beside the target), removes that .tmp, and writes the document once', async () => {
     const { key } = await createApiKey(t.app.db, { role: 'AGENT', space: 'stranded', user: 'hana' });
     const id = await createDocument(key, 'Quarterly plan');
     const action = await t.app.db.action.findUniqueOrThrow({ where: { id } });
