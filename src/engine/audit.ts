@@ -114,7 +114,7 @@ export interface AppendedAuditEntry {
   hash: string;
 }
 
-/** The stored fields an entry's hash covers (an `AuditEntry` row has them all). */
+/** The stored fields a format-1 entry's hash covers (entries of the `legacy` chain). */
 export interface AuditHashFields {
   id: bigint;
   spaceId: string | null;
@@ -128,30 +128,32 @@ export interface AuditHashFields {
   prevHash: string;
 }
 
-/** The result of {@link verifyAuditChain}. */
-export interface AuditVerification {
-  ok: boolean;
-  /** Entries examined, including the first bad one. */
-  checked: number;
-  firstBad?: { id: bigint; reason: AuditBreakReason };
+/** The stored fields a format-2 entry's content hash covers (an `AuditEntry` row has them all). */
+export interface AuditContentFields {
+  chain: string;
+  spaceId: string | null;
+  actionId: string | null;
+  event: string;
+  actor: string;
+  ip: string | null;
+  userAgent: string | null;
+  data: unknown;
+  createdAt: Date;
 }
-
-export type AuditBreakReason = 'hash mismatch: content altered' | 'prevHash does not match previous entry';
 
 /** Thrown when an entry cannot be written as given; the caller's transaction should roll back. */
 export class AuditWriteError extends Error {
   override name = 'AuditWriteError';
 }
 
-// Two-key advisory lock ("AE", 1): every chain writer takes it, so appends are serial.
-const LOCK_SQL = `SELECT pg_advisory_xact_lock(${0x41450000}, 1)::text AS "locked", current_setting('transaction_isolation') AS "isolation"`;
-// 11 parameters a row; PostgreSQL allows 65535 per statement.
-const ROWS_PER_INSERT = 1000;
+/** The chain of an admin event (no action): one per space, `admin:global` for events of no space. */
+export function adminChain(spaceId: string | null): string {
+  return `admin:${spaceId ?? 'global'}`;
+}
 
 /**
- * SHA-256 (hex) of an entry's canonical JSON: id, spaceId, actionId, event, actor, ip,
- * userAgent, data, createdAt (ISO 8601, milliseconds) and prevHash. Pure; `verifyAuditChain`
- * recomputes it from each stored row.
+ * Format 1 (entries written before per-chain hashing, chain `legacy`): SHA-256 (hex) of the
+ * canonical JSON of id, spaceId, actionId, event, actor, ip, userAgent, data, createdAt and prevHash.
  */
 export function hashAuditEntry(entry: AuditHashFields): string {
   const content = canonicalJson({
@@ -170,75 +172,121 @@ export function hashAuditEntry(entry: AuditHashFields): string {
 }
 
 /**
- * Appends one entry to the audit chain inside the caller's transaction, so it commits or
- * rolls back with the change it records. See {@link appendAuditEntries}.
+ * Format 2, step 1: SHA-256 (hex) of the canonical JSON of an entry's content: chain, spaceId,
+ * actionId, event, actor, ip, userAgent, data and createdAt (ISO 8601, milliseconds).
  */
+export function auditContentHash(entry: AuditContentFields): string {
+  const content = canonicalJson({
+    chain: entry.chain,
+    spaceId: entry.spaceId,
+    actionId: entry.actionId,
+    event: entry.event,
+    actor: entry.actor,
+    ip: entry.ip,
+    userAgent: entry.userAgent,
+    data: entry.data,
+    createdAt: entry.createdAt.toISOString(),
+  });
+  return createHash('sha256').update(content).digest('hex');
+}
+
+/**
+ * Format 2, step 2: an entry's hash = SHA-256 (hex) of `prevHash LF chainSeq LF contentHash`,
+ * the same as the SQL function `ae_audit_links` computes inside the writing statement.
+ */
+export function auditLink(prevHash: string, chainSeq: number, contentHash: string): string {
+  return createHash('sha256').update(`${prevHash}\n${chainSeq}\n${contentHash}`).digest('hex');
+}
+
+/** An entry ready to be written: ids checked, data canonical, content hashed. */
+export interface PreparedAuditEntry {
+  chain: string;
+  event: string;
+  actor: string;
+  spaceId: string | null;
+  actionId: string | null;
+  ip: string | null;
+  userAgent: string | null;
+  /** Canonical JSON text of `data`. */
+  data: string;
+  createdAt: Date;
+  contentHash: string;
+}
+
+/**
+ * Checks and hashes entries for `chain`, all stamped `createdAt`. Throws AuditWriteError when
+ * an id is not a UUID (PostgreSQL would store another spelling than the one hashed).
+ */
+export function prepareAuditEntries(chain: string, inputs: readonly AuditInput[], createdAt: Date): PreparedAuditEntry[] {
+  return inputs.map((input) => {
+    const entry = {
+      chain,
+      event: input.event,
+      actor: input.actor,
+      spaceId: uuidOrNull(input.spaceId, 'spaceId'),
+      actionId: uuidOrNull(input.actionId, 'actionId'),
+      ip: input.ip ?? null,
+      userAgent: input.userAgent ?? null,
+      createdAt,
+    };
+    const data = canonicalJson(input.data);
+    return { ...entry, data, contentHash: auditContentHash({ ...entry, data: JSON.parse(data) as unknown }) };
+  });
+}
+
+/** Appends one admin entry; see {@link appendAuditEntries}. */
 export async function appendAuditEntry(tx: Prisma.TransactionClient, input: AuditInput): Promise<AppendedAuditEntry> {
   const [appended] = await appendAuditEntries(tx, [input]);
   return appended!;
 }
 
 /**
- * Appends entries, chained in the order given, inside the caller's transaction: three round
- * trips whatever their number (advisory lock; last hash and new ids; one INSERT).
+ * Appends admin entries (events of no action: rules, handler configuration, keys, KYC, email)
+ * to their space's admin chain, in the order given, inside the caller's transaction. The chain's
+ * head row (`AuditChainHead`) is locked until the transaction ends, so admin writers of one space
+ * take turns; nothing else waits for them. Action events are written by the lifecycle writer
+ * (src/engine/lifecycle), in the statement that moves the action.
  *
- * The lock is held until the caller's transaction ends, so every other audit writer waits
- * for it: append late in the transaction. The transaction must be READ COMMITTED (Prisma's
- * default), since a snapshot older than the lock would read a stale last hash and fork the chain.
- *
- * @throws AuditWriteError when `tx` is not a transaction, the isolation level is not READ
- *   COMMITTED, or an id is not a UUID.
+ * @throws AuditWriteError when `tx` is not a transaction, an entry names an action, the entries
+ *   span spaces, or an id is not a UUID.
  */
 export async function appendAuditEntries(tx: Prisma.TransactionClient, inputs: readonly AuditInput[]): Promise<AppendedAuditEntry[]> {
   if (inputs.length === 0) return [];
-  // A PrismaClient type-checks as a TransactionClient, but outside a transaction the lock would
-  // end with its statement. Prisma's transaction clients lack $disconnect; clients have it.
+  // A PrismaClient type-checks as a TransactionClient, but outside a transaction the row lock
+  // would end with its statement. Prisma's transaction clients lack $disconnect; clients have it.
   if (typeof (tx as { $disconnect?: unknown }).$disconnect === 'function') {
     throw new AuditWriteError('audit entries must be appended inside a transaction (the tx of db.$transaction), not on the client');
   }
-  const prepared = inputs.map((input) => ({
-    event: input.event,
-    actor: input.actor,
-    spaceId: uuidOrNull(input.spaceId, 'spaceId'),
-    actionId: uuidOrNull(input.actionId, 'actionId'),
-    ip: input.ip ?? null,
-    userAgent: input.userAgent ?? null,
-    data: canonicalJson(input.data),
-  }));
-
-  const [lock] = await tx.$queryRawUnsafe<Array<{ isolation: string }>>(LOCK_SQL);
-  if (lock?.isolation !== 'read committed') {
-    throw new AuditWriteError(`audit entries need a READ COMMITTED transaction (this one is ${lock?.isolation ?? 'unknown'})`);
+  if (inputs.some((input) => input.actionId)) {
+    throw new AuditWriteError('an action\'s audit entries are written by the lifecycle writer (src/engine/lifecycle), not appended');
   }
-  // The id is drawn here, not by the column default, because the hash covers it.
-  const slots = await tx.$queryRaw<Array<{ id: bigint; prevHash: string | null }>>`
-    SELECT nextval(pg_get_serial_sequence('"AuditEntry"', 'id')) AS "id",
-           (SELECT "hash" FROM "AuditEntry" ORDER BY "id" DESC LIMIT 1) AS "prevHash"
-    FROM generate_series(1, ${prepared.length}::int)`;
-  const ids = slots.map((s) => BigInt(s.id)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  let prevHash = slots[0]?.prevHash ?? '';
+  const spaces = new Set(inputs.map((input) => input.spaceId ?? null));
+  if (spaces.size !== 1) throw new AuditWriteError('admin audit entries appended together must belong to one space');
+  const chain = adminChain(uuidOrNull([...spaces][0], 'spaceId'));
+  await tx.$executeRaw`INSERT INTO "AuditChainHead" ("chain", "seq", "head") VALUES (${chain}, 0, '') ON CONFLICT ("chain") DO NOTHING`;
+  const [head] = await tx.$queryRaw<Array<{ seq: number; head: string }>>`
+    SELECT "seq", "head" FROM "AuditChainHead" WHERE "chain" = ${chain} FOR UPDATE`;
   // Taken after the lock, so createdAt follows chain order on any one clock.
-  const createdAt = new Date();
-
-  const rows = prepared.map((entry, i) => {
-    const id = ids[i]!;
-    const hash = hashAuditEntry({ ...entry, id, data: JSON.parse(entry.data) as unknown, createdAt, prevHash });
-    const row = { ...entry, id, prevHash, hash };
+  const prepared = prepareAuditEntries(chain, inputs, new Date());
+  let prevHash = head!.head;
+  let seq = head!.seq;
+  const rows = prepared.map((entry) => {
+    seq += 1;
+    const hash = auditLink(prevHash, seq, entry.contentHash);
+    const row = { ...entry, chainSeq: seq, prevHash, hash };
     prevHash = hash;
     return row;
   });
-
-  for (let start = 0; start < rows.length; start += ROWS_PER_INSERT) {
-    const values = rows.slice(start, start + ROWS_PER_INSERT).map(
-      (r) =>
-        Prisma.sql`(${r.id}::bigint, ${r.spaceId}::uuid, ${r.actionId}::uuid, ${r.event}, ${r.actor}, ${r.ip}, ${r.userAgent},
-          ${r.data}::jsonb, ${r.prevHash}, ${r.hash}, ${createdAt.toISOString()}::timestamptz)`,
-    );
-    await tx.$executeRaw`
-      INSERT INTO "AuditEntry" ("id", "spaceId", "actionId", "event", "actor", "ip", "userAgent", "data", "prevHash", "hash", "createdAt")
-      VALUES ${Prisma.join(values)}`;
-  }
-  return rows.map(({ id, hash }) => ({ id, hash }));
+  const values = rows.map(
+    (r) =>
+      Prisma.sql`(${r.chain}, ${r.chainSeq}::int, ${r.spaceId}::uuid, NULL::uuid, ${r.event}, ${r.actor}, ${r.ip}, ${r.userAgent},
+        ${r.data}::jsonb, ${r.prevHash}, ${r.hash}, ${r.createdAt.toISOString()}::timestamptz)`,
+  );
+  const inserted = await tx.$queryRaw<Array<{ id: bigint; hash: string }>>`
+    INSERT INTO "AuditEntry" ("chain", "chainSeq", "spaceId", "actionId", "event", "actor", "ip", "userAgent", "data", "prevHash", "hash", "createdAt")
+    VALUES ${Prisma.join(values)} RETURNING "id", "hash"`;
+  await tx.$executeRaw`UPDATE "AuditChainHead" SET "seq" = ${seq}::int, "head" = ${prevHash} WHERE "chain" = ${chain}`;
+  return inserted.map(({ id, hash }) => ({ id: BigInt(id), hash }));
 }
 
 // PostgreSQL stores a uuid in lower case; hashing any other spelling would never verify.
@@ -248,13 +296,33 @@ function uuidOrNull(value: string | null | undefined, field: string): string | n
   return value.toLowerCase();
 }
 
+/** The result of {@link verifyAuditChain}. */
+export interface AuditVerification {
+  ok: boolean;
+  /** Entries examined, including the first bad one. */
+  checked: number;
+  firstBad?: { id: bigint; reason: AuditBreakReason };
+}
+
+export type AuditBreakReason =
+  | 'hash mismatch: content altered'
+  | 'prevHash does not match previous entry'
+  | 'chain gap: an entry before this one was deleted'
+  | 'chain head mismatch: entries were cut off the end';
+
+interface StoredEntry extends AuditContentFields {
+  id: bigint;
+  chainSeq: number;
+  format: number;
+  prevHash: string;
+  hash: string;
+}
+
 /**
- * Walks the whole chain by id in keyset-paginated batches (constant memory) and checks each
- * entry's hash against its content and its prevHash against the previous entry's hash (""
- * for the first). Stops at the first bad entry. Entries appended while it runs are checked
- * too if they land in a later batch.
- *
- * Cutting entries off the end of the chain leaves a valid chain; that is not detectable here.
+ * Walks every chain in (chain, chainSeq) order, in keyset-paginated batches (constant memory):
+ * each entry's hash against its content and its prevHash against the previous entry's hash
+ * ("" for the first), no gap in chainSeq, and each action chain's last entry against the head
+ * its action records (so entries cut off the end show too). Stops at the first bad entry.
  */
 export async function verifyAuditChain(
   db: PrismaClient | Prisma.TransactionClient,
@@ -263,23 +331,44 @@ export async function verifyAuditChain(
   const batchSize = options.batchSize ?? 1000;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer (got ${batchSize})`);
   let checked = 0;
-  let prevHash = '';
-  let after: bigint | undefined;
+  let last: StoredEntry | null = null;
+  const bad = (entry: StoredEntry, reason: AuditBreakReason): AuditVerification => ({ ok: false, checked, firstBad: { id: entry.id, reason } });
+  const endOfChain = async (entry: StoredEntry): Promise<AuditVerification | null> => {
+    if (!entry.actionId || entry.chain !== entry.actionId) return null;
+    const action = await db.action.findUnique({ where: { id: entry.actionId }, select: { auditSeq: true, auditHead: true } });
+    if (action && (action.auditSeq !== entry.chainSeq || action.auditHead !== entry.hash)) return bad(entry, 'chain head mismatch: entries were cut off the end');
+    return null;
+  };
   for (;;) {
-    const batch = await db.auditEntry.findMany({
-      where: after === undefined ? {} : { id: { gt: after } },
-      orderBy: { id: 'asc' },
+    const batch: StoredEntry[] = await db.auditEntry.findMany({
+      where: last ? { OR: [{ chain: { gt: last.chain } }, { chain: last.chain, chainSeq: { gt: last.chainSeq } }] } : {},
+      orderBy: [{ chain: 'asc' }, { chainSeq: 'asc' }],
       take: batchSize,
     });
     for (const entry of batch) {
       checked += 1;
-      if (hashAuditEntry(entry) !== entry.hash) return { ok: false, checked, firstBad: { id: entry.id, reason: 'hash mismatch: content altered' } };
-      if (entry.prevHash !== prevHash) {
-        return { ok: false, checked, firstBad: { id: entry.id, reason: 'prevHash does not match previous entry' } };
+      const sameChain = last !== null && last.chain === entry.chain;
+      if (!sameChain && last) {
+        const cut = await endOfChain(last);
+        if (cut) return { ...cut, checked };
       }
-      prevHash = entry.hash;
+      const expectedSeq = sameChain ? last!.chainSeq + 1 : 1;
+      const expectedPrev = sameChain ? last!.hash : '';
+      if (entry.chainSeq !== expectedSeq) return bad(entry, 'chain gap: an entry before this one was deleted');
+      const hash =
+        entry.format === 1
+          ? hashAuditEntry({ ...entry, prevHash: entry.prevHash })
+          : auditLink(entry.prevHash, entry.chainSeq, auditContentHash(entry));
+      if (hash !== entry.hash) return bad(entry, 'hash mismatch: content altered');
+      if (entry.prevHash !== expectedPrev) return bad(entry, 'prevHash does not match previous entry');
+      last = entry;
     }
-    if (batch.length < batchSize) return { ok: true, checked };
-    after = batch[batch.length - 1]!.id;
+    if (batch.length < batchSize) {
+      if (last) {
+        const cut = await endOfChain(last);
+        if (cut) return { ...cut, checked };
+      }
+      return { ok: true, checked };
+    }
   }
 }
