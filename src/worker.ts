@@ -91,7 +91,7 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
   }
 
   /** What the reconciler needs of an action to queue it. */
-  type Queueable = { id: string; priority: number; scheduledFor: Date | null };
+  type Queueable = { id: string; spaceId: string; type: string; priority: number; scheduledFor: Date | null };
 
   /** Every row of a keyset-paginated query: `page(last)` reads the rows after `last` (null: from the start). */
   async function* everyPage(page: (last: Queueable | null) => Promise<Queueable[]>): AsyncGenerator<Queueable> {
@@ -103,7 +103,7 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
     }
   }
 
-  const select = { id: true, priority: true, scheduledFor: true } as const;
+  const select = { id: true, spaceId: true, type: true, priority: true, scheduledFor: true } as const;
 
   /** Due APPROVED actions: unscheduled ones (keyset by id), then those scheduled by DUE_MARGIN_MS from now (keyset by scheduledFor, id). */
   async function* dueApproved(): AsyncGenerator<Queueable> {

@@ -1,7 +1,7 @@
 import type { Principal } from '../context.js';
 import type { Action, Prisma } from '../generated/prisma/client.js';
 import { describeAction, renderApprovalEmail, renderOneTimeCodeEmail } from '../mail/approval-email.js';
-import { appendAuditEntry } from './audit.js';
+import { randomUUID } from 'node:crypto';
 import {
   MAX_CODE_ATTEMPTS,
   hashApprovalToken,
@@ -14,15 +14,15 @@ import {
   type TokenState,
 } from './approval-tokens.js';
 import { inTransaction, type Actor, type EngineDeps } from './deps.js';
-import type { StatusEventSink } from './status-event.js';
+import type { TxEffects } from './status-event.js';
+import { applyStep, commitStep } from './lifecycle/index.js';
 import { ForbiddenError, InvalidTransitionError } from './errors.js';
 import { assertReadable, canCancel, canDecide } from './policy.js';
-import { addStatusMessage, transition } from './transitions.js';
 
 /** Types whose email approval needs a one-time code besides the link (spec: a button alone must not decide). */
 const NEEDS_CODE: ReadonlySet<string> = new Set(['make_payment', 'make_purchase']);
 
-/** An approval email to send once the creating transaction has committed. */
+/** An approval email to send once the creating statement has committed. */
 export interface PendingApprovalMail {
   action: Action;
   to: string;
@@ -33,47 +33,38 @@ export interface PendingApprovalMail {
   userHandle: string;
 }
 
+/** What a new PENDING action's approval request writes (its token) and mails after commit. */
+export interface ApprovalRequest {
+  token: { id: string; tokenHash: string; codeHash: string | null; recipient: string; expiresAt: Date } | null;
+  /** The mail to send once the action is recorded (its `action` is set then); null when the user has no email address. */
+  mail: Omit<PendingApprovalMail, 'action'> | null;
+}
+
 /**
- * Inside the creating transaction: records the approval request and, when the user has an
- * email address, a single-use token (hash only) bound to the payload. Returns the mail to send
- * after commit, or null when there is nobody to mail (said in a status update).
+ * Before the creating statement: when the user has an email address, a single-use token (only
+ * its hash is stored) bound to the payload, and a one-time code for types that need one. With no
+ * address there is nobody to mail (the creation says so in a status update).
  */
-export async function issueApprovalRequest(
+export async function prepareApprovalRequest(
   deps: EngineDeps,
-  tx: Prisma.TransactionClient,
-  events: StatusEventSink,
-  action: Action,
+  action: Pick<Action, 'type' | 'requestedById'>,
   user: { email: string | null; handle: string },
-): Promise<PendingApprovalMail | null> {
-  const expiresAt = action.approvalExpiresAt ?? new Date(deps.clock().getTime() + deps.config.approvalTtlSeconds * 1000);
-  const audit = { actor: 'system', spaceId: action.spaceId, actionId: action.id };
-  if (!user.email) {
-    await addStatusMessage(tx, events, action, 'No email address is known for this user: approve or reject through the API');
-    await appendAuditEntry(tx, { ...audit, event: 'approval.requested', data: { expiresAt: expiresAt.toISOString(), recipient: null } });
-    return null;
-  }
+  expiresAt: Date,
+): Promise<ApprovalRequest> {
+  if (!user.email) return { token: null, mail: null };
   const { token, tokenHash } = newApprovalToken();
   const second = NEEDS_CODE.has(action.type) ? newOneTimeCode() : null;
-  await tx.approvalToken.create({
-    data: {
-      actionId: action.id,
-      tokenHash,
-      payloadHash: action.payloadHash,
-      codeHash: second?.codeHash ?? null,
-      recipient: user.email,
-      expiresAt,
-    },
-  });
-  await appendAuditEntry(tx, { ...audit, event: 'approval.requested', data: { expiresAt: expiresAt.toISOString(), recipient: user.email } });
-  const requester = await tx.principal.findUniqueOrThrow({ where: { id: action.requestedById }, select: { name: true, role: true } });
+  const requester = await deps.db.principal.findUniqueOrThrow({ where: { id: action.requestedById }, select: { name: true, role: true } });
   return {
-    action,
-    to: user.email,
-    token,
-    code: second?.code ?? null,
-    expiresAt,
-    requestedBy: { name: requester.name, role: requester.role.toLowerCase() },
-    userHandle: user.handle,
+    token: { id: randomUUID(), tokenHash, codeHash: second?.codeHash ?? null, recipient: user.email, expiresAt },
+    mail: {
+      to: user.email,
+      token,
+      code: second?.code ?? null,
+      expiresAt,
+      requestedBy: { name: requester.name, role: requester.role.toLowerCase() },
+      userHandle: user.handle,
+    },
   };
 }
 
@@ -104,42 +95,11 @@ export async function sendApprovalRequest(deps: EngineDeps, mail: PendingApprova
     }
   } catch (error) {
     deps.logger.error({ err: error, actionId: mail.action.id }, 'approval email could not be sent');
-    await inTransaction(deps, (tx, events) =>
-      addStatusMessage(tx, events, mail.action, 'The approval email could not be sent: approve or reject through the API'),
-    );
+    await commitStep(deps, mail.action, { kind: 'note', message: 'The approval email could not be sent: approve or reject through the API' });
   }
 }
 
 export type Decision = 'approve' | 'reject';
-
-/** Inside a transaction: PENDING → APPROVED/REJECTED, voiding every open token of the action. */
-async function applyDecision(
-  deps: EngineDeps,
-  tx: Prisma.TransactionClient,
-  events: StatusEventSink,
-  action: Pick<Action, 'id' | 'spaceId'>,
-  decision: Decision,
-  text: string | null,
-  actor: Actor,
-): Promise<Action> {
-  const now = deps.clock();
-  const common = { actor: actor.id, ip: actor.ip ?? null, userAgent: actor.userAgent ?? null, spaceId: action.spaceId, actionId: action.id };
-  // Tokens first, then the action and the audit lock: the order every approval path takes
-  // (see countCodeGuess), so a decision racing a code guess cannot deadlock.
-  await tx.approvalToken.updateMany({ where: { actionId: action.id, usedAt: null, voidedAt: null }, data: { voidedAt: now } });
-  const updated = await transition(tx, events, {
-    actionId: action.id,
-    from: 'PENDING',
-    to: decision === 'approve' ? 'APPROVED' : 'REJECTED',
-    message: decision === 'approve' ? 'Approved' : `Rejected${text ? `: ${text}` : ''}`,
-    data: { decidedAt: now, decidedBy: actor.id, approvalExpiresAt: null },
-    audit:
-      decision === 'approve'
-        ? { ...common, event: 'action.approved', data: { comment: text } }
-        : { ...common, event: 'action.rejected', data: { reason: text ?? '' } },
-  });
-  return updated;
-}
 
 const MAX_TEXT = 1000;
 
@@ -159,7 +119,7 @@ export async function decideAction(
 ): Promise<Action> {
   const action = assertReadable(
     principal,
-    await deps.db.action.findUnique({ where: { id }, select: { id: true, spaceId: true, userId: true, requestedById: true } }),
+    await deps.db.action.findUnique({ where: { id }, select: { id: true, spaceId: true, userId: true, requestedById: true, priority: true, scheduledFor: true } }),
     id,
   );
   if (!canDecide(principal, action)) {
@@ -169,39 +129,18 @@ export async function decideAction(
         : "only an approver acting for this action's user can decide it",
     );
   }
-  return inTransaction(deps, (tx, events) => applyDecision(deps, tx, events, action, decision, cleanText(text), actor));
+  return applyStep(deps, action, { kind: 'decide', decision, text: cleanText(text), actor });
 }
 
 /** cancelAction: PENDING or APPROVED → CANCELLED. */
 export async function cancelAction(deps: EngineDeps, principal: Principal, actor: Actor, id: string, reason: string | null | undefined): Promise<Action> {
   const action = assertReadable(
     principal,
-    await deps.db.action.findUnique({ where: { id }, select: { id: true, spaceId: true, userId: true, requestedById: true, status: true } }),
+    await deps.db.action.findUnique({ where: { id }, select: { id: true, spaceId: true, userId: true, requestedById: true } }),
     id,
   );
   if (!canCancel(principal, action)) throw new ForbiddenError('only the requesting agent, the user\'s approvers or an admin can cancel an action');
-  const why = cleanText(reason);
-  const from = action.status === 'APPROVED' ? 'APPROVED' : 'PENDING';
-  return inTransaction(deps, async (tx, events) => {
-    await tx.approvalToken.updateMany({ where: { actionId: id, usedAt: null, voidedAt: null }, data: { voidedAt: deps.clock() } });
-    const updated = await transition(tx, events, {
-      actionId: id,
-      from,
-      to: 'CANCELLED',
-      message: `Cancelled${why ? `: ${why}` : ''}`,
-      data: { decidedAt: deps.clock(), decidedBy: actor.id, approvalExpiresAt: null },
-      audit: {
-        actor: actor.id,
-        ip: actor.ip ?? null,
-        userAgent: actor.userAgent ?? null,
-        spaceId: action.spaceId,
-        actionId: id,
-        event: 'action.cancelled',
-        data: { reason: why },
-      },
-    });
-    return updated;
-  });
+  return applyStep(deps, action, { kind: 'cancel', reason: cleanText(reason), actor });
 }
 
 /** What an approval link leads to. `too_many_attempts`: locked after the wrong codes. */
@@ -253,18 +192,21 @@ export async function decideByLink(
   try {
     // One transaction from the guess to the decision: the token row stays locked throughout, so
     // no concurrent guess can lock the link between a right code and its decision.
-    return await inTransaction(deps, async (tx, events): Promise<LinkDecisionOutcome> => {
+    return await inTransaction(deps, async (tx, effects): Promise<LinkDecisionOutcome> => {
       if (needsCode) {
-        const guess = await countCodeGuess(deps, tx, { id: row.id, codeHash: row.codeHash!, spaceId: row.action.spaceId, actionId: row.actionId }, code!, actor);
+        const guess = await countCodeGuess(deps, { client: tx, effects }, { id: row.id, codeHash: row.codeHash!, action: row.action }, code!, actor);
         if (guess !== 'right') return guess;
       }
-      const used = await tx.approvalToken.updateMany({
-        where: { id: row.id, usedAt: null, voidedAt: null },
-        data: { usedAt: deps.clock() },
-      });
-      if (used.count !== 1) throw new LinkUsedError();
-      const action = await applyDecision(deps, tx, events, row.action, form.decision, cleanText(form.reason), actor);
-      return { ok: true, action, decision: form.decision };
+      // The token is used in the decision's own statement, which needs it still usable.
+      const decided = await commitStep(
+        deps,
+        row.action,
+        { kind: 'decide', decision: form.decision, text: cleanText(form.reason), actor, via: { tokenId: row.id } },
+        { tx: { client: tx, effects } },
+      );
+      if (decided.action) return { ok: true, action: decided.action, decision: form.decision };
+      if (decided.previous !== 'PENDING') throw new InvalidTransitionError(`the action is ${decided.previous}`);
+      throw new LinkUsedError();
     });
   } catch (error) {
     if (error instanceof LinkUsedError) return { ok: false, state: 'used' };
@@ -285,11 +227,12 @@ class LinkUsedError extends Error {}
  */
 async function countCodeGuess(
   deps: EngineDeps,
-  tx: Prisma.TransactionClient,
-  token: { id: string; codeHash: string; spaceId: string; actionId: string },
+  within: { client: Prisma.TransactionClient; effects: TxEffects },
+  token: { id: string; codeHash: string; action: Pick<Action, 'id' | 'spaceId'> },
   code: string,
   actor: Actor,
 ): Promise<'right' | Extract<LinkDecisionOutcome, { ok: false }>> {
+  const tx = within.client;
   const [now] = await tx.approvalToken.updateManyAndReturn({
     where: { id: token.id, codeAttempts: { lt: MAX_CODE_ATTEMPTS }, usedAt: null, voidedAt: null },
     data: { codeAttempts: { increment: 1 } },
@@ -303,12 +246,11 @@ async function countCodeGuess(
     return { ok: false as const, state: 'voided' as const };
   }
   if (verifyCode(code, token.codeHash)) return 'right' as const;
-  const common = { actor: actor.id, ip: actor.ip ?? null, userAgent: actor.userAgent ?? null, spaceId: token.spaceId, actionId: token.actionId };
   const attemptsLeft = MAX_CODE_ATTEMPTS - now.codeAttempts;
-  await appendAuditEntry(tx, { ...common, event: 'approval.code_rejected', data: { attemptsLeft } });
+  if (attemptsLeft === 0) await tx.approvalToken.update({ where: { id: token.id }, data: { voidedAt: deps.clock() } });
+  // Audited on the action's chain (approval.code_rejected, and approval.locked for the last one).
+  await commitStep(deps, token.action, { kind: 'codeRejected', attemptsLeft, attempts: now.codeAttempts, actor }, { tx: within });
   if (attemptsLeft > 0) return { ok: false as const, state: 'wrong_code' as const, attemptsLeft, missing: false };
-  await tx.approvalToken.update({ where: { id: token.id }, data: { voidedAt: deps.clock() } });
-  await appendAuditEntry(tx, { ...common, event: 'approval.locked', data: { attempts: now.codeAttempts } });
   return { ok: false as const, state: 'too_many_attempts' as const };
 }
 
@@ -326,29 +268,9 @@ export async function expireOverdueApprovals(deps: EngineDeps, batch = 100): Pro
   });
   let expired = 0;
   for (const action of overdue) {
-    try {
-      await inTransaction(deps, async (tx, events) => {
-        await tx.approvalToken.updateMany({ where: { actionId: action.id, usedAt: null, voidedAt: null }, data: { voidedAt: now } });
-        await transition(tx, events, {
-          actionId: action.id,
-          from: 'PENDING',
-          to: 'EXPIRED',
-          message: 'The approval window closed without a decision',
-          data: { approvalExpiresAt: null },
-          audit: {
-            actor: 'system',
-            spaceId: action.spaceId,
-            actionId: action.id,
-            event: 'action.expired',
-            data: { expiresAt: action.approvalExpiresAt!.toISOString() },
-          },
-        });
-      });
-      expired += 1;
-    } catch (error) {
-      // Decided in the meantime by someone else: nothing to expire.
-      if (!(error instanceof InvalidTransitionError)) throw error;
-    }
+    // Decided in the meantime by someone else: nothing to expire (the move does not happen).
+    const result = await commitStep(deps, action, { kind: 'expire', expiresAt: action.approvalExpiresAt! });
+    if (result.action) expired += 1;
   }
   return expired;
 }

@@ -1,13 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Principal } from '../context.js';
 import type { Action } from '../generated/prisma/client.js';
-import { Prisma } from '../generated/prisma/client.js';
-import { appendAuditEntries, type AuditInput } from './audit.js';
-import { issueApprovalRequest, sendApprovalRequest, type PendingApprovalMail } from './approvals.js';
+import { prepareApprovalRequest, sendApprovalRequest, type ApprovalRequest } from './approvals.js';
+import { commitCreate, isUniqueViolation, type NewAction } from './lifecycle/index.js';
 import { payloadHash } from './approval-tokens.js';
 import { canonicalJson } from './canonical-json.js';
-import { inTransaction, type Actor, type EngineDeps } from './deps.js';
-import { queuedAudit, statusEvent } from './transitions.js';
+import type { Actor, EngineDeps } from './deps.js';
 import {
   BlockedError,
   EngineError,
@@ -71,8 +69,11 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
     if (replay) return replay;
   }
 
-  const [rules, user] = await loadSafetyInputs(deps, principal.spaceId, userId, input.type);
-  const verdict = evaluateSafety(rules, { type: input.type, spaceId: principal.spaceId, kycStatus: user.kycStatus });
+  const rules = await loadSafetyRules(deps, principal.spaceId, input.type);
+  // The user is read only when something needs it: a KYC rule, or an approval request to mail.
+  const kycRuled = rules.some((rule) => rule.enabled && rule.kind === 'REQUIRES_KYC');
+  let user = kycRuled ? await loadUser(deps, principal.spaceId, userId) : null;
+  const verdict = evaluateSafety(rules, { type: input.type, spaceId: principal.spaceId, kycStatus: user?.kycStatus ?? 'NONE' });
 
   const actionId = randomUUID();
   const refusal = verdict.refusal
@@ -83,63 +84,48 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
   // Payments wait for a person whatever the rules say (spec §6): no rule can switch this off. Set
   // before the quota, so such a request also counts against the approval-request limit.
   if (!refusal && deps.types.get(input.type).humanApproval) verdict.requiresApproval = true;
-  // Counted only for actions that would run; a refused request consumes nothing, and a unit is
-  // given back when nothing gets recorded (see consumeQuota and releaseQuota).
-  const quota = refusal ? null : await consumeQuota(deps, principal, userId, input.type, verdict, rateUnitId({ id: actionId, requestedById: principal.id, idempotencyKey }));
   const status = initialStatus({ blocked: refusal !== null, requiresApproval: verdict.requiresApproval });
   const now = deps.clock();
   const hash = payloadHash(payload);
-  let mail: PendingApprovalMail | null = null;
+  const expiresAt = status === 'PENDING' ? new Date(now.getTime() + deps.config.approvalTtlSeconds * 1000) : null;
+  const newAction: NewAction = {
+    id: actionId,
+    spaceId: principal.spaceId,
+    userId,
+    requestedById: principal.id,
+    type: input.type,
+    payload,
+    payloadHash: hash,
+    priority,
+    scheduledFor: input.scheduledFor ?? null,
+    idempotencyKey,
+    status,
+    requiresApproval: verdict.requiresApproval,
+    error: refusal ? `${refusal.code}: ${refusal.message}` : null,
+    approvalExpiresAt: expiresAt,
+    createdAt: now,
+  };
+  let request: ApprovalRequest | null = null;
+  if (status === 'PENDING') {
+    user ??= await loadUser(deps, principal.spaceId, userId);
+    request = await prepareApprovalRequest(deps, newAction, user, expiresAt!);
+  }
+  // Counted only for actions that would run; a refused request consumes nothing, and a unit is
+  // given back when nothing gets recorded (see consumeQuota and releaseQuota).
+  const quota = refusal ? null : await consumeQuota(deps, principal, userId, input.type, verdict, rateUnitId({ id: actionId, requestedById: principal.id, idempotencyKey }));
   let action: Action;
   try {
-    action = await inTransaction(deps, async (tx, events) => {
-      const created = await tx.action.create({
-        data: {
-          id: actionId,
-          spaceId: principal.spaceId,
-          userId,
-          requestedById: principal.id,
-          type: input.type,
-          payload: payload as Prisma.InputJsonValue,
-          payloadHash: hash,
-          priority,
-          scheduledFor: input.scheduledFor ?? null,
-          idempotencyKey,
-          status,
-          statusSeq: 1,
-          requiresApproval: verdict.requiresApproval,
-          error: refusal ? `${refusal.code}: ${refusal.message}` : null,
-          approvalExpiresAt: status === 'PENDING' ? new Date(now.getTime() + deps.config.approvalTtlSeconds * 1000) : null,
-          createdAt: now,
-        },
-      });
-      const first = await tx.statusUpdate.create({
-        data: { actionId, seq: 1, status, message: firstMessage(status, refusal, verdict), createdAt: now },
-      });
-      events.push(statusEvent(created, first));
-      const common = { actor: actor.id, ip: actor.ip ?? null, userAgent: actor.userAgent ?? null, spaceId: principal.spaceId, actionId };
-      const audit: AuditInput[] = [
-        { ...common, event: 'action.created', data: { type: input.type, status, priority, requestedBy: principal.id, payloadHash: hash } },
-      ];
-      if (verdict.refusal) {
-        const { rule, kind, reason } = verdict.refusal;
-        audit.push({ ...common, event: 'action.blocked', data: { rule, kind, reason } });
-      }
-      if (status === 'APPROVED') {
-        events.enqueue.push(created);
-        audit.push(queuedAudit(created));
-      }
-      // One advisory lock and one INSERT for all of this action's first entries.
-      await appendAuditEntries(tx, audit);
-      if (status === 'PENDING') mail = await issueApprovalRequest(deps, tx, events, created, user);
-      if (idempotencyKey) {
-        await tx.idempotencyRecord.create({ data: { principalId: principal.id, key: idempotencyKey, requestHash, actionId } });
-      }
-      return created;
+    action = await commitCreate(deps, {
+      action: newAction,
+      actor,
+      refusal: verdict.refusal && refusal ? { rule: verdict.refusal.rule, kind: verdict.refusal.kind, reason: verdict.refusal.reason, text: refusal.message } : null,
+      rateLimited: verdict.rateWindows.length > 0,
+      approval: request ? { recipient: request.mail?.to ?? null, expiresAt: expiresAt!, token: request.token } : null,
+      idempotency: idempotencyKey ? { principalId: principal.id, key: idempotencyKey, requestHash } : null,
     });
   } catch (error) {
     // Two requests with one idempotency key raced: the loser answers with the winner's result.
-    if (idempotencyKey && error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2002') {
+    if (idempotencyKey && isUniqueViolation(error)) {
       // A different input under the key throws IDEMPOTENCY_CONFLICT here; the unit is the winner's then.
       const replay = await findIdempotentResult(deps, principal, idempotencyKey, requestHash);
       if (replay) return replay;
@@ -147,7 +133,7 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
     if (quota) await releaseQuota(deps, principal, idempotencyKey, quota);
     throw error;
   }
-  if (mail) await sendApprovalRequest(deps, mail);
+  if (request?.mail) await sendApprovalRequest(deps, { ...request.mail, action });
   return resultFor(action);
 }
 
@@ -213,12 +199,6 @@ async function releaseQuota(deps: EngineDeps, principal: Principal, idempotencyK
   }
 }
 
-function firstMessage(status: string, refusal: EngineError | null, verdict: SafetyVerdict): string {
-  if (refusal) return `Refused: ${refusal.message}`;
-  if (status === 'PENDING') return 'Waiting for the user\'s approval';
-  return verdict.rateWindows.length ? 'Approved by the safety rules (within rate limits)' : 'Approved by the safety rules';
-}
-
 function resultFor(action: Action): CreateActionResult {
   const errors: EngineError[] = [];
   if (action.status === 'BLOCKED' && action.error) {
@@ -243,21 +223,28 @@ async function findIdempotentResult(deps: EngineDeps, principal: Principal, key:
   return resultFor(action);
 }
 
-async function loadSafetyInputs(deps: EngineDeps, spaceId: string, userId: string, type: string) {
-  let rules;
-  let user;
+/** The safety rules of `type` that apply in the space (its own and the global ones). Fails closed. */
+async function loadSafetyRules(deps: EngineDeps, spaceId: string, type: string) {
   try {
-    [rules, user] = await Promise.all([
-      deps.db.safetyRule.findMany({
-        where: { actionType: type, OR: [{ spaceId: null }, { spaceId }] },
-        select: { spaceId: true, actionType: true, kind: true, limit: true, windowSeconds: true, enabled: true },
-      }),
-      deps.db.user.findFirst({ where: { id: userId, spaceId }, select: { id: true, email: true, handle: true, kycStatus: true } }),
-    ]);
+    return await deps.db.safetyRule.findMany({
+      where: { actionType: type, OR: [{ spaceId: null }, { spaceId }] },
+      select: { spaceId: true, actionType: true, kind: true, limit: true, windowSeconds: true, enabled: true },
+    });
   } catch (error) {
     deps.logger.error({ err: error }, 'safety rules could not be read');
     throw new SafetyUnavailableError('the safety rules cannot be read right now; nothing was recorded, try again shortly');
   }
+}
+
+/** What createAction needs of the user: KYC status for KYC rules, email and handle for the approval request. */
+async function loadUser(deps: EngineDeps, spaceId: string, userId: string) {
+  let user;
+  try {
+    user = await deps.db.user.findFirst({ where: { id: userId, spaceId }, select: { id: true, email: true, handle: true, kycStatus: true } });
+  } catch (error) {
+    deps.logger.error({ err: error }, 'the user could not be read');
+    throw new SafetyUnavailableError('the safety rules cannot be checked right now; nothing was recorded, try again shortly');
+  }
   if (!user) throw new NotFoundError(`no user with id ${userId} in this space`, ['userId']);
-  return [rules, user] as const;
+  return user;
 }

@@ -41,7 +41,7 @@ export async function inTransaction<T>(
   return result;
 }
 
-async function applyEffects(deps: Pick<EngineDeps, 'statusPublisher' | 'queue' | 'logger'>, effects: TxEffects): Promise<void> {
+export async function applyEffects(deps: Pick<EngineDeps, 'statusPublisher' | 'queue' | 'logger'>, effects: TxEffects): Promise<void> {
   // Each Redis call is bounded (REDIS_COMMAND_TIMEOUT_MS) and the three kinds run side by side,
   // so a request that committed answers within one timeout even while Redis is away.
   const enqueue = async () => {

@@ -1,5 +1,6 @@
 import { UnrecoverableError, type Job } from 'bullmq';
-import type { Action, HandlerConfig, Prisma } from '../generated/prisma/client.js';
+import { randomUUID } from 'node:crypto';
+import type { Action, HandlerConfig } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/registry.js';
 import {
   PermanentHandlerError,
@@ -8,14 +9,13 @@ import {
   type HandlerResult,
   type HandlerServices,
 } from '../handlers/types.js';
-import { appendAuditEntry } from './audit.js';
-import { inTransaction, type EngineDeps } from './deps.js';
+import type { EngineDeps } from './deps.js';
 import { isOwnInfrastructureError } from './infra-errors.js';
 import { MAX_ATTEMPTS, type ActionJobData } from './queue.js';
 import { publicErrorText } from './public-error.js';
-import { newReceiptNumber } from './receipts.js';
-import type { TxEffects } from './status-event.js';
-import { addStatusMessage, transition } from './transitions.js';
+import { newReceipt } from './receipts.js';
+import { applyStep, commitStep, type ActionRef } from './lifecycle/index.js';
+import type { ExecutionRef, NewExecution } from './lifecycle/steps.js';
 import { UUID } from './ids.js';
 
 /** The action is scheduled later than now: the job is to run again at `at`, with no attempt used. */
@@ -126,77 +126,118 @@ export async function loadConfigs(deps: Pick<EngineDeps, 'db'>, action: Pick<Act
 }
 
 /**
- * Runs one queue job: moves the action to EXECUTING, tries its handler chain in order
- * (api → webhook → email → manual), records every attempt as an execution, and ends in
- * COMPLETED with a receipt, in a retry (retryable error, up to 3 attempts), in FAILED
- * (permanent errors all along the chain, or retries exhausted), or waiting for an operator.
+ * Runs one queue job: claims the action (APPROVED → EXECUTING, one statement, no read before),
+ * tries its handler chain in order (api → webhook → email → manual), and ends in COMPLETED with a
+ * receipt, in a retry (retryable error, up to 3 attempts), in FAILED (permanent errors all along
+ * the chain, or retries exhausted), or waiting (an operator, a callback). Every change goes
+ * through the lifecycle writer; handlers only carry out the work.
  */
 export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobData>): Promise<void> {
   const attempt = job.attemptsMade + 1;
   const maxAttempts = job.opts.attempts ?? MAX_ATTEMPTS;
-  let action = await deps.db.action.findUnique({ where: { id: job.data.actionId } });
-  if (!action) return;
-
-  const chain = deps.handlers.chainFor(action.type);
-  if (action.status === 'APPROVED') {
-    if (action.scheduledFor && action.scheduledFor.getTime() > deps.clock().getTime() + 50) {
-      // Queued without its delay: come back at the scheduled time (the worker delays the job
-      // without counting an attempt).
-      throw new NotYetError(action.scheduledFor);
-    }
-    const refusal = await missingHumanApproval(deps, action);
-    if (refusal) {
-      const reason = `Refused before execution: ${refusal}; nothing was executed`;
-      await inTransaction(deps, (tx, effects) =>
-        transition(tx, effects, {
-          actionId: action!.id,
-          from: 'APPROVED',
-          to: 'FAILED',
-          message: reason,
-          data: { error: reason },
-          audit: { event: 'execution.refused', actor: 'system', spaceId: action!.spaceId, actionId: action!.id, data: { reason } },
-        }),
-      );
-      throw new UnrecoverableError(reason);
-    }
-    action = await inTransaction(deps, (tx, effects) =>
-      transition(tx, effects, {
-        actionId: action!.id,
-        from: 'APPROVED',
-        to: 'EXECUTING',
-        message: 'Executing',
-        data: { attempts: attempt },
-        audit: { event: 'execution.started', actor: 'system', spaceId: action!.spaceId, actionId: action!.id, data: { attempt, chain: chain.map((h) => h.name) } },
-      }),
-    );
-  } else if (action.status === 'EXECUTING') {
-    // A retry, or a job recovered from a worker that died: unless an operator has the task.
-    const waiting = await deps.db.manualTask.count({ where: { actionId: action.id, status: 'OPEN' } });
-    if (waiting) return;
-    const orphaned = await deps.db.execution.updateMany({
-      where: { actionId: action.id, status: 'RUNNING' },
-      data: { status: 'FAILED', finishedAt: deps.clock(), error: 'the worker stopped or lost its database or Redis during this attempt; the job was recovered' },
-    });
-    await deps.db.action.update({ where: { id: action.id }, data: { attempts: attempt } });
-    if (orphaned.count) await message(deps, action, 'Resuming after a worker stopped mid-attempt');
+  let ref: ActionRef & { type: string };
+  if (job.data.spaceId && job.data.type) {
+    ref = { id: job.data.actionId, spaceId: job.data.spaceId, type: job.data.type };
   } else {
-    // Cancelled (or otherwise decided) after it was queued: nothing to do.
-    return;
+    // A job from before the hints: read what the claim needs.
+    const row = await deps.db.action.findUnique({ where: { id: job.data.actionId }, select: { id: true, spaceId: true, type: true } });
+    if (!row) return;
+    ref = row;
+  }
+  const chain = deps.handlers.chainFor(ref.type);
+
+  if (deps.types.get(ref.type).humanApproval) {
+    // Payments run only after a person approved them (spec §6): checked again right before dispatch.
+    const action = await deps.db.action.findUnique({ where: { id: ref.id } });
+    if (!action) return;
+    const refusal = action.status === 'APPROVED' ? await missingHumanApproval(deps, action) : null;
+    if (refusal) {
+      await applyStep(deps, ref, { kind: 'refuse', reason: refusal });
+      throw new UnrecoverableError(`Refused before execution: ${refusal}; nothing was executed`);
+    }
   }
 
-  const configs = await loadConfigs(deps, action);
-  const subject = handlerAction(action);
+  const claimed = await commitStep(deps, ref, { kind: 'claim', attempt, chain: chain.map((h) => h.name) });
+  let action = claimed.action;
+  if (!action) {
+    if (claimed.previous === 'APPROVED' && claimed.scheduledFor) {
+      // Queued without its delay: come back at the scheduled time (the worker delays the job
+      // without counting an attempt).
+      throw new NotYetError(claimed.scheduledFor);
+    }
+    // Cancelled (or otherwise decided) after it was queued: nothing to do.
+    if (claimed.previous !== 'EXECUTING') return;
+    action = await resume(deps, ref, attempt, chain);
+    if (!action) return;
+  }
+  await runChain(deps, action, chain, attempt, maxAttempts);
+}
+
+/**
+ * A retry, or a job recovered from a worker that died, of an EXECUTING action: unless something
+ * already waits to settle it (an open task, a waiting execution), the attempts a dead worker left
+ * RUNNING are marked interrupted and the chain runs again. An interrupted handler whose repeat
+ * cannot be made harmless (`none`) is not run again: an operator confirms what happened.
+ */
+async function resume(deps: ExecutionDeps, ref: ActionRef, attempt: number, chain: ActionHandler[]): Promise<Action | null> {
+  const [open, pending] = await Promise.all([
+    deps.db.manualTask.count({ where: { actionId: ref.id, status: 'OPEN' } }),
+    deps.db.execution.findMany({ where: { actionId: ref.id, status: { in: ['RUNNING', 'WAITING'] } }, select: { id: true, handler: true, status: true, attempt: true } }),
+  ]);
+  if (open || pending.some((e) => e.status === 'WAITING')) return null;
+  const interrupted = pending.filter((e) => e.status === 'RUNNING');
+  const unsafe = interrupted.find((e) => chain.find((h) => h.name === e.handler)?.repeat === 'none');
+  if (unsafe) {
+    await applyStep(deps, ref, {
+      kind: 'wait',
+      execution: { id: unsafe.id, handler: unsafe.handler, insert: null },
+      key: `confirm:${ref.id}`,
+      message: `Waiting for an operator: ${unsafe.handler} was interrupted and cannot be repeated safely; did it happen?`,
+      task: {
+        id: randomUUID(),
+        instructions:
+          `The worker stopped while ${unsafe.handler} was carrying out this action (attempt ${unsafe.attempt}). ` +
+          'It cannot tell whether the effect happened, and repeating it could do it twice. Check whether it happened: ' +
+          'if it did, complete this task with what you found (e.g. {"reference": "…"}); if it did not, carry it out yourself and complete the task.',
+      },
+      notes: [],
+    });
+    return null;
+  }
+  const resumed = await commitStep(deps, ref, { kind: 'resume', attempt, interrupted: interrupted.map((e) => e.id) });
+  return resumed.action;
+}
+
+async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandler[], attempt: number, maxAttempts: number): Promise<void> {
+  const ref: ActionRef = action;
+  const notes: string[] = [];
   const errors: string[] = [];
+  let subject: HandlerAction;
+  try {
+    // Stored payloads are parsed with the type's schema, not cast.
+    subject = { ...handlerAction(action), payload: deps.types.validate(action.type, action.payload) };
+  } catch (error) {
+    const text = `the stored payload no longer fits the ${action.type} schema: ${error instanceof Error ? error.message : String(error)}`;
+    await applyStep(deps, ref, { kind: 'fail', attempts: attempt, error: text, notes });
+    throw new UnrecoverableError(text);
+  }
+  const configs = await loadConfigs(deps, action);
   for (const [index, handler] of chain.entries()) {
     const config = configs.get(handler.name) ?? null;
     const next = chain[index + 1];
     if (!handler.isConfigured(subject, config)) {
-      await message(deps, action, `No ${KIND_LABEL[handler.kind]} configured for ${providerOf(action)} (${handler.name})${next ? `, trying ${next.name}…` : ''}`);
+      notes.push(`No ${KIND_LABEL[handler.kind]} configured for ${providerOf(action)} (${handler.name})${next ? `, trying ${next.name}…` : ''}`);
       continue;
     }
-    const execution = await deps.db.execution.create({
-      data: { actionId: action.id, attempt, handler: handler.name, kind: handler.kind.toUpperCase() as never, status: 'RUNNING' },
-    });
+    const started: NewExecution = { id: randomUUID(), attempt, handler: handler.name, kind: handler.kind, startedAt: deps.clock() };
+    let execution: ExecutionRef = { id: started.id, handler: handler.name, insert: started };
+    if ((handler.repeat ?? 'check') !== 'provider') {
+      // A repeat must know this attempt began (check: look first; none: never run it again): its
+      // RUNNING row is written before the handler runs. A provider-deduplicated handler's row is
+      // written with its outcome, in the same statement.
+      await applyStep(deps, ref, { kind: 'start', execution: started, notes: notes.splice(0) });
+      execution = { id: started.id, handler: handler.name, insert: null };
+    }
     let result: HandlerResult;
     try {
       handler.validate?.(subject);
@@ -204,11 +245,13 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
         action: subject,
         idempotencyKey: `action:${action.id}`,
         attempt,
-        executionId: execution.id,
+        executionId: started.id,
         config,
         secrets: openHandlerSecrets(deps, config),
         services: deps.services,
-        progress: (text) => message(deps, action!, text),
+        progress: async (text) => {
+          await applyStep(deps, ref, { kind: 'note', message: text });
+        },
       });
     } catch (error) {
       // Our own database or Redis went away (e.g. under the handler's progress message): not the
@@ -220,103 +263,47 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
       const text = publicErrorText(error, { filesRoot: deps.services.filesRoot, spaceId: action.spaceId, userId: action.userId });
       deps.logger.warn({ err: error, actionId: action.id, handler: handler.name, attempt, permanent }, 'handler attempt failed');
       errors.push(`${handler.name}: ${text}`);
-      const last = !permanent && attempt >= maxAttempts;
-      await inTransaction(deps, async (tx, effects) => {
-        await tx.execution.update({
-          where: { id: execution.id },
-          data: { status: 'FAILED', finishedAt: deps.clock(), error: text, permanent },
-        });
-        await appendAuditEntry(tx, {
-          event: 'execution.attempt_failed',
-          actor: 'system',
-          spaceId: action!.spaceId,
-          actionId: action!.id,
-          data: { attempt, handler: handler.name, error: text, permanent },
-        });
-        if (last) {
-          await fail(tx, effects, action!, `Failed after ${attempt} attempts: ${text}`, attempt);
-        } else {
-          await addStatusMessage(
-            tx,
-            effects,
-            action!,
-            permanent
-              ? `${handler.name} cannot do this: ${text}${next ? `; trying ${next.name}…` : ''}`
-              : `Attempt ${attempt} of ${maxAttempts} failed: ${text}; retrying`,
-          );
-        }
+      const final = !permanent && attempt >= maxAttempts;
+      await applyStep(deps, ref, {
+        kind: 'attemptFailed',
+        execution,
+        attempt,
+        maxAttempts,
+        error: text,
+        permanent,
+        final,
+        next: next?.name ?? null,
+        notes: notes.splice(0),
       });
       if (permanent) continue;
-      if (last) throw new UnrecoverableError(text);
+      if (final) throw new UnrecoverableError(text);
       throw new HandlerAttemptError(text, { cause: error });
     }
-    await finish(deps, action, execution.id, handler, attempt, result);
+    if (result.status === 'waiting') {
+      await applyStep(deps, ref, {
+        kind: 'wait',
+        execution,
+        key: result.key ?? `${handler.name}:${action.id}`,
+        message: result.message,
+        task: result.task ? { id: randomUUID(), instructions: result.task.instructions } : null,
+        notes: notes.splice(0),
+      });
+      return;
+    }
+    await applyStep(deps, ref, {
+      kind: 'settle',
+      execution,
+      attempt,
+      handler: handler.name,
+      result: { provider: result.provider, externalRef: result.externalRef ?? null, data: result.data, rollbackData: result.rollbackData ?? null },
+      receipt: newReceipt(deps),
+      actor: { id: 'system' },
+      task: null,
+      notes: notes.splice(0),
+    });
     return;
   }
   const reason = chain.length ? `no handler could carry it out (${errors.join('; ') || 'none configured'})` : `no handler serves ${action.type}`;
-  await inTransaction(deps, (tx, effects) => fail(tx, effects, action!, `Failed: ${reason}`, attempt));
+  await applyStep(deps, ref, { kind: 'fail', attempts: attempt, error: reason, notes });
   throw new UnrecoverableError(reason);
-}
-
-async function message(deps: ExecutionDeps, action: Action, text: string) {
-  await inTransaction(deps, (tx, effects) => addStatusMessage(tx, effects, action, text));
-}
-
-async function fail(tx: Prisma.TransactionClient, effects: TxEffects, action: Action, text: string, attempts: number) {
-  await transition(tx, effects, {
-    actionId: action.id,
-    from: 'EXECUTING',
-    to: 'FAILED',
-    message: text,
-    data: { error: text, attempts },
-    audit: { event: 'execution.failed', actor: 'system', spaceId: action.spaceId, actionId: action.id, data: { attempts, error: text } },
-  });
-}
-
-async function finish(deps: ExecutionDeps, action: Action, executionId: string, handler: ActionHandler, attempt: number, result: HandlerResult) {
-  const now = deps.clock();
-  if (result.status === 'waiting') {
-    await inTransaction(deps, async (tx, effects) => {
-      await tx.execution.update({ where: { id: executionId }, data: { status: 'WAITING' } });
-      await addStatusMessage(tx, effects, action, result.message);
-    });
-    return;
-  }
-  await inTransaction(deps, async (tx, effects) => {
-    await tx.execution.update({
-      where: { id: executionId },
-      data: {
-        status: 'SUCCEEDED',
-        finishedAt: now,
-        externalRef: result.externalRef ?? null,
-        rollbackData: (result.rollbackData ?? undefined) as Prisma.InputJsonValue | undefined,
-      },
-    });
-    const receipt = await tx.receipt.create({
-      data: {
-        spaceId: action.spaceId,
-        actionId: action.id,
-        executionId,
-        receiptNumber: newReceiptNumber(now),
-        provider: result.provider,
-        handler: handler.name,
-        externalRef: result.externalRef ?? null,
-        data: result.data as Prisma.InputJsonValue,
-      },
-    });
-    await transition(tx, effects, {
-      actionId: action.id,
-      from: 'EXECUTING',
-      to: 'COMPLETED',
-      message: `Completed by ${handler.name} (receipt ${receipt.receiptNumber})`,
-      data: { result: result.data as Prisma.InputJsonValue, completedAt: now, error: null, attempts: attempt },
-      audit: {
-        event: 'execution.completed',
-        actor: 'system',
-        spaceId: action.spaceId,
-        actionId: action.id,
-        data: { attempt, handler: handler.name, receiptNumber: receipt.receiptNumber, externalRef: result.externalRef ?? null },
-      },
-    });
-  });
 }

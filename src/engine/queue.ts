@@ -2,9 +2,15 @@ import { Queue, type JobsOptions, type RedisOptions } from 'bullmq';
 import type { Action } from '../generated/prisma/client.js';
 import { withRedisTimeout } from './infra-errors.js';
 
-/** What a queued job carries: the action id, nothing else (the database is the truth). */
+/**
+ * What a queued job carries: the action id, and its space and type, which never change, so the
+ * worker can claim it without reading it first (the database is the truth for everything else).
+ * Jobs queued before the hints existed carry only the id.
+ */
 export interface ActionJobData {
   actionId: string;
+  spaceId?: string;
+  type?: string;
 }
 
 export const ACTION_QUEUE_NAME = 'actions';
@@ -18,7 +24,7 @@ export function jobIdFor(actionId: string): string {
 
 /** Puts approved actions on the execution queue. */
 export interface ActionQueue {
-  enqueue(action: Pick<Action, 'id' | 'priority' | 'scheduledFor'>): Promise<void>;
+  enqueue(action: Pick<Action, 'id' | 'priority' | 'scheduledFor'> & Partial<Pick<Action, 'spaceId' | 'type'>>): Promise<void>;
   /** Removes a job that has not started (after cancelAction). */
   remove(actionId: string): Promise<void>;
   /** The job's state, or null when there is none. */
@@ -62,7 +68,8 @@ export function createActionQueue(options: ActionQueueOptions): ActionQueue {
     async enqueue(action) {
       const delay = action.scheduledFor ? Math.max(0, action.scheduledFor.getTime() - options.clock().getTime()) : 0;
       const opts: JobsOptions = { jobId: jobIdFor(action.id), priority: action.priority, delay };
-      await bounded('the enqueue', () => queue.add('execute', { actionId: action.id }, opts));
+      const data: ActionJobData = action.spaceId && action.type ? { actionId: action.id, spaceId: action.spaceId, type: action.type } : { actionId: action.id };
+      await bounded('the enqueue', () => queue.add('execute', data, opts));
     },
     async remove(actionId) {
       await bounded('the job removal', async () => {

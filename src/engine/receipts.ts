@@ -1,4 +1,5 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { NewReceipt } from './lifecycle/steps.js';
 
 const ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';
 
@@ -9,4 +10,9 @@ export function newReceiptNumber(now: Date): string {
   // 256 is a multiple of 32, so `% 32` has no bias.
   for (const b of randomBytes(8)) suffix += ALPHABET[b % ALPHABET.length];
   return `RCP-${day}-${suffix}`;
+}
+
+/** A new receipt's identity: id and number. Its signature is added where it is written (see lifecycle). */
+export function newReceipt(deps: { clock: () => Date }): NewReceipt {
+  return { id: randomUUID(), receiptNumber: newReceiptNumber(deps.clock()), signature: null, keyId: null };
 }

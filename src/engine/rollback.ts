@@ -1,15 +1,15 @@
 import type { Principal } from '../context.js';
-import type { Action, Prisma } from '../generated/prisma/client.js';
+import { randomUUID } from 'node:crypto';
+import type { Action } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/registry.js';
 import type { HandlerServices } from '../handlers/types.js';
 import type { ActionTypeRegistry } from './action-types.js';
-import { appendAuditEntry } from './audit.js';
-import { inTransaction, type Actor, type EngineDeps } from './deps.js';
+import type { Actor, EngineDeps } from './deps.js';
+import { applyStep } from './lifecycle/index.js';
 import { EngineError, ForbiddenError, InvalidInputError, InvalidTransitionError } from './errors.js';
 import { assertReadable } from './policy.js';
 import { loadConfigs, openHandlerSecrets } from './execution.js';
 import { publicErrorText } from './public-error.js';
-import { transition } from './transitions.js';
 
 /** The type, or the handler that completed the action, cannot undo it. */
 export class NotReversibleError extends EngineError {
@@ -75,31 +75,15 @@ export async function rollbackAction(deps: RollbackDeps, principal: Principal, a
     error = publicErrorText(e, { filesRoot: deps.services.filesRoot, spaceId: action.spaceId, userId: action.userId });
     deps.logger.warn({ err: e, actionId: action.id, handler: handler.name }, 'rollback failed');
   }
-  const common = { actor: actor.id, ip: actor.ip ?? null, userAgent: actor.userAgent ?? null, spaceId: action.spaceId, actionId: id };
-  return inTransaction(deps, async (tx, effects) => {
-    const record = await tx.rollback.create({
-      data: {
-        actionId: id,
-        requestedById: actor.id,
-        reason: why,
-        handler: handler.name,
-        status: error ? 'FAILED' : 'SUCCEEDED',
-        error,
-        data: (execution.rollbackData ?? undefined) as Prisma.InputJsonValue | undefined,
-        startedAt,
-        finishedAt: deps.clock(),
-      },
-    });
-    if (error) {
-      await appendAuditEntry(tx, { ...common, event: 'rollback.failed', data: { rollbackId: record.id, handler: handler.name, reason: why, error } });
-      return tx.action.findUniqueOrThrow({ where: { id } });
-    }
-    return transition(tx, effects, {
-      actionId: id,
-      from: 'COMPLETED',
-      to: 'ROLLED_BACK',
-      message: `Rolled back: ${why}`,
-      audit: { ...common, event: 'rollback.succeeded', data: { rollbackId: record.id, handler: handler.name, reason: why } },
-    });
-  });
+  const rollback = {
+    id: randomUUID(),
+    reason: why,
+    handler: handler.name,
+    ok: error === null,
+    error,
+    data: (execution.rollbackData ?? null) as Record<string, unknown> | null,
+    startedAt,
+  };
+  // Recorded whether it succeeded or not; the move to ROLLED_BACK only on success.
+  return applyStep(deps, action, { kind: 'rolledBack', rollback, actor });
 }

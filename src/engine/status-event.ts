@@ -19,6 +19,8 @@ export interface QueueEffect {
   id: string;
   priority: number;
   scheduledFor: Date | null;
+  spaceId?: string;
+  type?: string;
 }
 
 /**
@@ -40,4 +42,21 @@ export type StatusEventSink = TxEffects;
 /** Publishes committed status events (Redis pub/sub); failures are logged, never thrown. */
 export interface StatusPublisher {
   publish(events: readonly StatusEvent[]): Promise<void>;
+}
+
+/** A stored status update of an action, as streamed to subscribers. */
+export function statusEvent(
+  action: { id: string; spaceId: string; userId: string; type: string },
+  update: { seq: number; status: ActionStatus; message: string | null; createdAt: Date },
+): StatusEvent {
+  return {
+    actionId: action.id,
+    spaceId: action.spaceId,
+    userId: action.userId,
+    type: action.type,
+    status: update.status,
+    seq: update.seq,
+    message: update.message,
+    timestamp: update.createdAt.toISOString(),
+  };
 }

@@ -62,9 +62,13 @@ export type HandlerResult =
       rollbackData?: Record<string, unknown> | null;
     }
   | {
-      /** Handed to a person (manual task): the action stays EXECUTING until they finish. */
+      /** Cannot finish inside the job (a person, a callback): the action stays EXECUTING until it is settled. */
       status: 'waiting';
       message: string;
+      /** What settles it later (e.g. `manual:<action id>`). */
+      key?: string;
+      /** Open an operator task with these instructions (the engine writes it with the waiting step). */
+      task?: { instructions: string } | null;
     };
 
 export interface RollbackContext {
@@ -82,6 +86,13 @@ export interface ActionHandler {
   name: string;
   kind: HandlerKind;
   types: readonly string[];
+  /**
+   * How a repeat (a retry, a job recovered from a dead worker) is made harmless (spec §6):
+   * `provider` deduplicates by the idempotency key, `check` looks whether the effect already
+   * happened, `none` cannot tell (SMTP): an interrupted attempt is never re-run, an operator
+   * confirms the outcome instead. Absent: `check`.
+   */
+  repeat?: 'provider' | 'check' | 'none';
   /** Whether it can serve this action (e.g. a provider integration is configured). */
   isConfigured(action: HandlerAction, config: HandlerConfig | null): boolean;
   /** Extra checks beyond the type's schema; throw {@link PermanentHandlerError} to refuse. */

@@ -6,7 +6,7 @@ import type { StatusEvent } from '../engine/status-event.js';
 import { statusChannel } from '../engine/status-publisher.js';
 import { isTerminal, type ActionStatus } from '../engine/statuses.js';
 import { withRedisTimeout } from '../engine/infra-errors.js';
-import { statusEvent } from '../engine/transitions.js';
+import { statusEvent } from '../engine/status-event.js';
 import { ActionFilter, ActionStatusEnum, visibleActions } from './action.js';
 import { builder } from './builder.js';
 import { UUID } from '../engine/ids.js';

@@ -11,19 +11,14 @@ import { prepareAuditEntries } from '../audit.js';
 /** A statement under construction: `$n` placeholders and their values. */
 export class SqlParams {
   readonly values: unknown[] = [];
-  /** Adds a value; returns its placeholder with an optional cast (`$3::uuid`). */
-  add(value: unknown, cast?: string): string {
+  /**
+   * Adds a value; returns its placeholder with its type (`$3::uuid`; `text` unless told), since
+   * PostgreSQL cannot infer the type of a parameter in a SELECT list.
+   */
+  add(value: unknown, cast = 'text'): string {
     this.values.push(value);
-    return `$${this.values.length}${cast ? `::${cast}` : ''}`;
+    return `$${this.values.length}::${cast}`;
   }
-}
-
-/** The columns of prepared entries as parallel arrays (one `unnest` in the INSERT). */
-export interface AuditColumns {
-  entries: PreparedAuditEntry[];
-  /** Placeholder of the content hashes (`text[]`). */
-  contents: string;
-  insert: string;
 }
 
 /**
@@ -35,12 +30,13 @@ export interface AuditColumns {
 export function actionAuditSql(params: SqlParams, actionId: string, inputs: readonly AuditInput[], createdAt: Date) {
   const entries = prepareAuditEntries(actionId, inputs, createdAt);
   const n = entries.length;
-  const contents = params.add(entries.map((e) => e.contentHash), 'text[]');
+  // Only placed when used: PostgreSQL refuses a parameter the statement never mentions.
+  let contents: string | null = null;
   const col = (pick: (e: PreparedAuditEntry) => unknown, type: string) => params.add(entries.map(pick), `${type}[]`);
   return {
     count: n,
     /** `text[]` of the n new links, from the locked row's head and length. */
-    links: (old: string) => `ae_audit_links(${old}."auditHead", ${old}."auditSeq", ${contents})`,
+    links: (old: string) => `ae_audit_links(${old}."auditHead", ${old}."auditSeq", ${(contents ??= params.add(entries.map((e) => e.contentHash), 'text[]'))})`,
     /** INSERT … SELECT of the entries from `source` (a CTE with columns "prevHead", "prevSeq", "links"). */
     insert: (source: string) => {
       if (n === 0) return null;

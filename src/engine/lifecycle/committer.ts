@@ -1,0 +1,233 @@
+import type { Action, Prisma, PrismaClient } from '../../generated/prisma/client.js';
+import type { ActionStatus } from '../../generated/prisma/enums.js';
+import { auditLink, prepareAuditEntries, type AuditInput } from '../audit.js';
+import { actionAuditSql, SqlParams } from './audit-sql.js';
+import type { Guard, Plan, Write } from './planner.js';
+
+/** Runs one SQL statement (on the client, or inside the caller's transaction). */
+export interface SqlRunner {
+  query<T>(text: string, values: readonly unknown[]): Promise<T[]>;
+}
+
+/** A runner over Prisma's raw queries: the same pool (and, given a tx, the same transaction) as everything else. */
+export function prismaRunner(db: PrismaClient | Prisma.TransactionClient): SqlRunner {
+  return { query: <T>(text: string, values: readonly unknown[]) => db.$queryRawUnsafe<T[]>(text, ...values) };
+}
+
+/** What one committed step did. */
+export interface CommitResult {
+  /** The action after the move; null when the move did not happen (status or guard). */
+  action: Action | null;
+  /** The status the action had when the statement locked it. */
+  previous: ActionStatus;
+  /** Its scheduled time (why a claim was not due). */
+  scheduledFor: Date | null;
+}
+
+const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
+
+/**
+ * The one statement that commits a plan: it locks the action row, checks the status and the
+ * guards, moves the action (status, statusSeq, audit chain head, columns), and — only if it
+ * moved — writes the status updates, the audit entries (chained under that row lock), and the
+ * other rows. When the move lost a race nothing is written. Returns the statement and its
+ * values; the last SELECT yields one row (the status found, and the moved row or nulls), or none
+ * when there is no such action.
+ */
+export function buildCommitSql(plan: Plan): { text: string; values: unknown[] } {
+  const p = new SqlParams();
+  const id = p.add(plan.actionId, 'uuid');
+  const at = p.add(plan.at.toISOString(), 'timestamptz');
+  const audit = actionAuditSql(p, plan.actionId, plan.audit, plan.at);
+  const conditions: string[] = [];
+  if (plan.from) conditions.push(`old."status" = ANY(${p.add(plan.from, '"ActionStatus"[]')})`);
+  for (const guard of plan.guards) conditions.push(guardSql(p, guard));
+
+  const sets: string[] = [];
+  if (plan.to) sets.push(`"status" = ${p.add(plan.to, '"ActionStatus"')}`);
+  if (plan.messages.length) sets.push(`"statusSeq" = a."statusSeq" + ${plan.messages.length}`);
+  if (audit.count) sets.push(`"auditSeq" = c."prevSeq" + ${audit.count}`, `"auditHead" = c."links"[${audit.count}]`);
+  sets.push(`"updatedAt" = ${at}`);
+  const s = plan.set;
+  if (s.attempts !== undefined) sets.push(`"attempts" = ${p.add(s.attempts, 'int')}`);
+  if (s.result !== undefined) sets.push(`"result" = ${p.add(json(s.result), 'jsonb')}`);
+  if (s.error !== undefined) sets.push(`"error" = ${p.add(s.error, 'text')}`);
+  if (s.completedAt !== undefined) sets.push(`"completedAt" = ${p.add(s.completedAt?.toISOString() ?? null, 'timestamptz')}`);
+  if (s.decidedAt !== undefined) sets.push(`"decidedAt" = ${p.add(s.decidedAt?.toISOString() ?? null, 'timestamptz')}`);
+  if (s.decidedBy !== undefined) sets.push(`"decidedBy" = ${p.add(s.decidedBy, 'text')}`);
+  if (s.approvalExpiresAt !== undefined) sets.push(`"approvalExpiresAt" = ${p.add(s.approvalExpiresAt?.toISOString() ?? null, 'timestamptz')}`);
+
+  const ctes = [
+    `old AS (SELECT "id", "status", "scheduledFor", "auditSeq", "auditHead" FROM "Action" WHERE "id" = ${id} FOR UPDATE)`,
+    `c AS (SELECT old."id", old."auditSeq" AS "prevSeq", old."auditHead" AS "prevHead"${audit.count ? `, ${audit.links('old')} AS "links"` : ''}
+      FROM old${conditions.length ? ` WHERE ${conditions.join(' AND ')}` : ''})`,
+    `moved AS (UPDATE "Action" a SET ${sets.join(', ')} FROM c WHERE a."id" = c."id" RETURNING a.*)`,
+  ];
+  if (plan.messages.length) {
+    ctes.push(`su AS (INSERT INTO "StatusUpdate" ("id", "actionId", "seq", "status", "message", "createdAt")
+      SELECT gen_random_uuid(), m."id", m."statusSeq" - ${plan.messages.length} + u.ord::int, m."status", u.msg, ${at}
+      FROM moved m, unnest(${p.add(plan.messages, 'text[]')}) WITH ORDINALITY AS u(msg, ord))`);
+  }
+  const insertAudit = audit.insert('c');
+  if (insertAudit) ctes.push(`au AS (${insertAudit})`);
+  const usedTokens = plan.writes.flatMap((w) => (w.kind === 'token.use' ? [w.id] : []));
+  plan.writes.forEach((write, i) => ctes.push(`w${i} AS (${writeSql(p, write, id, usedTokens)})`));
+
+  const text = `WITH ${ctes.join(',\n')}
+SELECT old."status" AS "_previous", old."scheduledFor" AS "_scheduledFor", m.* FROM old LEFT JOIN moved m ON true`;
+  return { text, values: p.values };
+}
+
+function guardSql(p: SqlParams, guard: Guard): string {
+  switch (guard.kind) {
+    case 'due':
+      return `(old."scheduledFor" IS NULL OR old."scheduledFor" <= ${p.add(guard.now.toISOString(), 'timestamptz')} + interval '50 milliseconds')`;
+    case 'taskOpen':
+      return `EXISTS (SELECT 1 FROM "ManualTask" t WHERE t."id" = ${p.add(guard.id, 'uuid')} AND t."actionId" = old."id" AND t."status" = 'OPEN')`;
+    case 'tokenUsable':
+      return `EXISTS (SELECT 1 FROM "ApprovalToken" t WHERE t."id" = ${p.add(guard.id, 'uuid')} AND t."actionId" = old."id" AND t."usedAt" IS NULL AND t."voidedAt" IS NULL)`;
+  }
+}
+
+const ifMoved = 'EXISTS (SELECT 1 FROM moved)';
+
+function writeSql(p: SqlParams, w: Write, actionId: string, usedTokens: readonly string[]): string {
+  switch (w.kind) {
+    case 'execution.insert': {
+      const e = w.execution;
+      return `INSERT INTO "Execution" ("id", "actionId", "attempt", "handler", "kind", "status", "startedAt", "finishedAt", "error", "permanent", "externalRef", "rollbackData")
+        SELECT ${p.add(e.id, 'uuid')}, m."id", ${p.add(e.attempt, 'int')}, ${p.add(e.handler)}, ${p.add(e.kind.toUpperCase(), '"HandlerKind"')},
+          ${p.add(w.status, '"ExecutionStatus"')}, ${p.add(e.startedAt.toISOString(), 'timestamptz')}, ${p.add(w.finishedAt?.toISOString() ?? null, 'timestamptz')},
+          ${p.add(w.outcome.error ?? null, 'text')}, ${p.add(w.outcome.permanent ?? false, 'boolean')}, ${p.add(w.outcome.externalRef ?? null, 'text')},
+          ${p.add(json(w.outcome.rollbackData), 'jsonb')}
+        FROM moved m`;
+    }
+    case 'execution.update': {
+      const sets = [`"status" = ${p.add(w.status, '"ExecutionStatus"')}`, `"finishedAt" = ${p.add(w.finishedAt?.toISOString() ?? null, 'timestamptz')}`];
+      if (w.outcome.error !== undefined) sets.push(`"error" = ${p.add(w.outcome.error, 'text')}`);
+      if (w.outcome.permanent !== undefined) sets.push(`"permanent" = ${p.add(w.outcome.permanent, 'boolean')}`);
+      if (w.outcome.externalRef !== undefined) sets.push(`"externalRef" = ${p.add(w.outcome.externalRef, 'text')}`);
+      if (w.outcome.rollbackData !== undefined) sets.push(`"rollbackData" = ${p.add(json(w.outcome.rollbackData), 'jsonb')}`);
+      return `UPDATE "Execution" SET ${sets.join(', ')} WHERE "id" = ${p.add(w.id, 'uuid')} AND "actionId" = ${actionId} AND ${ifMoved}`;
+    }
+    case 'executions.interrupt':
+      return `UPDATE "Execution" SET "status" = 'FAILED', "finishedAt" = ${p.add(w.at.toISOString(), 'timestamptz')}, "error" = ${p.add(w.error)}
+        WHERE "id" = ANY(${p.add(w.ids, 'uuid[]')}) AND "actionId" = ${actionId} AND "status" = 'RUNNING' AND ${ifMoved}`;
+    case 'receipt.insert':
+      return `INSERT INTO "Receipt" ("id", "spaceId", "actionId", "executionId", "receiptNumber", "provider", "handler", "externalRef", "data", "createdAt", "signature", "keyId")
+        SELECT ${p.add(w.receipt.id, 'uuid')}, m."spaceId", m."id", ${p.add(w.executionId, 'uuid')}, ${p.add(w.receipt.receiptNumber)}, ${p.add(w.provider)},
+          ${p.add(w.handler)}, ${p.add(w.externalRef, 'text')}, ${p.add(json(w.data), 'jsonb')}, ${p.add(w.at.toISOString(), 'timestamptz')},
+          ${p.add(w.receipt.signature, 'text')}, ${p.add(w.receipt.keyId, 'text')}
+        FROM moved m`;
+    case 'task.open':
+      return `INSERT INTO "ManualTask" ("id", "spaceId", "actionId", "executionId", "status", "instructions", "createdAt")
+        SELECT ${p.add(w.id, 'uuid')}, m."spaceId", m."id", ${p.add(w.executionId, 'uuid')}, 'OPEN', ${p.add(w.instructions)}, now()
+        FROM moved m ON CONFLICT ("actionId") WHERE "status" = 'OPEN' DO NOTHING`;
+    case 'task.complete':
+      return `UPDATE "ManualTask" SET "status" = 'COMPLETED', "outcome" = ${p.add(json(w.outcome), 'jsonb')}, "completedAt" = ${p.add(w.at.toISOString(), 'timestamptz')},
+          "completedById" = ${p.add(w.completedById, 'uuid')}
+        WHERE "id" = ${p.add(w.id, 'uuid')} AND "actionId" = ${actionId} AND "status" = 'OPEN' AND ${ifMoved}`;
+    case 'tokens.void':
+      // A token used by this very step is written by its own CTE (one row, one writer per statement).
+      return `UPDATE "ApprovalToken" SET "voidedAt" = ${p.add(w.at.toISOString(), 'timestamptz')}
+        WHERE "actionId" = ${actionId} AND "usedAt" IS NULL AND "voidedAt" IS NULL AND NOT ("id" = ANY(${p.add(usedTokens, 'uuid[]')})) AND ${ifMoved}`;
+    case 'token.use':
+      return `UPDATE "ApprovalToken" SET "usedAt" = ${p.add(w.at.toISOString(), 'timestamptz')}
+        WHERE "id" = ${p.add(w.id, 'uuid')} AND "actionId" = ${actionId} AND "usedAt" IS NULL AND "voidedAt" IS NULL AND ${ifMoved}`;
+    case 'rollback.insert': {
+      const r = w.rollback;
+      return `INSERT INTO "Rollback" ("id", "actionId", "requestedById", "reason", "handler", "status", "error", "data", "startedAt", "finishedAt")
+        SELECT ${p.add(r.id, 'uuid')}, m."id", ${p.add(w.requestedById)}, ${p.add(r.reason)}, ${p.add(r.handler, 'text')},
+          ${p.add(r.ok ? 'SUCCEEDED' : 'FAILED', '"RollbackStatus"')}, ${p.add(r.error, 'text')}, ${p.add(json(r.data), 'jsonb')},
+          ${p.add(r.startedAt.toISOString(), 'timestamptz')}, ${p.add(w.at.toISOString(), 'timestamptz')}
+        FROM moved m`;
+    }
+  }
+}
+
+type CommitRow = Action & { _previous: ActionStatus; _scheduledFor: Date | null };
+
+/** Runs a plan's statement; null when there is no such action. */
+export async function commitPlan(runner: SqlRunner, plan: Plan): Promise<CommitResult | null> {
+  const { text, values } = buildCommitSql(plan);
+  const [row] = await runner.query<CommitRow>(text, values);
+  if (!row) return null;
+  const { _previous: previous, _scheduledFor: scheduledFor, ...rest } = row;
+  return { action: rest.id ? (rest as Action) : null, previous, scheduledFor };
+}
+
+/** A new action as the creating statement writes it. */
+export interface NewAction {
+  id: string;
+  spaceId: string;
+  userId: string;
+  requestedById: string;
+  type: string;
+  payload: unknown;
+  payloadHash: string;
+  priority: number;
+  scheduledFor: Date | null;
+  idempotencyKey: string | null;
+  status: ActionStatus;
+  requiresApproval: boolean;
+  error: string | null;
+  approvalExpiresAt: Date | null;
+  createdAt: Date;
+}
+
+/** Rows written with a new action, in the same statement. */
+export interface CreateExtras {
+  idempotency: { principalId: string; key: string; requestHash: string } | null;
+  token: { id: string; tokenHash: string; codeHash: string | null; recipient: string; expiresAt: Date } | null;
+}
+
+/**
+ * The one statement that records a new action: the action row (with its audit chain head), its
+ * status updates, its first audit entries (hashed here: the chain starts empty), its idempotency
+ * record and its approval token. A repeated idempotency key fails the whole statement (unique
+ * violation) and nothing is written.
+ */
+export function buildCreateSql(action: NewAction, messages: readonly string[], inputs: readonly AuditInput[], extras: CreateExtras): { text: string; values: unknown[] } {
+  const p = new SqlParams();
+  const entries = prepareAuditEntries(action.id, inputs, action.createdAt);
+  let head = '';
+  const links = entries.map((entry, i) => {
+    const prev = head;
+    head = auditLink(prev, i + 1, entry.contentHash);
+    return { prev, hash: head };
+  });
+  const at = p.add(action.createdAt.toISOString(), 'timestamptz');
+  const ctes = [
+    `a AS (INSERT INTO "Action" ("id", "spaceId", "userId", "requestedById", "type", "payload", "payloadHash", "priority", "scheduledFor", "idempotencyKey",
+        "status", "statusSeq", "requiresApproval", "error", "approvalExpiresAt", "createdAt", "updatedAt", "auditSeq", "auditHead")
+      VALUES (${p.add(action.id, 'uuid')}, ${p.add(action.spaceId, 'uuid')}, ${p.add(action.userId, 'uuid')}, ${p.add(action.requestedById, 'uuid')}, ${p.add(action.type)},
+        ${p.add(JSON.stringify(action.payload), 'jsonb')}, ${p.add(action.payloadHash)}, ${p.add(action.priority, 'smallint')},
+        ${p.add(action.scheduledFor?.toISOString() ?? null, 'timestamptz')}, ${p.add(action.idempotencyKey, 'text')}, ${p.add(action.status, '"ActionStatus"')},
+        ${messages.length}, ${p.add(action.requiresApproval, 'boolean')}, ${p.add(action.error, 'text')}, ${p.add(action.approvalExpiresAt?.toISOString() ?? null, 'timestamptz')},
+        ${at}, ${at}, ${entries.length}, ${p.add(head)})
+      RETURNING *)`,
+    `su AS (INSERT INTO "StatusUpdate" ("id", "actionId", "seq", "status", "message", "createdAt")
+      SELECT gen_random_uuid(), a."id", u.ord::int, a."status", u.msg, ${at} FROM a, unnest(${p.add(messages, 'text[]')}) WITH ORDINALITY AS u(msg, ord))`,
+  ];
+  if (entries.length) {
+    const col = (values: unknown[], type: string) => p.add(values, `${type}[]`);
+    ctes.push(`au AS (INSERT INTO "AuditEntry" ("chain", "chainSeq", "spaceId", "actionId", "event", "actor", "ip", "userAgent", "data", "prevHash", "hash", "createdAt")
+      SELECT a."id"::text, e.ord::int, e.space_id, a."id", e.event, e.actor, e.ip, e.user_agent, e.data, e.prev, e.hash, ${at}
+      FROM a, unnest(${col(entries.map((e) => e.spaceId), 'uuid')}, ${col(entries.map((e) => e.event), 'text')}, ${col(entries.map((e) => e.actor), 'text')},
+        ${col(entries.map((e) => e.ip), 'text')}, ${col(entries.map((e) => e.userAgent), 'text')}, ${col(entries.map((e) => e.data), 'jsonb')},
+        ${col(links.map((l) => l.prev), 'text')}, ${col(links.map((l) => l.hash), 'text')})
+        WITH ORDINALITY AS e(space_id, event, actor, ip, user_agent, data, prev, hash, ord))`);
+  }
+  if (extras.idempotency) {
+    const r = extras.idempotency;
+    ctes.push(`idem AS (INSERT INTO "IdempotencyRecord" ("id", "principalId", "key", "requestHash", "actionId", "createdAt")
+      SELECT gen_random_uuid(), ${p.add(r.principalId, 'uuid')}, ${p.add(r.key)}, ${p.add(r.requestHash)}, a."id", ${at} FROM a)`);
+  }
+  if (extras.token) {
+    const t = extras.token;
+    ctes.push(`tok AS (INSERT INTO "ApprovalToken" ("id", "actionId", "tokenHash", "payloadHash", "codeHash", "recipient", "expiresAt", "createdAt")
+      SELECT ${p.add(t.id, 'uuid')}, a."id", ${p.add(t.tokenHash)}, a."payloadHash", ${p.add(t.codeHash, 'text')}, ${p.add(t.recipient)},
+        ${p.add(t.expiresAt.toISOString(), 'timestamptz')}, ${at} FROM a)`);
+  }
+  return { text: `WITH ${ctes.join(',\n')}\nSELECT * FROM a`, values: p.values };
+}

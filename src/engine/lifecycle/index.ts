@@ -1,0 +1,105 @@
+import type { Action, Prisma } from '../../generated/prisma/client.js';
+import { applyEffects, type EngineDeps } from '../deps.js';
+import { InvalidTransitionError, NotFoundError } from '../errors.js';
+import { statusEvent, TxEffects, type StatusEvent } from '../status-event.js';
+import { buildCreateSql, commitPlan, prismaRunner, type CommitResult } from './committer.js';
+import { planCreate, planStep, type CreateStep, type Guard, type Plan } from './planner.js';
+import type { ActionRef, Step } from './steps.js';
+
+export type { ActionRef, Step } from './steps.js';
+export type { CreateStep } from './planner.js';
+export type { NewAction } from './committer.js';
+
+/** What the lifecycle writer runs on. */
+export type LifecycleDeps = Pick<EngineDeps, 'db' | 'statusPublisher' | 'queue' | 'logger' | 'clock'>;
+
+export interface CommitOptions {
+  /**
+   * Commit inside the caller's transaction; its effects go to `effects` and happen when that
+   * transaction commits (see inTransaction).
+   */
+  tx?: { client: Prisma.TransactionClient; effects: TxEffects };
+}
+
+/**
+ * The one writer of an action's state after creation: plans the step (pure), writes it in one
+ * statement (committer.ts), then publishes its status events and queues or dequeues its job.
+ * Returns the result whether or not the move happened (a claim that lost a race, a step
+ * whose status moved on); {@link applyStep} throws instead.
+ *
+ * @throws NotFoundError when there is no such action.
+ */
+export async function commitStep(deps: LifecycleDeps, action: ActionRef, step: Step, options: CommitOptions = {}): Promise<CommitResult & { plan: Plan }> {
+  const plan = planStep(action, step, deps.clock());
+  const result = await commitPlan(prismaRunner(options.tx?.client ?? deps.db), plan);
+  if (!result) throw new NotFoundError(`no action with id ${action.id}`, ['id']);
+  if (result.action) {
+    const effects = options.tx?.effects ?? new TxEffects();
+    collectEffects(plan, result, effects);
+    if (!options.tx) await applyEffects(deps, effects);
+  }
+  return { ...result, plan };
+}
+
+/** {@link commitStep}, and the moved action; throws InvalidTransitionError naming both statuses when the move did not happen. */
+export async function applyStep(deps: LifecycleDeps, action: ActionRef, step: Step, options: CommitOptions = {}): Promise<Action> {
+  const result = await commitStep(deps, action, step, options);
+  if (result.action) return result.action;
+  throw notMovedError(result.plan, result.previous);
+}
+
+/** Why a planned move did not happen, naming the status found and the one(s) it needed. */
+export function notMovedError(plan: Plan, previous: Action['status']): InvalidTransitionError {
+  const target = plan.to ? `move the action to ${plan.to}` : `record ${plan.step} for the action`;
+  if (plan.from && !plan.from.includes(previous)) {
+    return new InvalidTransitionError(`cannot ${target}: it is ${previous} now, not ${plan.from.join(' or ')}`);
+  }
+  const guard = plan.guards[0];
+  return new InvalidTransitionError(`cannot ${target}: ${guard ? GUARD_TEXT[guard.kind] : 'it changed meanwhile'}`);
+}
+
+const GUARD_TEXT: Record<Guard['kind'], string> = {
+  due: 'it is scheduled for later',
+  taskOpen: 'the manual task is no longer OPEN',
+  tokenUsable: 'the approval link was used or voided meanwhile',
+};
+
+/** The status events, queue and dequeue requests of a committed plan. */
+export function collectEffects(plan: Plan, result: CommitResult, effects: TxEffects): void {
+  const action = result.action!;
+  const first = action.statusSeq - plan.messages.length;
+  plan.messages.forEach((message, i) => effects.push(statusEventOf(action, first + i + 1, message, plan.at)));
+  if (plan.enqueue) effects.enqueue.push(action);
+  if (plan.dequeueIfWasApproved && result.previous === 'APPROVED') effects.dequeue.push(action.id);
+}
+
+/** The status event of a committed update (`seq`) of the moved action. */
+export function statusEventOf(action: Pick<Action, 'id' | 'spaceId' | 'userId' | 'type' | 'status'>, seq: number, message: string | null, at: Date): StatusEvent {
+  return statusEvent(action, { seq, status: action.status, message, createdAt: at });
+}
+
+/**
+ * Records a new action in one statement (the row, its status updates, its first audit entries,
+ * its idempotency record and approval token), then publishes and queues it. A repeated
+ * idempotency key makes the statement fail as a whole (see isUniqueViolation).
+ */
+export async function commitCreate(deps: LifecycleDeps, step: CreateStep): Promise<Action> {
+  const plan = planCreate(step);
+  const { text, values } = buildCreateSql(plan.action, plan.messages, plan.audit, plan.extras);
+  const [action] = await prismaRunner(deps.db).query<Action>(text, values);
+  const effects = new TxEffects();
+  plan.messages.forEach((message, i) => effects.push(statusEventOf(action!, i + 1, message, plan.action.createdAt)));
+  if (plan.enqueue) effects.enqueue.push(action!);
+  await applyEffects(deps, effects);
+  return action!;
+}
+
+/** Whether a raw statement failed on a unique constraint (PostgreSQL 23505), e.g. a repeated idempotency key. */
+export function isUniqueViolation(error: unknown): boolean {
+  const e = error as { code?: string; meta?: { code?: string; driverAdapterError?: { cause?: { originalCode?: string; kind?: string } } }; cause?: unknown };
+  if (e?.code === 'P2002') return true;
+  if (e?.meta?.code === '23505') return true;
+  const cause = e?.meta?.driverAdapterError?.cause;
+  if (cause?.originalCode === '23505' || cause?.kind === 'UniqueConstraintViolation') return true;
+  return /23505|unique constraint/i.test(String((error as Error)?.message ?? ''));
+}

@@ -1,0 +1,350 @@
+import type { ActionStatus, SafetyRuleKind } from '../../generated/prisma/enums.js';
+import type { CreateExtras, NewAction } from './committer.js';
+import type { AuditInput } from '../audit.js';
+import type { Actor } from '../deps.js';
+import { assertTransition } from '../statuses.js';
+import type { ActionRef, ExecutionRef, FromStatuses, NewExecution, NewReceipt, NewRollback, SettledResult, Step } from './steps.js';
+
+/** Columns of the action a step may set besides its status. */
+export interface ActionColumns {
+  attempts?: number;
+  result?: Record<string, unknown> | null;
+  error?: string | null;
+  completedAt?: Date | null;
+  decidedAt?: Date | null;
+  decidedBy?: string | null;
+  approvalExpiresAt?: Date | null;
+}
+
+/** A row besides the action's that a step writes, only when the move itself happens. */
+export type Write =
+  | { kind: 'execution.insert'; execution: NewExecution; status: 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'WAITING'; finishedAt: Date | null; outcome: ExecutionOutcome }
+  | { kind: 'execution.update'; id: string; status: 'SUCCEEDED' | 'FAILED' | 'WAITING'; finishedAt: Date | null; outcome: ExecutionOutcome }
+  | { kind: 'executions.interrupt'; ids: readonly string[]; error: string; at: Date }
+  | { kind: 'receipt.insert'; receipt: NewReceipt; executionId: string; provider: string; handler: string; externalRef: string | null; data: Record<string, unknown>; at: Date }
+  | { kind: 'task.open'; id: string; executionId: string; instructions: string }
+  | { kind: 'task.complete'; id: string; outcome: Record<string, unknown>; completedById: string; at: Date }
+  | { kind: 'tokens.void'; at: Date }
+  | { kind: 'token.use'; id: string; at: Date }
+  | { kind: 'rollback.insert'; rollback: NewRollback; requestedById: string; at: Date };
+
+export interface ExecutionOutcome {
+  error?: string | null;
+  permanent?: boolean;
+  externalRef?: string | null;
+  rollbackData?: Record<string, unknown> | null;
+}
+
+/** A condition the move needs besides the status, checked in the same statement. */
+export type Guard =
+  /** Not before its scheduled time (50 ms of clock slack). */
+  | { kind: 'due'; now: Date }
+  | { kind: 'taskOpen'; id: string }
+  | { kind: 'tokenUsable'; id: string };
+
+/** Everything one step writes and asks of the world, planned from the action and the step alone. */
+export interface Plan {
+  actionId: string;
+  spaceId: string;
+  step: Step['kind'];
+  /** The statuses the move may start from (checked by the committer under the row lock); null: any. */
+  from: FromStatuses;
+  /** The new status; null: the status stays. */
+  to: ActionStatus | null;
+  set: ActionColumns;
+  guards: Guard[];
+  /** Status updates, in order (each bumps statusSeq); they carry the new status (or the current one). */
+  messages: string[];
+  audit: AuditInput[];
+  writes: Write[];
+  /** After commit: queue the action (it became APPROVED). */
+  enqueue: boolean;
+  /** After commit: take its job off the queue when it was APPROVED before (cancelled). */
+  dequeueIfWasApproved: boolean;
+  /** When the step happened (status updates, audit entries, updatedAt). */
+  at: Date;
+}
+
+/**
+ * The pure planner: turns an action and a step into the status move (checked against the
+ * transition table), the columns, the status updates, the audit entries, the other rows and the
+ * after-commit effects. It reads nothing and writes nothing.
+ *
+ * @throws InvalidTransitionError when a move of the step is not in the transition table.
+ */
+export function planStep(action: ActionRef, step: Step, at: Date): Plan {
+  const plan: Plan = {
+    actionId: action.id,
+    spaceId: action.spaceId,
+    step: step.kind,
+    from: null,
+    to: null,
+    set: {},
+    guards: [],
+    messages: [],
+    audit: [],
+    writes: [],
+    enqueue: false,
+    dequeueIfWasApproved: false,
+    at,
+  };
+  const move = (from: readonly ActionStatus[], to: ActionStatus) => {
+    for (const f of from) assertTransition(f, to);
+    plan.from = from;
+    plan.to = to;
+  };
+  const audit = (entry: AuditContent, actor: Actor | 'system' = 'system') => {
+    const who = actor === 'system' ? { actor: 'system', ip: null, userAgent: null } : { actor: actor.id, ip: actor.ip ?? null, userAgent: actor.userAgent ?? null };
+    plan.audit.push({ ...entry, ...who, spaceId: action.spaceId, actionId: action.id } as AuditInput);
+  };
+
+  switch (step.kind) {
+    case 'decide': {
+      const approve = step.decision === 'approve';
+      move(['PENDING'], approve ? 'APPROVED' : 'REJECTED');
+      plan.set = { decidedAt: at, decidedBy: step.actor.id, approvalExpiresAt: null };
+      plan.messages.push(approve ? 'Approved' : `Rejected${step.text ? `: ${step.text}` : ''}`);
+      if (step.via) {
+        plan.guards.push({ kind: 'tokenUsable', id: step.via.tokenId });
+        plan.writes.push({ kind: 'token.use', id: step.via.tokenId, at });
+      }
+      plan.writes.push({ kind: 'tokens.void', at });
+      if (approve) {
+        audit({ event: 'action.approved', data: { comment: step.text } }, step.actor);
+        audit(queuedEntry(action));
+        plan.enqueue = true;
+      } else {
+        audit({ event: 'action.rejected', data: { reason: step.text ?? '' } }, step.actor);
+      }
+      break;
+    }
+    case 'cancel':
+      move(['PENDING', 'APPROVED'], 'CANCELLED');
+      plan.set = { decidedAt: at, decidedBy: step.actor.id, approvalExpiresAt: null };
+      plan.messages.push(`Cancelled${step.reason ? `: ${step.reason}` : ''}`);
+      plan.writes.push({ kind: 'tokens.void', at });
+      audit({ event: 'action.cancelled', data: { reason: step.reason } }, step.actor);
+      plan.dequeueIfWasApproved = true;
+      break;
+    case 'expire':
+      move(['PENDING'], 'EXPIRED');
+      plan.set = { approvalExpiresAt: null };
+      plan.messages.push('The approval window closed without a decision');
+      plan.writes.push({ kind: 'tokens.void', at });
+      audit({ event: 'action.expired', data: { expiresAt: step.expiresAt.toISOString() } });
+      break;
+    case 'refuse': {
+      move(['APPROVED'], 'FAILED');
+      const reason = `Refused before execution: ${step.reason}; nothing was executed`;
+      plan.set = { error: reason };
+      plan.messages.push(reason);
+      audit({ event: 'execution.refused', data: { reason } });
+      break;
+    }
+    case 'claim':
+      move(['APPROVED'], 'EXECUTING');
+      plan.guards.push({ kind: 'due', now: at });
+      plan.set = { attempts: step.attempt };
+      plan.messages.push('Executing');
+      audit({ event: 'execution.started', data: { attempt: step.attempt, chain: [...step.chain] } });
+      break;
+    case 'resume':
+      plan.from = ['EXECUTING'];
+      plan.set = { attempts: step.attempt };
+      if (step.interrupted.length) {
+        plan.writes.push({
+          kind: 'executions.interrupt',
+          ids: step.interrupted,
+          error: 'the worker stopped or lost its database or Redis during this attempt; the job was recovered',
+          at,
+        });
+        plan.messages.push('Resuming after a worker stopped mid-attempt');
+      }
+      break;
+    case 'start':
+      plan.from = ['EXECUTING'];
+      plan.messages.push(...step.notes);
+      plan.writes.push({ kind: 'execution.insert', execution: step.execution, status: 'RUNNING', finishedAt: null, outcome: {} });
+      break;
+    case 'attemptFailed': {
+      plan.from = ['EXECUTING'];
+      plan.messages.push(...step.notes);
+      writeExecution(plan, step.execution, 'FAILED', at, { error: step.error, permanent: step.permanent });
+      audit({
+        event: 'execution.attempt_failed',
+        data: { attempt: step.attempt, handler: handlerOf(step.execution), error: step.error, permanent: step.permanent },
+      });
+      if (step.final) {
+        const text = `Failed after ${step.attempt} attempts: ${step.error}`;
+        move(['EXECUTING'], 'FAILED');
+        plan.set = { error: text, attempts: step.attempt };
+        plan.messages.push(text);
+        audit({ event: 'execution.failed', data: { attempts: step.attempt, error: text } });
+      } else {
+        plan.messages.push(
+          step.permanent
+            ? `${handlerOf(step.execution)} cannot do this: ${step.error}${step.next ? `; trying ${step.next}…` : ''}`
+            : `Attempt ${step.attempt} of ${step.maxAttempts} failed: ${step.error}; retrying`,
+        );
+      }
+      break;
+    }
+    case 'fail': {
+      move(['EXECUTING'], 'FAILED');
+      const text = `Failed: ${step.error}`;
+      plan.set = { error: text, attempts: step.attempts };
+      plan.messages.push(...step.notes, text);
+      audit({ event: 'execution.failed', data: { attempts: step.attempts, error: text } });
+      break;
+    }
+    case 'wait':
+      plan.from = ['EXECUTING'];
+      plan.messages.push(...step.notes, step.message);
+      writeExecution(plan, step.execution, 'WAITING', null, {});
+      if (step.task) plan.writes.push({ kind: 'task.open', id: step.task.id, executionId: step.execution.id, instructions: step.task.instructions });
+      break;
+    case 'settle': {
+      move(['EXECUTING'], 'COMPLETED');
+      const { result, receipt } = step;
+      plan.set = { result: result.data, completedAt: at, error: null, attempts: step.attempt };
+      plan.messages.push(
+        ...step.notes,
+        step.task ? `Completed by an operator (receipt ${receipt.receiptNumber})` : `Completed by ${step.handler} (receipt ${receipt.receiptNumber})`,
+      );
+      writeExecution(plan, step.execution, 'SUCCEEDED', at, { externalRef: result.externalRef, rollbackData: result.rollbackData });
+      plan.writes.push({
+        kind: 'receipt.insert',
+        receipt,
+        executionId: step.execution.id,
+        provider: result.provider,
+        handler: step.handler,
+        externalRef: result.externalRef,
+        data: result.data,
+        at,
+      });
+      audit(
+        {
+          event: 'execution.completed',
+          data: { attempt: step.attempt, handler: step.handler, receiptNumber: receipt.receiptNumber, externalRef: result.externalRef },
+        },
+        step.actor,
+      );
+      if (step.task) {
+        plan.guards.push({ kind: 'taskOpen', id: step.task.id });
+        plan.writes.push({ kind: 'task.complete', id: step.task.id, outcome: step.task.outcome, completedById: step.task.completedById, at });
+        audit({ event: 'manual_task.completed', data: { taskId: step.task.id } }, step.actor);
+      }
+      break;
+    }
+    case 'rolledBack': {
+      const { rollback } = step;
+      plan.writes.push({ kind: 'rollback.insert', rollback, requestedById: step.actor.id, at });
+      if (rollback.ok) {
+        move(['COMPLETED'], 'ROLLED_BACK');
+        plan.messages.push(`Rolled back: ${rollback.reason}`);
+        audit({ event: 'rollback.succeeded', data: { rollbackId: rollback.id, handler: rollback.handler, reason: rollback.reason } }, step.actor);
+      } else {
+        plan.from = ['COMPLETED'];
+        audit(
+          { event: 'rollback.failed', data: { rollbackId: rollback.id, handler: rollback.handler, reason: rollback.reason, error: rollback.error ?? 'unknown error' } },
+          step.actor,
+        );
+      }
+      break;
+    }
+    case 'note':
+      plan.messages.push(step.message);
+      break;
+    case 'codeRejected':
+      audit({ event: 'approval.code_rejected', data: { attemptsLeft: step.attemptsLeft } }, step.actor);
+      if (step.attemptsLeft === 0) audit({ event: 'approval.locked', data: { attempts: step.attempts } }, step.actor);
+      break;
+    default:
+      return assertNever(step);
+  }
+  return plan;
+}
+
+/** The audit entry of an approved action going onto the queue. */
+export function queuedEntry(action: ActionRef): AuditContent {
+  return {
+    event: 'action.queued',
+    data: { priority: action.priority ?? 5, scheduledFor: action.scheduledFor?.toISOString() ?? null },
+  };
+}
+
+function writeExecution(plan: Plan, ref: ExecutionRef, status: 'SUCCEEDED' | 'FAILED' | 'WAITING', finishedAt: Date | null, outcome: ExecutionOutcome) {
+  if (ref.insert) plan.writes.push({ kind: 'execution.insert', execution: ref.insert, status, finishedAt, outcome });
+  else plan.writes.push({ kind: 'execution.update', id: ref.id, status, finishedAt, outcome });
+}
+
+function handlerOf(ref: ExecutionRef): string {
+  return ref.handler;
+}
+
+function assertNever(value: never): never {
+  throw new Error(`unknown step ${JSON.stringify(value)}`);
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** An audit entry's event and data; the planner adds who, the space and the action. */
+type AuditContent = DistributiveOmit<AuditInput, 'spaceId' | 'actionId' | 'actor' | 'ip' | 'userAgent'>;
+
+export type { ActionRef, ExecutionRef, NewExecution, NewReceipt, NewRollback, SettledResult, Step };
+
+/** The step that records a new action (see createAction): the row, and what the safety rules decided. */
+export interface CreateStep {
+  action: NewAction;
+  actor: Actor;
+  /** The rule that refused it (the action is recorded BLOCKED), or null. */
+  refusal: { rule: string; kind: SafetyRuleKind; reason: string; text: string } | null;
+  /** Whether rate limits applied (said in the first status update). */
+  rateLimited: boolean;
+  /** For a PENDING action: where the approval request goes (null: nobody to mail) and its token. */
+  approval: { recipient: string | null; expiresAt: Date; token: CreateExtras['token'] } | null;
+  idempotency: CreateExtras['idempotency'];
+}
+
+/** Everything the creating statement writes, and its after-commit effects. */
+export interface CreatePlan {
+  action: NewAction;
+  messages: string[];
+  audit: AuditInput[];
+  extras: CreateExtras;
+  enqueue: boolean;
+}
+
+/** The pure planner of a new action: its first status updates, its first audit entries, its token and idempotency record. */
+export function planCreate(step: CreateStep): CreatePlan {
+  const { action, actor, refusal, approval } = step;
+  const common = { actor: actor.id, ip: actor.ip ?? null, userAgent: actor.userAgent ?? null, spaceId: action.spaceId, actionId: action.id };
+  const messages: string[] = [];
+  const audit: AuditInput[] = [
+    {
+      ...common,
+      event: 'action.created',
+      data: { type: action.type, status: action.status, priority: action.priority, requestedBy: action.requestedById, payloadHash: action.payloadHash },
+    },
+  ];
+  if (refusal) {
+    messages.push(`Refused: ${refusal.text}`);
+    audit.push({ ...common, event: 'action.blocked', data: { rule: refusal.rule, kind: refusal.kind, reason: refusal.reason } });
+  } else if (action.status === 'PENDING') {
+    messages.push("Waiting for the user's approval");
+  } else {
+    messages.push(step.rateLimited ? 'Approved by the safety rules (within rate limits)' : 'Approved by the safety rules');
+  }
+  const system = { actor: 'system', ip: null, userAgent: null, spaceId: action.spaceId, actionId: action.id };
+  if (action.status === 'APPROVED') audit.push({ ...system, ...queuedEntry(action) } as AuditInput);
+  if (action.status === 'PENDING' && approval) {
+    if (!approval.recipient) messages.push('No email address is known for this user: approve or reject through the API');
+    audit.push({ ...system, event: 'approval.requested', data: { expiresAt: approval.expiresAt.toISOString(), recipient: approval.recipient } });
+  }
+  return {
+    action,
+    messages,
+    audit,
+    extras: { idempotency: step.idempotency, token: action.status === 'PENDING' ? (approval?.token ?? null) : null },
+    enqueue: action.status === 'APPROVED',
+  };
+}

@@ -1,0 +1,109 @@
+import type { ActionStatus } from '../../generated/prisma/enums.js';
+import type { HandlerKind } from '../../handlers/types.js';
+import type { Actor } from '../deps.js';
+
+/**
+ * Every change in an action's life after it was created, as one typed step. The planner
+ * (planner.ts) turns an action and a step into everything the change writes; the committer
+ * (committer.ts) writes it in one statement. Callers authorise, choose the step, commit.
+ */
+export type Step =
+  | { kind: 'decide'; decision: 'approve' | 'reject'; text: string | null; actor: Actor; via?: { tokenId: string } }
+  | { kind: 'cancel'; reason: string | null; actor: Actor }
+  | { kind: 'expire'; expiresAt: Date }
+  /** The recheck before dispatch refused it (e.g. a payment with no person's approval). */
+  | { kind: 'refuse'; reason: string }
+  /** A worker takes an APPROVED action that is due: APPROVED → EXECUTING. */
+  | { kind: 'claim'; attempt: number; chain: readonly string[] }
+  /** A retry or a recovered job takes an EXECUTING action again; `interrupted` are the executions a dead worker left RUNNING. */
+  | { kind: 'resume'; attempt: number; interrupted: readonly string[] }
+  /** A handler starts an attempt whose repeat must be known (check, none): its RUNNING row is written first. */
+  | { kind: 'start'; execution: NewExecution; notes: readonly string[] }
+  /** A handler's attempt failed; `final` ends the action (retries used up). */
+  | {
+      kind: 'attemptFailed';
+      execution: ExecutionRef;
+      attempt: number;
+      maxAttempts: number;
+      error: string;
+      permanent: boolean;
+      final: boolean;
+      /** What the chain does next, for the status message (e.g. "trying order.email…"). */
+      next: string | null;
+      notes: readonly string[];
+    }
+  /** No handler of the chain could carry it out. */
+  | { kind: 'fail'; attempts: number; error: string; notes: readonly string[] }
+  /** A handler cannot finish inside the job: the action waits for whatever settles it (an operator, a callback). */
+  | { kind: 'wait'; execution: ExecutionRef; key: string; message: string; task: { id: string; instructions: string } | null; notes: readonly string[] }
+  /** The outcome arrived (at once from the handler, or later from an operator or a callback): EXECUTING → COMPLETED with a receipt. */
+  | {
+      kind: 'settle';
+      execution: ExecutionRef;
+      attempt: number;
+      handler: string;
+      result: SettledResult;
+      receipt: NewReceipt;
+      actor: Actor;
+      /** Set when an operator completes a manual task: it must still be OPEN. */
+      task: { id: string; outcome: Record<string, unknown>; completedById: string } | null;
+      notes: readonly string[];
+    }
+  | { kind: 'rolledBack'; rollback: NewRollback; actor: Actor }
+  /** News without a change of status ("no email address is known…"). */
+  | { kind: 'note'; message: string }
+  /** A wrong one-time code on an approval link; `locked` when it was the last allowed. */
+  | { kind: 'codeRejected'; attemptsLeft: number; attempts: number; actor: Actor };
+
+export type StepKind = Step['kind'];
+
+/** An execution row to write: new (`insert`) or one written before (`id`). */
+export type ExecutionRef = { id: string; handler: string; insert: NewExecution | null };
+
+export interface NewExecution {
+  id: string;
+  attempt: number;
+  handler: string;
+  kind: HandlerKind;
+  startedAt: Date;
+}
+
+export interface SettledResult {
+  provider: string;
+  externalRef: string | null;
+  data: Record<string, unknown>;
+  rollbackData: Record<string, unknown> | null;
+}
+
+export interface NewReceipt {
+  id: string;
+  receiptNumber: string;
+  /** Ed25519 over the receipt's statement, and the signing key's id; null when no signer is configured. */
+  signature: string | null;
+  keyId: string | null;
+}
+
+export interface NewRollback {
+  id: string;
+  reason: string;
+  handler: string | null;
+  ok: boolean;
+  error: string | null;
+  data: Record<string, unknown> | null;
+  startedAt: Date;
+}
+
+/** What the planner needs to know of the action (what the caller read, or the job carries). */
+export interface ActionRef {
+  id: string;
+  spaceId: string;
+  /** For messages and receipts. */
+  type?: string;
+  priority?: number;
+  scheduledFor?: Date | null;
+  payload?: unknown;
+  attempts?: number;
+}
+
+/** A status the step may start from; `null`: any status (notes, audit-only steps). */
+export type FromStatuses = readonly ActionStatus[] | null;
