@@ -103,6 +103,8 @@ export interface ConfigCacheStats {
   loads: number;
   /** Loads whose result was not kept: an invalidation or a lost subscription arrived meanwhile. */
   discarded: number;
+  /** Changes applied: this process's own and those announced by others. */
+  invalidations: number;
   /** Times every entry was dropped (lost or regained subscription, an `all` change, a bad message). */
   clearedAll: number;
   /** Whether entries are being kept (subscribed, and the TTL is not 0). */
@@ -182,7 +184,7 @@ export class ConfigCache {
   private readonly rules = new Slot<readonly SafetyRuleInput[], RuleTags>();
   private readonly configs = new Slot<ReadonlyMap<string, HandlerConfig>, ConfigTags>();
   private readonly users = new Slot<UserSafety, UserTags>();
-  private readonly counters = { hits: 0, shared: 0, loads: 0, discarded: 0, clearedAll: 0 };
+  private readonly counters = { hits: 0, shared: 0, loads: 0, discarded: 0, invalidations: 0, clearedAll: 0 };
   private readonly now: () => number;
   private readonly maxEntries: number;
   private readonly channel: string;
@@ -364,6 +366,7 @@ export class ConfigCache {
   }
 
   private apply(change: ConfigChange): void {
+    this.counters.invalidations++;
     if (change === 'all') return this.clearAll();
     switch (change.kind) {
       case 'rules':
