@@ -194,7 +194,7 @@ export class ConfigCache {
   /** Bumped whenever the subscriber connection closes: a confirmation from an older connection is void. */
   private connectionEpoch = 0;
   private closed = false;
-  private subId: Promise<number | null> = Promise.resolve(null);
+  private subId: number | null = null;
   private liveWaiters: Array<() => void> = [];
 
   constructor(private readonly options: ConfigCacheOptions) {
@@ -212,25 +212,25 @@ export class ConfigCache {
     this.options.subscriber.on('close', this.onConnectionLost);
     this.options.subscriber.on('end', this.onConnectionLost);
     this.options.subscriber.on('ready', this.onConnectionReady);
-    this.subId = this.options.pubsub.subscribe<unknown>(this.channel, (message) => this.onMessage(message)).then(
+    this.options.pubsub.subscribe<unknown>(this.channel, (message) => this.onMessage(message)).then(
       (id) => {
         this.subscribed = true;
-        if (this.closed) {
-          this.options.pubsub.unsubscribe(id);
-          return null;
-        }
+        // Closed while Redis was away (the SUBSCRIBE waited in ioredis's offline queue).
+        if (this.closed) return this.options.pubsub.unsubscribe(id);
+        this.subId = id;
         // The SUBSCRIBE was answered on the current connection: from here on nothing is missed.
         this.goLive(this.connectionEpoch);
-        return id;
       },
       (error: unknown) => {
-        this.options.logger.warn({ err: briefError(error) }, `cannot subscribe to configuration changes; caching nothing (each lookup reads the database)`);
-        return null;
+        this.options.logger.warn({ err: briefError(error) }, 'cannot subscribe to configuration changes; caching nothing (each lookup reads the database)');
       },
     );
   }
 
-  /** Unsubscribes and drops everything; later lookups read the database. */
+  /**
+   * Unsubscribes and drops everything; later lookups read the database. Does not wait for a
+   * SUBSCRIBE still pending (Redis away since start): that one is undone when it is answered.
+   */
   async close(): Promise<void> {
     this.closed = true;
     this.subscribedLive = false;
@@ -238,8 +238,8 @@ export class ConfigCache {
     this.options.subscriber.off('end', this.onConnectionLost);
     this.options.subscriber.off('ready', this.onConnectionReady);
     this.clearAll();
-    const id = await this.subId;
-    if (id !== null) this.options.pubsub.unsubscribe(id);
+    if (this.subId !== null) this.options.pubsub.unsubscribe(this.subId);
+    this.subId = null;
   }
 
   /** Whether entries are being kept now. */
