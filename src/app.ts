@@ -25,6 +25,7 @@ import { withRedisTimeout } from './engine/infra-errors.js';
 import { RedisPubSub } from 'graphql-redis-subscriptions';
 import path from 'node:path';
 import { createSecretsBox } from './engine/secrets.js';
+import { createConfigCache, type ConfigCache } from './engine/config-cache.js';
 
 /** Whether the database is usable: reachable and migrated. */
 export interface DatabaseState {
@@ -64,6 +65,11 @@ export interface App {
   auth: Authenticator;
   /** Keys revoked on any process (announced on Redis): `auth` has already forgotten them. */
   keyRevocations: KeyRevocations;
+  /**
+   * Safety rules, handler configurations and users, cached per process and invalidated across
+   * processes on Redis (`<REDIS_PREFIX>:config:changed`); the same object as `engine.configCache`.
+   */
+  configCache: ConfigCache;
   close(): Promise<void>;
 }
 
@@ -167,6 +173,19 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
     registerQueueDepth(metrics, () =>
       withRedisTimeout(queue.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'failed'), config.redisCommandTimeoutMs, 'the queue depth').catch(() => ({})),
     );
+    // Subscribes on the shared subscriber connection (not awaited: with Redis down at start the
+    // service starts, and reads the database for every lookup until the channel is subscribed).
+    const configCache = createConfigCache({
+      db,
+      logger,
+      ttlMs: config.configCacheTtlMs,
+      redisPrefix: config.redisPrefix,
+      publisher,
+      pubsub,
+      subscriber,
+      publishTimeoutMs: config.redisCommandTimeoutMs,
+    });
+    closers.push(() => configCache.close());
     const statusEvents = createStatusPublisher(pubsub, config.redisPrefix, logger, config.redisCommandTimeoutMs);
     const engine: EngineDeps = {
       queue,
@@ -192,6 +211,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       config,
       clock: () => new Date(),
       secrets: createSecretsBox({ key: config.secretsKey, keyFile: path.join(config.dataDir, 'secrets.key'), logger }),
+      configCache,
     };
     if (options.sweepExpiredApprovals ?? true) {
       const sweep = setInterval(() => {
@@ -226,6 +246,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       pubsub,
       auth,
       keyRevocations,
+      configCache,
       redis,
       publisher,
       subscriber,

@@ -56,6 +56,7 @@ const envSchema = z.object({
   REDIS_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(2000),
   WORKER_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(8000),
   WORKER_STALLED_CHECK_MS: z.coerce.number().int().min(500).max(600_000).default(4000),
+  CONFIG_CACHE_TTL_MS: z.coerce.number().int().min(0).max(3_600_000).default(5000),
 });
 
 /** Typed settings, handed to every part by the composition root. */
@@ -104,6 +105,11 @@ export interface Config {
   workerLockMs: number;
   /** How often workers look for jobs whose lock has expired (stalled jobs of killed workers). */
   workerStalledCheckMs: number;
+  /**
+   * Longest a process serves its cached copy of safety rules, handler configurations and users'
+   * KYC status and email, in ms (changes are also announced on Redis and apply at once); 0: no cache.
+   */
+  configCacheTtlMs: number;
 }
 
 /** The variables the service reads, for the README check. */
@@ -161,5 +167,6 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
     workerLockMs: e.WORKER_LOCK_MS,
     workerStalledCheckMs: e.WORKER_STALLED_CHECK_MS,
+    configCacheTtlMs: e.CONFIG_CACHE_TTL_MS,
   };
 }

@@ -12,6 +12,7 @@ import { Redis } from 'ioredis';
 import { ApiKeyInputError, createApiKey, listApiKeys, revokeApiKey } from '../engine/api-keys.js';
 import { EngineError } from '../engine/errors.js';
 import { announceKeyRevocation } from '../engine/key-revocation.js';
+import { publishConfigChange } from '../engine/config-cache.js';
 import { verifyAuditChain } from '../engine/audit.js';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import { createLogger, type Logger } from '../logger.js';
@@ -92,6 +93,23 @@ async function withDatabase<T>(fn: (ctx: { config: Config; logger: Logger; targe
   }
 }
 
+/**
+ * Connects to Redis for one message (giving up after 2 s), sends it and disconnects. False when
+ * Redis cannot be reached: the one-shot commands still succeed, and say what that means.
+ */
+async function sendOnce(config: Config, send: (redis: Redis) => Promise<boolean>): Promise<boolean> {
+  const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 2000, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    return await redis.connect().then(
+      () => send(redis),
+      () => false,
+    );
+  } finally {
+    redis.disconnect();
+  }
+}
+
 const program = new Command('action-engine')
   .description('Stands between AI agents and the real world. Configuration comes from the environment (see README).')
   .showHelpAfterError();
@@ -133,7 +151,7 @@ keys
   .option('--email <email>', "the user's email, where approval requests are sent")
   .option('--name <name>', 'a label for the key holder')
   .action((opts: { role: (typeof ROLES)[number]; space: string; user?: string; email?: string; name?: string }) =>
-    withDatabase(async ({ target }) => {
+    withDatabase(async ({ config, target }) => {
       const db = createPrismaClient({ connection: target.connection, poolMax: 1 });
       try {
         const created = await createApiKey(db, {
@@ -146,6 +164,12 @@ keys
         });
         console.error(`created ${opts.role} key for space "${opts.space}"${opts.user ? `, user "${opts.user}"` : ''} (principal ${created.principalId}); it is shown once:`);
         console.log(created.key);
+        if (created.userId && opts.email !== undefined) {
+          // The email may have changed: running processes drop their cached copy of the user now.
+          const change = { kind: 'user', spaceId: created.spaceId, userId: created.userId } as const;
+          const announced = await sendOnce(config, (redis) => publishConfigChange(redis, config.redisPrefix, change, 2000));
+          if (!announced) console.error(`could not reach Redis: running processes use the new email within CONFIG_CACHE_TTL_MS (${config.configCacheTtlMs} ms)`);
+        }
       } finally {
         await db.$disconnect();
       }
@@ -194,13 +218,7 @@ keys
       try {
         const revoked = await revokeApiKey(db, { ref, allowPrefix: true, actor: 'system:cli' });
         // Tell the running API processes at once; if Redis is unreachable they notice at their next re-check.
-        const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 2000, retryStrategy: () => null });
-        redis.on('error', () => undefined);
-        const announced = await redis.connect().then(
-          () => announceKeyRevocation(redis, config.redisPrefix, revoked.id),
-          () => false,
-        );
-        redis.disconnect();
+        const announced = await sendOnce(config, (redis) => announceKeyRevocation(redis, config.redisPrefix, revoked.id));
         console.log(`revoked ${revoked.role.toLowerCase()} key ${revoked.prefix}… (${revoked.id}) of space "${revoked.space}"${revoked.user ? `, user "${revoked.user}"` : ''}`);
         if (!announced) console.error(`could not reach Redis: running API processes stop accepting the key within WS_KEY_RECHECK_SECONDS (their periodic check)`);
       } finally {

@@ -3,6 +3,7 @@ import type { Prisma, PrismaClient } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
 import type { Mailer } from '../mail/mailer.js';
 import type { ActionTypeRegistry } from './action-types.js';
+import type { ConfigCache } from './config-cache.js';
 import type { RateLimiter } from './rate-limiter.js';
 import type { ActionQueue } from './queue.js';
 import type { SecretsBox } from './secrets.js';
@@ -24,6 +25,11 @@ export interface EngineDeps {
   queue: ActionQueue;
   /** Encrypts and decrypts handler secrets (AES-256-GCM). */
   secrets: SecretsBox;
+  /**
+   * This process's cache of safety rules, handler configurations and users (invalidated across
+   * processes on Redis; entries expire after `CONFIG_CACHE_TTL_MS`).
+   */
+  configCache: ConfigCache;
 }
 
 /**

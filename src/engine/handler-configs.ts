@@ -136,10 +136,11 @@ export function handlerConfigKey(spaceId: string, handler: string, provider: str
 
 /**
  * Creates or changes a handler configuration in the admin's space, in one transaction with
- * its audit entry (before and after; secrets only as names and whether they changed).
+ * its audit entry (before and after; secrets only as names and whether they changed). Once it
+ * has committed, every process drops its cached configurations for that provider in the space.
  */
 export async function upsertHandlerConfig(
-  deps: Pick<EngineDeps, 'db' | 'secrets'>,
+  deps: Pick<EngineDeps, 'db' | 'secrets' | 'configCache'>,
   handlers: HandlerRegistry,
   principal: Principal,
   actor: Actor,
@@ -158,7 +159,7 @@ export async function upsertHandlerConfig(
   const secrets = input.secrets === undefined || input.secrets === null ? input.secrets : checkSecrets(input.secrets);
 
   const configKey = handlerConfigKey(principal.spaceId, input.handler, input.provider);
-  return deps.db.$transaction(async (tx) => {
+  const saved = await deps.db.$transaction(async (tx) => {
     // Row lock, so `before` is what this write replaces even when admins race.
     await tx.$executeRaw`SELECT 1 FROM "HandlerConfig" WHERE "configKey" = ${configKey} FOR UPDATE`;
     const previous = await tx.handlerConfig.findUnique({ where: { configKey } });
@@ -199,6 +200,8 @@ export async function upsertHandlerConfig(
     });
     return saved;
   });
+  await deps.configCache.invalidate({ kind: 'handlerConfigs', spaceId: principal.spaceId, provider: input.provider });
+  return saved;
 }
 
 /** Whether the stored secrets equal `next`; stored secrets that cannot be opened count as different. */

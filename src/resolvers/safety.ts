@@ -206,6 +206,8 @@ builder.mutationFields((t) => ({
           });
           return saved;
         });
+        // After commit: every process drops its cached rules for this type in this space.
+        await ctx.app.configCache.invalidate({ kind: 'rules', spaceId: p.spaceId, actionType: fields.actionType });
         return { rule };
       }, { rule: null }),
   }),

@@ -143,6 +143,10 @@ builder.mutationFields((t) => ({
             ip: ctx.ip,
             userAgent: ctx.userAgent,
           });
+          // The user's email may have changed (approval mail goes there): drop cached copies everywhere.
+          if (created.userId && input.email != null) {
+            await ctx.app.configCache.invalidate({ kind: 'user', spaceId: created.spaceId, userId: created.userId });
+          }
           return { key: created.key, principalId: created.principalId, userId: created.userId, apiKey: await findApiKeyListing(ctx.app.db, created.apiKeyId) };
         } catch (error) {
           if (error instanceof ApiKeyInputError) {
@@ -182,6 +186,8 @@ builder.mutationFields((t) => ({
           });
           return updated;
         });
+        // After commit: every process drops its cached copy, so the next action sees the new status.
+        await ctx.app.configCache.invalidate({ kind: 'user', spaceId: p.spaceId, userId: user.id });
         return { user };
       }, { user: null }),
   }),

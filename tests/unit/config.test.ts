@@ -35,6 +35,7 @@ describe('loadConfig', () => {
       redisCommandTimeoutMs: 2000,
       workerLockMs: 8000,
       workerStalledCheckMs: 4000,
+      configCacheTtlMs: 5000,
     });
   });
 
