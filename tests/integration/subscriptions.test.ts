@@ -4,7 +4,7 @@ import type { Client } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { statusChannel } from '../../src/engine/status-publisher.js';
-import { statusEvent } from '../../src/engine/transitions.js';
+import { statusEvent } from '../../src/engine/status-event.js';
 import { graphql } from '../generated/gql.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
