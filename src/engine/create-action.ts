@@ -226,10 +226,8 @@ async function findIdempotentResult(deps: EngineDeps, principal: Principal, key:
 /** The safety rules of `type` that apply in the space (its own and the global ones). Fails closed. */
 async function loadSafetyRules(deps: EngineDeps, spaceId: string, type: string) {
   try {
-    return await deps.db.safetyRule.findMany({
-      where: { actionType: type, OR: [{ spaceId: null }, { spaceId }] },
-      select: { spaceId: true, actionType: true, kind: true, limit: true, windowSeconds: true, enabled: true },
-    });
+    // Cached per process; every admin change is announced on Redis and drops it everywhere.
+    return await deps.configCache.safetyRules(spaceId, type);
   } catch (error) {
     deps.logger.error({ err: error }, 'safety rules could not be read');
     throw new SafetyUnavailableError('the safety rules cannot be read right now; nothing was recorded, try again shortly');
@@ -240,7 +238,7 @@ async function loadSafetyRules(deps: EngineDeps, spaceId: string, type: string) 
 async function loadUser(deps: EngineDeps, spaceId: string, userId: string) {
   let user;
   try {
-    user = await deps.db.user.findFirst({ where: { id: userId, spaceId }, select: { id: true, email: true, handle: true, kycStatus: true } });
+    user = await deps.configCache.userSafety(spaceId, userId);
   } catch (error) {
     deps.logger.error({ err: error }, 'the user could not be read');
     throw new SafetyUnavailableError('the safety rules cannot be checked right now; nothing was recorded, try again shortly');

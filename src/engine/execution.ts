@@ -17,6 +17,7 @@ import { newReceipt } from './receipts.js';
 import { applyStep, commitStep, type ActionRef } from './lifecycle/index.js';
 import type { ExecutionRef, NewExecution } from './lifecycle/steps.js';
 import { UUID } from './ids.js';
+import { providerOf } from './config-cache.js';
 
 /** The action is scheduled later than now: the job is to run again at `at`, with no attempt used. */
 export class NotYetError extends Error {
@@ -57,13 +58,6 @@ function handlerAction(action: Action): HandlerAction {
     priority: action.priority,
   };
 }
-
-/** The provider an action names (an order's `provider`), else `*`. */
-function providerOf(action: Pick<Action, 'payload'>): string {
-  const provider = (action.payload as Record<string, unknown>)?.provider;
-  return typeof provider === 'string' ? provider : '*';
-}
-
 
 /**
  * For types that run only with a person's approval (payments, spec §6): why the recorded
@@ -110,19 +104,9 @@ export function openHandlerSecrets(deps: Pick<EngineDeps, 'secrets'>, config: Ha
   }
 }
 
-export async function loadConfigs(deps: Pick<EngineDeps, 'db'>, action: Pick<Action, 'spaceId' | 'payload'>): Promise<Map<string, HandlerConfig>> {
-  const provider = providerOf(action);
-  const rows = await deps.db.handlerConfig.findMany({
-    where: { enabled: true, provider: { in: [provider, '*'] }, OR: [{ spaceId: null }, { spaceId: action.spaceId }] },
-  });
-  // Most specific wins: the space's own over the global one, the named provider over `*`.
-  const rank = (c: HandlerConfig) => (c.spaceId ? 2 : 0) + (c.provider === provider ? 1 : 0);
-  const best = new Map<string, HandlerConfig>();
-  for (const row of rows) {
-    const current = best.get(row.handler);
-    if (!current || rank(row) > rank(current)) best.set(row.handler, row);
-  }
-  return best;
+/** The handler configurations that apply to the action (cached per process; most specific wins). */
+export function loadConfigs(deps: Pick<EngineDeps, 'configCache'>, action: Pick<Action, 'spaceId' | 'payload'>): Promise<ReadonlyMap<string, HandlerConfig>> {
+  return deps.configCache.handlerConfigs(action.spaceId, providerOf(action.payload));
 }
 
 /**
@@ -226,7 +210,7 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
     const config = configs.get(handler.name) ?? null;
     const next = chain[index + 1];
     if (!handler.isConfigured(subject, config)) {
-      notes.push(`No ${KIND_LABEL[handler.kind]} configured for ${providerOf(action)} (${handler.name})${next ? `, trying ${next.name}…` : ''}`);
+      notes.push(`No ${KIND_LABEL[handler.kind]} configured for ${providerOf(action.payload)} (${handler.name})${next ? `, trying ${next.name}…` : ''}`);
       continue;
     }
     const started: NewExecution = { id: randomUUID(), attempt, handler: handler.name, kind: handler.kind, startedAt: deps.clock() };
