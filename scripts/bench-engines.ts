@@ -55,8 +55,8 @@ export interface Engine {
   graphqlUrls: string[];
   /** For keys and checks (in this process: the engine's own client). */
   db: PrismaClient;
-  /** The processes the engine runs in. */
-  pids: number[];
+  /** The processes the engine runs in, with their role (`in-process`, `start`, `serve`, `worker`). */
+  processes: Array<{ pid: number; role: string }>;
   /** CPU ms used so far by the engine's processes. In-process, this includes the load generator. */
   cpuMs(): Promise<number>;
   /** SQL statements sent so far on the engine's connections; null when they cannot be counted. */
@@ -116,7 +116,7 @@ export async function startInProcessEngine(s: EngineSettings): Promise<Engine> {
       label: 'in-process',
       graphqlUrls: [`http://127.0.0.1:${port}/graphql`],
       db: app.db,
-      pids: [process.pid],
+      processes: [{ pid: process.pid, role: 'in-process' }],
       cpuMs: async () => {
         const u = process.cpuUsage();
         return (u.user + u.system) / 1000;
@@ -245,7 +245,7 @@ export async function startProcessEngine(s: EngineSettings, layout: ProcessLayou
       label: layout.label,
       graphqlUrls: spawned.flatMap((p) => (p.url ? [p.url] : [])),
       db,
-      pids: spawned.map((p) => p.child.pid!),
+      processes: spawned.map((p) => ({ pid: p.child.pid!, role: p.mode })),
       cpuMs: async () => (await Promise.all(spawned.map((p) => processCpuMs(p.child.pid!)))).reduce((a, b) => a + b, 0),
       statements: async () => {
         const counts = await Promise.all(spawned.map((p) => askStatements(p)));

@@ -54,13 +54,17 @@ export function summariseProfile(profile: CpuProfile): Array<[string, number]> {
   return [...time.entries()].map(([k, v]) => [k, v / (total || 1)] as [string, number]).sort((a, b) => b[1] - a[1]);
 }
 
-/** Reads every `.cpuprofile` in `dir` (one per process, written at exit) and summarises each. */
-export async function summariseProfileDir(dir: string): Promise<Array<{ file: string; shares: Array<[string, number]> }>> {
-  const files = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.cpuprofile')).sort();
+/**
+ * Summarises the main-thread profiles in `dir` that `node --cpu-prof` wrote at exit, named
+ * `CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile` (thread 0 is the main thread; the others
+ * are tsx's loader thread, which only compiles modules at start).
+ */
+export async function summariseProfileDir(dir: string): Promise<Array<{ file: string; pid: number; shares: Array<[string, number]> }>> {
+  const files = (await readdir(dir).catch(() => [] as string[])).filter((f) => /^CPU\.\d+\.\d+\.\d+\.0\.\d+\.cpuprofile$/.test(f)).sort();
   const out = [];
   for (const file of files) {
     const profile = JSON.parse(await readFile(path.join(dir, file), 'utf8')) as CpuProfile;
-    out.push({ file: path.join(dir, file), shares: summariseProfile(profile) });
+    out.push({ file: path.join(dir, file), pid: Number(file.split('.')[3]), shares: summariseProfile(profile) });
   }
   return out;
 }
