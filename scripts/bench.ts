@@ -278,7 +278,8 @@ async function growth(engine: Engine, load: Load, db: TestDatabase, opts: Option
   progress(`growth: storing ${opts.seedActions} actions and ${opts.seedAudit} audit entries`);
   let last = 0;
   const seed = await seedHistory(db, { spaceId: agent.spaceId, userId: agent.userId!, principalId: agent.id }, { actions: opts.seedActions, auditEntries: opts.seedAudit }, (text) => {
-    if (performance.now() - last > 5000) progress(text);
+    if (performance.now() - last < 5000) return;
+    progress(text);
     last = performance.now();
   });
   progress(`growth: stored in ${seed.seconds.toFixed(1)} s, VACUUM (ANALYZE) ${seed.vacuumSeconds.toFixed(1)} s`);
