@@ -117,7 +117,7 @@ const FLAGS: Array<[string, string]> = [
   ['--seed-actions N', 'completed actions stored for --growth (default 100000)'],
   ['--seed-audit N', 'audit entries stored for --growth (default 500000)'],
   ['--processes', 'also run against spawned engine processes (see --process-layouts)'],
-  ['--process-layouts L', 'comma-separated: N = N `start` processes, S+W = S `serve` + W `worker` (default 1,1+1,2+2)'],
+  ['--process-layouts L', 'comma-separated: N = N `start` processes, S+W = S `serve` + W `worker` (default 1,1+1,2+2; implies --processes)'],
   ['--json FILE', 'write every figure as JSON to FILE'],
   ['--cpu-profile FILE', 'CPU profile of this process during the measured run to FILE; with --processes, of each spawned process to FILE.<layout>/'],
   ['--time-limit S', 'stop with an error after S seconds (default 300, +900 with --growth, +240 per process layout)'],
@@ -136,7 +136,7 @@ function parseOptions(): Options {
       'seed-actions': { type: 'string', default: '100000' },
       'seed-audit': { type: 'string', default: '500000' },
       processes: { type: 'boolean', default: false },
-      'process-layouts': { type: 'string', default: '1,1+1,2+2' },
+      'process-layouts': { type: 'string' },
       json: { type: 'string' },
       'cpu-profile': { type: 'string' },
       'time-limit': { type: 'string' },
@@ -154,9 +154,10 @@ function parseOptions(): Options {
     if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be a whole number from ${min} to ${max} (got "${raw}")`);
     return n;
   };
-  const layouts = values['process-layouts'].split(',').map(parseLayout);
+  const layouts = (values['process-layouts'] ?? '1,1+1,2+2').split(',').map(parseLayout);
   const growth = values.growth;
-  const processes = values.processes;
+  // Naming layouts asks for them.
+  const processes = values.processes || values['process-layouts'] !== undefined;
   return {
     actions: int('actions', values.actions, 1, 20_000),
     concurrency: int('concurrency', values.concurrency, 1, 200),
@@ -464,7 +465,7 @@ function printSuite(s: SuiteResult, title: string): void {
   );
   if (w.profile) {
     const shown = w.profile.slice(0, 16);
-    console.log(`CPU profile of this process during the measured run, share of CPU samples:`);
+    console.log(`CPU profile of this process during the measured run (the --cpu-profile file; open it in Chrome DevTools), share of CPU samples:`);
     for (let i = 0; i < shown.length; i += 4) console.log(`  ${shown.slice(i, i + 4).map(([k, v]) => `${k} ${(v * 100).toFixed(1)}%`.padEnd(30)).join('')}`);
   }
 }
@@ -670,7 +671,14 @@ async function main(opts: Options, defer: Defer): Promise<boolean> {
   return report.ok;
 }
 
-const opts = parseOptions();
+let opts: Options;
+try {
+  opts = parseOptions();
+} catch (error) {
+  // A mistyped flag: one line, not a stack.
+  console.error(`bench: ${error instanceof Error ? error.message : String(error)} (--help lists the flags)`);
+  process.exit(2);
+}
 const cleanups: Array<{ label: string; fn: () => Promise<unknown> | unknown }> = [];
 let timer: NodeJS.Timeout | undefined;
 let ok = false;
