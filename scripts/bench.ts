@@ -1,56 +1,92 @@
 /**
  * Benchmark of the whole path (spec §11), beside the bare ceiling of its parts, in one run.
  *
- *   npx tsx scripts/bench.ts [--actions 500] [--concurrency 20] [--worker-concurrency 5] [--cpu-profile FILE]
+ *   npm run bench -- [--actions 500] [--concurrency 20] [--worker-concurrency 5] [--approvals 200]
+ *                    [--solo 20] [--growth] [--processes] [--json FILE] [--cpu-profile FILE] …
+ *   npm run bench -- --help   lists every flag
  *
- * 1. Whole path: the API server and an execution worker in this process, one graphql-ws
- *    subscriber on `actionEvents`; N `createAction(type: "noop")` mutations over HTTP with C in
- *    flight. Latency: sending the mutation → the subscriber receiving its COMPLETED event.
- *    Then checks every action is COMPLETED with one execution and one receipt, and counts its
- *    audit rows.
- * 2. Ceiling, BullMQ: N jobs (same job options as the engine's queue) added by C adders and
- *    processed by a Worker doing nothing, same worker concurrency. Latency: add → `completed`.
- * 3. Ceiling, Postgres: N transactions (BEGIN; INSERT one small row; COMMIT), C at once.
- * 4. Ratios of the whole path to the ceilings.
+ * 1. Ceilings: BullMQ (N jobs, the engine's job options, added by C adders and processed by a
+ *    Worker doing nothing, same worker concurrency; add → `completed`) and PostgreSQL (N
+ *    transactions BEGIN; one-row INSERT; COMMIT, C at once), and for reference the same commits
+ *    all under one advisory lock.
+ * 2. Whole path, with the API server and an execution worker in this process: N
+ *    `createAction(type: "noop")` mutations over HTTP, C in flight, until a graphql-ws
+ *    subscriber on `actionEvents` receives COMPLETED; then 20 more one at a time; the path split
+ *    by the status events seen; CPU ms per action (this process, the PostgreSQL backends of the
+ *    engine's connections, the whole machine), SQL statements per action (counted at the `pg`
+ *    driver on the engine's connections), write transactions and WAL per action (server-wide),
+ *    and what the engine's connections waited for (pg_stat_activity sampled every 10 ms).
+ *    Checks every action COMPLETED with one execution and one receipt, and the audit verifies.
+ * 3. Approve → EXECUTING: `noop` actions in a second space whose safety rule (set by an admin
+ *    with `upsertSafetyRule`) requires approval, approved by the user's APPROVER key with
+ *    `approveAction`, C in flight and one at a time; from sending the mutation to the subscriber
+ *    receiving EXECUTING.
+ * 4. The audit sealer's lag: for each measured action's last audit entry, entry written → first
+ *    signed checkpoint covering it ("no sealer running" when no checkpoint appears).
+ * 5. With --growth: the same whole-path run again after storing 100,000 completed actions and
+ *    500,000 audit entries (--seed-actions, --seed-audit), compared with the empty database.
+ * 6. With --processes: the same load against `action-engine start` (1 process) and `serve` +
+ *    `worker` as separate processes (1+1, 2+2; --process-layouts), requests round-robin over the
+ *    API processes; CPU of the spawned processes from /proc, statements through a preloaded
+ *    counter (scripts/bench-probe.mjs).
  *
- * Also reported, to say where the time goes: the path split by the status events the
- * subscriber sees, how busy the audit chain's advisory lock is (sampled from pg_locks and
- * pg_stat_activity), SQL statements, write transactions and WAL per action, and this process's event-loop
- * utilisation; with --cpu-profile, a CPU profile of this process during the measured whole-path
- * run is written to FILE (open it in Chrome DevTools) and summarised by package.
- *
- * Everything is on loopback: the local PostgreSQL (a fresh migrated database, dropped at the end;
+ * Everything is on loopback: the local PostgreSQL (fresh migrated databases, dropped at the end;
  * TEST_DATABASE_URL overrides the server) and Redis (TEST_REDIS_URL, default
- * redis://127.0.0.1:6379; a unique key prefix, deleted at the end). Stops with an error after
- * 5 minutes. Prints figures only; it asserts nothing beyond exiting 1 when a check fails.
+ * redis://127.0.0.1:6379; unique key prefixes, deleted at the end). Stops with an error after
+ * the time limit (5 minutes, more with --growth / --processes; --time-limit). Prints figures,
+ * and with --json FILE writes them all; it asserts nothing beyond exiting 1 when a check fails.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Session } from 'node:inspector/promises';
 import { parseArgs } from 'node:util';
-import { Queue, Worker, type JobsOptions, type RedisOptions } from 'bullmq';
-import { createClient, type Client } from 'graphql-ws';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import pg from 'pg';
-import WebSocket from 'ws';
-import { createApp, redisOptionsFromUrl, type App } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
-import { createApiKey } from '../src/engine/api-keys.js';
-import { verifyAuditChain } from '../src/engine/audit.js';
-import { createLogger } from '../src/logger.js';
-import { createApiServer } from '../src/server.js';
-import { startWorker } from '../src/worker.js';
 import { createTestDatabase, type TestDatabase } from '../tests/helpers/postgres.js';
 import { deleteRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '../tests/helpers/redis.js';
+import { bullmqCeiling, postgresCeiling } from './bench-ceilings.js';
+import { parseLayout, startInProcessEngine, startProcessEngine, type Engine, type ProcessLayout } from './bench-engines.js';
+import {
+  auditCheck,
+  checkActions,
+  measureApprovals,
+  measureSealerLag,
+  measureSolo,
+  measureWholePath,
+  prepareLoad,
+  wholePathBatch,
+  type ApprovalFigures,
+  type Check,
+  type Load,
+  type SealerLag,
+  type WholePathFigures,
+} from './bench-load.js';
+import { summariseProfileDir } from './bench-profile.js';
+import { seedHistory, type SeedResult } from './bench-seed.js';
+import {
+  assertLoopback,
+  change,
+  latencyHeader,
+  latencyRow,
+  ms,
+  num,
+  once,
+  pct,
+  rate,
+  type Defer,
+  type Measurement,
+  type Stats,
+} from './bench-stats.js';
 
-const TIME_LIMIT_MS = 5 * 60_000;
-/** The audit chain's advisory lock (src/engine/audit.ts): keys (0x41450000, 1). */
-const AUDIT_LOCK = { classid: 0x41450000, objid: 1 };
-const SAMPLE_EVERY_MS = 10;
-/** Actions run one after another (each after the last has completed), for the unloaded latency. */
-const SOLO_ACTIONS = 20;
+const ROOT = path.resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
+/** How long to wait for the sealer to cover the measured actions' entries. */
+const SEALER_WAIT_MS = 10_000;
+/** How long to wait for the sealer to seal the seeded backlog before the growth run. */
+const BACKLOG_WAIT_MS = 240_000;
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
@@ -59,8 +95,34 @@ interface Options {
   actions: number;
   concurrency: number;
   workerConcurrency: number;
+  approvals: number;
+  solo: number;
+  growth: boolean;
+  seedActions: number;
+  seedAudit: number;
+  processes: boolean;
+  layouts: ProcessLayout[];
+  json: string | null;
   cpuProfile: string | null;
+  timeLimitSeconds: number;
 }
+
+const FLAGS: Array<[string, string]> = [
+  ['--actions N', 'actions in each measured whole-path run (default 500)'],
+  ['--concurrency C', 'requests in flight (default 20)'],
+  ['--worker-concurrency W', 'jobs each worker runs at once, WORKER_CONCURRENCY (default 5)'],
+  ['--approvals M', 'actions approved C in flight for approve → EXECUTING (default 200; 0 skips approvals)'],
+  ['--solo K', 'actions run one at a time, and approvals one at a time (default 20)'],
+  ['--growth', 'also run the whole path with history stored (see --seed-actions, --seed-audit) and compare'],
+  ['--seed-actions N', 'completed actions stored for --growth (default 100000)'],
+  ['--seed-audit N', 'audit entries stored for --growth (default 500000)'],
+  ['--processes', 'also run against spawned engine processes (see --process-layouts)'],
+  ['--process-layouts L', 'comma-separated: N = N `start` processes, S+W = S `serve` + W `worker` (default 1,1+1,2+2; implies --processes)'],
+  ['--json FILE', 'write every figure as JSON to FILE'],
+  ['--cpu-profile FILE', 'CPU profile of this process during the measured run to FILE; with --processes, of each spawned process to FILE.<layout>/'],
+  ['--time-limit S', 'stop with an error after S seconds (default 300, +900 with --growth, +240 per process layout)'],
+  ['--help', 'this list'],
+];
 
 function parseOptions(): Options {
   const { values } = parseArgs({
@@ -68,13 +130,23 @@ function parseOptions(): Options {
       actions: { type: 'string', default: '500' },
       concurrency: { type: 'string', default: '20' },
       'worker-concurrency': { type: 'string', default: '5' },
+      approvals: { type: 'string', default: '200' },
+      solo: { type: 'string', default: '20' },
+      growth: { type: 'boolean', default: false },
+      'seed-actions': { type: 'string', default: '100000' },
+      'seed-audit': { type: 'string', default: '500000' },
+      processes: { type: 'boolean', default: false },
+      'process-layouts': { type: 'string' },
+      json: { type: 'string' },
       'cpu-profile': { type: 'string' },
+      'time-limit': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
   });
   if (values.help) {
-    console.log('usage: npx tsx scripts/bench.ts [--actions 500] [--concurrency 20] [--worker-concurrency 5] [--cpu-profile FILE]');
+    console.log('usage: npm run bench -- [flags]   (tsx scripts/bench.ts)\n');
+    for (const [flag, text] of FLAGS) console.log(`  ${flag.padEnd(24)}${text}`);
     process.exit(0);
   }
   const int = (name: string, raw: string, min: number, max: number) => {
@@ -82,593 +154,415 @@ function parseOptions(): Options {
     if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be a whole number from ${min} to ${max} (got "${raw}")`);
     return n;
   };
+  const layouts = (values['process-layouts'] ?? '1,1+1,2+2').split(',').map(parseLayout);
+  const growth = values.growth;
+  // Naming layouts asks for them.
+  const processes = values.processes || values['process-layouts'] !== undefined;
   return {
     actions: int('actions', values.actions, 1, 20_000),
     concurrency: int('concurrency', values.concurrency, 1, 200),
     // WORKER_CONCURRENCY's own bounds (src/config.ts).
     workerConcurrency: int('worker-concurrency', values['worker-concurrency'], 1, 100),
+    approvals: int('approvals', values.approvals, 0, 20_000),
+    solo: int('solo', values.solo, 1, 1000),
+    growth,
+    seedActions: int('seed-actions', values['seed-actions'], 1, 10_000_000),
+    seedAudit: int('seed-audit', values['seed-audit'], 0, 50_000_000),
+    processes,
+    layouts,
+    json: values.json ?? null,
     cpuProfile: values['cpu-profile'] ?? null,
+    timeLimitSeconds: values['time-limit']
+      ? int('time-limit', values['time-limit'], 10, 24 * 3600)
+      : 300 + (growth ? 900 : 0) + (processes ? 240 * layouts.length : 0),
   };
 }
 
-// ---------------------------------------------------------------------------------------------
-// Figures
-
-interface Stats {
-  count: number;
-  p50: number;
-  p95: number;
-  p99: number;
-  min: number;
-  max: number;
-  mean: number;
-}
-
-/** Nearest-rank percentiles of durations in ms. */
-function stats(values: readonly number[]): Stats {
-  const sorted = [...values].sort((a, b) => a - b);
-  const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
-  return {
-    count: sorted.length,
-    p50: at(50),
-    p95: at(95),
-    p99: at(99),
-    min: sorted[0] ?? NaN,
-    max: sorted.at(-1) ?? NaN,
-    mean: sorted.reduce((s, v) => s + v, 0) / (sorted.length || 1),
-  };
-}
-
-interface Measurement {
-  label: string;
-  /** Completed per second, first start → last completion. */
-  throughput: number;
-  seconds: number;
-  latency: Stats;
-}
-
-const ms = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : '–').padStart(8);
-const rate = (v: number) => `${v.toFixed(1)}/s`.padStart(11);
-const pct = (v: number) => `${(v * 100).toFixed(0)}%`;
-
-function latencyHeader(first: string, width: number): string {
-  return `${first.padEnd(width)}${'p50'.padStart(8)}${'p95'.padStart(8)}${'p99'.padStart(8)}${'max'.padStart(8)}`;
-}
-function latencyRow(label: string, s: Stats, width: number): string {
-  return `${label.padEnd(width)}${ms(s.p50)}${ms(s.p95)}${ms(s.p99)}${ms(s.max)}`;
-}
-
-/** Runs `task(i)` for i = 0 … n-1 with at most `concurrency` in flight. */
-async function pool(n: number, concurrency: number, task: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, concurrency) }, async () => {
-      while (next < n) await task(next++);
-    }),
-  );
-}
-
-type Defer = (label: string, fn: () => Promise<unknown> | unknown) => void;
-
-/** `fn` the first time; later calls get the same promise (closing twice is then harmless). */
-function once<T>(fn: () => Promise<T>): () => Promise<T> {
-  let result: Promise<T> | undefined;
-  return () => (result ??= fn());
-}
-
-
-function assertLoopback(what: string, host: string): void {
-  if (!['127.0.0.1', 'localhost', '::1', '[::1]'].includes(host)) throw new Error(`${what} is not on loopback (${host}); this benchmark runs on loopback only`);
-}
+/** Progress, on stderr (stdout carries the report). */
+const progress = (text: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${text}\n`);
 
 // ---------------------------------------------------------------------------------------------
-// Ceiling: Postgres commits
+// One engine, measured
 
-async function postgresCeiling(db: TestDatabase, n: number, concurrency: number, options: { serialised: boolean }, defer: Defer): Promise<Measurement> {
-  const client = new pg.Pool({ connectionString: db.url, max: concurrency, application_name: 'bench-ceiling' });
-  client.on('error', () => undefined); // an idle connection dropped (the database going at cleanup)
-  const end = once(() => client.end());
-  defer('Postgres ceiling pool', end);
-  try {
-    const table = options.serialised ? 'bench_scratch_locked' : 'bench_scratch';
-    await client.query(`CREATE TABLE IF NOT EXISTS ${table} (id bigserial PRIMARY KEY, note text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`);
-    const one = async (note: string) => {
-      const c = await client.connect();
-      try {
-        await c.query('BEGIN');
-        // Another key than the audit chain's: nothing else runs now, but keep them apart anyway.
-        if (options.serialised) await c.query('SELECT pg_advisory_xact_lock($1, 99)', [AUDIT_LOCK.classid]);
-        await c.query(`INSERT INTO ${table} (note) VALUES ($1)`, [note]);
-        await c.query('COMMIT');
-      } catch (error) {
-        await c.query('ROLLBACK').catch(() => undefined);
-        throw error;
-      } finally {
-        c.release();
-      }
-    };
-    await pool(Math.min(100, n), concurrency, (i) => one(`warm-up ${i}`));
-    const latencies = new Array<number>(n);
-    const started = performance.now();
-    await pool(n, concurrency, async (i) => {
-      const t0 = performance.now();
-      await one(`row ${i}`);
-      latencies[i] = performance.now() - t0;
-    });
-    const seconds = (performance.now() - started) / 1000;
-    return {
-      label: options.serialised ? 'ref: Postgres commit under one advisory lock' : 'ceiling: Postgres commit (1-row INSERT)',
-      throughput: n / seconds,
-      seconds,
-      latency: stats(latencies),
-    };
-  } finally {
-    await end();
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Ceiling: BullMQ add + process
-
-async function bullmqCeiling(prefix: string, n: number, concurrency: number, workerConcurrency: number, defer: Defer): Promise<Measurement> {
-  const connection = benchRedisOptions(testRedisUrl);
-  // The engine's job options (src/engine/queue.ts): custom id, priority, 3 attempts, retention.
-  const queue = new Queue('ceiling', {
-    connection,
-    prefix: `${prefix}:ceiling`,
-    defaultJobOptions: {
-      attempts: 3,
-      backoff: { type: 'exponential', delay: 1000 },
-      removeOnComplete: { age: 24 * 3600, count: 10_000 },
-      removeOnFail: { age: 7 * 24 * 3600 },
-    },
-  });
-  const addedAt = new Map<string, number>();
-  const latencies: number[] = [];
-  let done: () => void = () => {};
-  let completed = 0;
-  let target = 0;
-  let lastCompletedAt = 0;
-  const worker = new Worker<{ i: number; run: string }>('ceiling', async () => {}, {
-    connection,
-    prefix: `${prefix}:ceiling`,
-    concurrency: workerConcurrency,
-    lockDuration: 30_000,
-    stalledInterval: 30_000,
-    maxStalledCount: 2,
-  });
-  const close = once(async () => {
-    await worker.close();
-    await queue.close();
-  });
-  defer('BullMQ ceiling', close);
-  worker.on('completed', (job) => {
-    const t = performance.now();
-    const start = addedAt.get(job.id ?? '');
-    if (start === undefined) return;
-    latencies.push(t - start);
-    lastCompletedAt = t;
-    if (++completed === target) done();
-  });
-  let workerError: Error | null = null;
-  worker.on('error', (error) => {
-    workerError = error;
-  });
-  const batch = async (run: string, count: number) => {
-    addedAt.clear();
-    latencies.length = 0;
-    completed = 0;
-    target = count;
-    const finished = new Promise<void>((resolve) => {
-      done = resolve;
-    });
-    const started = performance.now();
-    await pool(count, concurrency, async (i) => {
-      const jobId = `${run}-${i}`;
-      addedAt.set(jobId, performance.now());
-      const opts: JobsOptions = { jobId, priority: 5, delay: 0 };
-      await queue.add('execute', { i, run }, opts);
-    });
-    await finished;
-    if (workerError) throw workerError;
-    return { started, ended: lastCompletedAt };
-  };
-  try {
-    await worker.waitUntilReady();
-    await batch('warmup', Math.min(100, n));
-    const { started, ended } = await batch('run', n);
-    const seconds = (ended - started) / 1000;
-    return { label: 'ceiling: BullMQ add→completed (no-op job)', throughput: n / seconds, seconds, latency: stats(latencies) };
-  } finally {
-    await close();
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// CPU profile of this process (optional)
-
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string };
-}
-interface CpuProfile {
-  nodes: ProfileNode[];
-  samples?: number[];
-  timeDeltas?: number[];
-}
-
-async function startProfiler(): Promise<() => Promise<CpuProfile>> {
-  const session = new Session();
-  session.connect();
-  await session.post('Profiler.enable');
-  await session.post('Profiler.setSamplingInterval', { interval: 500 });
-  await session.post('Profiler.start');
-  return async () => {
-    const { profile } = await session.post('Profiler.stop');
-    session.disconnect();
-    return profile as CpuProfile;
-  };
-}
-
-/** Where a profile's samples fall, by package (node_modules), source folder, or V8 bucket. */
-function summariseProfile(profile: CpuProfile): Array<[string, number]> {
-  const where = new Map<number, string>();
-  for (const node of profile.nodes) {
-    const { url, functionName } = node.callFrame;
-    const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1];
-    const src = /\/(src|scripts|tests)\/(.*)$/.exec(url);
-    where.set(
-      node.id,
-      pkg ?? (src ? `${src[1]}/${src[2]!.split('/').slice(0, -1).join('/') || src[2]}` : url.startsWith('node:') ? `node:${url.slice(5).split('/')[0]}` : url ? 'other' : `(${functionName.replace(/[()]/g, '') || 'native'})`),
-    );
-  }
-  const time = new Map<string, number>();
-  let total = 0;
-  (profile.samples ?? []).forEach((id, i) => {
-    const dt = profile.timeDeltas?.[i] ?? 0;
-    const key = where.get(id) ?? '?';
-    time.set(key, (time.get(key) ?? 0) + dt);
-    total += dt;
-  });
-  return [...time.entries()].map(([k, v]) => [k, v / (total || 1)] as [string, number]).sort((a, b) => b[1] - a[1]);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Whole path
-
-interface ActionTimes {
-  sent: number;
-  responded?: number;
-  events: Partial<Record<string, number>>;
-  eventCount: number;
-  statuses: string[];
-}
-
-interface LockSample {
-  waiting: number;
-  active: number;
-  idleInTx: number;
-  holder: string | null;
-}
-
-interface WholePathResult {
-  measurement: Measurement;
-  solo: Measurement;
-  /** Each phase under load, and one at a time. */
-  phases: Array<[string, Stats, Stats]>;
-  checks: Array<{ ok: boolean; text: string }>;
+interface SuiteResult {
+  engine: string;
+  processes: number;
+  sealer: { running: boolean; note: string };
+  wholePath: Omit<WholePathFigures, 'ids'>;
+  solo: { measurement: Measurement; phases: Array<{ label: string; stats: Stats }> };
+  approvals: Omit<ApprovalFigures, 'ids'> | null;
+  checks: Check[];
   auditPerAction: Stats;
-  auditEvents: string;
-  samples: LockSample[];
-  writeTxPerAction: number;
-  /** SQL statements the engine's own connections sent (BEGIN/COMMIT included), per action. */
-  statementsPerAction: number;
-  walPerAction: number;
-  eventLoopUtilisation: number;
-  cpuOfOneCore: number;
-  dbPoolMax: number;
-  profile: Array<[string, number]> | null;
+  auditEvents: Record<string, number>;
+  sealerLag: SealerLag;
 }
 
-/**
- * Statements sent by the engine's connections (application_name `action-engine`), counted where
- * the `pg` driver sends them; the bench's own sampler is not counted.
- */
-const engineStatements = { count: 0 };
-{
-  const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
-  pg.Client.prototype.query = function counted(this: pg.Client & { connectionParameters?: { application_name?: string } }, ...args: unknown[]) {
-    if (this.connectionParameters?.application_name === 'action-engine') engineStatements.count += 1;
-    return query.apply(this, args);
-  } as typeof pg.Client.prototype.query;
-}
-
-const CREATE_ACTION = `mutation($i: CreateActionInput!) {
-  createAction(input: $i) { action { id status } errors { code message } }
-}`;
-const ACTION_EVENTS = 'subscription { actionEvents(filter: {type: ["noop"]}) { actionId status seq } }';
-
-async function wholePath(
+/** Warm-up, the measured whole path, one at a time, checks, the sealer's lag. */
+async function measureEngine(
+  engine: Engine,
+  load: Load,
   db: TestDatabase,
-  prefix: string,
-  dataDir: string,
   opts: Options,
+  run: { label: string; verify: 'all' | 'measured'; approvals: boolean; cpuProfile: string | null },
   defer: Defer,
-): Promise<WholePathResult> {
-  const config = loadConfig({
-    PORT: '0',
-    HOST: '127.0.0.1',
-    DATA_DIR: dataDir,
-    DATABASE_URL: db.url,
-    DB_POOL_MAX: process.env.DB_POOL_MAX,
-    REDIS_URL: testRedisUrl,
-    REDIS_PREFIX: prefix,
-    REDIS_AUTOSTART: 'false',
-    ENABLE_NOOP_HANDLER: 'true',
-    WORKER_CONCURRENCY: String(opts.workerConcurrency),
-    LOG_LEVEL: 'silent',
-    SHUTDOWN_TIMEOUT_MS: '2000',
-  });
-  const app: App = await createApp(config, createLogger({ level: config.logLevel }), { migrate: false, sweepExpiredApprovals: false });
-  defer('app', () => app.close());
-  const worker = startWorker(app);
-  const server = createApiServer(app);
-  defer('API server', () => server.close());
-  defer('worker', () => worker.close());
-  const port = await server.listen(0, '127.0.0.1');
-  const graphqlUrl = `http://127.0.0.1:${port}/graphql`;
-  const { key } = await createApiKey(app.db, { role: 'AGENT', space: 'bench', user: 'bench-agent' });
-
-  // --- the subscriber
-  const times = new Map<string, ActionTimes>();
-  /** Events of actions whose mutation has not answered yet (the worker can be that fast). */
-  const early = new Map<string, Array<[string, number]>>();
-  let waitingFor = new Set<string>();
-  let allDone: () => void = () => {};
-  const completedWaiters = new Map<string, () => void>();
-  let subscriptionError: ((error: Error) => void) | null = null;
-  const failed = new Promise<never>((_, reject) => {
-    subscriptionError = reject;
-  });
-  failed.catch(() => undefined);
-  const record = (id: string, status: string, t: number) => {
-    const entry = times.get(id);
-    if (!entry) {
-      const list = early.get(id) ?? [];
-      list.push([status, t]);
-      early.set(id, list);
-      return;
-    }
-    entry.eventCount += 1;
-    if (entry.statuses.at(-1) !== status) entry.statuses.push(status);
-    entry.events[status] ??= t;
-    if (status === 'COMPLETED') completedWaiters.get(id)?.();
-    if (status === 'COMPLETED' && waitingFor.delete(id) && waitingFor.size === 0) allDone();
-  };
-  const client: Client = createClient({
-    url: `ws://127.0.0.1:${port}/graphql`,
-    webSocketImpl: WebSocket,
-    retryAttempts: 0,
-    lazy: false,
-    connectionParams: { authorization: `Bearer ${key}` },
-  });
-  defer('graphql-ws client', () => client.dispose());
-  const connected = new Promise<void>((resolve) => client.on('connected', () => resolve()));
-  client.subscribe<{ actionEvents: { actionId: string; status: string; seq: number } }>(
-    { query: ACTION_EVENTS },
-    {
-      next: ({ data, errors }) => {
-        if (errors?.length) subscriptionError?.(new Error(`subscription error: ${JSON.stringify(errors)}`));
-        if (data) record(data.actionEvents.actionId, data.actionEvents.status, performance.now());
-      },
-      error: (error) => subscriptionError?.(error instanceof Error ? error : new Error(`subscription failed: ${JSON.stringify(error)}`)),
-      complete: () => subscriptionError?.(new Error('the subscription ended early')),
-    },
-  );
-  await Promise.race([connected, failed]);
-
-  // --- the mutation
-  const create = async (note: string): Promise<string> => {
-    const sent = performance.now();
-    const res = await fetch(graphqlUrl, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-      body: JSON.stringify({ query: CREATE_ACTION, variables: { i: { type: 'noop', payload: { note } } } }),
-    });
-    const body = (await res.json()) as {
-      data?: { createAction: { action: { id: string; status: string } | null; errors: Array<{ code: string; message: string }> } };
-      errors?: unknown[];
-    };
-    const responded = performance.now();
-    const out = body.data?.createAction;
-    if (res.status !== 200 || body.errors?.length || !out?.action || out.errors.length) {
-      throw new Error(`createAction failed (HTTP ${res.status}): ${JSON.stringify(body.errors ?? out?.errors ?? body)}`);
-    }
-    if (out.action.status !== 'APPROVED') throw new Error(`noop action ${out.action.id} is ${out.action.status}, not APPROVED (is there a safety rule for noop?)`);
-    const id = out.action.id;
-    const entry: ActionTimes = { sent, responded, events: {}, eventCount: 0, statuses: [] };
-    times.set(id, entry);
-    waitingFor.add(id);
-    for (const [status, t] of early.get(id) ?? []) record(id, status, t);
-    early.delete(id);
-    return id;
-  };
-
-  /** Creates `n` actions, C in flight; resolves when every one has been seen COMPLETED. */
-  const batch = async (n: number, label: string): Promise<{ ids: string[]; started: number; ended: number }> => {
-    waitingFor = new Set();
-    let sending = true;
-    const finished = new Promise<void>((resolve) => {
-      allDone = () => {
-        if (!sending) resolve();
-      };
-    });
-    const ids: string[] = [];
-    const started = performance.now();
-    await Promise.race([
-      pool(n, opts.concurrency, async (i) => {
-        ids.push(await create(`${label} ${i}`));
-      }),
-      failed,
-    ]);
-    sending = false;
-    if (waitingFor.size > 0) await Promise.race([finished, failed]);
-    const ended = Math.max(...ids.map((id) => times.get(id)!.events.COMPLETED!));
-    return { ids, started, ended };
-  };
-
-  // The server subscribes to Redis a moment after the socket connects: wait until an action's
-  // events arrive before counting on the stream.
-  for (let round = 0; ; round++) {
-    if (round === 40) throw new Error('the subscriber saw no event of a noop action in 20 s');
-    const id = await create(`sentinel ${round}`);
-    waitingFor.clear();
-    for (let i = 0; i < 10 && !times.get(id)?.events.COMPLETED; i++) await sleep(50);
-    if (times.get(id)?.events.COMPLETED) break;
+): Promise<SuiteResult> {
+  progress(`${engine.label} ${run.label}: warm-up`);
+  await wholePathBatch(load, Math.min(100, Math.max(20, Math.round(opts.actions / 5))), `${run.label} warm-up`);
+  progress(`${engine.label} ${run.label}: whole path, ${opts.actions} actions, ${opts.concurrency} in flight`);
+  const { ids, ...whole } = await measureWholePath(load, db, opts.actions, { label: run.label, cpuProfile: run.cpuProfile }, defer);
+  progress(`${engine.label} ${run.label}: ${opts.solo} one at a time`);
+  const solo = await measureSolo(load, opts.solo);
+  let approvals: ApprovalFigures | null = null;
+  if (run.approvals && opts.approvals > 0) {
+    progress(`${engine.label} ${run.label}: ${opts.approvals} approvals ${opts.concurrency} in flight, ${opts.solo} one at a time`);
+    approvals = await measureApprovals(load, opts.approvals, opts.solo);
   }
-  await batch(Math.min(100, Math.max(20, Math.round(opts.actions / 5))), 'warm-up');
-
-  // --- measured run, with the audit lock sampled on the side
-  const sampler = new pg.Client({ connectionString: db.url, application_name: 'bench-sampler' });
-  sampler.on('error', () => undefined);
-  await sampler.connect();
-  defer('sampler', () => sampler.end());
-  const samples: LockSample[] = [];
-  let sampling = true;
-  const sampleQuery = `
-    SELECT count(*) FILTER (WHERE a.wait_event_type = 'Lock' AND a.wait_event = 'advisory')::int AS waiting,
-           count(*) FILTER (WHERE a.state = 'active')::int AS active,
-           count(*) FILTER (WHERE a.state = 'idle in transaction')::int AS "idleInTx",
-           (SELECT h.state || coalesce(' / ' || h.wait_event_type || ':' || h.wait_event, '')
-              FROM pg_locks l JOIN pg_stat_activity h ON h.pid = l.pid
-             WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ${AUDIT_LOCK.classid} AND l.objid = ${AUDIT_LOCK.objid}
-               AND l.objsubid = 2 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-             LIMIT 1) AS holder
-      FROM pg_stat_activity a
-     WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.application_name = 'action-engine'`;
-  // Write transactions (xids) and WAL bytes, server-wide: without other activity on the server, the engine's.
-  const writes = async () => {
-    const { rows } = await sampler.query<{ xid: string; lsn: string }>(
-      "SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xid, pg_current_wal_lsn()::text AS lsn",
-    );
-    return rows[0]!;
-  };
-  const writesBefore = await writes();
-  // Never rejects: a failed sample (e.g. the sampler closed by an interrupted run) ends sampling.
-  const sampled = (async () => {
-    try {
-      while (sampling) {
-        const { rows } = await sampler.query<LockSample>(sampleQuery);
-        if (rows[0]) samples.push(rows[0]);
-        await sleep(SAMPLE_EVERY_MS);
-      }
-    } catch {
-      sampling = false;
-    }
-  })();
-
-  const stopProfiler = opts.cpuProfile ? await startProfiler() : null;
-  const statements0 = engineStatements.count;
-  const elu0 = performance.eventLoopUtilization();
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  let measured;
-  try {
-    measured = await batch(opts.actions, 'bench');
-  } finally {
-    sampling = false;
-    await sampled;
+  progress(`${engine.label} ${run.label}: checks`);
+  const measured = [...ids, ...solo.ids];
+  const checked = await checkActions(engine.db, load.auto, measured);
+  const checks = [...checked.checks];
+  if (approvals) {
+    const a = await checkActions(engine.db, load.approval, approvals.ids);
+    checks.push(...a.checks.map((c) => ({ ...c, text: `approved: ${c.text}` })));
   }
-  const profile = stopProfiler ? await stopProfiler() : null;
-  if (profile && opts.cpuProfile) await writeFile(opts.cpuProfile, JSON.stringify(profile));
-  const wall = performance.now() - t0;
-  const statementsPerAction = (engineStatements.count - statements0) / opts.actions;
-  const elu = performance.eventLoopUtilization(elu0).utilization;
-  const cpu = process.cpuUsage(cpu0);
-  const writesAfter = await writes();
-  const { rows: walRows } = await sampler.query<{ bytes: string }>('SELECT pg_wal_lsn_diff($1, $2)::text AS bytes', [writesAfter.lsn, writesBefore.lsn]);
-  const writeTxPerAction = (Number(writesAfter.xid) - Number(writesBefore.xid)) / opts.actions;
-  const walPerAction = Number(walRows[0]?.bytes ?? NaN) / opts.actions;
-
-  const { ids, started, ended } = measured;
-  const entries = ids.map((id) => times.get(id)!);
-  const seconds = (ended - started) / 1000;
-  const at = (e: ActionTimes, point: string) => (point === 'sent' ? e.sent : (e.events[point] ?? NaN));
-  const between = (a: string, b: string, of = entries) => of.map((e) => at(e, b) - at(e, a)).filter(Number.isFinite);
-
-  // Unloaded, for reference: a few more, each created once the one before has completed.
-  const soloIds: string[] = [];
-  const soloStarted = performance.now();
-  for (let i = 0; i < SOLO_ACTIONS; i++) {
-    const id = await create(`solo ${i}`);
-    soloIds.push(id);
-    if (!times.get(id)!.events.COMPLETED) {
-      await Promise.race([new Promise<void>((resolve) => completedWaiters.set(id, resolve)), failed]);
-      completedWaiters.delete(id);
-    }
-  }
-  const solo = { ids: soloIds, started: soloStarted, ended: times.get(soloIds.at(-1)!)!.events.COMPLETED! };
-  const soloEntries = solo.ids.map((id) => times.get(id)!);
-  const soloLatency = stats(soloEntries.map((e) => e.events.COMPLETED! - e.sent));
-
-  // --- checks, from the database
-  const [byStatus, executions, receipts, audit, auditByEvent] = await Promise.all([
-    app.db.action.groupBy({ by: ['status'], where: { id: { in: ids } }, _count: true }),
-    app.db.execution.groupBy({ by: ['actionId'], where: { actionId: { in: ids } }, _count: true }),
-    app.db.receipt.groupBy({ by: ['actionId'], where: { actionId: { in: ids } }, _count: true }),
-    app.db.auditEntry.groupBy({ by: ['actionId'], where: { actionId: { in: ids } }, _count: true }),
-    app.db.auditEntry.groupBy({ by: ['event'], where: { actionId: { in: ids } }, _count: true }),
-  ]);
-  const completed = byStatus.find((s) => s.status === 'COMPLETED')?._count ?? 0;
-  const oneEach = (rows: Array<{ _count: number }>) => rows.length === ids.length && rows.every((r) => r._count === 1);
-  const auditCounts = ids.map((id) => audit.find((a) => a.actionId === id)?._count ?? 0);
-  const sequenceOk = entries.filter((e) => e.statuses.join('>') === 'APPROVED>EXECUTING>COMPLETED').length;
-  const chain = await verifyAuditChain(app.db);
-  const checks = [
-    { ok: completed === ids.length, text: `${completed}/${ids.length} actions COMPLETED${completed === ids.length ? '' : ` (${byStatus.map((s) => `${s.status} ${s._count}`).join(', ')})`}` },
-    { ok: oneEach(executions), text: `exactly 1 execution each: ${oneEach(executions) ? 'yes' : `no (${executions.length} actions have executions)`}` },
-    { ok: oneEach(receipts), text: `exactly 1 receipt each: ${oneEach(receipts) ? 'yes' : `no (${receipts.length} actions have receipts)`}` },
-    { ok: sequenceOk === ids.length, text: `subscriber saw APPROVED → EXECUTING → COMPLETED for ${sequenceOk}/${ids.length}` },
-    { ok: chain.ok, text: `audit chain verifies: ${chain.ok ? `yes (${chain.checked} entries)` : `NO, first bad entry ${chain.firstBad?.id}`}` },
-  ];
-
+  // After the approvals, so that the walk covers their chains and the admin chain of the rule too.
+  checks.push(await auditCheck(engine.db, approvals ? [...measured, ...approvals.ids] : measured, run.verify));
+  const sealerLag = await measureSealerLag(engine.db, ids, SEALER_WAIT_MS);
+  const { ids: _approvalIds, ...approvalFigures } = approvals ?? { ids: [] };
   return {
-    measurement: { label: 'whole path: createAction → COMPLETED event', throughput: ids.length / seconds, seconds, latency: stats(between('sent', 'COMPLETED')) },
-    solo: {
-      label: `ref: whole path, one at a time (${SOLO_ACTIONS} more)`,
-      throughput: SOLO_ACTIONS / ((solo.ended - solo.started) / 1000),
-      seconds: (solo.ended - solo.started) / 1000,
-      latency: soloLatency,
-    },
-    phases: (
-      [
-        ['HTTP createAction (send → response)', (of: ActionTimes[]) => of.map((e) => e.responded! - e.sent)],
-        ['send → APPROVED event', (of: ActionTimes[]) => between('sent', 'APPROVED', of)],
-        ['APPROVED → EXECUTING event', (of: ActionTimes[]) => between('APPROVED', 'EXECUTING', of)],
-        ['EXECUTING → COMPLETED event', (of: ActionTimes[]) => between('EXECUTING', 'COMPLETED', of)],
-        ['send → COMPLETED event (whole)', (of: ActionTimes[]) => between('sent', 'COMPLETED', of)],
-      ] as const
-    ).map(([label, f]) => [label, stats(f(entries)), stats(f(soloEntries))] as [string, Stats, Stats]),
+    engine: engine.label,
+    processes: engine.processes.length,
+    sealer: engine.sealer,
+    wholePath: whole,
+    solo: { measurement: solo.measurement, phases: solo.phases },
+    approvals: approvals ? (approvalFigures as Omit<ApprovalFigures, 'ids'>) : null,
     checks,
-    auditPerAction: stats(auditCounts),
-    auditEvents: auditByEvent
-      .map((e) => `${e.event} ${(e._count / ids.length).toFixed(2).replace(/\.00$/, '')}`)
-      .join(', '),
-    samples,
-    writeTxPerAction,
-    statementsPerAction,
-    walPerAction,
-    eventLoopUtilisation: elu,
-    cpuOfOneCore: (cpu.user + cpu.system) / 1000 / wall,
-    dbPoolMax: config.dbPoolMax,
-    profile: profile ? summariseProfile(profile) : null,
+    auditPerAction: checked.auditPerAction,
+    auditEvents: checked.auditEvents,
+    sealerLag,
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Growth
+
+interface GrowthResult {
+  seed: SeedResult;
+  /** How long the sealer took to seal the stored backlog; null when no sealer ran. */
+  backlogSealSeconds: number | null;
+  backlogNote: string;
+  seeded: SuiteResult;
+  throughputChange: number;
+  p99Change: number;
+  withinTarget: boolean;
+}
+
+/** Entries not yet covered by a checkpoint; null when the audit log has no checkpoints. */
+async function unsealedEntries(db: TestDatabase): Promise<number | null> {
+  const client = new pg.Client({ connectionString: db.url, application_name: 'bench-seed' });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ t: string | null }>(`SELECT to_regclass('"AuditCheckpoint"')::text AS t`);
+    if (!rows[0]?.t) return null;
+    const { rows: counted } = await client.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM "AuditEntry" e
+        WHERE NOT EXISTS (SELECT 1 FROM "AuditCheckpoint") OR ("txid", "id") > (SELECT "lastTxid", "lastId" FROM "AuditCheckpoint" ORDER BY "id" DESC LIMIT 1)`,
+    );
+    return counted[0]!.n;
+  } finally {
+    await client.end();
+  }
+}
+
+async function growth(engine: Engine, load: Load, db: TestDatabase, opts: Options, empty: SuiteResult, defer: Defer): Promise<GrowthResult> {
+  const agent = await engine.db.principal.findFirstOrThrow({ where: { role: 'AGENT', space: { slug: 'bench' } }, select: { id: true, spaceId: true, userId: true } });
+  progress(`growth: storing ${opts.seedActions} actions and ${opts.seedAudit} audit entries`);
+  let last = 0;
+  const seed = await seedHistory(db, { spaceId: agent.spaceId, userId: agent.userId!, principalId: agent.id }, { actions: opts.seedActions, auditEntries: opts.seedAudit }, (text) => {
+    if (performance.now() - last < 5000) return;
+    progress(text);
+    last = performance.now();
+  });
+  progress(`growth: stored in ${seed.seconds.toFixed(1)} s, VACUUM (ANALYZE) ${seed.vacuumSeconds.toFixed(1)} s`);
+
+  let backlogSealSeconds: number | null = null;
+  let backlogNote: string;
+  if (!engine.sealer.running) {
+    backlogNote = `no sealer running (${engine.sealer.note}): the stored entries stay unsealed`;
+  } else if ((await unsealedEntries(db)) === null) {
+    backlogNote = 'no AuditCheckpoint table';
+  } else {
+    const t0 = performance.now();
+    let left = (await unsealedEntries(db))!;
+    progress(`growth: waiting for the sealer to seal ${left} entries`);
+    while (left > 0 && performance.now() - t0 < BACKLOG_WAIT_MS) {
+      await sleep(1000);
+      left = (await unsealedEntries(db))!;
+    }
+    backlogSealSeconds = (performance.now() - t0) / 1000;
+    backlogNote = left === 0 ? `sealed the stored backlog in ${backlogSealSeconds.toFixed(1)} s` : `${left} entries still unsealed after ${BACKLOG_WAIT_MS / 1000} s; measuring anyway`;
+  }
+  progress(`growth: ${backlogNote}`);
+  const seeded = await measureEngine(engine, load, db, opts, { label: 'seeded', verify: 'measured', approvals: false, cpuProfile: null }, defer);
+  const throughputChange = change(empty.wholePath.measurement.throughput, seeded.wholePath.measurement.throughput);
+  const p99Change = change(empty.wholePath.measurement.latency.p99, seeded.wholePath.measurement.latency.p99);
+  return { seed, backlogSealSeconds, backlogNote, seeded, throughputChange, p99Change, withinTarget: throughputChange >= -0.15 && p99Change <= 0.15 };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine
+
+interface Machine {
+  cores: number;
+  cpuModel: string;
+  node: string;
+  postgres: string;
+  redis: string;
+  commit: string | null;
+  /** Files changed against the commit (`git status --porcelain`), when any. */
+  dirty: boolean | null;
+  loadAverageAtStart: number[];
+  loadAverageAtEnd?: number[];
+}
+
+async function describeMachine(db: TestDatabase): Promise<Machine> {
+  const client = new pg.Client({ connectionString: db.url, application_name: 'bench' });
+  await client.connect();
+  const { rows } = await client.query<{ v: string }>("SELECT current_setting('server_version') AS v").finally(() => client.end());
+  const redis = new Redis(testRedisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
+  let redisVersion = 'unknown';
+  try {
+    await redis.connect();
+    redisVersion = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? 'unknown';
+  } finally {
+    redis.disconnect();
+  }
+  const git = (...args: string[]) => {
+    try {
+      return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      return null;
+    }
+  };
+  const commit = git('rev-parse', 'HEAD') ?? process.env.BENCH_GIT_COMMIT ?? null;
+  const status = git('status', '--porcelain', '--untracked-files=no');
+  return {
+    cores: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    node: process.version,
+    postgres: rows[0]?.v ?? 'unknown',
+    redis: redisVersion,
+    commit,
+    dirty: status === null ? null : status.length > 0,
+    loadAverageAtStart: loadavg(),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+interface Report {
+  version: 1;
+  startedAt: string;
+  options: Omit<Options, 'layouts'> & { layouts: string[] };
+  machine: Machine;
+  ceilings: { postgres: Measurement; postgresSerialised: Measurement; bullmq: Measurement };
+  /** The in-process run on the empty database. */
+  main: SuiteResult;
+  ratio: {
+    /** Whole-path throughput / min(ceilings). */
+    throughput: number;
+    floor: 'BullMQ' | 'Postgres';
+    /** Whole-path p50 / (BullMQ p50 + Postgres p50). */
+    latencyP50: number;
+  };
+  /** The headline figures of issue #8, from `main`. */
+  summary: {
+    throughput: number;
+    ratioOfCeiling: number;
+    wholePathP50: number;
+    wholePathP99: number;
+    soloP50: number;
+    /** One approval at a time (the system otherwise idle): the figure issue #8's target (≤ 5 ms p50) is about. */
+    approveToExecutingSoloP50: number | null;
+    approveToExecutingSoloP99: number | null;
+    /** C approvals in flight: includes waiting behind the queue's backlog. */
+    approveToExecutingLoadedP50: number | null;
+    approveToExecutingLoadedP99: number | null;
+    engineCpuMsPerAction: number;
+    statementsPerAction: number | null;
+    walBytesPerAction: number;
+    sealerLagP50: number | null;
+    sealerLagP99: number | null;
+  };
+  growth: GrowthResult | null;
+  processes: SuiteResult[] | null;
+  /** With --cpu-profile and --processes: each spawned process's main thread, over its whole life. */
+  profiles: Array<{ layout: string; role: string; pid: number; file: string; shares: Array<[string, number]> }>;
+  ok: boolean;
+}
+
+const W = 46;
+
+function printSuite(s: SuiteResult, title: string): void {
+  const w = s.wholePath;
+  console.log('');
+  console.log(`${title} — engine: ${s.engine}${s.processes > 1 || s.engine !== 'in-process' ? ` (${s.processes} processes)` : ''}`);
+  console.log(`${latencyHeader('', W)}${'throughput'.padStart(12)}`);
+  for (const m of [w.measurement, s.solo.measurement]) console.log(`${latencyRow(m.label, m.latency, W)} ${rate(m.throughput)}`);
+  console.log(`${latencyHeader('where the time goes (ms, per action)', W)}${'p50, one at a time'.padStart(20)}`);
+  w.phases.forEach((p, i) => console.log(`${latencyRow(p.label, p.stats, W)}${ms(s.solo.phases[i]?.stats.p50 ?? NaN).padStart(20)}`));
+  if (s.approvals) {
+    const a = s.approvals;
+    console.log(`${latencyHeader(`approvals (${a.loaded.count}, C in flight; ${a.solo.count} one at a time)`, W)}`);
+    console.log(latencyRow('approveAction sent → EXECUTING event', a.loaded.toExecuting, W));
+    console.log(latencyRow('approveAction sent → COMPLETED event', a.loaded.toCompleted, W));
+    console.log(latencyRow('approveAction HTTP (send → response)', a.loaded.httpResponse, W));
+    console.log(latencyRow('one at a time: sent → EXECUTING event', a.solo.toExecuting, W));
+    console.log(latencyRow('one at a time: sent → COMPLETED event', a.solo.toCompleted, W));
+    console.log(`  ${a.loaded.approvesPerSecond.toFixed(1)} approvals/s reached EXECUTING`);
+  }
+  const c = w.cpu;
+  console.log(
+    `cost per action: ${num(w.statementsPerAction)} SQL statements (engine connections), ${w.writeTxPerAction.toFixed(1)} write transactions and ` +
+      `${(w.walBytesPerAction / 1024).toFixed(1)} kB WAL (server-wide counters)`,
+  );
+  console.log(
+    `CPU per action: engine processes ${c.engineMsPerAction.toFixed(2)} ms${s.engine === 'in-process' ? ' (this process, load generator included)' : ''}` +
+      ` (${pct(c.engineCores)} of one core), its PostgreSQL backends ${c.postgresMsPerAction.toFixed(2)} ms` +
+      `${c.loadGeneratorMsPerAction === null ? '' : `, load generator ${c.loadGeneratorMsPerAction.toFixed(2)} ms`}, whole machine ${c.machineMsPerAction.toFixed(2)} ms (everything running on it)` +
+      `${w.eventLoopUtilisation === null ? '' : `; event loop ${pct(w.eventLoopUtilisation)} busy`}`,
+  );
+  const waits = Object.entries(w.waits.meanByWait).sort((a, b) => b[1] - a[1]);
+  console.log(
+    `engine's PostgreSQL connections (${w.waits.samples} samples every ~${w.waits.everyMs} ms), mean number: ` +
+      Object.entries(w.waits.meanByState)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+        .join(', '),
+  );
+  console.log(`  by wait event: ${waits.slice(0, 8).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
+  console.log(
+    `  waiting for a lock (wait_event_type Lock): mean ${num(w.waits.lockWaiting.mean, 2)}, max ${w.waits.lockWaiting.max}` +
+      `${waits.some(([k, v]) => k.includes(' Lock:') && v >= 0.005) ? `: ${waits.filter(([k, v]) => k.includes(' Lock:') && v >= 0.005).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}` : ''}`,
+  );
+  console.log('    (idle in transaction / Client:ClientRead: PostgreSQL waits for the engine to send the next statement)');
+  const lag = s.sealerLag;
+  console.log(
+    lag.state === 'measured'
+      ? `audit sealer lag (entry written → covering checkpoint, ${lag.covered}/${lag.actions} actions' last entries, ${lag.checkpoints} checkpoints): ` +
+          `p50 ${num(lag.lag.p50)} ms, p99 ${num(lag.lag.p99)} ms, max ${num(lag.lag.max)} ms`
+      : `audit sealer lag: ${lag.note}${s.sealer.running ? '' : ` [${s.sealer.note}]`}`,
+  );
+  console.log(`checks:`);
+  for (const check of s.checks) console.log(`  ${check.ok ? 'ok  ' : 'FAIL'} ${check.text}`);
+  const a = s.auditPerAction;
+  console.log(
+    `  audit rows per action: ${a.min === a.max ? a.min : `min ${a.min}, p50 ${a.p50}, max ${a.max}`} (mean ${a.mean.toFixed(2)}): ` +
+      Object.entries(s.auditEvents)
+        .map(([k, v]) => `${k} ${v.toFixed(2).replace(/\.00$/, '')}`)
+        .join(', '),
+  );
+  if (w.profile) {
+    const shown = w.profile.slice(0, 16);
+    console.log(`CPU profile of this process during the measured run (the --cpu-profile file; open it in Chrome DevTools), share of CPU samples:`);
+    for (let i = 0; i < shown.length; i += 4) console.log(`  ${shown.slice(i, i + 4).map(([k, v]) => `${k} ${(v * 100).toFixed(1)}%`.padEnd(30)).join('')}`);
+  }
+}
+
+function printReport(r: Report): void {
+  const { ceilings, main } = r;
+  console.log('');
+  console.log(`${latencyHeader('', W)}${'throughput'.padStart(12)}   (latency ms; throughput = N / first start → last completion)`);
+  for (const m of [main.wholePath.measurement, ceilings.bullmq, ceilings.postgres, ceilings.postgresSerialised, main.solo.measurement]) {
+    console.log(`${latencyRow(m.label, m.latency, W)} ${rate(m.throughput)}`);
+  }
+  const floor = r.ratio.floor === 'BullMQ' ? ceilings.bullmq : ceilings.postgres;
+  console.log('');
+  console.log(
+    `throughput ratio  whole path / min(ceilings) = ${main.wholePath.measurement.throughput.toFixed(1)} / ${floor.throughput.toFixed(1)} (${r.ratio.floor}) = ` +
+      `${r.ratio.throughput.toFixed(3)}  (${(r.ratio.throughput * 100).toFixed(1)}% of the ceiling)`,
+  );
+  const both = ceilings.bullmq.latency.p50 + ceilings.postgres.latency.p50;
+  console.log(
+    `p50 latency ratio whole path / (BullMQ p50 + Postgres p50) = ${main.wholePath.measurement.latency.p50.toFixed(1)} / ${both.toFixed(1)} = ${r.ratio.latencyP50.toFixed(1)}×`,
+  );
+  printSuite(main, `whole path, empty database (N=${r.options.actions}, C=${r.options.concurrency}, worker concurrency ${r.options.workerConcurrency})`);
+
+  if (r.growth) {
+    const g = r.growth;
+    printSuite(g.seeded, `whole path with ${g.seed.actions} actions and ${g.seed.auditEntries} audit entries stored`);
+    console.log('');
+    console.log(
+      `growth: stored ${g.seed.actions} actions (+${g.seed.statusUpdates} status updates, ${g.seed.executions} executions, ${g.seed.receipts} receipts) and ` +
+        `${g.seed.auditEntries} audit entries in ${g.seed.seconds.toFixed(1)} s, VACUUM (ANALYZE) ${g.seed.vacuumSeconds.toFixed(1)} s; ${g.backlogNote}`,
+    );
+    const e = main.wholePath.measurement;
+    const s = g.seeded.wholePath.measurement;
+    console.log(`${''.padEnd(28)}${'empty'.padStart(10)}${'stored'.padStart(10)}${'change'.padStart(10)}`);
+    const row = (label: string, a: number, b: number, unit = '') =>
+      console.log(`${label.padEnd(28)}${`${a.toFixed(1)}${unit}`.padStart(10)}${`${b.toFixed(1)}${unit}`.padStart(10)}${`${(change(a, b) * 100).toFixed(1)}%`.padStart(10)}`);
+    row('throughput (actions/s)', e.throughput, s.throughput);
+    row('p50 (ms)', e.latency.p50, s.latency.p50);
+    row('p99 (ms)', e.latency.p99, s.latency.p99);
+    row('one at a time p50 (ms)', main.solo.measurement.latency.p50, g.seeded.solo.measurement.latency.p50);
+    row('engine CPU ms/action', main.wholePath.cpu.engineMsPerAction, g.seeded.wholePath.cpu.engineMsPerAction);
+    row('PostgreSQL CPU ms/action', main.wholePath.cpu.postgresMsPerAction, g.seeded.wholePath.cpu.postgresMsPerAction);
+    console.log(`  throughput and p99 within 15 % of the empty database: ${g.withinTarget ? 'yes' : 'no'}`);
+  }
+
+  if (r.processes) {
+    console.log('');
+    console.log(`separate engine processes (the same load; requests round-robin over the API processes; the subscriber on the first):`);
+    const head = ['layout', 'actions/s', 'p50', 'p99', 'solo p50', 'appr→EXEC solo p50', 'C p50', 'C p99', 'CPU ms/act', 'PG CPU', 'load gen', 'stmts/act', 'checks'];
+    const widths = [11, 10, 8, 8, 9, 19, 8, 8, 11, 8, 9, 10, 7];
+    console.log(head.map((h, i) => (i === 0 ? h.padEnd(widths[i]!) : h.padStart(widths[i]!))).join(''));
+    for (const s of [main, ...r.processes]) {
+      const w = s.wholePath;
+      const cells = [
+        s.engine,
+        w.measurement.throughput.toFixed(1),
+        w.measurement.latency.p50.toFixed(1),
+        w.measurement.latency.p99.toFixed(1),
+        s.solo.measurement.latency.p50.toFixed(1),
+        num(s.approvals?.solo.toExecuting.p50),
+        num(s.approvals?.loaded.toExecuting.p50),
+        num(s.approvals?.loaded.toExecuting.p99),
+        w.cpu.engineMsPerAction.toFixed(2),
+        w.cpu.postgresMsPerAction.toFixed(2),
+        num(w.cpu.loadGeneratorMsPerAction, 2),
+        num(w.statementsPerAction),
+        s.checks.every((c) => c.ok) ? 'ok' : 'FAIL',
+      ];
+      console.log(cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(''));
+    }
+    console.log('  (in-process: CPU of this process, which also runs the load generator; the others: CPU of the spawned engine processes only)');
+    for (const s of r.processes) {
+      const failed = s.checks.filter((c) => !c.ok);
+      if (failed.length) console.log(`  ${s.engine}: ${failed.map((c) => `FAIL ${c.text}`).join('; ')}`);
+      if (s.sealerLag.state === 'measured') console.log(`  ${s.engine}: sealer lag p50 ${num(s.sealerLag.lag.p50)} ms, p99 ${num(s.sealerLag.lag.p99)} ms`);
+    }
+  }
+  for (const p of r.profiles) {
+    console.log(`CPU profile of the ${p.role} process (pid ${p.pid}) of ${p.layout}, whole life including start-up, share of CPU samples (${p.file}):`);
+    const shown = p.shares.slice(0, 12);
+    for (let i = 0; i < shown.length; i += 4) console.log(`  ${shown.slice(i, i + 4).map(([k, v]) => `${k} ${(v * 100).toFixed(1)}%`.padEnd(30)).join('')}`);
+  }
+  console.log('');
+  const s = r.summary;
+  console.log(
+    `summary: ${s.throughput.toFixed(1)} actions/s = ${(s.ratioOfCeiling * 100).toFixed(1)}% of min(ceilings); p50 ${s.wholePathP50.toFixed(1)} ms, p99 ${s.wholePathP99.toFixed(1)} ms; ` +
+      `one at a time p50 ${s.soloP50.toFixed(1)} ms; approve → EXECUTING one at a time p50 ${num(s.approveToExecutingSoloP50)} ms, p99 ${num(s.approveToExecutingSoloP99)} ms ` +
+      `(${r.options.concurrency} in flight: p50 ${num(s.approveToExecutingLoadedP50)} ms, p99 ${num(s.approveToExecutingLoadedP99)} ms); ` +
+      `${s.engineCpuMsPerAction.toFixed(2)} ms CPU and ${num(s.statementsPerAction)} SQL statements per action; sealer lag p50 ${num(s.sealerLagP50)} ms, p99 ${num(s.sealerLagP99)} ms`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
 // Main
 
 async function main(opts: Options, defer: Defer): Promise<boolean> {
+  const startedAt = new Date().toISOString();
   assertLoopback('Redis', new URL(testRedisUrl).hostname);
   const prefix = uniqueRedisPrefix('bench');
   defer('Redis keys', () => deleteRedisPrefix(prefix));
@@ -677,83 +571,114 @@ async function main(opts: Options, defer: Defer): Promise<boolean> {
   const db = await createTestDatabase();
   defer('database', () => db.drop());
   assertLoopback('PostgreSQL', db.connection.host);
+  const machine = await describeMachine(db);
 
   console.log(
-    `action-engine bench  ${new Date().toISOString()}  node ${process.version}  N=${opts.actions}  C=${opts.concurrency}  ` +
-      `worker concurrency=${opts.workerConcurrency}  cpus=${cpus().length}`,
+    `action-engine bench  ${startedAt}  node ${process.version}  N=${opts.actions}  C=${opts.concurrency}  worker concurrency=${opts.workerConcurrency}  ` +
+      `cpus=${machine.cores} (${machine.cpuModel})  PostgreSQL ${machine.postgres}  Redis ${machine.redis}  commit ${machine.commit?.slice(0, 12) ?? 'unknown'}${machine.dirty ? ' + changes' : ''}  ` +
+      `load average ${machine.loadAverageAtStart.map((v) => v.toFixed(2)).join(' ')}`,
   );
   console.log(`  PostgreSQL ${db.connection.host}:${db.connection.port}/${db.connection.database}  Redis ${new URL(testRedisUrl).host} prefix ${prefix}`);
 
+  progress('ceilings: PostgreSQL commits');
   const pgCeiling = await postgresCeiling(db, opts.actions, opts.concurrency, { serialised: false }, defer);
   const pgSerial = await postgresCeiling(db, opts.actions, opts.concurrency, { serialised: true }, defer);
+  progress('ceilings: BullMQ');
   const bull = await bullmqCeiling(prefix, opts.actions, opts.concurrency, opts.workerConcurrency, defer);
-  const whole = await wholePath(db, prefix, dataDir, opts, defer);
 
-  const W = 46;
-  console.log('');
-  console.log(`${latencyHeader('', W)}${'throughput'.padStart(12)}   (latency ms; throughput = N / first start → last completion)`);
-  for (const m of [whole.measurement, bull, pgCeiling, pgSerial, whole.solo]) console.log(`${latencyRow(m.label, m.latency, W)} ${rate(m.throughput)}`);
+  progress('starting the engine in this process');
+  const settings = { db, redisUrl: testRedisUrl, redisPrefix: prefix, dataDir, workerConcurrency: opts.workerConcurrency };
+  const engine = await startInProcessEngine(settings);
+  const closeEngine = once(engine.close);
+  defer('in-process engine', closeEngine);
+  const load = await prepareLoad(engine, opts.concurrency, defer);
+  const mainRun = await measureEngine(engine, load, db, opts, { label: 'empty', verify: 'all', approvals: true, cpuProfile: opts.cpuProfile }, defer);
+  const grown = opts.growth ? await growth(engine, load, db, opts, mainRun, defer) : null;
+  await load.close();
+  await closeEngine();
 
-  const floor = bull.throughput <= pgCeiling.throughput ? bull : pgCeiling;
-  const tRatio = whole.measurement.throughput / floor.throughput;
-  const both = bull.latency.p50 + pgCeiling.latency.p50;
-  console.log('');
-  console.log(
-    `throughput ratio  whole path / min(ceilings) = ${whole.measurement.throughput.toFixed(1)} / ${floor.throughput.toFixed(1)} (${floor === bull ? 'BullMQ' : 'Postgres'}) = ${tRatio.toFixed(3)}  (${(tRatio * 100).toFixed(1)}% of the ceiling)`,
-  );
-  console.log(
-    `p50 latency ratio whole path / (BullMQ p50 + Postgres p50) = ${whole.measurement.latency.p50.toFixed(1)} / ${both.toFixed(1)} = ${(whole.measurement.latency.p50 / both).toFixed(1)}×` +
-      `   (vs BullMQ alone ${(whole.measurement.latency.p50 / bull.latency.p50).toFixed(1)}×, vs Postgres alone ${(whole.measurement.latency.p50 / pgCeiling.latency.p50).toFixed(1)}×)`,
-  );
-
-  console.log('');
-  console.log(`checks (whole path, ${opts.actions} actions, DB pool ${whole.dbPoolMax}, worker concurrency ${opts.workerConcurrency}):`);
-  for (const c of whole.checks) console.log(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.text}`);
-  if (opts.workerConcurrency + opts.concurrency > whole.dbPoolMax) {
-    console.log(`  note: API requests (${opts.concurrency}) + worker jobs (${opts.workerConcurrency}) in flight share DB_POOL_MAX=${whole.dbPoolMax} connections`);
+  const processRuns: SuiteResult[] = [];
+  const profiles: Report['profiles'] = [];
+  if (opts.processes) {
+    for (const layout of opts.layouts) {
+      progress(`processes ${layout.label}: starting`);
+      const lprefix = uniqueRedisPrefix('bench');
+      defer(`Redis keys (${layout.label})`, () => deleteRedisPrefix(lprefix));
+      const ldb = await createTestDatabase();
+      defer(`database (${layout.label})`, () => ldb.drop());
+      const ldir = await mkdtemp(path.join(tmpdir(), 'ae-bench-'));
+      defer(`data dir (${layout.label})`, () => rm(ldir, { recursive: true, force: true }));
+      const profileDir = opts.cpuProfile ? `${opts.cpuProfile}.${layout.label.replace(/\W+/g, '_')}` : undefined;
+      const pengine = await startProcessEngine({ ...settings, db: ldb, redisPrefix: lprefix, dataDir: ldir }, layout, { profileDir });
+      const closeProcesses = once(pengine.close);
+      defer(`engine processes (${layout.label})`, closeProcesses);
+      const pload = await prepareLoad(pengine, opts.concurrency, defer);
+      processRuns.push(await measureEngine(pengine, pload, ldb, opts, { label: 'processes', verify: 'all', approvals: true, cpuProfile: null }, defer));
+      await pload.close();
+      await closeProcesses();
+      if (profileDir) {
+        for (const p of await summariseProfileDir(profileDir)) {
+          profiles.push({ layout: layout.label, role: pengine.processes.find((x) => x.pid === p.pid)?.role ?? '?', ...p });
+        }
+      }
+    }
   }
-  const a = whole.auditPerAction;
-  console.log(`  audit rows per action: ${a.min === a.max ? a.min : `min ${a.min}, p50 ${a.p50}, max ${a.max}`} (mean ${a.mean.toFixed(2)}): ${whole.auditEvents}`);
 
-  console.log('');
-  console.log(`${latencyHeader('where the time goes (ms, per action)', W)}${'p50, one at a time'.padStart(20)}`);
-  for (const [label, loaded, solo] of whole.phases) console.log(`${latencyRow(label, loaded, W)}${ms(solo.p50).padStart(20)}`);
-  const s = whole.samples;
-  if (s.length) {
-    const held = s.filter((x) => x.holder !== null);
-    const holders = new Map<string, number>();
-    for (const x of held) holders.set(x.holder!, (holders.get(x.holder!) ?? 0) + 1);
-    const top = [...holders.entries()].sort((x, y) => y[1] - x[1]).slice(0, 4);
-    const mean = (f: (x: LockSample) => number) => s.reduce((t, x) => t + f(x), 0) / s.length;
-    const heldFraction = held.length / s.length;
-    // Three audited transactions per action (created+queued, EXECUTING, COMPLETED).
-    const lockedTx = 3 * opts.actions;
-    const holdMs = (heldFraction * whole.measurement.seconds * 1000) / lockedTx;
-    console.log(
-      `audit advisory lock (${s.length} samples, every ~${SAMPLE_EVERY_MS} ms): held in ${pct(heldFraction)} of samples; ` +
-        `backends waiting for it: mean ${mean((x) => x.waiting).toFixed(1)}, max ${Math.max(...s.map((x) => x.waiting))}; ` +
-        `engine connections active ${mean((x) => x.active).toFixed(1)}, idle in transaction ${mean((x) => x.idleInTx).toFixed(1)}`,
-    );
-    console.log(`  holder's state: ${top.map(([k, v]) => `${k} ${pct(v / held.length)}`).join(', ')}`);
-    console.log('    (idle in transaction / ClientRead: Postgres is waiting for this process to send the next statement)');
-    console.log(
-      `  ≈ ${holdMs.toFixed(2)} ms held per audited transaction (3 per action) → that lock alone allows ≈ ${(1000 / (3 * holdMs)).toFixed(0)} actions/s`,
-    );
+  const floor = bull.throughput <= pgCeiling.throughput ? 'BullMQ' : 'Postgres';
+  const floorThroughput = Math.min(bull.throughput, pgCeiling.throughput);
+  const w = mainRun.wholePath;
+  const lag = mainRun.sealerLag.state === 'measured' ? mainRun.sealerLag.lag : null;
+  machine.loadAverageAtEnd = loadavg();
+  const { layouts, ...rest } = opts;
+  const report: Report = {
+    version: 1,
+    startedAt,
+    options: { ...rest, layouts: layouts.map((l) => l.label) },
+    machine,
+    ceilings: { postgres: pgCeiling, postgresSerialised: pgSerial, bullmq: bull },
+    main: mainRun,
+    ratio: {
+      throughput: w.measurement.throughput / floorThroughput,
+      floor,
+      latencyP50: w.measurement.latency.p50 / (bull.latency.p50 + pgCeiling.latency.p50),
+    },
+    summary: {
+      throughput: w.measurement.throughput,
+      ratioOfCeiling: w.measurement.throughput / floorThroughput,
+      wholePathP50: w.measurement.latency.p50,
+      wholePathP99: w.measurement.latency.p99,
+      soloP50: mainRun.solo.measurement.latency.p50,
+      approveToExecutingSoloP50: mainRun.approvals?.solo.toExecuting.p50 ?? null,
+      approveToExecutingSoloP99: mainRun.approvals?.solo.toExecuting.p99 ?? null,
+      approveToExecutingLoadedP50: mainRun.approvals?.loaded.toExecuting.p50 ?? null,
+      approveToExecutingLoadedP99: mainRun.approvals?.loaded.toExecuting.p99 ?? null,
+      engineCpuMsPerAction: w.cpu.engineMsPerAction,
+      statementsPerAction: w.statementsPerAction,
+      walBytesPerAction: w.walBytesPerAction,
+      sealerLagP50: lag?.p50 ?? null,
+      sealerLagP99: lag?.p99 ?? null,
+    },
+    growth: grown,
+    processes: opts.processes ? processRuns : null,
+    profiles,
+    ok: [mainRun, ...(grown ? [grown.seeded] : []), ...processRuns].every((s) => s.checks.every((c) => c.ok)),
+  };
+  printReport(report);
+  if (opts.json) {
+    await writeFile(opts.json, `${JSON.stringify(report, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n`);
+    console.log(`figures written to ${opts.json}`);
   }
-  console.log(
-    `Postgres per action: ${whole.statementsPerAction.toFixed(1)} SQL statements, ${whole.writeTxPerAction.toFixed(1)} write transactions, ${(whole.walPerAction / 1024).toFixed(1)} kB WAL (server-wide counters); ` +
-      `this process: event loop ${pct(whole.eventLoopUtilisation)} busy, CPU ${pct(whole.cpuOfOneCore)} of one core ` +
-      `= ${((whole.cpuOfOneCore * 1000) / whole.measurement.throughput).toFixed(1)} ms CPU per action`,
-  );
-  if (whole.profile) {
-    const shown = whole.profile.slice(0, 14);
-    console.log(`CPU profile of this process during the measured run (written to ${opts.cpuProfile}), share of samples:`);
-    for (let i = 0; i < shown.length; i += 4) console.log(`  ${shown.slice(i, i + 4).map(([k, v]) => `${k} ${(v * 100).toFixed(1)}%`.padEnd(30)).join('')}`);
-  }
-  return whole.checks.every((c) => c.ok);
+  return report.ok;
 }
 
-const opts = parseOptions();
+let opts: Options;
+try {
+  opts = parseOptions();
+} catch (error) {
+  // A mistyped flag: one line, not a stack.
+  console.error(`bench: ${error instanceof Error ? error.message : String(error)} (--help lists the flags)`);
+  process.exit(2);
+}
 const cleanups: Array<{ label: string; fn: () => Promise<unknown> | unknown }> = [];
 let timer: NodeJS.Timeout | undefined;
 let ok = false;
@@ -761,7 +686,7 @@ let ok = false;
 class Stop extends Error {}
 try {
   const timeLimit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Stop(`time limit: the benchmark did not finish in ${TIME_LIMIT_MS / 1000} s`)), TIME_LIMIT_MS);
+    timer = setTimeout(() => reject(new Stop(`time limit: the benchmark did not finish in ${opts.timeLimitSeconds} s`)), opts.timeLimitSeconds * 1000);
   });
   const interrupted = new Promise<never>((_, reject) => process.once('SIGINT', () => reject(new Stop('interrupted (SIGINT)'))));
   const run = main(opts, (label, fn) => cleanups.push({ label, fn }));
@@ -784,7 +709,7 @@ try {
     try {
       await Promise.race([
         Promise.resolve().then(fn),
-        sleep(15_000, undefined, { ref: false }).then(() => {
+        sleep(20_000, undefined, { ref: false }).then(() => {
           throw new Error('timed out');
         }),
       ]);
@@ -795,7 +720,3 @@ try {
 }
 // Everything is closed; exit now rather than wait on a straggling timer of a library.
 process.exit(ok ? 0 : 1);
-
-function benchRedisOptions(url: string): RedisOptions {
-  return { ...redisOptionsFromUrl(url), maxRetriesPerRequest: null };
-}
