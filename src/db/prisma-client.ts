@@ -1,4 +1,5 @@
 import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
 import { PrismaClient } from '../generated/prisma/client.js';
 import type { PgConnectionOptions } from './connection.js';
 
@@ -38,28 +39,43 @@ const TRANSACTION_TIMEOUT_MS = 15_000;
 export function createPrismaClient(opts: PrismaClientOptions): PrismaClient {
   const { connection, poolMax, log } = opts;
   const where = `${connection.host}:${connection.port}/${connection.database}`;
-  const adapter = new PrismaPg(
-    {
-      host: connection.host,
-      port: connection.port,
-      user: connection.user,
-      password: connection.password,
-      database: connection.database,
-      max: poolMax,
-      // A server that does not answer (down, or unreachable) fails a request within a few seconds.
-      connectionTimeoutMillis: poolMax === 1 ? SINGLE_CONNECTION_TIMEOUT_MS : CONNECTION_TIMEOUT_MS,
-      // A single connection is all the embedded server serves; holding it idle for pg's default
-      // 10 s would keep a second pool (migrations, a CLI command) waiting that long.
-      idleTimeoutMillis: poolMax === 1 ? SINGLE_CONNECTION_IDLE_MS : undefined,
-      application_name: 'action-engine',
-    },
-    {
-      onPoolError: (err) => log?.(`PostgreSQL ${where}: idle pooled connection failed: ${err.message}`),
-      onConnectionError: (err) => log?.(`PostgreSQL ${where}: connection failed during a transaction: ${err.message}`),
-    },
-  );
-  return new PrismaClient({
+  const pool = new pg.Pool({
+    host: connection.host,
+    port: connection.port,
+    user: connection.user,
+    password: connection.password,
+    database: connection.database,
+    max: poolMax,
+    // A server that does not answer (down, or unreachable) fails a request within a few seconds.
+    connectionTimeoutMillis: poolMax === 1 ? SINGLE_CONNECTION_TIMEOUT_MS : CONNECTION_TIMEOUT_MS,
+    // A single connection is all the embedded server serves; holding it idle for pg's default
+    // 10 s would keep a second pool (migrations, a CLI command) waiting that long.
+    idleTimeoutMillis: poolMax === 1 ? SINGLE_CONNECTION_IDLE_MS : undefined,
+    application_name: 'action-engine',
+  });
+  // Until Prisma first connects, the pool has no error listener: an idle connection dropped by the
+  // server would otherwise be an unhandled 'error' event.
+  pool.on('error', (err) => log?.(`PostgreSQL ${where}: idle pooled connection failed: ${err.message}`));
+  const adapter = new PrismaPg(pool, {
+    // The pool is this client's: $disconnect ends it.
+    disposeExternalPool: true,
+    onConnectionError: (err) => log?.(`PostgreSQL ${where}: connection failed during a transaction: ${err.message}`),
+  });
+  const client = new PrismaClient({
     adapter,
     transactionOptions: { maxWait: poolMax === 1 ? SINGLE_CONNECTION_TIMEOUT_MS : TRANSACTION_MAX_WAIT_MS, timeout: TRANSACTION_TIMEOUT_MS },
   });
+  pools.set(client, pool);
+  return client;
+}
+
+const pools = new WeakMap<PrismaClient, pg.Pool>();
+
+/**
+ * The node-postgres pool under a client made by {@link createPrismaClient}: the lifecycle writer
+ * sends its few hot statements on it directly (no query-engine round through Prisma), sharing the
+ * connections and their limits with everything else. Undefined for any other client.
+ */
+export function poolOf(client: unknown): pg.Pool | undefined {
+  return pools.get(client as PrismaClient);
 }

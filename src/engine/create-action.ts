@@ -238,7 +238,9 @@ async function loadSafetyRules(deps: EngineDeps, spaceId: string, type: string) 
 async function loadUser(deps: EngineDeps, spaceId: string, userId: string) {
   let user;
   try {
-    user = await deps.configCache.userSafety(spaceId, userId);
+    // Read fresh, not cached: only KYC-ruled types and approval requests need it (not the hot path),
+    // and an email or KYC change must apply to the very next action whoever made it.
+    user = await deps.db.user.findFirst({ where: { id: userId, spaceId }, select: { id: true, email: true, handle: true, kycStatus: true } });
   } catch (error) {
     deps.logger.error({ err: error }, 'the user could not be read');
     throw new SafetyUnavailableError('the safety rules cannot be checked right now; nothing was recorded, try again shortly');

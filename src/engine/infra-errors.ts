@@ -34,6 +34,11 @@ const PG_MESSAGES =
 /** ioredis messages of a lost connection (offline queue off, retries exhausted, closed). */
 const REDIS_MESSAGES = /Connection is closed|Stream isn't writeable|Reached the max retries per request limit|max retries per request|Redis is not reachable|Command timed out|LOADING Redis is loading/i;
 
+/** PostgreSQL could not be used by a statement sent on the pool directly (not through Prisma), with node-postgres's error as cause. */
+export class PostgresUnavailableError extends Error {
+  override name = 'PostgresUnavailableError';
+}
+
 /** A Redis command that got no answer within `REDIS_COMMAND_TIMEOUT_MS`. */
 export class RedisTimeoutError extends Error {
   override name = 'RedisTimeoutError';
@@ -52,6 +57,7 @@ export class RedisTimeoutError extends Error {
 export function unavailableDependency(error: unknown, depth = 0, strict = false): Dependency | null {
   if (depth > 5 || typeof error !== 'object' || error === null) return null;
   if (error instanceof RedisTimeoutError) return 'redis';
+  if (error instanceof PostgresUnavailableError) return 'postgres';
   if (error instanceof AggregateError) {
     for (const inner of error.errors) {
       const found = unavailableDependency(inner, depth + 1, strict);

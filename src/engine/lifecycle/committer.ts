@@ -1,4 +1,7 @@
+import type pg from 'pg';
+import { poolOf } from '../../db/prisma-client.js';
 import type { Action, Prisma, PrismaClient } from '../../generated/prisma/client.js';
+import { briefError, isSocketError, PostgresUnavailableError, unavailableDependency } from '../infra-errors.js';
 import type { ActionStatus } from '../../generated/prisma/enums.js';
 import { auditLink, prepareAuditEntries, type AuditInput } from '../audit.js';
 import { actionAuditSql, SqlParams } from './audit-sql.js';
@@ -9,9 +12,31 @@ export interface SqlRunner {
   query<T>(text: string, values: readonly unknown[]): Promise<T[]>;
 }
 
-/** A runner over Prisma's raw queries: the same pool (and, given a tx, the same transaction) as everything else. */
+/**
+ * The runner for `db`: on a client of createPrismaClient, statements go to its node-postgres pool
+ * directly (the same connections, without a round through Prisma's query engine); inside a
+ * transaction, through Prisma's raw query on that transaction.
+ */
 export function prismaRunner(db: PrismaClient | Prisma.TransactionClient): SqlRunner {
+  const pool = poolOf(db);
+  if (pool) return poolRunner(pool);
   return { query: <T>(text: string, values: readonly unknown[]) => db.$queryRawUnsafe<T[]>(text, ...values) };
+}
+
+function poolRunner(pool: pg.Pool): SqlRunner {
+  return {
+    async query<T>(text: string, values: readonly unknown[]): Promise<T[]> {
+      try {
+        return (await pool.query(text, values as unknown[])).rows as T[];
+      } catch (error) {
+        // A lost or unobtainable connection is an outage of ours, whoever called (see infra-errors).
+        if (unavailableDependency(error) === 'postgres' || isSocketError(error)) {
+          throw new PostgresUnavailableError(`PostgreSQL is unavailable: ${briefError(error)}`, { cause: error });
+        }
+        throw error;
+      }
+    },
+  };
 }
 
 /** What one committed step did. */

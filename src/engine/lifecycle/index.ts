@@ -97,7 +97,7 @@ export async function commitCreate(deps: LifecycleDeps, step: CreateStep): Promi
 /** Whether a raw statement failed on a unique constraint (PostgreSQL 23505), e.g. a repeated idempotency key. */
 export function isUniqueViolation(error: unknown): boolean {
   const e = error as { code?: string; meta?: { code?: string; driverAdapterError?: { cause?: { originalCode?: string; kind?: string } } }; cause?: unknown };
-  if (e?.code === 'P2002') return true;
+  if (e?.code === 'P2002' || e?.code === '23505') return true;
   if (e?.meta?.code === '23505') return true;
   const cause = e?.meta?.driverAdapterError?.cause;
   if (cause?.originalCode === '23505' || cause?.kind === 'UniqueConstraintViolation') return true;
