@@ -21,10 +21,11 @@ import { createRateLimiter } from './engine/rate-limiter.js';
 import { recordedUnits } from './engine/quota.js';
 import { createActionQueue } from './engine/queue.js';
 import { createStatusPublisher } from './engine/status-publisher.js';
-import { withRedisTimeout } from './engine/infra-errors.js';
+import { briefError, withRedisTimeout } from './engine/infra-errors.js';
 import { RedisPubSub } from 'graphql-redis-subscriptions';
 import path from 'node:path';
 import { createSecretsBox } from './engine/secrets.js';
+import { loadSigner, registerSigningKey, type Signer } from './engine/signing.js';
 
 /** Whether the database is usable: reachable and migrated. */
 export interface DatabaseState {
@@ -64,6 +65,8 @@ export interface App {
   auth: Authenticator;
   /** Keys revoked on any process (announced on Redis): `auth` has already forgotten them. */
   keyRevocations: KeyRevocations;
+  /** The engine's Ed25519 signing key (receipts, audit checkpoints); its public key is in `SigningKey`. */
+  signer: Signer;
   close(): Promise<void>;
 }
 
@@ -153,6 +156,14 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       database.migrated = true;
     }
 
+    // Loaded (or generated into DATA_DIR) at start, so a bad key stops the process now, not at the first receipt.
+    const signer = loadSigner({ key: config.signingKey, keyFile: path.join(config.dataDir, 'signing.key'), logger });
+    if (database.migrated) {
+      // Not awaited (a database that is away must not delay the start); the sealer registers the
+      // key before its first checkpoint in any case.
+      registerSigningKey(db, signer).catch((error: unknown) => logger.warn({ err: briefError(error) }, 'could not record the signing key yet; the audit sealer will'));
+    }
+
     const pubsub = new RedisPubSub({ publisher, subscriber });
     const queue = createActionQueue({
       connection: redisOptionsFromUrl(config.redisUrl),
@@ -192,6 +203,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       config,
       clock: () => new Date(),
       secrets: createSecretsBox({ key: config.secretsKey, keyFile: path.join(config.dataDir, 'secrets.key'), logger }),
+      signer,
     };
     if (options.sweepExpiredApprovals ?? true) {
       const sweep = setInterval(() => {
@@ -226,6 +238,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       pubsub,
       auth,
       keyRevocations,
+      signer,
       redis,
       publisher,
       subscriber,

@@ -6,6 +6,7 @@ import type { ActionTypeRegistry } from './action-types.js';
 import type { RateLimiter } from './rate-limiter.js';
 import type { ActionQueue } from './queue.js';
 import type { SecretsBox } from './secrets.js';
+import type { Signer } from './signing.js';
 import { briefError, isInfrastructureError } from './infra-errors.js';
 import { TxEffects, type StatusPublisher } from './status-event.js';
 
@@ -24,6 +25,8 @@ export interface EngineDeps {
   queue: ActionQueue;
   /** Encrypts and decrypts handler secrets (AES-256-GCM). */
   secrets: SecretsBox;
+  /** The engine's Ed25519 key: signs receipts (`signReceipt`) and audit checkpoints. */
+  signer: Signer;
 }
 
 /**

@@ -42,6 +42,15 @@ builder.prismaObject('Receipt', {
     externalRef: t.exposeString('externalRef', { nullable: true }),
     data: t.expose('data', { type: 'JSON' }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    signature: t.string({
+      description:
+        "The engine's Ed25519 signature (base64url) over the receipt's canonical statement (the action, the revision that ran, its approvals, the handler path, the outcome); verify it with the key `keyId` from /.well-known/action-engine-keys. Empty for receipts issued before receipts were signed.",
+      resolve: (r) => r.signature ?? '',
+    }),
+    keyId: t.string({
+      description: 'The `kid` of the signing key at /.well-known/action-engine-keys. Empty for receipts issued before receipts were signed.',
+      resolve: (r) => r.keyId ?? '',
+    }),
   }),
 });
 

@@ -1,0 +1,177 @@
+import type { Prisma, PrismaClient } from '../generated/prisma/client.js';
+import { checkpointEntriesText, checkpointHash, signCheckpoint, type SealedEntry } from './audit-checkpoints.js';
+import { briefError } from './infra-errors.js';
+import { registerSigningKey, type Signer } from './signing.js';
+
+/**
+ * The audit sealer (spec §8): folds newly committed audit entries into signed checkpoints, so
+ * that rewriting history takes the signing key, not just the database. Writers never wait for
+ * it: they only append entries (each action's chain under its own row lock); the sealer reads
+ * behind them.
+ *
+ * One sealer works at a time across all processes: each round is a transaction that first takes
+ * `pg_try_advisory_xact_lock(AUDIT_SEALER_LOCK)` (a lock no writer takes) and skips the round
+ * when another process holds it. It reads the last checkpoint's cursor (lastTxid, lastId), then
+ * the entries after it in (txid, id) order whose transaction id is below the xmin of its own
+ * snapshot: those transactions have all finished, so no entry can ever appear later inside a
+ * sealed range (an entry of a transaction still running has a txid at or above xmin, and one
+ * that starts later gets a larger txid). Up to `batchSize` entries make one checkpoint; a round
+ * repeats until it has caught up.
+ *
+ * How far behind it runs: `intervalMs` plus the longest write transaction running at the time
+ * (in the whole PostgreSQL cluster: transaction ids are cluster-wide).
+ */
+
+/** The advisory lock of the sealer (two-key form; migrations use ("AE", 1)). */
+export const AUDIT_SEALER_LOCK: readonly [number, number] = [0x41450000 /* "AE" */, 3];
+
+/** Entries per checkpoint at most. */
+export const DEFAULT_SEAL_BATCH = 5000;
+
+export interface AuditSealerOptions {
+  db: PrismaClient;
+  signer: Signer;
+  logger: { info(details: object, message: string): void; warn(details: object, message: string): void };
+  /** Pause between rounds (`AUDIT_SEAL_INTERVAL_MS`, default 250). */
+  intervalMs: number;
+  /** Entries per checkpoint at most (default 5000). */
+  batchSize?: number;
+  /** Rounds are skipped while this says no (e.g. the database is not migrated yet). */
+  ready?: () => boolean;
+}
+
+/** A running sealer. */
+export interface AuditSealer {
+  /**
+   * Seals what has committed since the last checkpoint, now (after the round in progress, if
+   * any); resolves with the number of entries this call sealed: 0 when there was nothing or
+   * another process held the sealer's lock.
+   */
+  sealOnce(): Promise<number>;
+  /** Stops the timer and waits for the round in progress. */
+  close(): Promise<void>;
+}
+
+/** What one batch did. */
+export interface SealBatchResult {
+  /** false: another sealer holds the lock; nothing was read. */
+  locked: boolean;
+  sealed: number;
+  checkpoint?: { id: bigint; hash: string; lastTxid: bigint; lastId: bigint };
+}
+
+/** How long a failing sealer stays quiet in the log between warnings. */
+const FAILURE_LOG_EVERY_MS = 30_000;
+
+/**
+ * Starts sealing every `intervalMs` (timer unref'd: it never keeps a process alive). Errors (an
+ * unreachable database) are logged, at most once per 30 s, and the next round tries again.
+ */
+export function startAuditSealer(options: AuditSealerOptions): AuditSealer {
+  const { logger } = options;
+  const batchSize = options.batchSize ?? DEFAULT_SEAL_BATCH;
+  let queue: Promise<unknown> = Promise.resolve();
+  let timer: NodeJS.Timeout | null = null;
+  let closed = false;
+  let failingSince: number | null = null;
+  let lastWarnAt = 0;
+
+  const sealOnce = (): Promise<number> => {
+    const run = queue.then(async () => {
+      let total = 0;
+      for (;;) {
+        const result = await sealAuditBatch(options.db, options.signer, { batchSize });
+        total += result.sealed;
+        if (!result.locked || result.sealed < batchSize) return total;
+      }
+    });
+    queue = run.catch(() => undefined);
+    return run;
+  };
+
+  const schedule = () => {
+    if (closed) return;
+    timer = setTimeout(() => {
+      timer = null;
+      if (options.ready && !options.ready()) return schedule();
+      sealOnce().then(
+        () => {
+          if (failingSince !== null) logger.info({ failedForMs: Date.now() - failingSince }, 'audit sealer working again');
+          failingSince = null;
+        },
+        (error: unknown) => {
+          const now = Date.now();
+          failingSince ??= now;
+          if (now - lastWarnAt >= FAILURE_LOG_EVERY_MS) {
+            lastWarnAt = now;
+            logger.warn({ err: briefError(error), failingForMs: now - failingSince }, 'audit sealer round failed; retrying');
+          }
+        },
+      ).finally(schedule);
+    }, options.intervalMs);
+    timer.unref();
+  };
+  schedule();
+
+  return {
+    sealOnce,
+    async close() {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      timer = null;
+      await queue;
+    },
+  };
+}
+
+/**
+ * One sealing transaction: takes the sealer's lock (or returns `locked: false`), reads up to
+ * `batchSize` entries after the last checkpoint from finished transactions, and writes one signed
+ * checkpoint over them. Writes nothing when there is nothing new.
+ */
+export async function sealAuditBatch(db: PrismaClient, signer: Signer, options: { batchSize?: number } = {}): Promise<SealBatchResult> {
+  const batchSize = options.batchSize ?? DEFAULT_SEAL_BATCH;
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer (got ${batchSize})`);
+  // Before any checkpoint names the key, so every stored signature names a listed key (once per process).
+  await registerSigningKey(db, signer);
+  return db.$transaction(async (tx) => {
+    const [lock] = await tx.$queryRaw<Array<{ got: boolean }>>`SELECT pg_try_advisory_xact_lock(${AUDIT_SEALER_LOCK[0]}::int, ${AUDIT_SEALER_LOCK[1]}::int) AS "got"`;
+    if (!lock?.got) return { locked: false, sealed: 0 };
+    // After the lock, in a statement of its own: its snapshot sees the last checkpoint whoever wrote it.
+    const rows = await tx.$queryRaw<Array<{ prev: string; cursorTxid: bigint; cursorId: bigint; id: bigint | null; txid: bigint | null; hash: string | null }>>`
+      WITH last AS (SELECT "hash", "lastTxid", "lastId" FROM "AuditCheckpoint" ORDER BY "id" DESC LIMIT 1),
+      cur AS (
+        SELECT coalesce((SELECT "hash" FROM last), '') AS prev,
+               coalesce((SELECT "lastTxid" FROM last), 0::bigint) AS t,
+               coalesce((SELECT "lastId" FROM last), 0::bigint) AS i,
+               pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin)
+      SELECT cur.prev AS "prev", cur.t AS "cursorTxid", cur.i AS "cursorId", e."id", e."txid", e."hash"
+      FROM cur LEFT JOIN LATERAL (
+        SELECT "id", "txid", "hash" FROM "AuditEntry"
+        WHERE ("txid", "id") > (cur.t, cur.i) AND "txid" < cur.xmin
+        ORDER BY "txid", "id" LIMIT ${batchSize}::int) e ON true`;
+    const prevHash = rows[0]!.prev;
+    const entries: Array<SealedEntry & { txid: bigint }> = rows
+      .filter((r) => r.id !== null)
+      .map((r) => ({ id: BigInt(r.id!), txid: BigInt(r.txid!), hash: r.hash! }));
+    if (entries.length === 0) return { locked: true, sealed: 0 };
+    const last = entries[entries.length - 1]!;
+    const text = checkpointEntriesText(entries);
+    const hash = checkpointHash({ prevHash, lastTxid: last.txid, lastId: last.id, entries: text });
+    const { signature, keyId } = signCheckpoint(signer, hash);
+    const [created] = await tx.$queryRaw<Array<{ id: bigint }>>`
+      INSERT INTO "AuditCheckpoint" ("prevHash", "hash", "lastTxid", "lastId", "entryCount", "entries", "signature", "keyId")
+      VALUES (${prevHash}, ${hash}, ${last.txid}, ${last.id}, ${entries.length}::int, ${text}, ${signature}, ${keyId})
+      RETURNING "id"`;
+    return { locked: true, sealed: entries.length, checkpoint: { id: BigInt(created!.id), hash, lastTxid: last.txid, lastId: last.id } };
+  });
+}
+
+/** Entries not yet in a checkpoint: how many, and when the oldest was written (the sealer's lag). */
+export async function unsealedAuditEntries(db: PrismaClient | Prisma.TransactionClient): Promise<{ count: number; oldestCreatedAt: Date | null }> {
+  const [row] = await db.$queryRaw<Array<{ count: number; oldest: Date | null }>>`
+    WITH last AS (SELECT "lastTxid", "lastId" FROM "AuditCheckpoint" ORDER BY "id" DESC LIMIT 1)
+    SELECT count(*)::int AS "count", min(e."createdAt") AS "oldest" FROM "AuditEntry" e
+    WHERE (e."txid", e."id") > (coalesce((SELECT "lastTxid" FROM last), 0::bigint), coalesce((SELECT "lastId" FROM last), 0::bigint))`;
+  return { count: row?.count ?? 0, oldestCreatedAt: row?.oldest ?? null };
+}
