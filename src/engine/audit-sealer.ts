@@ -31,7 +31,7 @@ export const DEFAULT_SEAL_BATCH = 5000;
 export interface AuditSealerOptions {
   db: PrismaClient;
   signer: Signer;
-  logger: { info(details: object, message: string): void; warn(details: object, message: string): void };
+  logger: { info(details: object, message: string): void; warn(details: object, message: string): void; error(details: object, message: string): void };
   /** Pause between rounds (`AUDIT_SEAL_INTERVAL_MS`, default 250). */
   intervalMs: number;
   /** Entries per checkpoint at most (default 5000). */
@@ -58,6 +58,23 @@ export interface SealBatchResult {
   locked: boolean;
   sealed: number;
   checkpoint?: { id: bigint; hash: string; lastTxid: bigint; lastId: bigint };
+  /** The newest checkpoint after this batch (whoever wrote it); null when there is none yet. */
+  head?: CheckpointHead | null;
+}
+
+/** A checkpoint a sealer has seen: the log must still hold it, unchanged, with nothing cut after it. */
+export interface CheckpointHead {
+  id: bigint;
+  hash: string;
+}
+
+/**
+ * The checkpoint log lost or changed a checkpoint this sealer had seen: someone with the
+ * database's owner rights removed or rewrote it. The sealer stops sealing (it would otherwise
+ * sign whatever was put in its place) until restarted; `audit verify` shows what changed.
+ */
+export class AuditSealTamperedError extends Error {
+  override name = 'AuditSealTamperedError';
 }
 
 /** How long a failing sealer stays quiet in the log between warnings. */
@@ -75,12 +92,26 @@ export function startAuditSealer(options: AuditSealerOptions): AuditSealer {
   let closed = false;
   let failingSince: number | null = null;
   let lastWarnAt = 0;
+  // The newest checkpoint this process has seen; it must never disappear or change.
+  let seen: CheckpointHead | null = null;
+  let tampered: AuditSealTamperedError | null = null;
 
   const sealOnce = (): Promise<number> => {
     const run = queue.then(async () => {
+      if (tampered) throw tampered;
       let total = 0;
       for (;;) {
-        const result = await sealAuditBatch(options.db, options.signer, { batchSize });
+        let result: SealBatchResult;
+        try {
+          result = await sealAuditBatch(options.db, options.signer, { batchSize, seen });
+        } catch (error) {
+          if (error instanceof AuditSealTamperedError) {
+            tampered = error;
+            logger.error({ err: error.message }, 'audit sealer stopped: the checkpoint log was tampered with; run `action-engine audit verify`');
+          }
+          throw error;
+        }
+        if (result.head) seen = result.head;
         total += result.sealed;
         if (!result.locked || result.sealed < batchSize) return total;
       }
@@ -129,7 +160,12 @@ export function startAuditSealer(options: AuditSealerOptions): AuditSealer {
  * `batchSize` entries after the last checkpoint from finished transactions, and writes one signed
  * checkpoint over them. Writes nothing when there is nothing new.
  */
-export async function sealAuditBatch(db: PrismaClient, signer: Signer, options: { batchSize?: number } = {}): Promise<SealBatchResult> {
+export async function sealAuditBatch(
+  db: PrismaClient,
+  signer: Signer,
+  options: { batchSize?: number; seen?: CheckpointHead | null } = {},
+): Promise<SealBatchResult> {
+  const seen = options.seen ?? null;
   const batchSize = options.batchSize ?? DEFAULT_SEAL_BATCH;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer (got ${batchSize})`);
   // Before any checkpoint names the key, so every stored signature names a listed key (once per process).
@@ -138,23 +174,33 @@ export async function sealAuditBatch(db: PrismaClient, signer: Signer, options: 
     const [lock] = await tx.$queryRaw<Array<{ got: boolean }>>`SELECT pg_try_advisory_xact_lock(${AUDIT_SEALER_LOCK[0]}::int, ${AUDIT_SEALER_LOCK[1]}::int) AS "got"`;
     if (!lock?.got) return { locked: false, sealed: 0 };
     // After the lock, in a statement of its own: its snapshot sees the last checkpoint whoever wrote it.
-    const rows = await tx.$queryRaw<Array<{ prev: string; cursorTxid: bigint; cursorId: bigint; id: bigint | null; txid: bigint | null; hash: string | null }>>`
-      WITH last AS (SELECT "hash", "lastTxid", "lastId" FROM "AuditCheckpoint" ORDER BY "id" DESC LIMIT 1),
+    const rows = await tx.$queryRaw<
+      Array<{ lastCp: bigint | null; prev: string; seenHash: string | null; id: bigint | null; txid: bigint | null; hash: string | null }>
+    >`
+      WITH last AS (SELECT "id", "hash", "lastTxid", "lastId" FROM "AuditCheckpoint" ORDER BY "id" DESC LIMIT 1),
       cur AS (
-        SELECT coalesce((SELECT "hash" FROM last), '') AS prev,
+        SELECT (SELECT "id" FROM last) AS "lastCp",
+               coalesce((SELECT "hash" FROM last), '') AS prev,
                coalesce((SELECT "lastTxid" FROM last), 0::bigint) AS t,
                coalesce((SELECT "lastId" FROM last), 0::bigint) AS i,
+               (SELECT "hash" FROM "AuditCheckpoint" WHERE "id" = ${seen?.id ?? 0n}) AS "seenHash",
                pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin)
-      SELECT cur.prev AS "prev", cur.t AS "cursorTxid", cur.i AS "cursorId", e."id", e."txid", e."hash"
+      SELECT cur."lastCp", cur.prev AS "prev", cur."seenHash", e."id", e."txid", e."hash"
       FROM cur LEFT JOIN LATERAL (
         SELECT "id", "txid", "hash" FROM "AuditEntry"
         WHERE ("txid", "id") > (cur.t, cur.i) AND "txid" < cur.xmin
         ORDER BY "txid", "id" LIMIT ${batchSize}::int) e ON true`;
-    const prevHash = rows[0]!.prev;
+    const { lastCp, prev: prevHash, seenHash } = rows[0]!;
+    const head: CheckpointHead | null = lastCp === null ? null : { id: BigInt(lastCp), hash: prevHash };
+    if (seen && (seenHash !== seen.hash || head === null || head.id < seen.id)) {
+      throw new AuditSealTamperedError(
+        `checkpoint ${seen.id} (hash ${seen.hash.slice(0, 12)}…), seen by this sealer, is ${seenHash === null ? 'gone' : 'changed'}${head === null || head.id < seen.id ? ' and the log ends before it' : ''}`,
+      );
+    }
     const entries: Array<SealedEntry & { txid: bigint }> = rows
       .filter((r) => r.id !== null)
       .map((r) => ({ id: BigInt(r.id!), txid: BigInt(r.txid!), hash: r.hash! }));
-    if (entries.length === 0) return { locked: true, sealed: 0 };
+    if (entries.length === 0) return { locked: true, sealed: 0, head };
     const last = entries[entries.length - 1]!;
     const text = checkpointEntriesText(entries);
     const hash = checkpointHash({ prevHash, lastTxid: last.txid, lastId: last.id, entries: text });
@@ -163,7 +209,8 @@ export async function sealAuditBatch(db: PrismaClient, signer: Signer, options: 
       INSERT INTO "AuditCheckpoint" ("prevHash", "hash", "lastTxid", "lastId", "entryCount", "entries", "signature", "keyId")
       VALUES (${prevHash}, ${hash}, ${last.txid}, ${last.id}, ${entries.length}::int, ${text}, ${signature}, ${keyId})
       RETURNING "id"`;
-    return { locked: true, sealed: entries.length, checkpoint: { id: BigInt(created!.id), hash, lastTxid: last.txid, lastId: last.id } };
+    const id = BigInt(created!.id);
+    return { locked: true, sealed: entries.length, checkpoint: { id, hash, lastTxid: last.txid, lastId: last.id }, head: { id, hash } };
   });
 }
 

@@ -430,7 +430,7 @@ export type SealBreakReason =
   | 'entry altered after sealing'
   | 'entry deleted after sealing'
   | 'entry inserted into a sealed range'
-  | 'entry reordered within a sealed range';
+  | 'entry reordered after sealing';
 
 interface CheckpointRow {
   id: bigint;
@@ -458,7 +458,7 @@ const atOrBefore = (e: { txid: bigint; id: bigint }, t: bigint, i: bigint) => e.
  * further on), its hash recomputes, its Ed25519 signature verifies with its key, and the
  * entries now stored in its (txid, id) range are exactly the ones it lists with the hashes it
  * lists, naming the first that is not: altered (another hash), deleted (listed, missing),
- * inserted (present, not listed) or reordered (both, in another order). Entries after the last
+ * inserted (present, not listed) or reordered (listed and present, in another place: a changed txid). Entries after the last
  * checkpoint are counted as unsealed. Reads entries and checkpoints in keyset pages (constant
  * memory; one checkpoint's range at a time).
  *
@@ -543,9 +543,13 @@ export async function verifyAuditSeal(
           if (want.hash !== have.hash) return fail('entry altered after sealing', want.id);
           continue;
         }
-        if (want && !storedIds.has(want.id)) return fail('entry deleted after sealing', want.id);
+        if (want && !storedIds.has(want.id)) {
+          // Missing from its place: deleted, or moved elsewhere in (txid, id) order by a changed txid.
+          const moved = await db.auditEntry.count({ where: { id: want.id } });
+          return fail(moved ? 'entry reordered after sealing' : 'entry deleted after sealing', want.id);
+        }
         if (have && !listedIds.has(have.id)) return fail('entry inserted into a sealed range', have.id);
-        return fail('entry reordered within a sealed range', (have ?? want)!.id);
+        return fail('entry reordered after sealing', (have ?? want)!.id);
       }
       sealed += stored.length;
       prevHash = c.hash;
