@@ -48,7 +48,7 @@ export function createApiServer(app: App): ApiServer {
   const { logger, config } = app;
   // Connections and subscription streams held open by each API key, ended when it is revoked.
   const keyWatch = createKeyWatch(app);
-  const signingKeysRoute = createSigningKeysRoute(app.db);
+  const signingKeysRoute = createSigningKeysRoute(app.db, app.signer);
 
   const yoga = createYoga<ServerContext, GraphQLContext>({
     schema: buildSchema(),

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PrismaClient } from '../generated/prisma/client.js';
-import { signingJwk, type SigningJwk } from '../engine/signing.js';
+import { registerSigningKey, signingJwk, type Signer, type SigningJwk } from '../engine/signing.js';
 
 /** Where the engine's public keys are served (spec §6, §10). */
 export const SIGNING_KEYS_PATH = '/.well-known/action-engine-keys';
@@ -18,7 +18,7 @@ const MEMORY_MS = 5000;
  * list is read from `SigningKey` at most every 5 s per process; a client meeting a `kid` it
  * does not know should fetch it again.
  */
-export function createSigningKeysRoute(db: PrismaClient): (req: IncomingMessage, res: ServerResponse, pathname: string) => Promise<boolean> {
+export function createSigningKeysRoute(db: PrismaClient, signer: Signer): (req: IncomingMessage, res: ServerResponse, pathname: string) => Promise<boolean> {
   let cached: { body: string; until: number } | null = null;
   return async (req, res, pathname) => {
     if (pathname !== SIGNING_KEYS_PATH) return false;
@@ -28,6 +28,8 @@ export function createSigningKeysRoute(db: PrismaClient): (req: IncomingMessage,
       return true;
     }
     if (!cached || cached.until <= Date.now()) {
+      // This process's own key is listed before anyone can see a signature of it (once; free after).
+      await registerSigningKey(db, signer);
       const rows = await db.signingKey.findMany({ orderBy: [{ createdAt: 'asc' }, { keyId: 'asc' }] });
       const keys: SigningJwk[] = rows.map(signingJwk);
       cached = { body: JSON.stringify({ keys }), until: Date.now() + MEMORY_MS };
