@@ -14,7 +14,7 @@ import { EngineError } from '../engine/errors.js';
 import { announceKeyRevocation } from '../engine/key-revocation.js';
 import { verifyAuditLog } from '../engine/audit.js';
 import { AuditBundleError, AuditExportError, exportActionAudit, parseAuditBundle, verifyAuditBundle } from '../engine/audit-export.js';
-import { startAuditSealer, type AuditSealer } from '../engine/audit-sealer.js';
+import { redisCheckpointAnchor, startAuditSealer, type AuditSealer } from '../engine/audit-sealer.js';
 import { createSigner, publicKeysFromJwks, readSigningKeyFile, SigningKeyError } from '../engine/signing.js';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -57,7 +57,14 @@ async function runService(mode: 'start' | 'serve' | 'worker'): Promise<void> {
   const sealer: AuditSealer | null =
     mode === 'serve'
       ? null
-      : startAuditSealer({ db: app.db, signer: app.signer, logger, intervalMs: config.auditSealIntervalMs, ready: () => app.database.migrated });
+      : startAuditSealer({
+          db: app.db,
+          signer: app.signer,
+          logger,
+          intervalMs: config.auditSealIntervalMs,
+          ready: () => app.database.migrated,
+          anchor: redisCheckpointAnchor({ redis: app.redis, prefix: config.redisPrefix, timeoutMs: config.redisCommandTimeoutMs, db: app.db }),
+        });
   let server: ReturnType<typeof createApiServer> | null = null;
   if (mode === 'worker') {
     logger.info({ concurrency: config.workerConcurrency }, 'Action Engine worker running');
@@ -301,7 +308,16 @@ function verifyDatabaseCommand(keysFile: string | undefined): Promise<void> {
     const trusted = await trustedKeys(config, keysFile);
     const db = createPrismaClient({ connection: target.connection, poolMax: 1 });
     try {
-      const { chains, seal } = await verifyAuditLog(db, trusted ? { trustedKeys: trusted } : {});
+      // The newest checkpoint as the sealers recorded it in Redis, if Redis answers.
+      const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 2000, retryStrategy: () => null });
+      redis.on('error', () => undefined);
+      const expectedHead = await redis.connect().then(
+        () => redisCheckpointAnchor({ redis, prefix: config.redisPrefix, timeoutMs: 2000, db }).read(),
+        () => undefined,
+      ).catch(() => undefined);
+      redis.disconnect();
+      if (expectedHead === undefined) console.error('note: Redis did not answer: the newest checkpoint was not compared with the one the sealers recorded there');
+      const { chains, seal } = await verifyAuditLog(db, { ...(trusted ? { trustedKeys: trusted } : {}), expectedHead: expectedHead ?? null });
       if (chains.ok) console.log(`audit chain intact: ${chains.checked} entries checked`);
       else {
         const at = chains.firstBad!.id === null ? `the end of chain ${chains.firstBad!.chain}` : `entry ${chains.firstBad!.id}`;

@@ -99,13 +99,15 @@ export async function exportActionAudit(db: PrismaClient, actionId: string, opti
 
   const deadline = Date.now() + (options.waitMs ?? 5000);
   for (;;) {
-    // For each entry the first checkpoint whose cursor is at or after it: checkpoint cursors
-    // increase with their id, so that is the one that sealed it.
+    // For each entry the checkpoint with the first cursor at or after it: that is the one that
+    // sealed it (cursors only grow). Without an index on the cursor this reads the checkpoint
+    // table once per entry; an export is rare and small.
     const covering = await db.$queryRaw<Array<{ entryId: bigint; checkpointId: bigint | null }>>`
       SELECT e.id AS "entryId", c.id AS "checkpointId"
       FROM unnest(${entries.map((e) => e.txid)}::bigint[], ${entries.map((e) => e.id)}::bigint[]) AS e(txid, id)
       LEFT JOIN LATERAL (
-        SELECT c."id" FROM "AuditCheckpoint" c WHERE (c."lastTxid", c."lastId") >= (e.txid, e.id) ORDER BY c."id" LIMIT 1) c ON true`;
+        SELECT c."id" FROM "AuditCheckpoint" c WHERE (c."lastTxid", c."lastId") >= (e.txid, e.id)
+        ORDER BY c."lastTxid", c."lastId" LIMIT 1) c ON true`;
     const unsealed = covering.filter((r) => r.checkpointId === null).length;
     if (unsealed === 0) {
       const ids = [...new Set(covering.map((r) => BigInt(r.checkpointId!)))];

@@ -1,6 +1,7 @@
+import type { Redis } from 'ioredis';
 import type { Prisma, PrismaClient } from '../generated/prisma/client.js';
 import { checkpointEntriesText, checkpointHash, signCheckpoint, type SealedEntry } from './audit-checkpoints.js';
-import { briefError } from './infra-errors.js';
+import { briefError, withRedisTimeout } from './infra-errors.js';
 import { registerSigningKey, type Signer } from './signing.js';
 
 /**
@@ -38,6 +39,19 @@ export interface AuditSealerOptions {
   batchSize?: number;
   /** Rounds are skipped while this says no (e.g. the database is not migrated yet). */
   ready?: () => boolean;
+  /**
+   * Where the newest checkpoint is also recorded, outside the database (Redis: {@link redisCheckpointAnchor}),
+   * so a sealer that starts after someone deleted or rewrote the newest checkpoints notices
+   * instead of sealing over the gap. Best effort: an anchor that cannot be reached is skipped.
+   */
+  anchor?: CheckpointAnchor;
+}
+
+/** The newest checkpoint, kept where the database's administrators cannot rewrite it. */
+export interface CheckpointAnchor {
+  read(): Promise<CheckpointHead | null>;
+  /** Records `head` unless a newer checkpoint (a higher id) is recorded already. */
+  write(head: CheckpointHead): Promise<void>;
 }
 
 /** A running sealer. */
@@ -96,10 +110,22 @@ export function startAuditSealer(options: AuditSealerOptions): AuditSealer {
   let seen: CheckpointHead | null = null;
   let tampered: AuditSealTamperedError | null = null;
 
+  let anchored = false;
   const sealOnce = (): Promise<number> => {
     const run = queue.then(async () => {
       if (tampered) throw tampered;
+      if (!anchored && options.anchor) {
+        // Once per process: what the anchor last recorded must still be in the log.
+        try {
+          const recorded = await options.anchor.read();
+          if (recorded && (!seen || recorded.id > seen.id)) seen = recorded;
+          anchored = true;
+        } catch (error) {
+          logger.warn({ err: briefError(error) }, 'cannot read the audit checkpoint anchor; sealing without comparing with it');
+        }
+      }
       let total = 0;
+      const before = seen;
       for (;;) {
         let result: SealBatchResult;
         try {
@@ -107,14 +133,21 @@ export function startAuditSealer(options: AuditSealerOptions): AuditSealer {
         } catch (error) {
           if (error instanceof AuditSealTamperedError) {
             tampered = error;
-            logger.error({ err: error.message }, 'audit sealer stopped: the checkpoint log was tampered with; run `action-engine audit verify`');
+            logger.error(
+              { err: error.message },
+              'audit sealer stopped: the checkpoint log was tampered with (a checkpoint it had seen, or the anchor in Redis recorded, is gone or changed); run `action-engine audit verify`',
+            );
           }
           throw error;
         }
         if (result.head) seen = result.head;
         total += result.sealed;
-        if (!result.locked || result.sealed < batchSize) return total;
+        if (!result.locked || result.sealed < batchSize) break;
       }
+      if (options.anchor && seen && seen.id !== before?.id) {
+        await options.anchor.write(seen).catch((error: unknown) => logger.warn({ err: briefError(error) }, 'cannot record the newest audit checkpoint in the anchor'));
+      }
+      return total;
     });
     queue = run.catch(() => undefined);
     return run;
@@ -221,4 +254,45 @@ export async function unsealedAuditEntries(db: PrismaClient | Prisma.Transaction
     SELECT count(*)::int AS "count", min(e."createdAt") AS "oldest" FROM "AuditEntry" e
     WHERE (e."txid", e."id") > (coalesce((SELECT "lastTxid" FROM last), 0::bigint), coalesce((SELECT "lastId" FROM last), 0::bigint))`;
   return { count: row?.count ?? 0, oldestCreatedAt: row?.oldest ?? null };
+}
+
+// Moves the recorded head forward only: two sealers' late writes cannot move it back.
+const ANCHOR_WRITE = `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local id = tonumber(string.match(cur, '^(%d+) '))
+  if id and id >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2])
+return 1`;
+
+/**
+ * A {@link CheckpointAnchor} in Redis: key `<prefix>:audit:checkpoint-head:<database>:<oid>`,
+ * value `<id> <hash>`, each command bounded by `timeoutMs`. Redis is a separate system from
+ * PostgreSQL, so someone who can rewrite the database cannot also make the anchor agree (without
+ * rights on Redis too). The key names the database by its name and oid, so a database created
+ * afresh (tests, benchmarks, a reset) starts a new anchor instead of raising a false alarm; a
+ * database dropped and restored from an edited dump does too, which is why `audit verify` and
+ * the signatures remain the check of record.
+ */
+export function redisCheckpointAnchor(options: { redis: Redis; prefix: string; timeoutMs: number; db: PrismaClient }): CheckpointAnchor {
+  const { redis, timeoutMs } = options;
+  let key: string | null = null;
+  const keyOf = async () => {
+    if (key) return key;
+    const [row] = await options.db.$queryRaw<Array<{ name: string; oid: string }>>`
+      SELECT current_database() AS "name", oid::text AS "oid" FROM pg_database WHERE datname = current_database()`;
+    key = `${options.prefix}:audit:checkpoint-head:${row!.name}:${row!.oid}`;
+    return key;
+  };
+  return {
+    async read() {
+      const value = await withRedisTimeout(redis.get(await keyOf()), timeoutMs, 'reading the audit checkpoint anchor');
+      const m = value ? /^(\d+) ([0-9a-f]{64})$/.exec(value) : null;
+      return m ? { id: BigInt(m[1]!), hash: m[2]! } : null;
+    },
+    async write(head) {
+      await withRedisTimeout(redis.eval(ANCHOR_WRITE, 1, await keyOf(), head.id.toString(), head.hash), timeoutMs, 'recording the audit checkpoint anchor');
+    },
+  };
 }

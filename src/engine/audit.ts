@@ -430,7 +430,15 @@ export type SealBreakReason =
   | 'entry altered after sealing'
   | 'entry deleted after sealing'
   | 'entry inserted into a sealed range'
-  | 'entry reordered after sealing';
+  | 'entry reordered after sealing'
+  | 'checkpoint missing or changed: the newest one recorded outside the database is not in the log';
+
+/** Options of {@link verifyAuditSeal} and {@link verifyAuditLog}. */
+export interface AuditSealOptions {
+  batchSize?: number;
+  trustedKeys?: ReadonlyMap<string, string>;
+  expectedHead?: { id: bigint; hash: string } | null;
+}
 
 interface CheckpointRow {
   id: bigint;
@@ -458,16 +466,18 @@ const atOrBefore = (e: { txid: bigint; id: bigint }, t: bigint, i: bigint) => e.
  * further on), its hash recomputes, its Ed25519 signature verifies with its key, and the
  * entries now stored in its (txid, id) range are exactly the ones it lists with the hashes it
  * lists, naming the first that is not: altered (another hash), deleted (listed, missing),
- * inserted (present, not listed) or reordered (listed and present, in another place: a changed txid). Entries after the last
- * checkpoint are counted as unsealed. Reads entries and checkpoints in keyset pages (constant
- * memory; one checkpoint's range at a time).
+ * inserted (present, not listed) or reordered (present, but moved in (txid, id) order by a
+ * changed txid). Entries after the last checkpoint are counted as unsealed. Reads entries and
+ * checkpoints in keyset pages (constant memory; one checkpoint's range at a time).
  *
  * `trustedKeys` (key id → raw public key, base64url): only these may have signed; without it the
- * keys in `SigningKey` are used and `keysFromDatabase` says so.
+ * keys in `SigningKey` are used and `keysFromDatabase` says so. `expectedHead`: the newest
+ * checkpoint as recorded outside the database (the sealer's anchor); it must be in the log,
+ * unchanged, so newest checkpoints deleted along with what they sealed are noticed too.
  */
 export async function verifyAuditSeal(
   db: PrismaClient | Prisma.TransactionClient,
-  options: { batchSize?: number; trustedKeys?: ReadonlyMap<string, string> } = {},
+  options: AuditSealOptions = {},
 ): Promise<SealVerification> {
   const batchSize = options.batchSize ?? 5000;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer (got ${batchSize})`);
@@ -477,6 +487,7 @@ export async function verifyAuditSeal(
   let sealed = 0;
   let prevHash = '';
   let cursor = { txid: 0n, id: 0n };
+  let expected = options.expectedHead ?? null;
 
   // Stored entries in (txid, id) order, a page at a time.
   let page: SealedRow[] = [];
@@ -554,8 +565,15 @@ export async function verifyAuditSeal(
       sealed += stored.length;
       prevHash = c.hash;
       cursor = { txid: c.lastTxid, id: c.lastId };
+      if (expected && c.id === expected.id) {
+        if (c.hash !== expected.hash) return fail('checkpoint missing or changed: the newest one recorded outside the database is not in the log');
+        expected = null;
+      }
     }
     if (batch.length < 20) break;
+  }
+  if (expected) {
+    return finish(db, cursor, options.trustedKeys === undefined, result({ checkpointId: expected.id, reason: 'checkpoint missing or changed: the newest one recorded outside the database is not in the log' }));
   }
   return finish(db, cursor, options.trustedKeys === undefined, result());
 }
@@ -591,11 +609,8 @@ export interface AuditLogVerification {
  * a rewrite that keeps the chains consistent (a superuser who recomputes hashes and heads) is
  * still named by the checkpoints, and one that breaks a chain is named by both.
  */
-export async function verifyAuditLog(
-  db: PrismaClient | Prisma.TransactionClient,
-  options: { batchSize?: number; trustedKeys?: ReadonlyMap<string, string> } = {},
-): Promise<AuditLogVerification> {
+export async function verifyAuditLog(db: PrismaClient | Prisma.TransactionClient, options: AuditSealOptions = {}): Promise<AuditLogVerification> {
   const chains = await verifyAuditChain(db, { batchSize: options.batchSize ?? 1000 });
-  const seal = await verifyAuditSeal(db, { batchSize: options.batchSize ?? 5000, ...(options.trustedKeys ? { trustedKeys: options.trustedKeys } : {}) });
+  const seal = await verifyAuditSeal(db, { ...options, batchSize: options.batchSize ?? 5000 });
   return { ok: chains.ok && seal.ok, chains, seal };
 }

@@ -19,12 +19,14 @@ import {
 } from '../../src/engine/audit.js';
 import { checkpointEntriesText, checkpointHash, parseCheckpointEntries, signCheckpoint } from '../../src/engine/audit-checkpoints.js';
 import { exportActionAudit, verifyAuditBundle, type AuditBundle } from '../../src/engine/audit-export.js';
-import { AUDIT_SEALER_LOCK, AuditSealTamperedError, sealAuditBatch, startAuditSealer, unsealedAuditEntries } from '../../src/engine/audit-sealer.js';
+import { AUDIT_SEALER_LOCK, AuditSealTamperedError, redisCheckpointAnchor, sealAuditBatch, startAuditSealer, unsealedAuditEntries } from '../../src/engine/audit-sealer.js';
 import { appendActionAuditSql } from '../../src/engine/lifecycle/audit-sql.js';
 import { createSigner, type Signer } from '../../src/engine/signing.js';
 import type { PrismaClient } from '../../src/generated/prisma/client.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { deleteRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '../helpers/redis.js';
+import { Redis } from 'ioredis';
 
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
@@ -635,6 +637,62 @@ describe('tampering, as a database superuser', () => {
     }
     // The checkpoints that remain still name the rewritten entry.
     expect((await verifyAuditSeal(db, { trustedKeys: trusted })).firstBad).toMatchObject({ entryId: ids[5], reason: 'entry altered after sealing' });
+  });
+
+  it('newest checkpoints deleted while no sealer ran: a sealer that starts refuses to seal over the gap, and `audit verify` names it, by the anchor in Redis', async () => {
+    await setup();
+    const prefix = uniqueRedisPrefix('anchor');
+    const redis = new Redis(testRedisUrl);
+    try {
+      const anchor = redisCheckpointAnchor({ redis, prefix, timeoutMs: 2000, db });
+      const first = startAuditSealer({ db, signer: key.signer, logger: silent, intervalMs: 60_000, anchor });
+      await appendToAction(db, actionId, [approved(f, actionId, 'g')]);
+      expect(await sealCount(() => first.sealOnce(), 1)).toBe(1);
+      await first.close();
+      const newest = await db.auditCheckpoint.findFirstOrThrow({ orderBy: { id: 'desc' } });
+      expect(await anchor.read()).toEqual({ id: newest.id, hash: newest.hash });
+
+      // While no sealer runs: the newest checkpoint goes, and the entry it sealed is rewritten.
+      await asSuperuser(database, async (c) => {
+        await c.query(`DELETE FROM "AuditCheckpoint" WHERE "id" = $1`, [newest.id.toString()]);
+        await c.query(`UPDATE "AuditEntry" SET "data" = '{"comment":"forged"}' WHERE "chain" = $1 AND "chainSeq" = 7`, [actionId]);
+        await rehashChain(c, actionId);
+      });
+      const errors: string[] = [];
+      const restarted = startAuditSealer({ db, signer: key.signer, logger: { ...silent, error: (_d, m) => errors.push(m) }, intervalMs: 60_000, anchor });
+      await expect(restarted.sealOnce()).rejects.toThrow(AuditSealTamperedError);
+      await restarted.close();
+      expect(errors).toHaveLength(1);
+      expect(await db.auditCheckpoint.count({ where: { id: { gte: newest.id } } })).toBe(0);
+
+      const result = await verifyAuditLog(db, { trustedKeys: trusted, expectedHead: await anchor.read() });
+      expect(result.chains.ok).toBe(true);
+      expect(result.seal.firstBad).toEqual({ checkpointId: newest.id, reason: 'checkpoint missing or changed: the newest one recorded outside the database is not in the log' });
+      // Without the anchor the log looks whole, with one entry not sealed yet.
+      expect((await verifyAuditLog(db, { trustedKeys: trusted })).seal).toMatchObject({ ok: true, unsealed: 1 });
+
+      const { code, stderr } = await runCli(['audit', 'verify'], { ...cliEnv(database, key.seed), REDIS_URL: testRedisUrl, REDIS_PREFIX: prefix });
+      expect(code, stderr).toBe(1);
+      expect(stderr).toContain(`audit checkpoint ${newest.id} broken: checkpoint missing or changed`);
+
+      // Another database under the same prefix has an anchor of its own: no false alarm.
+      const fresh = await createTestDatabase();
+      const freshDb = createPrismaClient({ connection: fresh.connection, poolMax: 2 });
+      try {
+        const g = await seedSpace(freshDb, 'fresh');
+        const a = await newAction(freshDb, g);
+        await appendToAction(freshDb, a, [approved(g, a, 'new')]);
+        const sealer = startAuditSealer({ db: freshDb, signer: key.signer, logger: silent, intervalMs: 60_000, anchor: redisCheckpointAnchor({ redis, prefix, timeoutMs: 2000, db: freshDb }) });
+        expect(await sealCount(() => sealer.sealOnce(), 1)).toBe(1);
+        await sealer.close();
+      } finally {
+        await freshDb.$disconnect();
+        await fresh.drop();
+      }
+    } finally {
+      redis.disconnect();
+      await deleteRedisPrefix(prefix);
+    }
   });
 
   it('`audit verify` on an intact log exits 0 with both summaries', async () => {
