@@ -111,6 +111,7 @@ export function startAuditSealer(options: AuditSealerOptions): AuditSealer {
   let tampered: AuditSealTamperedError | null = null;
 
   let anchored = false;
+  let lastAnchorWarnAt = 0;
   const sealOnce = (): Promise<number> => {
     const run = queue.then(async () => {
       if (tampered) throw tampered;
@@ -121,6 +122,8 @@ export function startAuditSealer(options: AuditSealerOptions): AuditSealer {
           if (recorded && (!seen || recorded.id > seen.id)) seen = recorded;
           anchored = true;
         } catch (error) {
+          // Once: this process then relies on what it sees itself.
+          anchored = true;
           logger.warn({ err: briefError(error) }, 'cannot read the audit checkpoint anchor; sealing without comparing with it');
         }
       }
@@ -145,7 +148,12 @@ export function startAuditSealer(options: AuditSealerOptions): AuditSealer {
         if (!result.locked || result.sealed < batchSize) break;
       }
       if (options.anchor && seen && seen.id !== before?.id) {
-        await options.anchor.write(seen).catch((error: unknown) => logger.warn({ err: briefError(error) }, 'cannot record the newest audit checkpoint in the anchor'));
+        await options.anchor.write(seen).catch((error: unknown) => {
+          const now = Date.now();
+          if (now - lastAnchorWarnAt < FAILURE_LOG_EVERY_MS) return;
+          lastAnchorWarnAt = now;
+          logger.warn({ err: briefError(error) }, 'cannot record the newest audit checkpoint in the anchor; retrying with the next checkpoint');
+        });
       }
       return total;
     });
