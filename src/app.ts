@@ -21,11 +21,12 @@ import { createRateLimiter } from './engine/rate-limiter.js';
 import { recordedUnits } from './engine/quota.js';
 import { createActionQueue } from './engine/queue.js';
 import { createStatusPublisher } from './engine/status-publisher.js';
-import { withRedisTimeout } from './engine/infra-errors.js';
+import { briefError, withRedisTimeout } from './engine/infra-errors.js';
 import { RedisPubSub } from 'graphql-redis-subscriptions';
 import path from 'node:path';
 import { createSecretsBox } from './engine/secrets.js';
 import { createConfigCache, type ConfigCache } from './engine/config-cache.js';
+import { loadSigner, registerSigningKey, type Signer } from './engine/signing.js';
 
 /** Whether the database is usable: reachable and migrated. */
 export interface DatabaseState {
@@ -70,6 +71,8 @@ export interface App {
    * processes on Redis (`<REDIS_PREFIX>:config:changed`); the same object as `engine.configCache`.
    */
   configCache: ConfigCache;
+  /** The engine's Ed25519 signing key (receipts, audit checkpoints); its public key is in `SigningKey`. */
+  signer: Signer;
   close(): Promise<void>;
 }
 
@@ -159,6 +162,14 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       database.migrated = true;
     }
 
+    // Loaded (or generated into DATA_DIR) at start, so a bad key stops the process now, not at the first receipt.
+    const signer = loadSigner({ key: config.signingKey, keyFile: path.join(config.dataDir, 'signing.key'), logger });
+    if (database.migrated) {
+      // Not awaited (a database that is away must not delay the start); the sealer registers the
+      // key before its first checkpoint in any case.
+      registerSigningKey(db, signer).catch((error: unknown) => logger.warn({ err: briefError(error) }, 'could not record the signing key yet; the audit sealer will'));
+    }
+
     const pubsub = new RedisPubSub({ publisher, subscriber });
     const queue = createActionQueue({
       connection: redisOptionsFromUrl(config.redisUrl),
@@ -212,6 +223,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       clock: () => new Date(),
       secrets: createSecretsBox({ key: config.secretsKey, keyFile: path.join(config.dataDir, 'secrets.key'), logger }),
       configCache,
+      signer,
     };
     if (options.sweepExpiredApprovals ?? true) {
       const sweep = setInterval(() => {
@@ -247,6 +259,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       auth,
       keyRevocations,
       configCache,
+      signer,
       redis,
       publisher,
       subscriber,

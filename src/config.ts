@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { z } from 'zod';
+import type { KeyObject } from 'node:crypto';
 import { parseSecretsKey } from './engine/secrets.js';
+import { parseSigningKey } from './engine/signing.js';
 
 /**
  * The one reader of the environment. Every variable, its default and its meaning is listed
@@ -50,6 +52,20 @@ const envSchema = z.object({
         return z.NEVER;
       }
     }),
+  // Never echoed in an error either.
+  SIGNING_KEY: z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined) return undefined;
+      try {
+        return parseSigningKey(value);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        return z.NEVER;
+      }
+    }),
+  AUDIT_SEAL_INTERVAL_MS: z.coerce.number().int().min(10).max(60_000).default(250),
   WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: z.coerce.number().int().min(1).max(10_000).default(100),
   WS_MAX_CONNECTIONS_PER_KEY: z.coerce.number().int().min(1).max(100_000).default(50),
   WS_KEY_RECHECK_SECONDS: z.coerce.number().positive().max(3600).default(5),
@@ -93,6 +109,13 @@ export interface Config {
   maxRequestBytes: number;
   /** AES-256 key for handler secrets; unset: generated into `DATA_DIR/secrets.key` on first use. */
   secretsKey: Buffer | undefined;
+  /**
+   * Ed25519 private key that signs audit checkpoints and receipts; unset: read from, or generated
+   * into, `DATA_DIR/signing.key` at start.
+   */
+  signingKey: KeyObject | undefined;
+  /** Pause between the audit sealer's rounds (worker processes); checkpoints trail commits by about this. */
+  auditSealIntervalMs: number;
   /** graphql-ws: operations running at once on one connection. */
   wsMaxSubscriptionsPerConnection: number;
   /** graphql-ws: open connections per API key, per API process. */
@@ -161,6 +184,8 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     secretsKey: e.SECRETS_KEY,
+    signingKey: e.SIGNING_KEY,
+    auditSealIntervalMs: e.AUDIT_SEAL_INTERVAL_MS,
     wsMaxSubscriptionsPerConnection: e.WS_MAX_SUBSCRIPTIONS_PER_CONNECTION,
     wsMaxConnectionsPerKey: e.WS_MAX_CONNECTIONS_PER_KEY,
     wsKeyRecheckSeconds: e.WS_KEY_RECHECK_SECONDS,

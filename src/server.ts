@@ -12,6 +12,7 @@ import { renderGraphiQLPage, serveGraphiQLAsset, useGraphiQLSecurityHeaders } fr
 import { briefError, unavailableError } from './engine/infra-errors.js';
 import { createMaskError } from './http/mask-error.js';
 import { checkReadiness } from './http/readiness.js';
+import { createSigningKeysRoute } from './http/signing-keys.js';
 import { authorizationFromConnectionParams, createKeyWatch, createWsGuard, useEndStreamsOfRevokedKeys } from './http/ws-auth.js';
 import { useIntrospectionNeedsKey } from './http/introspection.js';
 import { useOperationMetrics } from './metrics.js';
@@ -47,6 +48,7 @@ export function createApiServer(app: App): ApiServer {
   const { logger, config } = app;
   // Connections and subscription streams held open by each API key, ended when it is revoked.
   const keyWatch = createKeyWatch(app);
+  const signingKeysRoute = createSigningKeysRoute(app.db, app.signer);
 
   const yoga = createYoga<ServerContext, GraphQLContext>({
     schema: buildSchema(),
@@ -134,6 +136,7 @@ export function createApiServer(app: App): ApiServer {
       res.end(await app.metrics.registry.metrics());
       return;
     }
+    if (await signingKeysRoute(req, res, url.pathname)) return;
     if (await handleApprovalRoute(app, req, res, url.pathname)) return;
     if (await serveGraphiQLAsset(req, res, url.pathname)) return;
     if (url.pathname === GRAPHQL_PATH) {

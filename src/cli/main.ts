@@ -13,7 +13,12 @@ import { ApiKeyInputError, createApiKey, listApiKeys, revokeApiKey } from '../en
 import { EngineError } from '../engine/errors.js';
 import { announceKeyRevocation } from '../engine/key-revocation.js';
 import { publishConfigChange } from '../engine/config-cache.js';
-import { verifyAuditChain } from '../engine/audit.js';
+import { verifyAuditLog } from '../engine/audit.js';
+import { AuditBundleError, AuditExportError, exportActionAudit, parseAuditBundle, verifyAuditBundle } from '../engine/audit-export.js';
+import { redisCheckpointAnchor, startAuditSealer, type AuditSealer } from '../engine/audit-sealer.js';
+import { createSigner, publicKeysFromJwks, readSigningKeyFile, SigningKeyError } from '../engine/signing.js';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import { createLogger, type Logger } from '../logger.js';
 import { createApiServer } from '../server.js';
@@ -23,7 +28,18 @@ const ROLES = ['agent', 'approver', 'operator', 'analyst', 'admin'] as const;
 
 /** Errors a person can act on: printed as one line, no stack. */
 function isExpected(error: unknown): error is Error {
-  return [ConfigError, ServiceUnavailableError, ApiKeyInputError, EngineError, EmbeddedPostgresError, DatabaseConnectionError, SchemaEngineError].some(
+  return [
+    ConfigError,
+    ServiceUnavailableError,
+    ApiKeyInputError,
+    EngineError,
+    EmbeddedPostgresError,
+    DatabaseConnectionError,
+    SchemaEngineError,
+    SigningKeyError,
+    AuditExportError,
+    AuditBundleError,
+  ].some(
     (type) => error instanceof type,
   );
 }
@@ -38,6 +54,18 @@ async function runService(mode: 'start' | 'serve' | 'worker'): Promise<void> {
   const { config, logger } = setup();
   const app = await createApp(config, logger, { migrate: mode === 'start', sweepExpiredApprovals: mode !== 'worker' });
   const worker = mode === 'serve' ? null : startWorker(app);
+  // The audit sealer runs beside the workers (one at a time across processes, by an advisory lock).
+  const sealer: AuditSealer | null =
+    mode === 'serve'
+      ? null
+      : startAuditSealer({
+          db: app.db,
+          signer: app.signer,
+          logger,
+          intervalMs: config.auditSealIntervalMs,
+          ready: () => app.database.migrated,
+          anchor: redisCheckpointAnchor({ redis: app.redis, prefix: config.redisPrefix, timeoutMs: config.redisCommandTimeoutMs, db: app.db }),
+        });
   let server: ReturnType<typeof createApiServer> | null = null;
   if (mode === 'worker') {
     logger.info({ concurrency: config.workerConcurrency }, 'Action Engine worker running');
@@ -58,6 +86,8 @@ async function runService(mode: 'start' | 'serve' | 'worker'): Promise<void> {
     logger.info({ signal }, 'shutting down: no new connections or jobs, finishing what is in flight');
     try {
       await Promise.all([server?.close(), worker?.close()]);
+      // After the worker: what its last jobs wrote is sealed by this round or by the next sealer.
+      await sealer?.close();
       await app.close();
       logger.info('stopped');
       process.exit(0);
@@ -230,25 +260,126 @@ keys
 const audit = program.command('audit').description('the audit trail');
 audit
   .command('verify')
-  .description('walk the hash chain and name the first altered entry')
-  .action(() =>
+  .description(
+    'check every audit chain and every signed checkpoint, naming the first altered, deleted, inserted or reordered entry (exit 1); ' +
+      'with --bundle, check an exported bundle offline instead (no database)',
+  )
+  .option('--bundle <file>', 'an `audit export` bundle to verify offline')
+  .option('--keys <file>', 'trusted public keys (the JSON of /.well-known/action-engine-keys, saved); only these may have signed')
+  .action((opts: { bundle?: string; keys?: string }) => (opts.bundle ? verifyBundleCommand(opts.bundle, opts.keys) : verifyDatabaseCommand(opts.keys)));
+
+audit
+  .command('export')
+  .description('write one action\'s audit entries with the signed checkpoints that sealed them and the public keys, as a JSON bundle that verifies offline')
+  .requiredOption('--action <id>', 'the action id')
+  .option('--out <file>', 'where to write the bundle (default: standard output)')
+  .option('--wait <seconds>', 'how long to wait for the sealer to seal the newest entries', '5')
+  .action((opts: { action: string; out?: string; wait: string }) =>
     withDatabase(async ({ target }) => {
+      const waitSeconds = Number(opts.wait);
+      if (!Number.isFinite(waitSeconds) || waitSeconds < 0 || waitSeconds > 600) throw new AuditExportError('--wait takes a number of seconds from 0 to 600');
       const db = createPrismaClient({ connection: target.connection, poolMax: 1 });
       try {
-        const result = await verifyAuditChain(db);
-        if (result.ok) {
-          console.log(`audit chain intact: ${result.checked} entries checked`);
-          process.exitCode = 0;
-        } else {
-          console.error(`audit chain broken at entry ${result.firstBad!.id}: ${result.firstBad!.reason}`);
-          process.exitCode = 1;
-        }
+        const bundle = await exportActionAudit(db, opts.action, { waitMs: waitSeconds * 1000 });
+        const text = `${JSON.stringify(bundle, null, 2)}\n`;
+        if (opts.out) await writeFile(opts.out, text);
+        else process.stdout.write(text);
+        console.error(
+          `exported ${bundle.entries.length} audit entries of action ${bundle.actionId} with ${bundle.checkpoints.length} checkpoint(s)` +
+            `${opts.out ? ` to ${opts.out}` : ''}; check it with: action-engine audit verify --bundle FILE`,
+        );
       } finally {
         await db.$disconnect();
       }
     }),
   );
 
+/**
+ * The keys `audit verify` trusts: those in `--keys`, and this deployment's own key when it is
+ * configured here (SIGNING_KEY or DATA_DIR/signing.key; never generated by verifying). Null when
+ * there are none: signatures are then checked with the keys stored in the database (or bundle).
+ */
+async function trustedKeys(config: Config, keysFile: string | undefined): Promise<Map<string, string> | null> {
+  const trusted = new Map<string, string>();
+  if (keysFile) {
+    const text = await readFile(keysFile, 'utf8').catch((error: NodeJS.ErrnoException) => {
+      throw new SigningKeyError(`cannot read --keys ${keysFile}: ${error.code ?? error.message}`);
+    });
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new SigningKeyError(`--keys ${keysFile} is not JSON`);
+    }
+    for (const k of publicKeysFromJwks(json)) trusted.set(k.keyId, k.publicKey);
+  }
+  const own = config.signingKey ?? readSigningKeyFile(path.join(config.dataDir, 'signing.key'));
+  if (own) {
+    const signer = createSigner(own);
+    trusted.set(signer.keyId, signer.publicKey);
+  }
+  return trusted.size ? trusted : null;
+}
+
+function verifyDatabaseCommand(keysFile: string | undefined): Promise<void> {
+  return withDatabase(async ({ config, target }) => {
+    const trusted = await trustedKeys(config, keysFile);
+    const db = createPrismaClient({ connection: target.connection, poolMax: 1 });
+    try {
+      // The newest checkpoint as the sealers recorded it in Redis, if Redis answers.
+      const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 2000, retryStrategy: () => null });
+      redis.on('error', () => undefined);
+      const expectedHead = await redis.connect().then(
+        () => redisCheckpointAnchor({ redis, prefix: config.redisPrefix, timeoutMs: 2000, db }).read(),
+        () => undefined,
+      ).catch(() => undefined);
+      redis.disconnect();
+      if (expectedHead === undefined) console.error('note: Redis did not answer: the newest checkpoint was not compared with the one the sealers recorded there');
+      const { chains, seal } = await verifyAuditLog(db, { ...(trusted ? { trustedKeys: trusted } : {}), expectedHead: expectedHead ?? null });
+      if (chains.ok) console.log(`audit chain intact: ${chains.checked} entries checked`);
+      else {
+        const at = chains.firstBad!.id === null ? `the end of chain ${chains.firstBad!.chain}` : `entry ${chains.firstBad!.id}`;
+        console.error(`audit chain broken at ${at}: ${chains.firstBad!.reason}`);
+      }
+      if (seal.ok) {
+        const keys = seal.keyIds.length ? `, signed by key ${seal.keyIds.join(', ')}` : '';
+        console.log(`audit checkpoints intact: ${seal.checkpoints} checkpoints sealing ${seal.sealed} entries${keys}; ${seal.unsealed} entries not sealed yet`);
+        if (seal.keysFromDatabase && seal.checkpoints > 0) {
+          console.log(
+            'note: signatures were checked with the public keys stored in the database; to rule out a key added there, run this where SIGNING_KEY or DATA_DIR/signing.key is available, or pass --keys FILE',
+          );
+        }
+      } else {
+        const bad = seal.firstBad!;
+        console.error(`audit checkpoint ${bad.checkpointId} broken${bad.entryId !== undefined ? ` at entry ${bad.entryId}` : ''}: ${bad.reason}`);
+      }
+      process.exitCode = chains.ok && seal.ok ? 0 : 1;
+    } finally {
+      await db.$disconnect();
+    }
+  });
+}
+
+async function verifyBundleCommand(file: string, keysFile: string | undefined): Promise<void> {
+  const config = loadConfig(process.env);
+  const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    throw new AuditBundleError(`cannot read ${file}: ${error.code ?? error.message}`);
+  });
+  const trusted = await trustedKeys(config, keysFile);
+  const result = verifyAuditBundle(parseAuditBundle(text), trusted ? { trustedKeys: trusted } : {});
+  if (result.ok) {
+    console.log(
+      `audit bundle intact: action ${result.actionId}, ${result.entries} entries sealed in ${result.checkpoints} checkpoint(s), signed by key ${result.keyIds.join(', ')}`,
+    );
+    if (result.keysFromBundle) console.log('note: the keys came from the bundle itself; compare them with /.well-known/action-engine-keys, or pass --keys FILE');
+    process.exitCode = 0;
+  } else {
+    const bad = result.firstBad!;
+    const at = bad.entryId !== undefined ? `entry ${bad.entryId}` : `checkpoint ${bad.checkpointId}`;
+    console.error(`audit bundle broken at ${at}: ${bad.reason}`);
+    process.exitCode = 1;
+  }
+}
 
 try {
   await program.parseAsync(process.argv);

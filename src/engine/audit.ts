@@ -5,6 +5,7 @@ export { canonicalJson };
 import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
 import type { ActionStatus, KycStatus, Role, SafetyRuleKind } from '../generated/prisma/enums.js';
 import { UUID } from './ids.js';
+import { checkpointHash, parseCheckpointEntries, verifyCheckpointSignature, type SealedEntry } from './audit-checkpoints.js';
 
 /**
  * What each audit event records in `data`, by event name (spec §8). Timestamps are ISO 8601
@@ -301,16 +302,22 @@ export interface AuditVerification {
   ok: boolean;
   /** Entries examined, including the first bad one. */
   checked: number;
-  firstBad?: { id: bigint; reason: AuditBreakReason };
+  /**
+   * The first bad entry in (chain, chainSeq) order. `id` is null only when a chain's recorded
+   * head names entries of which none remain.
+   */
+  firstBad?: { id: bigint | null; chain: string; reason: AuditBreakReason };
 }
 
 export type AuditBreakReason =
   | 'hash mismatch: content altered'
   | 'prevHash does not match previous entry'
   | 'chain gap: an entry before this one was deleted'
-  | 'chain head mismatch: entries were cut off the end';
+  | 'chain head mismatch: entries were cut off the end'
+  | 'chain head mismatch: entries past the recorded head';
 
-interface StoredEntry extends AuditContentFields {
+/** A stored entry with every field its hash and chain position depend on. */
+export interface StoredAuditEntry extends AuditContentFields {
   id: bigint;
   chainSeq: number;
   format: number;
@@ -321,8 +328,14 @@ interface StoredEntry extends AuditContentFields {
 /**
  * Walks every chain in (chain, chainSeq) order, in keyset-paginated batches (constant memory):
  * each entry's hash against its content and its prevHash against the previous entry's hash
- * ("" for the first), no gap in chainSeq, and each action chain's last entry against the head
- * its action records (so entries cut off the end show too). Stops at the first bad entry.
+ * ("" for the first), no gap in chainSeq. Then, in one query, each chain's last entry against
+ * the head its owner records (`Action.auditSeq`/`auditHead`, `AuditChainHead`), so entries cut
+ * off the end, a chain deleted whole, or entries added past the head show too. Stops at the
+ * first bad entry.
+ *
+ * This proves each chain consistent with itself and its head, not that nobody rewrote a chain
+ * consistently (someone who can also recompute every later hash and the head can); that is what
+ * the signed checkpoints of {@link verifyAuditLog} add.
  */
 export async function verifyAuditChain(
   db: PrismaClient | Prisma.TransactionClient,
@@ -331,16 +344,14 @@ export async function verifyAuditChain(
   const batchSize = options.batchSize ?? 1000;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer (got ${batchSize})`);
   let checked = 0;
-  let last: StoredEntry | null = null;
-  const bad = (entry: StoredEntry, reason: AuditBreakReason): AuditVerification => ({ ok: false, checked, firstBad: { id: entry.id, reason } });
-  const endOfChain = async (entry: StoredEntry): Promise<AuditVerification | null> => {
-    if (!entry.actionId || entry.chain !== entry.actionId) return null;
-    const action = await db.action.findUnique({ where: { id: entry.actionId }, select: { auditSeq: true, auditHead: true } });
-    if (action && (action.auditSeq !== entry.chainSeq || action.auditHead !== entry.hash)) return bad(entry, 'chain head mismatch: entries were cut off the end');
-    return null;
-  };
+  let last: StoredAuditEntry | null = null;
+  const bad = (entry: StoredAuditEntry, reason: AuditBreakReason): AuditVerification => ({
+    ok: false,
+    checked,
+    firstBad: { id: entry.id, chain: entry.chain, reason },
+  });
   for (;;) {
-    const batch: StoredEntry[] = await db.auditEntry.findMany({
+    const batch: StoredAuditEntry[] = await db.auditEntry.findMany({
       where: last ? { OR: [{ chain: { gt: last.chain } }, { chain: last.chain, chainSeq: { gt: last.chainSeq } }] } : {},
       orderBy: [{ chain: 'asc' }, { chainSeq: 'asc' }],
       take: batchSize,
@@ -348,27 +359,258 @@ export async function verifyAuditChain(
     for (const entry of batch) {
       checked += 1;
       const sameChain = last !== null && last.chain === entry.chain;
-      if (!sameChain && last) {
-        const cut = await endOfChain(last);
-        if (cut) return { ...cut, checked };
-      }
       const expectedSeq = sameChain ? last!.chainSeq + 1 : 1;
       const expectedPrev = sameChain ? last!.hash : '';
       if (entry.chainSeq !== expectedSeq) return bad(entry, 'chain gap: an entry before this one was deleted');
-      const hash =
-        entry.format === 1
-          ? hashAuditEntry({ ...entry, prevHash: entry.prevHash })
-          : auditLink(entry.prevHash, entry.chainSeq, auditContentHash(entry));
-      if (hash !== entry.hash) return bad(entry, 'hash mismatch: content altered');
+      if (storedEntryHash(entry) !== entry.hash) return bad(entry, 'hash mismatch: content altered');
       if (entry.prevHash !== expectedPrev) return bad(entry, 'prevHash does not match previous entry');
       last = entry;
     }
-    if (batch.length < batchSize) {
-      if (last) {
-        const cut = await endOfChain(last);
-        if (cut) return { ...cut, checked };
-      }
-      return { ok: true, checked };
-    }
+    if (batch.length < batchSize) break;
   }
+  const [head] = await db.$queryRaw<Array<{ chain: string; seq: number; lastId: bigint | null; lastSeq: number | null }>>`
+    WITH heads AS (
+      SELECT a."id"::text AS chain, a."auditSeq" AS seq, a."auditHead" AS head FROM "Action" a
+      UNION ALL
+      SELECT h."chain", h."seq", h."head" FROM "AuditChainHead" h)
+    SELECT heads.chain AS "chain", heads.seq AS "seq", l."id" AS "lastId", l."chainSeq" AS "lastSeq"
+    FROM heads LEFT JOIN LATERAL (
+      SELECT e."id", e."chainSeq", e."hash" FROM "AuditEntry" e WHERE e."chain" = heads.chain ORDER BY e."chainSeq" DESC LIMIT 1) l ON true
+    WHERE CASE WHEN heads.seq = 0 THEN l."id" IS NOT NULL
+               ELSE l."id" IS NULL OR l."chainSeq" <> heads.seq OR l."hash" <> heads.head END
+    ORDER BY heads.chain LIMIT 1`;
+  if (head) {
+    const past = head.lastSeq !== null && head.lastSeq > head.seq;
+    return {
+      ok: false,
+      checked,
+      firstBad: {
+        id: head.lastId === null ? null : BigInt(head.lastId),
+        chain: head.chain,
+        reason: past ? 'chain head mismatch: entries past the recorded head' : 'chain head mismatch: entries were cut off the end',
+      },
+    };
+  }
+  return { ok: true, checked };
+}
+
+/** An entry's hash recomputed from its stored fields, by its format. */
+export function storedEntryHash(entry: StoredAuditEntry): string {
+  return entry.format === 1 ? hashAuditEntry(entry) : auditLink(entry.prevHash, entry.chainSeq, auditContentHash(entry));
+}
+
+/** The result of {@link verifyAuditSeal}. */
+export interface SealVerification {
+  ok: boolean;
+  /** Checkpoints examined, including the first bad one. */
+  checkpoints: number;
+  /** Entries compared with the checkpoints that sealed them. */
+  sealed: number;
+  /** Entries after the last checkpoint (not yet sealed): how many, and the oldest one's time. */
+  unsealed: number;
+  oldestUnsealedAt: Date | null;
+  /** The keys whose signatures were checked. */
+  keyIds: string[];
+  /**
+   * true when signatures were checked against the public keys stored in the database (no
+   * trusted keys given): someone who can write the database could then have added a key of
+   * their own. Pass `trustedKeys` to rule that out.
+   */
+  keysFromDatabase: boolean;
+  /** The first checkpoint that fails, and the entry at fault when it is an entry's. */
+  firstBad?: { checkpointId: bigint; entryId?: bigint; reason: SealBreakReason };
+}
+
+export type SealBreakReason =
+  | 'checkpoint malformed'
+  | 'checkpoint does not follow the previous one'
+  | 'checkpoint hash mismatch: checkpoint altered'
+  | 'checkpoint signed by an unknown or untrusted key'
+  | 'checkpoint signature invalid'
+  | 'entry altered after sealing'
+  | 'entry deleted after sealing'
+  | 'entry inserted into a sealed range'
+  | 'entry reordered after sealing'
+  | 'checkpoint missing or changed: the newest one recorded outside the database is not in the log';
+
+/** Options of {@link verifyAuditSeal} and {@link verifyAuditLog}. */
+export interface AuditSealOptions {
+  batchSize?: number;
+  trustedKeys?: ReadonlyMap<string, string>;
+  expectedHead?: { id: bigint; hash: string } | null;
+}
+
+interface CheckpointRow {
+  id: bigint;
+  prevHash: string;
+  hash: string;
+  lastTxid: bigint;
+  lastId: bigint;
+  entryCount: number;
+  entries: string;
+  signature: string;
+  keyId: string;
+}
+
+interface SealedRow {
+  id: bigint;
+  txid: bigint;
+  hash: string;
+}
+
+/** (txid, id) ≤ (t, i) */
+const atOrBefore = (e: { txid: bigint; id: bigint }, t: bigint, i: bigint) => e.txid < t || (e.txid === t && e.id <= i);
+
+/**
+ * Checks every checkpoint in order (spec §8): it follows the previous one (prevHash, a cursor
+ * further on), its hash recomputes, its Ed25519 signature verifies with its key, and the
+ * entries now stored in its (txid, id) range are exactly the ones it lists with the hashes it
+ * lists, naming the first that is not: altered (another hash), deleted (listed, missing),
+ * inserted (present, not listed) or reordered (present, but moved in (txid, id) order by a
+ * changed txid). Entries after the last checkpoint are counted as unsealed. Reads entries and
+ * checkpoints in keyset pages (constant memory; one checkpoint's range at a time).
+ *
+ * `trustedKeys` (key id → raw public key, base64url): only these may have signed; without it the
+ * keys in `SigningKey` are used and `keysFromDatabase` says so. `expectedHead`: the newest
+ * checkpoint as recorded outside the database (the sealer's anchor); it must be in the log,
+ * unchanged, so newest checkpoints deleted along with what they sealed are noticed too.
+ */
+export async function verifyAuditSeal(
+  db: PrismaClient | Prisma.TransactionClient,
+  options: AuditSealOptions = {},
+): Promise<SealVerification> {
+  const batchSize = options.batchSize ?? 5000;
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer (got ${batchSize})`);
+  const keys = options.trustedKeys ?? new Map((await db.signingKey.findMany()).map((k) => [k.keyId, k.publicKey] as const));
+  const usedKeys = new Set<string>();
+  let checkpoints = 0;
+  let sealed = 0;
+  let prevHash = '';
+  let cursor = { txid: 0n, id: 0n };
+  let expected = options.expectedHead ?? null;
+
+  // Stored entries in (txid, id) order, a page at a time.
+  let page: SealedRow[] = [];
+  let pos = 0;
+  let exhausted = false;
+  let after = { txid: 0n, id: 0n };
+  const peek = async (): Promise<SealedRow | null> => {
+    if (pos < page.length) return page[pos]!;
+    if (exhausted) return null;
+    page = (
+      await db.$queryRaw<SealedRow[]>`
+        SELECT "id", "txid", "hash" FROM "AuditEntry" WHERE ("txid", "id") > (${after.txid}, ${after.id})
+        ORDER BY "txid", "id" LIMIT ${batchSize}::int`
+    ).map((r) => ({ id: BigInt(r.id), txid: BigInt(r.txid), hash: r.hash }));
+    pos = 0;
+    if (page.length < batchSize) exhausted = true;
+    if (page.length === 0) return null;
+    after = page[page.length - 1]!;
+    return page[0]!;
+  };
+
+  const result = (firstBad?: SealVerification['firstBad']) => ({ firstBad, checkpoints, sealed, keyIds: [...usedKeys].sort() });
+  let lastCheckpointId: bigint | null = null;
+  for (;;) {
+    const batch: CheckpointRow[] = await db.auditCheckpoint.findMany({
+      where: lastCheckpointId === null ? {} : { id: { gt: lastCheckpointId } },
+      orderBy: { id: 'asc' },
+      take: 20,
+    });
+    for (const c of batch) {
+      checkpoints += 1;
+      lastCheckpointId = c.id;
+      const fail = (reason: SealBreakReason, entryId?: bigint) =>
+        finish(db, cursor, options.trustedKeys === undefined, result({ checkpointId: c.id, ...(entryId === undefined ? {} : { entryId }), reason }));
+      let listed: SealedEntry[];
+      try {
+        listed = parseCheckpointEntries(c.entries);
+      } catch {
+        return fail('checkpoint malformed');
+      }
+      const lastListed = listed[listed.length - 1];
+      if (listed.length === 0 || listed.length !== c.entryCount || lastListed!.id !== c.lastId) return fail('checkpoint malformed');
+      if (c.prevHash !== prevHash || atOrBefore({ txid: c.lastTxid, id: c.lastId }, cursor.txid, cursor.id)) {
+        return fail('checkpoint does not follow the previous one');
+      }
+      if (checkpointHash(c) !== c.hash) return fail('checkpoint hash mismatch: checkpoint altered');
+      const publicKey = keys.get(c.keyId);
+      if (!publicKey) return fail('checkpoint signed by an unknown or untrusted key');
+      usedKeys.add(c.keyId);
+      if (!verifyCheckpointSignature(publicKey, c.hash, c.signature)) return fail('checkpoint signature invalid');
+
+      // The entries stored in this checkpoint's range now.
+      const stored: SealedRow[] = [];
+      for (let e = await peek(); e && atOrBefore(e, c.lastTxid, c.lastId); e = await peek()) {
+        stored.push(e);
+        pos += 1;
+      }
+      const storedIds = new Set(stored.map((e) => e.id));
+      const listedIds = new Set(listed.map((e) => e.id));
+      for (let k = 0; k < Math.max(listed.length, stored.length); k++) {
+        const want = listed[k];
+        const have = stored[k];
+        if (want && have && want.id === have.id) {
+          if (want.hash !== have.hash) return fail('entry altered after sealing', want.id);
+          continue;
+        }
+        if (want && !storedIds.has(want.id)) {
+          // Missing from its place: deleted, or moved elsewhere in (txid, id) order by a changed txid.
+          const moved = await db.auditEntry.count({ where: { id: want.id } });
+          return fail(moved ? 'entry reordered after sealing' : 'entry deleted after sealing', want.id);
+        }
+        if (have && !listedIds.has(have.id)) return fail('entry inserted into a sealed range', have.id);
+        return fail('entry reordered after sealing', (have ?? want)!.id);
+      }
+      sealed += stored.length;
+      prevHash = c.hash;
+      cursor = { txid: c.lastTxid, id: c.lastId };
+      if (expected && c.id === expected.id) {
+        if (c.hash !== expected.hash) return fail('checkpoint missing or changed: the newest one recorded outside the database is not in the log');
+        expected = null;
+      }
+    }
+    if (batch.length < 20) break;
+  }
+  if (expected) {
+    return finish(db, cursor, options.trustedKeys === undefined, result({ checkpointId: expected.id, reason: 'checkpoint missing or changed: the newest one recorded outside the database is not in the log' }));
+  }
+  return finish(db, cursor, options.trustedKeys === undefined, result());
+}
+
+async function finish(
+  db: PrismaClient | Prisma.TransactionClient,
+  cursor: { txid: bigint; id: bigint },
+  keysFromDatabase: boolean,
+  partial: Pick<SealVerification, 'firstBad' | 'checkpoints' | 'sealed' | 'keyIds'>,
+): Promise<SealVerification> {
+  const [row] = await db.$queryRaw<Array<{ count: number; oldest: Date | null }>>`
+    SELECT count(*)::int AS "count", min("createdAt") AS "oldest" FROM "AuditEntry" WHERE ("txid", "id") > (${cursor.txid}, ${cursor.id})`;
+  const { firstBad, ...rest } = partial;
+  return {
+    ok: !firstBad,
+    ...rest,
+    unsealed: firstBad ? 0 : (row?.count ?? 0),
+    oldestUnsealedAt: firstBad ? null : (row?.oldest ?? null),
+    keysFromDatabase,
+    ...(firstBad ? { firstBad } : {}),
+  };
+}
+
+/** The result of {@link verifyAuditLog}: the chains and the checkpoints, each with its first bad entry. */
+export interface AuditLogVerification {
+  ok: boolean;
+  chains: AuditVerification;
+  seal: SealVerification;
+}
+
+/**
+ * `audit verify`: {@link verifyAuditChain} and {@link verifyAuditSeal}, both run in full, so
+ * a rewrite that keeps the chains consistent (a superuser who recomputes hashes and heads) is
+ * still named by the checkpoints, and one that breaks a chain is named by both.
+ */
+export async function verifyAuditLog(db: PrismaClient | Prisma.TransactionClient, options: AuditSealOptions = {}): Promise<AuditLogVerification> {
+  const chains = await verifyAuditChain(db, { batchSize: options.batchSize ?? 1000 });
+  const seal = await verifyAuditSeal(db, { ...options, batchSize: options.batchSize ?? 5000 });
+  return { ok: chains.ok && seal.ok, chains, seal };
 }

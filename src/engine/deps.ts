@@ -7,6 +7,7 @@ import type { ConfigCache } from './config-cache.js';
 import type { RateLimiter } from './rate-limiter.js';
 import type { ActionQueue } from './queue.js';
 import type { SecretsBox } from './secrets.js';
+import type { Signer } from './signing.js';
 import { briefError, isInfrastructureError } from './infra-errors.js';
 import { TxEffects, type StatusPublisher } from './status-event.js';
 
@@ -30,6 +31,8 @@ export interface EngineDeps {
    * processes on Redis; entries expire after `CONFIG_CACHE_TTL_MS`).
    */
   configCache: ConfigCache;
+  /** The engine's Ed25519 key: signs receipts (`signReceipt`) and audit checkpoints. */
+  signer: Signer;
 }
 
 /**

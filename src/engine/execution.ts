@@ -13,7 +13,7 @@ import type { EngineDeps } from './deps.js';
 import { isOwnInfrastructureError } from './infra-errors.js';
 import { MAX_ATTEMPTS, type ActionJobData } from './queue.js';
 import { publicErrorText } from './public-error.js';
-import { newReceipt } from './receipts.js';
+import { approvalsOf, newReceipt } from './receipts.js';
 import { applyStep, commitStep, type ActionRef } from './lifecycle/index.js';
 import type { ExecutionRef, NewExecution } from './lifecycle/steps.js';
 import { UUID } from './ids.js';
@@ -196,6 +196,8 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
   const ref: ActionRef = action;
   const notes: string[] = [];
   const errors: string[] = [];
+  /** The handlers tried in this attempt and how each ended (the receipt binds it). */
+  const path: Array<{ handler: string; outcome: string }> = [];
   let subject: HandlerAction;
   try {
     // Stored payloads are parsed with the type's schema, not cast.
@@ -211,6 +213,7 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
     const next = chain[index + 1];
     if (!handler.isConfigured(subject, config)) {
       notes.push(`No ${KIND_LABEL[handler.kind]} configured for ${providerOf(action.payload)} (${handler.name})${next ? `, trying ${next.name}…` : ''}`);
+      path.push({ handler: handler.name, outcome: 'SKIPPED' });
       continue;
     }
     const started: NewExecution = { id: randomUUID(), attempt, handler: handler.name, kind: handler.kind, startedAt: deps.clock() };
@@ -247,6 +250,7 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
       const text = publicErrorText(error, { filesRoot: deps.services.filesRoot, spaceId: action.spaceId, userId: action.userId });
       deps.logger.warn({ err: error, actionId: action.id, handler: handler.name, attempt, permanent }, 'handler attempt failed');
       errors.push(`${handler.name}: ${text}`);
+      path.push({ handler: handler.name, outcome: 'FAILED' });
       const final = !permanent && attempt >= maxAttempts;
       await applyStep(deps, ref, {
         kind: 'attemptFailed',
@@ -280,7 +284,15 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
       attempt,
       handler: handler.name,
       result: { provider: result.provider, externalRef: result.externalRef ?? null, data: result.data, rollbackData: result.rollbackData ?? null },
-      receipt: newReceipt(deps),
+      receipt: newReceipt(deps, {
+        action: { id: action.id, type: action.type, revision: 1, payloadHash: action.payloadHash },
+        approvals: approvalsOf(action),
+        handlerPath: [...path, { handler: handler.name, outcome: 'SUCCEEDED' }],
+        handler: handler.name,
+        provider: result.provider,
+        externalRef: result.externalRef ?? null,
+        data: result.data,
+      }),
       actor: { id: 'system' },
       task: null,
       notes: notes.splice(0),

@@ -4,7 +4,7 @@ import type { ManualTask, Prisma } from '../generated/prisma/client.js';
 import type { Actor, EngineDeps } from './deps.js';
 import { ForbiddenError, InvalidTransitionError, NotFoundError } from './errors.js';
 import { commitStep } from './lifecycle/index.js';
-import { newReceipt } from './receipts.js';
+import { approvalsOf, newReceipt } from './receipts.js';
 
 /**
  * completeManualTask: an operator (or admin) reports the work done: the action settles through
@@ -30,13 +30,25 @@ export async function completeManualTask(
     handler: 'manual',
     insert: task.executionId ? null : { id: executionId, attempt: task.action.attempts, handler: 'manual', kind: 'manual' as const, startedAt: task.createdAt },
   };
+  const externalRef = typeof data.reference === 'string' ? data.reference : null;
+  // The receipt binds the handlers tried in the attempt that ended at this task.
+  const tried = await deps.db.execution.findMany({ where: { actionId: task.actionId, attempt: task.action.attempts }, orderBy: { startedAt: 'asc' }, select: { id: true, handler: true, status: true } });
+  const handlerPath = [...tried.filter((e) => e.id !== executionId).map((e) => ({ handler: e.handler, outcome: e.status })), { handler: 'manual', outcome: 'SUCCEEDED' }];
   const result = await commitStep(deps, task.action, {
     kind: 'settle',
     execution,
     attempt: task.action.attempts,
     handler: 'manual',
-    result: { provider, externalRef: typeof data.reference === 'string' ? data.reference : null, data, rollbackData: null },
-    receipt: newReceipt(deps),
+    result: { provider, externalRef, data, rollbackData: null },
+    receipt: newReceipt(deps, {
+      action: { id: task.action.id, type: task.action.type, revision: 1, payloadHash: task.action.payloadHash },
+      approvals: approvalsOf(task.action),
+      handlerPath,
+      handler: 'manual',
+      provider,
+      externalRef,
+      data,
+    }),
     actor,
     task: { id, outcome: data, completedById: principal.id },
     notes: [],

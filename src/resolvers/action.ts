@@ -42,6 +42,20 @@ builder.prismaObject('Receipt', {
     externalRef: t.exposeString('externalRef', { nullable: true }),
     data: t.expose('data', { type: 'JSON' }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    signature: t.string({
+      description:
+        "The engine's Ed25519 signature (base64url) over the receipt's canonical statement (the action, the revision that ran, its approvals, the handler path, the outcome); verify it with the key `keyId` from /.well-known/action-engine-keys. Empty for receipts issued before receipts were signed.",
+      resolve: (r) => r.signature ?? '',
+    }),
+    keyId: t.string({
+      description: 'The `kid` of the signing key at /.well-known/action-engine-keys. Empty for receipts issued before receipts were signed.',
+      resolve: (r) => r.keyId ?? '',
+    }),
+    statement: t.string({
+      description:
+        'The exact text the signature covers, after the line "action-engine receipt v1": canonical JSON (sorted keys) of the receipt number, the action (id, type, revision, payloadHash), its approvals, the handler path, the handler, provider, externalRef, data and createdAt. Verify: Ed25519(publicKey, "action-engine receipt v1\\n" + statement, signature). Empty for receipts issued before receipts were signed.',
+      resolve: (r) => r.statement ?? '',
+    }),
   }),
 });
 

@@ -125,7 +125,7 @@ describe('lifecycle committer', () => {
         attempt: 1,
         handler: 'manual',
         result: { provider: 'operator', externalRef: null, data: { done: true }, rollbackData: null },
-        receipt: { id: randomUUID(), receiptNumber, signature: null, keyId: null },
+        receipt: { id: randomUUID(), receiptNumber, createdAt: new Date(), statement: '{}', signature: null, keyId: null },
         actor: person(),
         task: { id: task.id, outcome: { done: true }, completedById: ids.approverId },
         notes: [],

@@ -1,7 +1,23 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, hashAuditEntry, type AuditHashFields } from '../../src/engine/audit.js';
+import {
+  auditContentHash,
+  auditLink,
+  canonicalJson,
+  hashAuditEntry,
+  prepareAuditEntries,
+  AuditWriteError,
+  type AuditContentFields,
+  type AuditHashFields,
+} from '../../src/engine/audit.js';
+import {
+  CheckpointFormatError,
+  checkpointEntriesText,
+  checkpointHash,
+  checkpointSigningInput,
+  parseCheckpointEntries,
+} from '../../src/engine/audit-checkpoints.js';
 
-const entry: AuditHashFields = {
+const legacy: AuditHashFields = {
   id: 7n,
   spaceId: '0d6f2c1e-8a4b-4c3d-9e2f-1a2b3c4d5e6f',
   actionId: null,
@@ -12,6 +28,18 @@ const entry: AuditHashFields = {
   data: { reason: 'not today', nested: { b: 1, a: [3, { y: 2, x: 1 }] } },
   createdAt: new Date('2026-11-21T23:05:17.123Z'),
   prevHash: 'a'.repeat(64),
+};
+
+const content: AuditContentFields = {
+  chain: '5f0c2a9e-3b1d-4e6f-8a7b-9c0d1e2f3a4b',
+  spaceId: '0d6f2c1e-8a4b-4c3d-9e2f-1a2b3c4d5e6f',
+  actionId: '5f0c2a9e-3b1d-4e6f-8a7b-9c0d1e2f3a4b',
+  event: 'action.approved',
+  actor: 'b9a3c1f0-1111-4222-8333-444455556666',
+  ip: '203.0.113.9',
+  userAgent: 'curl/8.5',
+  data: { comment: 'ok', nested: { b: 1, a: [3, { y: 2, x: 1 }] } },
+  createdAt: new Date('2026-11-27T09:40:00.001Z'),
 };
 
 describe('canonicalJson', () => {
@@ -29,21 +57,20 @@ describe('canonicalJson', () => {
     expect(canonicalJson(JSON.parse(JSON.stringify(value)))).toBe(canonicalJson(value));
   });
 
-  it('refuses what has no JSON form', () => {
+  it('refuses what has no JSON form, and a structure that contains itself', () => {
     expect(() => canonicalJson({ big: 1n })).toThrow(TypeError);
     expect(() => canonicalJson(undefined)).toThrow(TypeError);
+    const loop: Record<string, unknown> = { a: 1 };
+    loop.self = loop;
+    expect(() => canonicalJson(loop)).toThrow(/circular structure/);
+    const shared = { x: 1 };
+    expect(canonicalJson({ a: shared, b: shared })).toBe('{"a":{"x":1},"b":{"x":1}}');
   });
 });
 
-describe('hashAuditEntry', () => {
-  it('does not depend on the key order of data', () => {
-    const reordered = { ...entry, data: { nested: { a: [3, { x: 1, y: 2 }], b: 1 }, reason: 'not today' } };
-    expect(hashAuditEntry(reordered)).toBe(hashAuditEntry(entry));
-    expect(hashAuditEntry(entry)).toMatch(/^[0-9a-f]{64}$/);
-  });
-
-  it('changes when any covered field changes', () => {
-    const base = hashAuditEntry(entry);
+describe('format 1 (legacy chain): hashAuditEntry', () => {
+  it('does not depend on the key order of data, and changes with every covered field', () => {
+    expect(hashAuditEntry({ ...legacy, data: { nested: { a: [3, { x: 1, y: 2 }], b: 1 }, reason: 'not today' } })).toBe(hashAuditEntry(legacy));
     const variants: Array<Partial<AuditHashFields>> = [
       { id: 8n },
       { spaceId: null },
@@ -51,28 +78,92 @@ describe('hashAuditEntry', () => {
       { event: 'action.approved' },
       { actor: 'system' },
       { ip: null },
+      { ip: '' },
       { userAgent: 'curl/8.6' },
-      { data: { reason: 'not today!', nested: { b: 1, a: [3, { y: 2, x: 1 }] } } },
+      { data: { reason: 'not today!' } },
       { createdAt: new Date('2026-11-21T23:05:17.124Z') },
       { prevHash: '' },
     ];
-    const hashes = variants.map((change) => hashAuditEntry({ ...entry, ...change }));
-    for (const hash of hashes) expect(hash).not.toBe(base);
-    expect(new Set(hashes).size).toBe(variants.length);
-  });
-
-  it('tells null from an empty string', () => {
-    expect(hashAuditEntry({ ...entry, ip: '' })).not.toBe(hashAuditEntry({ ...entry, ip: null }));
+    const hashes = variants.map((change) => hashAuditEntry({ ...legacy, ...change }));
+    expect(new Set([hashAuditEntry(legacy), ...hashes]).size).toBe(variants.length + 1);
   });
 });
 
-describe('canonicalJson on a structure that contains itself', () => {
-  it('refuses it with a clear TypeError rather than overflowing the stack', async () => {
-    const { canonicalJson } = await import('../../src/engine/canonical-json.js');
-    const loop: Record<string, unknown> = { a: 1 };
-    loop.self = loop;
-    expect(() => canonicalJson(loop)).toThrow(/circular structure/);
-    const shared = { x: 1 };
-    expect(canonicalJson({ a: shared, b: shared })).toBe('{"a":{"x":1},"b":{"x":1}}');
+describe('format 2 (per chain): auditContentHash and auditLink', () => {
+  it('the content hash covers chain, ids, event, actor, ip, user agent, data and time, not key order', () => {
+    expect(auditContentHash({ ...content, data: { nested: { a: [3, { x: 1, y: 2 }], b: 1 }, comment: 'ok' } })).toBe(auditContentHash(content));
+    const variants: Array<Partial<AuditContentFields>> = [
+      { chain: 'admin:global' },
+      { spaceId: null },
+      { actionId: null },
+      { event: 'action.rejected' },
+      { actor: 'system' },
+      { ip: null },
+      { ip: '' },
+      { userAgent: null },
+      { data: { comment: 'ok!' } },
+      { createdAt: new Date('2026-11-27T09:40:00.002Z') },
+    ];
+    const hashes = variants.map((change) => auditContentHash({ ...content, ...change }));
+    expect(new Set([auditContentHash(content), ...hashes]).size).toBe(variants.length + 1);
+  });
+
+  it('a link binds the previous hash, the place in the chain and the content (so entries cannot be swapped or renumbered)', () => {
+    const c = auditContentHash(content);
+    const link = auditLink('', 1, c);
+    expect(link).toMatch(/^[0-9a-f]{64}$/);
+    expect(auditLink('', 2, c)).not.toBe(link);
+    expect(auditLink('b'.repeat(64), 1, c)).not.toBe(link);
+    expect(auditLink('', 1, auditContentHash({ ...content, event: 'x' }))).not.toBe(link);
+    // The place is decimal text between line feeds: "1" LF "2…" cannot collide with "12" LF "…".
+    expect(auditLink('a', 12, 'c')).not.toBe(auditLink('a\n1', 2, 'c'));
+  });
+
+  it('prepareAuditEntries hashes the canonical data and refuses ids that are not UUIDs', () => {
+    const at = new Date('2026-11-27T10:00:00.000Z');
+    const [entry] = prepareAuditEntries(content.chain, [{ event: 'action.approved', actor: 'system', spaceId: content.spaceId!.toUpperCase(), data: { comment: 'x' } }], at);
+    expect(entry!.spaceId).toBe(content.spaceId);
+    expect(entry!.data).toBe('{"comment":"x"}');
+    expect(entry!.contentHash).toBe(auditContentHash({ ...entry!, data: { comment: 'x' } }));
+    expect(() => prepareAuditEntries('c', [{ event: 'action.approved', actor: 'system', actionId: 'act-1', data: { comment: null } }], at)).toThrow(AuditWriteError);
+  });
+});
+
+describe('checkpoints', () => {
+  const entries = [
+    { id: 3n, hash: 'a'.repeat(64) },
+    { id: 1n, hash: 'b'.repeat(64) },
+  ];
+
+  it('list "<id> <hash>" lines in sealed order and parse back', () => {
+    const text = checkpointEntriesText(entries);
+    expect(text).toBe(`3 ${'a'.repeat(64)}\n1 ${'b'.repeat(64)}`);
+    expect(parseCheckpointEntries(text)).toEqual(entries);
+    expect(parseCheckpointEntries('')).toEqual([]);
+  });
+
+  it('refuse a malformed entries text, naming the line', () => {
+    for (const bad of [`3 ${'a'.repeat(63)}`, `x ${'a'.repeat(64)}`, `3  ${'a'.repeat(64)}`, `3 ${'a'.repeat(64)}\n`, `3 ${'A'.repeat(64)}`]) {
+      expect(() => parseCheckpointEntries(bad), bad).toThrow(CheckpointFormatError);
+    }
+    expect(() => parseCheckpointEntries(`3 ${'a'.repeat(64)}\nbad`)).toThrow(/line 2/);
+  });
+
+  it('hash prevHash, the cursor and the entries: each changes it, and so does their order', () => {
+    const base = { prevHash: 'c'.repeat(64), lastTxid: 900n, lastId: 1n, entries: checkpointEntriesText(entries) };
+    const hash = checkpointHash(base);
+    expect(checkpointHash({ ...base, lastTxid: '900', lastId: '1' })).toBe(hash);
+    const variants = [
+      { prevHash: '' },
+      { lastTxid: 901n },
+      { lastId: 2n },
+      { entries: checkpointEntriesText([...entries].reverse()) },
+      { entries: checkpointEntriesText(entries.slice(0, 1)) },
+    ];
+    expect(new Set([hash, ...variants.map((v) => checkpointHash({ ...base, ...v }))]).size).toBe(variants.length + 1);
+  });
+
+  it('what is signed starts with a fixed context line', () => {
+    expect(checkpointSigningInput('d'.repeat(64))).toBe(`action-engine audit checkpoint v1\n${'d'.repeat(64)}`);
   });
 });

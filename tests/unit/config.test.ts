@@ -29,6 +29,8 @@ describe('loadConfig', () => {
       logLevel: 'info',
       shutdownTimeoutMs: 10_000,
       maxRequestBytes: 1_000_000,
+      signingKey: undefined,
+      auditSealIntervalMs: 250,
       wsMaxSubscriptionsPerConnection: 100,
       wsMaxConnectionsPerKey: 50,
       wsKeyRecheckSeconds: 5,

@@ -9,7 +9,7 @@ const person = { id: '33333333-3333-4333-8333-333333333333', ip: '203.0.113.7', 
 const newExecution = { id: '44444444-4444-4444-8444-444444444444', attempt: 1, handler: 'noop', kind: 'api' as const, startedAt: at };
 const inserted = { id: newExecution.id, handler: 'noop', insert: newExecution };
 const existing = { id: newExecution.id, handler: 'noop', insert: null };
-const receipt = { id: '55555555-5555-4555-8555-555555555555', receiptNumber: 'RCP-20261127-AAAAAAAA', signature: 'sig', keyId: 'kid' };
+const receipt = { id: '55555555-5555-4555-8555-555555555555', receiptNumber: 'RCP-20261127-AAAAAAAA', createdAt: at, statement: '{}', signature: 'sig', keyId: 'kid' };
 const rollback = { id: '66666666-6666-4666-8666-666666666666', reason: 'undo', handler: 'noop', ok: true, error: null, data: null, startedAt: at };
 const result = { provider: 'noop', externalRef: 'x-1', data: { ok: true }, rollbackData: null };
 

@@ -139,10 +139,10 @@ function writeSql(p: SqlParams, w: Write, actionId: string, usedTokens: readonly
       return `UPDATE "Execution" SET "status" = 'FAILED', "finishedAt" = ${p.add(w.at.toISOString(), 'timestamptz')}, "error" = ${p.add(w.error)}
         WHERE "id" = ANY(${p.add(w.ids, 'uuid[]')}) AND "actionId" = ${actionId} AND "status" = 'RUNNING' AND ${ifMoved}`;
     case 'receipt.insert':
-      return `INSERT INTO "Receipt" ("id", "spaceId", "actionId", "executionId", "receiptNumber", "provider", "handler", "externalRef", "data", "createdAt", "signature", "keyId")
+      return `INSERT INTO "Receipt" ("id", "spaceId", "actionId", "executionId", "receiptNumber", "provider", "handler", "externalRef", "data", "createdAt", "statement", "signature", "keyId")
         SELECT ${p.add(w.receipt.id, 'uuid')}, m."spaceId", m."id", ${p.add(w.executionId, 'uuid')}, ${p.add(w.receipt.receiptNumber)}, ${p.add(w.provider)},
-          ${p.add(w.handler)}, ${p.add(w.externalRef, 'text')}, ${p.add(json(w.data), 'jsonb')}, ${p.add(w.at.toISOString(), 'timestamptz')},
-          ${p.add(w.receipt.signature, 'text')}, ${p.add(w.receipt.keyId, 'text')}
+          ${p.add(w.handler)}, ${p.add(w.externalRef, 'text')}, ${p.add(json(w.data), 'jsonb')}, ${p.add(w.receipt.createdAt.toISOString(), 'timestamptz')},
+          ${p.add(w.receipt.statement)}, ${p.add(w.receipt.signature, 'text')}, ${p.add(w.receipt.keyId, 'text')}
         FROM moved m`;
     case 'task.open':
       return `INSERT INTO "ManualTask" ("id", "spaceId", "actionId", "executionId", "status", "instructions", "createdAt")

@@ -78,6 +78,9 @@ export interface SettledResult {
 export interface NewReceipt {
   id: string;
   receiptNumber: string;
+  createdAt: Date;
+  /** The canonical JSON the signature covers (receiptStatement), stored so anyone can check it. */
+  statement: string;
   /** Ed25519 over the receipt's statement, and the signing key's id; null when no signer is configured. */
   signature: string | null;
   keyId: string | null;
