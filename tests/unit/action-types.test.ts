@@ -10,9 +10,10 @@ import {
 } from '../../src/engine/action-types.js';
 import { InvalidPayloadError, PayloadErrors, UnknownTypeError } from '../../src/engine/errors.js';
 import { isReversible } from '../../src/engine/rollback.js';
+import { createDocument } from '../../src/engine/action-types/create-document.js';
+import { defineHandler } from '../../src/handlers/define-handler.js';
 import { manualHandler } from '../../src/handlers/manual.js';
 import { HandlerRegistry } from '../../src/handlers/registry.js';
-import type { ActionHandler } from '../../src/handlers/types.js';
 
 const types = new ActionTypeRegistry(BUILT_IN_ACTION_TYPES);
 
@@ -167,7 +168,14 @@ describe('the published JSON Schema says what the server checks', () => {
 });
 
 describe('reversible comes from the handler chain', () => {
-  const undoable = { name: 'undoable', kind: 'api', types: ['create_document'], isConfigured: () => true, execute: async () => ({ status: 'waiting', message: '' }), rollback: async () => {} } as ActionHandler;
+  const undoable = defineHandler({
+    name: 'undoable',
+    kind: 'api',
+    types: [createDocument],
+    repeat: 'check',
+    execute: async () => ({ status: 'completed', provider: 'test', data: {} }),
+    rollback: async () => {},
+  });
   const registry = new HandlerRegistry([undoable, manualHandler]);
 
   it('is true only when the type allows it and a handler of its chain implements rollback', () => {

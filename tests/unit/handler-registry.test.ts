@@ -7,6 +7,7 @@ const handler = (name: string, kind: HandlerKind, types: string[]): ActionHandle
   name,
   kind,
   types,
+  repeat: 'check',
   isConfigured: () => true,
   execute: async () => ({ status: 'completed', provider: name, data: {} }),
 });
