@@ -8,9 +8,8 @@ import type { PrismaClient } from './generated/prisma/client.js';
 import type { Logger } from './logger.js';
 import { createMailer, type Mailer } from './mail/mailer.js';
 import { createMetrics, registerQueueDepth, type Metrics } from './metrics.js';
-import { ActionTypeRegistry, BUILT_IN_ACTION_TYPES, type ActionTypeDefinition } from './engine/action-types.js';
+import { ActionTypeRegistry, builtInActionTypes, type ActionTypeDefinition } from './engine/action-types.js';
 import { builtInHandlers } from './handlers/index.js';
-import { NOOP_ACTION_TYPE } from './handlers/noop.js';
 import { HandlerRegistry } from './handlers/registry.js';
 import type { ActionHandler, HandlerServices } from './handlers/types.js';
 import { expireOverdueApprovals } from './engine/approvals.js';
@@ -214,11 +213,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       }),
       mailer,
       logger,
-      types: new ActionTypeRegistry([
-        ...BUILT_IN_ACTION_TYPES,
-        ...(config.enableNoopHandler ? [NOOP_ACTION_TYPE] : []),
-        ...(options.extraActionTypes ?? []),
-      ]),
+      types: new ActionTypeRegistry([...builtInActionTypes({ noop: config.enableNoopHandler }), ...(options.extraActionTypes ?? [])]),
       config,
       clock: () => new Date(),
       secrets: createSecretsBox({ key: config.secretsKey, keyFile: path.join(config.dataDir, 'secrets.key'), logger }),
@@ -253,7 +248,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       logger,
       db,
       engine,
-      handlerServices: { db, mailer, fetch: globalThis.fetch, filesRoot: config.filesRoot, clock: () => new Date(), logger },
+      handlerServices: { mailer, fetch: globalThis.fetch, filesRoot: config.filesRoot, clock: () => new Date(), logger },
       handlers: new HandlerRegistry([...builtInHandlers({ noop: config.enableNoopHandler }), ...(options.extraHandlers ?? [])]),
       pubsub,
       auth,

@@ -19,9 +19,6 @@ import { applyStep, commitStep } from './lifecycle/index.js';
 import { ForbiddenError, InvalidTransitionError } from './errors.js';
 import { assertReadable, canCancel, canDecide } from './policy.js';
 
-/** Types whose email approval needs a one-time code besides the link (spec: a button alone must not decide). */
-const NEEDS_CODE: ReadonlySet<string> = new Set(['make_payment', 'make_purchase']);
-
 /** An approval email to send once the creating statement has committed. */
 export interface PendingApprovalMail {
   action: Action;
@@ -53,7 +50,8 @@ export async function prepareApprovalRequest(
 ): Promise<ApprovalRequest> {
   if (!user.email) return { token: null, mail: null };
   const { token, tokenHash } = newApprovalToken();
-  const second = NEEDS_CODE.has(action.type) ? newOneTimeCode() : null;
+  // A button alone must not decide a payment or purchase: its type asks for a one-time code too.
+  const second = deps.types.get(action.type).approvalNeedsCode ? newOneTimeCode() : null;
   const requester = await deps.db.principal.findUniqueOrThrow({ where: { id: action.requestedById }, select: { name: true, role: true } });
   return {
     token: { id: randomUUID(), tokenHash, codeHash: second?.codeHash ?? null, recipient: user.email, expiresAt },
@@ -79,11 +77,12 @@ export async function sendApprovalRequest(deps: EngineDeps, mail: PendingApprova
       expiresAt: mail.expiresAt,
       approveUrl,
       needsCode: mail.code !== null,
+      types: deps.types,
     });
     await deps.mailer.send({ to: mail.to, ...message });
     if (mail.code) {
       const codeMail = renderOneTimeCodeEmail({
-        actionSummary: describeAction(mail.action.type, mail.action.payload).headline,
+        actionSummary: describeAction(mail.action.type, mail.action.payload, { types: deps.types }).headline,
         code: mail.code,
         expiresAt: mail.expiresAt,
       });

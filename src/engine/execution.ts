@@ -66,7 +66,7 @@ function handlerAction(action: Action): HandlerAction {
  * with its one-time code, for the payload about to run, and the audit trail records it.
  */
 export async function missingHumanApproval(deps: Pick<EngineDeps, 'db' | 'types'>, action: Action): Promise<string | null> {
-  const definition = deps.types.list().find((d) => d.type === action.type);
+  const definition = deps.types.find(action.type);
   if (!definition?.humanApproval) return null;
   const by = action.decidedBy;
   const need = `${action.type} runs only after a person approves it`;
@@ -201,7 +201,7 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
   let subject: HandlerAction;
   try {
     // Stored payloads are parsed with the type's schema, not cast.
-    subject = { ...handlerAction(action), payload: deps.types.validate(action.type, action.payload) };
+    subject = { ...handlerAction(action), payload: deps.types.parse(action.type, action.payload) };
   } catch (error) {
     const text = `the stored payload no longer fits the ${action.type} schema: ${error instanceof Error ? error.message : String(error)}`;
     await applyStep(deps, ref, { kind: 'fail', attempts: attempt, error: text, notes });

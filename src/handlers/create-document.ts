@@ -1,44 +1,39 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { link, lstat, mkdir, open, readdir, readFile, realpath, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { PermanentHandlerError, type ActionHandler, type HandlerAction } from './types.js';
+import { z } from 'zod';
+import { createDocument } from '../engine/action-types/create-document.js';
+import { defineHandler } from './define-handler.js';
+import { PermanentHandlerError, type HandlerAction } from './types.js';
 
-type DocumentFormat = 'markdown' | 'html' | 'text';
-
-const EXTENSIONS: Record<DocumentFormat, string> = { markdown: 'md', html: 'html', text: 'txt' };
+const EXTENSIONS = { markdown: 'md', html: 'html', text: 'txt' } as const;
 /** Longest slug in UTF-8 bytes; file names are limited to 255 bytes on most filesystems. */
 const SLUG_MAX_BYTES = 80;
-
-interface DocumentPayload {
-  title: string;
-  content: string;
-  format: DocumentFormat;
-  folder: string | undefined;
-}
 
 /**
  * `create_document` → a file in the user's folder:
  * `<filesRoot>/<spaceId>/<userId>/<folder?>/<slug(title)>-<first 8 chars of action id>.<md|html|txt>`.
  *
- * Idempotent by action: the file name is derived from the action id and the file appears
- * atomically (written to a temporary file, then hard-linked into place, which never replaces an
- * existing file), so a repeat finds its own file with the same content and reports it done
- * instead of writing a second one. Paths never leave the user's folder, symlinks included.
- * Rollback deletes the file unless it was changed since.
+ * Idempotent by action (`repeat: 'check'`): the file name is derived from the action id and the
+ * file appears atomically (written to a temporary file, then hard-linked into place, which
+ * never replaces an existing file), so a repeat finds its own file with the same content and
+ * reports it done instead of writing a second one. Paths never leave the user's folder,
+ * symlinks included. Rollback deletes the file unless it was changed since.
  */
-export const createDocumentHandler: ActionHandler = {
+export const createDocumentHandler = defineHandler({
   name: 'create-document.filesystem',
   kind: 'api',
-  types: ['create_document'],
-  isConfigured: () => true,
+  types: [createDocument],
+  repeat: 'check',
+  /** Where the file went (relative to the user's folder) and its SHA-256, to delete exactly it. */
+  rollbackData: z.object({ path: z.string().min(1), sha256: z.string().regex(/^[0-9a-f]{64}$/) }),
 
   async execute(ctx) {
-    const { action, services } = ctx;
-    const doc = readPayload(action.payload);
+    const { action, payload: doc, services } = ctx;
     await ctx.progress(`Writing "${doc.title}"…`);
 
     const userRoot = await ensureUserRoot(services.filesRoot, action);
-    const dir = await ensureFolder(userRoot, doc.folder);
+    const dir = await ensureFolder(userRoot, doc.folder || undefined);
     const target = path.join(dir, `${slug(doc.title)}-${action.id.slice(0, 8)}.${EXTENSIONS[doc.format]}`);
     const content = Buffer.from(doc.content, 'utf8');
     const sha256 = sha256Of(content);
@@ -55,12 +50,7 @@ export const createDocumentHandler: ActionHandler = {
   },
 
   async rollback(ctx) {
-    const saved = ctx.rollbackData;
-    const rel = saved?.['path'];
-    const expected = saved?.['sha256'];
-    if (typeof rel !== 'string' || typeof expected !== 'string') {
-      throw new PermanentHandlerError('cannot roll back: the saved rollback data has no document path and checksum');
-    }
+    const { path: rel, sha256: expected } = ctx.rollbackData;
     assertSafeSegment(ctx.action.spaceId, 'space id');
     assertSafeSegment(ctx.action.userId, 'user id');
     assertRelative(rel, 'document path');
@@ -79,21 +69,10 @@ export const createDocumentHandler: ActionHandler = {
     }
     await unlink(file).catch(ignoreCode('ENOENT'));
   },
-};
-
-function readPayload(payload: Record<string, unknown>): DocumentPayload {
-  const { title, content, format = 'markdown', folder } = payload;
-  if (typeof title !== 'string' || !title.trim()) throw new PermanentHandlerError('payload.title: is required');
-  if (typeof content !== 'string') throw new PermanentHandlerError('payload.content: is required');
-  if (format !== 'markdown' && format !== 'html' && format !== 'text') {
-    throw new PermanentHandlerError('payload.format: must be markdown, html or text');
-  }
-  if (folder !== undefined && typeof folder !== 'string') throw new PermanentHandlerError('payload.folder: must be a string');
-  return { title, content, format, folder: folder || undefined };
-}
+});
 
 /** Creates the user's folder if needed and returns its real path, checked to be inside the files root. */
-async function ensureUserRoot(filesRoot: string, action: HandlerAction): Promise<string> {
+async function ensureUserRoot(filesRoot: string, action: Pick<HandlerAction, 'spaceId' | 'userId'>): Promise<string> {
   assertSafeSegment(action.spaceId, 'space id');
   assertSafeSegment(action.userId, 'user id');
   const lexical = path.join(filesRoot, action.spaceId, action.userId);

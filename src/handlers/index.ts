@@ -6,12 +6,17 @@ import type { ActionHandler } from './types.js';
 
 /**
  * The built-in handlers, in registration order (which orders handlers of the same kind within
- * a chain). The one place handlers are registered: a new handler is a module and a line here.
+ * a chain). The one place handlers are registered: a new handler is a `defineHandler` module
+ * and a line here.
  */
+export const BUILT_IN_HANDLERS: readonly ActionHandler[] = [
+  createDocumentHandler,
+  manualHandler,
+];
+
+/** The handlers the composition root registers: the built-in ones, and `noop` when benchmarks or tests ask for it. */
 export function builtInHandlers(options: { noop: boolean }): ActionHandler[] {
-  const handlers: ActionHandler[] = [createDocumentHandler, manualHandler];
-  if (options.noop) handlers.push(noopHandler);
-  return handlers;
+  return options.noop ? [...BUILT_IN_HANDLERS, noopHandler] : [...BUILT_IN_HANDLERS];
 }
 
 /** The names of the handlers in `type`'s fallback chain, first choice first (for `actionTypes.handlers`). */

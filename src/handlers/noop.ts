@@ -1,26 +1,18 @@
-import { z } from 'zod';
-import type { ActionTypeDefinition } from '../engine/action-types.js';
-import type { ActionHandler } from './types.js';
+import { noop } from '../engine/action-types/noop.js';
+import { defineHandler } from './define-handler.js';
 
 /**
- * The `noop` action type, for benchmarks and tests: not built in, registered by the composition
- * root when `ENABLE_NOOP_HANDLER` is set.
+ * Serves `noop`: completes at once with provider `noop`; rolling back does nothing. Having no
+ * effect, a repeat is harmless without looking, as with a provider that deduplicates by the
+ * idempotency key (`provider`): the engine writes its execution row with the outcome, not before.
  */
-export const NOOP_ACTION_TYPE: ActionTypeDefinition = {
-  type: 'noop',
-  description: 'Does nothing and completes at once (benchmarks and tests).',
-  payload: z.strictObject({ note: z.string().max(1000).optional() }),
-  reversible: true,
-};
-
-/** Serves `noop`: completes at once with provider `noop`; rolling back does nothing. */
-export const noopHandler: ActionHandler = {
+export const noopHandler = defineHandler({
   name: 'noop',
   kind: 'api',
-  types: [NOOP_ACTION_TYPE.type],
-  isConfigured: () => true,
+  types: [noop],
+  repeat: 'provider',
   async execute() {
     return { status: 'completed', provider: 'noop', externalRef: null, data: { ok: true }, rollbackData: null };
   },
   async rollback() {},
-};
+});

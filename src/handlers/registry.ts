@@ -1,5 +1,5 @@
 import { shortInput } from '../engine/input-text.js';
-import { HANDLER_KIND_ORDER, type ActionHandler } from './types.js';
+import { HANDLER_KIND_ORDER, HANDLER_REPEATS, type ActionHandler } from './types.js';
 
 /** Thrown by {@link HandlerRegistry.get} for a handler name nobody registered. */
 export class UnknownHandlerError extends Error {
@@ -23,6 +23,9 @@ export class HandlerRegistry {
       if (this.#byName.has(handler.name)) throw new Error(`handler "${handler.name}" is registered twice`);
       if (!HANDLER_KIND_ORDER.includes(handler.kind)) {
         throw new Error(`handler "${handler.name}" has unknown kind "${String(handler.kind)}"`);
+      }
+      if (!HANDLER_REPEATS.includes(handler.repeat)) {
+        throw new Error(`handler "${handler.name}" must say how a repeat is made harmless (repeat: ${HANDLER_REPEATS.join(', ')})`);
       }
       this.#byName.set(handler.name, handler);
     }

@@ -1,4 +1,5 @@
-import type { HandlerConfig, PrismaClient } from '../generated/prisma/client.js';
+import type { z } from 'zod';
+import type { HandlerConfig } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
 import type { Mailer } from '../mail/mailer.js';
 
@@ -6,9 +7,24 @@ import type { Mailer } from '../mail/mailer.js';
 export type HandlerKind = 'api' | 'webhook' | 'email' | 'manual';
 export const HANDLER_KIND_ORDER: readonly HandlerKind[] = ['api', 'webhook', 'email', 'manual'];
 
-/** What handlers may use, injected by the worker (never imported). */
+/**
+ * How a handler makes a repeat of the same action harmless (spec §6), for when a worker dies
+ * mid-attempt and the job runs again:
+ * - `provider`: the other side deduplicates by the idempotency key (an `Idempotency-Key`
+ *   header, a Standard Webhooks `webhook-id`, a CalDAV UID with `If-None-Match: *`);
+ * - `check`: the handler looks whether its effect already happened (a file, an event) and
+ *   reports that instead of doing it twice;
+ * - `none`: it cannot tell (SMTP). The engine never runs it again after a crash; an operator
+ *   confirms the outcome.
+ */
+export type HandlerRepeat = 'provider' | 'check' | 'none';
+export const HANDLER_REPEATS: readonly HandlerRepeat[] = ['provider', 'check', 'none'];
+
+/**
+ * What handlers may use, injected by the worker (never imported). No database: handlers do
+ * their work; the engine does the bookkeeping (executions, audit, receipts, tasks).
+ */
 export interface HandlerServices {
-  db: PrismaClient;
   mailer: Mailer;
   /** For api and webhook handlers. */
   fetch: typeof fetch;
@@ -18,7 +34,7 @@ export interface HandlerServices {
   logger: Logger;
 }
 
-/** The action as a handler sees it. */
+/** The action as a handler sees it; `payload` is already parsed with its type's schema (defaults applied). */
 export interface HandlerAction {
   id: string;
   spaceId: string;
@@ -62,13 +78,18 @@ export type HandlerResult =
       rollbackData?: Record<string, unknown> | null;
     }
   | {
-      /** Cannot finish inside the job (a person, a callback): the action stays EXECUTING until it is settled. */
+      /**
+       * Not finished inside the job: the action stays EXECUTING until whatever `key` names
+       * finishes it (an operator today; a provider callback or webhook reply later), through
+       * the engine's one settle path.
+       */
       status: 'waiting';
+      /** What finishes it, unique per action and stable across repeats (manual: `manual:<action id>`). */
+      key: string;
+      /** The status message while waiting. */
       message: string;
-      /** What settles it later (e.g. `manual:<action id>`). */
-      key?: string;
-      /** Open an operator task with these instructions (the engine writes it with the waiting step). */
-      task?: { instructions: string } | null;
+      /** Asks the engine to open an operator task (one open task per key) with these plain-text instructions. */
+      task?: { instructions: string };
     };
 
 export interface RollbackContext {
@@ -80,19 +101,22 @@ export interface RollbackContext {
   services: HandlerServices;
 }
 
-/** One way to carry out some action types. Adding a handler is adding a module and a line in `src/handlers/index.ts`. */
+/**
+ * One way to carry out some action types: what the engine runs. Made by `defineHandler`
+ * (`src/handlers/define-handler.ts`); adding a handler is adding a module and a line in
+ * `src/handlers/index.ts`.
+ */
 export interface ActionHandler {
   /** Unique, e.g. `create-document.filesystem`. */
   name: string;
   kind: HandlerKind;
   types: readonly string[];
-  /**
-   * How a repeat (a retry, a job recovered from a dead worker) is made harmless (spec §6):
-   * `provider` deduplicates by the idempotency key, `check` looks whether the effect already
-   * happened, `none` cannot tell (SMTP): an interrupted attempt is never re-run, an operator
-   * confirms the outcome instead. Absent: `check`.
-   */
-  repeat?: 'provider' | 'check' | 'none';
+  /** How a repeat is made harmless (spec §6). */
+  repeat: HandlerRepeat;
+  /** The schema of its configuration's `settings`, when it declares one (for checking a configuration when it is saved). */
+  settings?: z.ZodType;
+  /** The schema of its configuration's `secrets`, when it declares one. */
+  secrets?: z.ZodType;
   /** Whether it can serve this action (e.g. a provider integration is configured). */
   isConfigured(action: HandlerAction, config: HandlerConfig | null): boolean;
   /** Extra checks beyond the type's schema; throw {@link PermanentHandlerError} to refuse. */

@@ -135,7 +135,10 @@ function fullRequestJson(payload: unknown): string {
  * could post directly anyway. There is no session or cookie for a forged request to ride on.
  */
 export function renderConfirmationPage(input: ConfirmationPageInput): string {
-  const { headline, details, generic } = describeAction(input.action.type, input.action.payload, { maxTextLength: 20_000 });
+  const { headline, details, generic } = describeAction(input.action.type, input.action.payload, {
+    maxTextLength: 20_000,
+    ...(input.types ? { types: input.types } : {}),
+  });
   const actionUrl = `/approvals/${encodeURIComponent(input.token)}`;
   // Why payments need a code and not just a button: mail security scanners (Safe Links and
   // the like) open links in headless browsers that run JavaScript and may submit forms they

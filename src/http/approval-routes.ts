@@ -63,6 +63,7 @@ async function sendConfirmationPage(
       requestedBy: { name: row.action.requestedBy.name, role: row.action.requestedBy.role.toLowerCase() },
       userHandle: row.action.user.handle,
       expiresAt: row.expiresAt,
+      types: app.engine.types,
       token,
       needsCode: row.codeHash !== null,
       ...(codeError ? { codeError } : {}),

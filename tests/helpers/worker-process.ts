@@ -4,31 +4,31 @@ import { existsSync } from 'node:fs';
 import { appendFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { z } from 'zod';
 import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import type { ActionHandler } from '../../src/handlers/types.js';
+import { defineHandler } from '../../src/handlers/define-handler.js';
 import { createLogger } from '../../src/logger.js';
 import { startWorker } from '../../src/worker.js';
+import { sideEffectType } from './side-effect-type.js';
 
 const effectsDir = process.env.TEST_EFFECTS_DIR!;
 
 /** Performs its effect once per idempotency key (a marker file), then takes `ms` to finish. */
-export const sideEffectHandler: ActionHandler = {
+export const sideEffectHandler = defineHandler({
   name: 'test.side-effect',
   kind: 'api',
-  types: ['test_side_effect'],
-  isConfigured: () => true,
+  types: [sideEffectType],
+  repeat: 'check',
   async execute(ctx) {
     const marker = path.join(effectsDir, `${ctx.idempotencyKey.replace(/[^A-Za-z0-9-]/g, '_')}.done`);
     if (!existsSync(marker)) {
       await appendFile(path.join(effectsDir, 'effects.log'), `${ctx.action.id} pid=${process.pid}\n`);
       await writeFile(marker, String(process.pid));
     }
-    await sleep(Number(ctx.action.payload.ms ?? 0));
+    await sleep(ctx.payload.ms ?? 0);
     return { status: 'completed', provider: 'test', data: { pid: process.pid } };
   },
-};
+});
 
 const config = loadConfig(process.env);
 const logger = createLogger({ level: config.logLevel });
@@ -36,9 +36,7 @@ const app = await createApp(config, logger, {
   migrate: false,
   sweepExpiredApprovals: false,
   extraHandlers: [sideEffectHandler],
-  extraActionTypes: [
-    { type: 'test_side_effect', description: 'test', payload: z.strictObject({ ms: z.number().optional() }), reversible: false },
-  ],
+  extraActionTypes: [sideEffectType],
 });
 // Lock and stalled check come from WORKER_LOCK_MS / WORKER_STALLED_CHECK_MS (defaults unless the test sets them).
 const worker = startWorker(app);

@@ -4,9 +4,11 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defineActionType } from '../../src/engine/action-types.js';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { jobIdFor } from '../../src/engine/queue.js';
-import { PermanentHandlerError, type ActionHandler } from '../../src/handlers/types.js';
+import { defineHandler } from '../../src/handlers/define-handler.js';
+import { PermanentHandlerError } from '../../src/handlers/types.js';
 import { graphql } from '../generated/gql.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -141,54 +143,62 @@ const Receipts = graphql(`
   }
 `);
 
+const testType = <T extends string>(type: T) =>
+  defineActionType({
+    type,
+    description: 'test',
+    payload: z.strictObject({ note: z.string().optional(), ms: z.number().optional() }),
+    reversible: false,
+  });
+const testTypes = {
+  flaky: testType('test_flaky'),
+  broken: testType('test_broken'),
+  slow: testType('test_slow'),
+  lookalike: testType('test_lookalike'),
+};
+
 const calls = { flaky: 0 };
-const flakyHandler: ActionHandler = {
+const flakyHandler = defineHandler({
   name: 'test.flaky',
   kind: 'api',
-  types: ['test_flaky'],
-  isConfigured: () => true,
+  types: [testTypes.flaky],
+  repeat: 'check',
   async execute() {
     calls.flaky += 1;
     if (calls.flaky <= 2) throw new Error(`temporary outage #${calls.flaky}`);
     return { status: 'completed', provider: 'test', data: { calls: calls.flaky } };
   },
-};
-const brokenHandler: ActionHandler = {
+});
+const brokenHandler = defineHandler({
   name: 'test.broken',
   kind: 'api',
-  types: ['test_broken'],
-  isConfigured: () => true,
+  types: [testTypes.broken],
+  repeat: 'check',
   async execute() {
     throw new PermanentHandlerError('the provider refuses this request');
   },
-};
+});
 // A provider whose own client fails with a message that reads like a database outage of ours.
-const lookalikeHandler: ActionHandler = {
+const lookalikeHandler = defineHandler({
   name: 'test.lookalike',
   kind: 'api',
-  types: ['test_lookalike'],
-  isConfigured: () => true,
+  types: [testTypes.lookalike],
+  repeat: 'check',
   async execute() {
     throw new Error('Connection terminated unexpectedly');
   },
-};
+});
 const started: Array<{ note: string; at: number }> = [];
-const slowHandler: ActionHandler = {
+const slowHandler = defineHandler({
   name: 'test.slow',
   kind: 'api',
-  types: ['test_slow'],
-  isConfigured: () => true,
-  async execute(ctx) {
-    started.push({ note: String(ctx.action.payload.note ?? ''), at: Date.now() });
-    await sleep(Number(ctx.action.payload.ms ?? 0));
+  types: [testTypes.slow],
+  repeat: 'check',
+  async execute({ payload }) {
+    started.push({ note: payload.note ?? '', at: Date.now() });
+    await sleep(payload.ms ?? 0);
     return { status: 'completed', provider: 'test', data: {} };
   },
-};
-const testType = (type: string) => ({
-  type,
-  description: 'test',
-  payload: z.strictObject({ note: z.string().optional(), ms: z.number().optional() }),
-  reversible: false,
 });
 
 let t: TestServer;
@@ -202,7 +212,7 @@ beforeAll(async () => {
     env: { RETRY_BACKOFF_MS: '50', WORKER_CONCURRENCY: '1', RECONCILE_SECONDS: '3600' },
     app: {
       extraHandlers: [flakyHandler, brokenHandler, slowHandler, lookalikeHandler],
-      extraActionTypes: [testType('test_flaky'), testType('test_broken'), testType('test_slow'), testType('test_lookalike')],
+      extraActionTypes: Object.values(testTypes),
     },
     worker: true,
   });

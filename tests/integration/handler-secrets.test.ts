@@ -8,10 +8,11 @@ import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
+import { defineActionType } from '../../src/engine/action-types.js';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { openHandlerSecrets } from '../../src/engine/execution.js';
 import { createSecretsBox } from '../../src/engine/secrets.js';
-import type { ActionHandler } from '../../src/handlers/types.js';
+import { defineHandler } from '../../src/handlers/define-handler.js';
 import { createLogger } from '../../src/logger.js';
 import { createApiServer, type ApiServer } from '../../src/server.js';
 import { startWorker, type ActionWorker } from '../../src/worker.js';
@@ -22,17 +23,21 @@ import { deleteRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '../helpers/r
 const SECRET = `sk_live_${randomBytes(12).toString('hex')}`;
 const SECRET_2 = `whsec_${randomBytes(12).toString('hex')}`;
 
-const received: Array<{ secrets: Record<string, unknown> | null; settings: unknown }> = [];
-const probeHandler: ActionHandler = {
+const received: Array<{ secrets: unknown; settings: unknown }> = [];
+const probeType = defineActionType({ type: 'secret_probe', description: 'test', payload: z.strictObject({ provider: z.string() }), reversible: false });
+// Configured only with a configuration (the default when a handler declares settings or secrets).
+const probeHandler = defineHandler({
   name: 'probe.api',
   kind: 'api',
-  types: ['secret_probe'],
-  isConfigured: (_action, config) => config !== null,
+  types: [probeType],
+  repeat: 'provider',
+  settings: z.object({ url: z.url() }),
+  secrets: z.object({ apiKey: z.string().min(1), signingKey: z.string().min(1) }).partial(),
   async execute(ctx) {
-    received.push({ secrets: ctx.secrets, settings: ctx.config?.settings });
+    received.push({ secrets: ctx.secrets, settings: ctx.settings });
     return { status: 'completed', provider: 'probe', data: { ok: true } };
   },
-};
+});
 
 const UPSERT = `mutation Upsert($input: HandlerConfigInput!) {
   upsertHandlerConfig(input: $input) {
@@ -74,7 +79,7 @@ beforeAll(async () => {
   app = await createApp(config, logger, {
     migrate: false,
     extraHandlers: [probeHandler],
-    extraActionTypes: [{ type: 'secret_probe', description: 'test', payload: z.strictObject({ provider: z.string() }), reversible: false }],
+    extraActionTypes: [probeType],
   });
   worker = startWorker(app);
   server = createApiServer(app);
@@ -183,7 +188,8 @@ describe('handler secrets (upsertHandlerConfig)', () => {
     expect((await storedRows())[0]!.secretsCiphertext).toBeNull();
     received.length = 0;
     await runProbe();
-    expect(received[0]!.secrets).toBeNull();
+    // None stored: the handler's schema reads them from {} (all optional here), so it gets none.
+    expect(received[0]!.secrets).toEqual({});
 
     const audit = await gql(AUDIT, { filter: { event: ['handler_config.upserted'] } });
     expect(audit.text).not.toContain(SECRET);

@@ -3,8 +3,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPrismaClient } from '../../src/db/prisma-client.js';
-import type { PrismaClient } from '../../src/generated/prisma/client.js';
+import { ActionTypeRegistry, BUILT_IN_ACTION_TYPES } from '../../src/engine/action-types.js';
 import { createDocumentHandler } from '../../src/handlers/create-document.js';
 import { manualHandler } from '../../src/handlers/manual.js';
 import {
@@ -16,51 +15,35 @@ import {
 } from '../../src/handlers/types.js';
 import { createLogger } from '../../src/logger.js';
 import { createMailer } from '../../src/mail/mailer.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 
+// Handlers get no database (the engine does the bookkeeping): these run them on their own.
 let tmp: string;
 let filesRoot: string;
-let database: TestDatabase;
-let db: PrismaClient;
 let services: HandlerServices;
-let spaceId: string;
-let userId: string;
-let principalId: string;
+const spaceId = randomUUID();
+const userId = randomUUID();
+const types = new ActionTypeRegistry(BUILT_IN_ACTION_TYPES);
 
 beforeAll(async () => {
   tmp = await mkdtemp(path.join(tmpdir(), 'ae-handlers-'));
   filesRoot = path.join(tmp, 'files');
-  database = await createTestDatabase();
-  db = createPrismaClient({ connection: database.connection, poolMax: 5 });
   const logger = createLogger({ level: 'silent' });
   services = {
-    db,
     mailer: createMailer({ smtpUrl: undefined, from: 'engine@example.test', outboxDir: path.join(tmp, 'outbox'), logger }),
     fetch: globalThis.fetch,
     filesRoot,
     clock: () => new Date(),
     logger,
   };
-  const space = await db.space.create({ data: { slug: 'handlers' } });
-  const user = await db.user.create({ data: { spaceId: space.id, handle: 'ada' } });
-  const principal = await db.principal.create({ data: { spaceId: space.id, role: 'AGENT', userId: user.id, name: 'agent' } });
-  spaceId = space.id;
-  userId = user.id;
-  principalId = principal.id;
 });
 afterAll(async () => {
   services?.mailer.close();
-  await db?.$disconnect();
-  await database?.drop();
   await rm(tmp, { recursive: true, force: true });
 });
 
-/** An action as handlers see it, stored as a row too (the manual task refers to it). */
-async function storedAction(type: string, payload: Record<string, unknown>): Promise<HandlerAction> {
-  const row = await db.action.create({
-    data: { spaceId, userId, requestedById: principalId, type, payload: payload as object, payloadHash: 'test', status: 'EXECUTING' },
-  });
-  return { id: row.id, spaceId, userId, type, payload, priority: row.priority };
+/** An action as the engine hands it to a handler: its payload parsed with its type's schema. */
+function parsedAction(type: string, payload: unknown): HandlerAction {
+  return { id: randomUUID(), spaceId, userId, type, payload: types.parse(type, payload), priority: 5 };
 }
 
 function context(action: HandlerAction, progress: string[] = []): HandlerContext {
@@ -196,50 +179,56 @@ describe('manual', () => {
     special_instructions: 'Make it extra hot',
   };
 
-  it('creates exactly one OPEN task for an order, however often it is executed', async () => {
-    const action = await storedAction('order', order);
+  it('hands an order to an operator: waiting under manual:<action id>, with the task\'s instructions, the same on every repeat', async () => {
+    const action = parsedAction('order', order);
     const first = await manualHandler.execute(context(action));
     const repeats = await Promise.all([1, 2, 3, 4, 5].map(() => manualHandler.execute(context(action))));
 
-    expect(first).toEqual({ status: 'waiting', message: 'Waiting for an operator: place an order with downtown-cafe' });
+    expect(first).toMatchObject({
+      status: 'waiting',
+      key: `manual:${action.id}`,
+      message: 'Waiting for an operator: Order from downtown-cafe: 1 × Latte, 2 × Croissant, pickup 15 minutes',
+    });
+    // The same key every time: the engine opens one task per key, however often this runs.
     for (const r of repeats) expect(r).toEqual(first);
-
-    const tasks = await db.manualTask.findMany({ where: { actionId: action.id } });
-    expect(tasks).toHaveLength(1);
-    const [task] = tasks;
-    expect(task).toMatchObject({ spaceId, actionId: action.id, status: 'OPEN' });
-    expect(task!.instructions).toContain(
-      'Place this order with downtown-cafe: 1 × Latte (oat milk, extra shot) — 5.50; 2 × Croissant — 3.25; total 12.00.',
-    );
-    expect(task!.instructions).toContain('Customer: John Doe (+1234567890)');
-    expect(task!.instructions).toContain('Pickup: 15 minutes');
-    expect(task!.instructions).toContain('Special instructions: Make it extra hot');
-
-    // Racing first executions (two workers, a recovered job) still open one task.
-    const raced = await storedAction('order', order);
-    await Promise.all(Array.from({ length: 8 }, () => manualHandler.execute(context(raced))));
-    expect(await db.manualTask.count({ where: { actionId: raced.id, status: 'OPEN' } })).toBe(1);
+    if (first.status !== 'waiting') throw new Error('expected waiting');
+    const instructions = first.task!.instructions;
+    expect(instructions).toContain('Place this order with downtown-cafe: 1 × Latte (oat milk, extra shot) — 5.50; 2 × Croissant — 3.25; total 12.00.');
+    expect(instructions).toContain('Customer: John Doe (+1234567890)');
+    expect(instructions).toContain('Pickup: 15 minutes');
+    expect(instructions).toContain('Special instructions: Make it extra hot');
+    expect(instructions).toContain(`Action ${action.id} (order) for user ${userId}. Complete this task with the outcome when done.`);
+    expect(manualHandler.repeat).toBe('provider');
   });
 
-  it('opens a new task once the previous one is closed, and serves every built-in type', async () => {
-    const action = await storedAction('send_email', { to: ['ops@example.test'], subject: 'Hello', body: 'Hi there' });
-    await manualHandler.execute(context(action));
-    await db.manualTask.updateMany({ where: { actionId: action.id }, data: { status: 'CANCELLED' } });
-    const result = await manualHandler.execute(context(action));
-
-    expect(result).toEqual({ status: 'waiting', message: 'Waiting for an operator: send "Hello" to ops@example.test' });
-    const tasks = await db.manualTask.findMany({ where: { actionId: action.id }, orderBy: { createdAt: 'asc' } });
-    expect(tasks.map((t) => t.status)).toEqual(['CANCELLED', 'OPEN']);
-    expect(tasks[1]!.instructions).toContain('Subject: Hello');
-    expect(manualHandler.types).toEqual([
-      'send_email',
-      'create_calendar_event',
-      'move_file',
-      'create_document',
-      'make_payment',
-      'make_purchase',
-      'order',
-    ]);
+  it('serves every built-in type, with instructions from the type\'s own description', async () => {
+    expect(manualHandler.types).toEqual(['send_email', 'create_calendar_event', 'move_file', 'create_document', 'make_payment', 'make_purchase', 'order']);
     expect(manualHandler.rollback).toBeUndefined();
+
+    const email = await manualHandler.execute(context(parsedAction('send_email', { to: ['ops@example.test'], subject: 'Hello', body: 'Hi there' })));
+    expect(email).toMatchObject({ status: 'waiting', message: 'Waiting for an operator: Send an email to ops@example.test with the subject “Hello”' });
+    if (email.status !== 'waiting') throw new Error('expected waiting');
+    expect(email.task!.instructions).toMatch(/^Send this email on the user's behalf\.\nTo: ops@example\.test\nSubject: Hello\n\nHi there\n/);
+
+    const move = parsedAction('move_file', { from: 'in/a.pdf', to: 'done/a.pdf' });
+    const moved = await manualHandler.execute(context(move));
+    if (moved.status !== 'waiting') throw new Error('expected waiting');
+    expect(moved.task!.instructions).toContain(`Move the file "in/a.pdf" to "done/a.pdf" inside the user's folder (${spaceId}/${userId}).`);
+
+    // A long text is quoted up to 20,000 characters; the rest stays in the payload.
+    const long = parsedAction('create_document', { title: 'Long', content: 'x'.repeat(25_000) });
+    const written = await manualHandler.execute(context(long));
+    if (written.status !== 'waiting') throw new Error('expected waiting');
+    expect(written.task!.instructions).toContain(`Write a markdown document titled "Long" in the user's folder (${spaceId}/${userId}), with this content:`);
+    expect(written.task!.instructions).toContain(`${'x'.repeat(20_000)}\n… (cut at 20000 characters; the full text is in the action's payload)`);
+    expect(written.task!.instructions).not.toContain('x'.repeat(20_001));
+
+    for (const definition of BUILT_IN_ACTION_TYPES) {
+      const [example] = (definition.payload.meta()?.examples ?? []) as unknown[];
+      const result = await manualHandler.execute(context(parsedAction(definition.type, example)));
+      expect(result, definition.type).toMatchObject({ status: 'waiting', key: expect.stringMatching(/^manual:/), task: { instructions: expect.stringMatching(/\S/) } });
+      if (result.status !== 'waiting') throw new Error('expected waiting');
+      expect(result.message).not.toMatch(/Run the action/);
+    }
   });
 });

@@ -1,22 +1,23 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
-import type { ActionHandler } from '../../src/handlers/types.js';
+import { makePayment } from '../../src/engine/action-types/make-payment.js';
+import { defineHandler } from '../../src/handlers/define-handler.js';
 import { approvalToken, readOutbox } from '../helpers/outbox.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 // A payment integration of the test's own, first in make_payment's chain: it counts what it pays.
 const paid: string[] = [];
-const paymentProbe: ActionHandler = {
+const paymentProbe = defineHandler({
   name: 'payment.test',
   kind: 'api',
-  types: ['make_payment'],
-  isConfigured: () => true,
+  types: [makePayment],
+  repeat: 'provider',
   async execute(ctx) {
     paid.push(ctx.action.id);
     return { status: 'completed', provider: 'test-bank', data: { paid: true } };
   },
-};
+});
 
 let t: TestServer;
 let admin: string;

@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defineActionType } from '../../src/engine/action-types.js';
 import { createApiKey } from '../../src/engine/api-keys.js';
-import type { ActionHandler } from '../../src/handlers/types.js';
+import { defineHandler } from '../../src/handlers/define-handler.js';
 import { startOwnPostgres, type OwnPostgres } from '../helpers/own-services.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { postGraphqlTimed } from '../helpers/http.js';
@@ -15,17 +16,18 @@ let t: TestServer;
 
 /** Handler runs, by idempotency key (a run interrupted by the outage may be repeated under the same key). */
 const calls = new Map<string, number>();
-const outageHandler: ActionHandler = {
+const outageType = defineActionType({ type: 'test_outage_effect', description: 'test', payload: z.strictObject({ ms: z.number().optional() }), reversible: false });
+const outageHandler = defineHandler({
   name: 'test.outage-effect',
   kind: 'api',
-  types: ['test_outage_effect'],
-  isConfigured: () => true,
+  types: [outageType],
+  repeat: 'provider',
   async execute(ctx) {
     calls.set(ctx.idempotencyKey, (calls.get(ctx.idempotencyKey) ?? 0) + 1);
-    await sleep(Number(ctx.action.payload.ms ?? 0));
+    await sleep(ctx.payload.ms ?? 0);
     return { status: 'completed', provider: 'test', data: { done: true } };
   },
-};
+});
 
 beforeAll(async () => {
   pg = await startOwnPostgres();
@@ -35,9 +37,7 @@ beforeAll(async () => {
     worker: true,
     app: {
       extraHandlers: [outageHandler],
-      extraActionTypes: [
-        { type: 'test_outage_effect', description: 'test', payload: z.strictObject({ ms: z.number().optional() }), reversible: false },
-      ],
+      extraActionTypes: [outageType],
     },
   });
 }, 60_000);

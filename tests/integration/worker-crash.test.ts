@@ -2,10 +2,10 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { startService, type ServiceProcess } from '../helpers/cli.js';
+import { sideEffectType } from '../helpers/side-effect-type.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const workerScript = path.resolve(import.meta.dirname, '../helpers/worker-process.ts');
@@ -17,9 +17,7 @@ const workers: ServiceProcess[] = [];
 beforeAll(async () => {
   t = await startTestServer({
     app: {
-      extraActionTypes: [
-        { type: 'test_side_effect', description: 'test', payload: z.strictObject({ ms: z.number().optional() }), reversible: false },
-      ],
+      extraActionTypes: [sideEffectType],
     },
   });
   effectsDir = await mkdtemp(path.join(tmpdir(), 'ae-effects-'));

@@ -1,7 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import { z } from 'zod';
 import {
   ActionTypeRegistry,
   BUILT_IN_ACTION_TYPES,
+  builtInActionTypes,
+  defineActionType,
+  type PayloadOf,
   FILE_PATH_PATTERN,
   MULTI_LINE_PATTERN,
   purchaseTotalMatches,
@@ -10,9 +14,10 @@ import {
 } from '../../src/engine/action-types.js';
 import { InvalidPayloadError, PayloadErrors, UnknownTypeError } from '../../src/engine/errors.js';
 import { isReversible } from '../../src/engine/rollback.js';
+import { createDocument } from '../../src/engine/action-types/create-document.js';
+import { defineHandler } from '../../src/handlers/define-handler.js';
 import { manualHandler } from '../../src/handlers/manual.js';
 import { HandlerRegistry } from '../../src/handlers/registry.js';
-import type { ActionHandler } from '../../src/handlers/types.js';
 
 const types = new ActionTypeRegistry(BUILT_IN_ACTION_TYPES);
 
@@ -167,7 +172,14 @@ describe('the published JSON Schema says what the server checks', () => {
 });
 
 describe('reversible comes from the handler chain', () => {
-  const undoable = { name: 'undoable', kind: 'api', types: ['create_document'], isConfigured: () => true, execute: async () => ({ status: 'waiting', message: '' }), rollback: async () => {} } as ActionHandler;
+  const undoable = defineHandler({
+    name: 'undoable',
+    kind: 'api',
+    types: [createDocument],
+    repeat: 'check',
+    execute: async () => ({ status: 'completed', provider: 'test', data: {} }),
+    rollback: async () => {},
+  });
   const registry = new HandlerRegistry([undoable, manualHandler]);
 
   it('is true only when the type allows it and a handler of its chain implements rollback', () => {
@@ -390,5 +402,199 @@ describe('loose checks made strict', () => {
     }
     expect(types.validate('move_file', { from: './a.txt', to: 'b/a.txt' })).toEqual({ from: './a.txt', to: 'b/a.txt' });
     expect(types.validate('move_file', { from: 'A.txt', to: 'a.txt' })).toBeTruthy();
+  });
+});
+
+describe('defineActionType', () => {
+  it('fills in what a type does not say: no human approval, no one-time code', () => {
+    const t = defineActionType({ type: 'book_room', description: 'Book a room.', payload: z.strictObject({ room: z.string() }), reversible: true });
+    expect(t).toMatchObject({ type: 'book_room', humanApproval: false, approvalNeedsCode: false, reversible: true });
+    expect(Object.isFrozen(t)).toBe(true);
+  });
+
+  it('refuses a name agents could not type', () => {
+    for (const bad of ['', 'Send', 'send-email', '1st', 'a'.repeat(65), 'send email']) {
+      expect(() => defineActionType({ type: bad, description: 'x', payload: z.strictObject({}), reversible: false }), bad).toThrow(/action type name/);
+    }
+  });
+
+  it('built-in types say which need a person and a one-time code (payments and purchases), where the approval code used to keep a list', () => {
+    const flags = Object.fromEntries(types.list().map((t) => [t.type, { human: t.humanApproval, code: t.approvalNeedsCode }]));
+    expect(flags).toEqual({
+      send_email: { human: false, code: false },
+      create_calendar_event: { human: false, code: false },
+      move_file: { human: false, code: false },
+      create_document: { human: false, code: false },
+      make_payment: { human: true, code: true },
+      make_purchase: { human: false, code: true },
+      order: { human: false, code: false },
+    });
+  });
+
+  it('registers noop only when asked', () => {
+    expect(builtInActionTypes({ noop: false }).map((t) => t.type)).not.toContain('noop');
+    expect(builtInActionTypes({ noop: true }).map((t) => t.type)).toEqual([...BUILT_IN_ACTION_TYPES.map((t) => t.type), 'noop']);
+  });
+
+  it('types describe and handlers by the payload schema (checked by tsc)', () => {
+    expectTypeOf<PayloadOf<typeof createDocument>>().toEqualTypeOf<{ title: string; content: string; format: 'markdown' | 'html' | 'text'; folder?: string | undefined }>();
+    // A handler of all built-in types (manual) sees the union of their payloads.
+    expectTypeOf<PayloadOf<typeof createDocument>>().toExtend<PayloadOf<(typeof BUILT_IN_ACTION_TYPES)[number]>>();
+    expectTypeOf<PayloadOf<(typeof BUILT_IN_ACTION_TYPES)[0]>>().toHaveProperty('to').toEqualTypeOf<string[]>();
+  });
+});
+
+/** Every property of a JSON Schema, with its path, through nested objects and array items. */
+function properties(schema: JsonSchema, at: string[] = []): Array<{ path: string; schema: JsonSchema }> {
+  const out: Array<{ path: string; schema: JsonSchema }> = [];
+  for (const [name, child] of Object.entries(schema.properties ?? {})) {
+    out.push({ path: [...at, name].join('.'), schema: child }, ...properties(child, [...at, name]));
+  }
+  if (schema.items) out.push(...properties(schema.items, [...at, '[]']));
+  return out;
+}
+interface JsonSchema {
+  description?: string;
+  examples?: unknown[];
+  properties?: Record<string, JsonSchema>;
+  items?: JsonSchema;
+}
+
+describe('published JSON Schemas explain themselves', () => {
+  it('every field of every built-in type has a description', () => {
+    for (const t of types.list()) {
+      const missing = properties(types.jsonSchema(t.type) as JsonSchema).filter((p) => !p.schema.description && !p.schema.items?.description);
+      expect(missing.map((p) => `${t.type}.${p.path}`)).toEqual([]);
+    }
+  });
+
+  it('every built-in type has a whole-payload example, and it is valid', () => {
+    for (const t of [...types.list(), ...builtInActionTypes({ noop: true }).filter((d) => d.type === 'noop')]) {
+      const examples = (new ActionTypeRegistry([t]).jsonSchema(t.type) as JsonSchema).examples ?? [];
+      expect(examples.length, t.type).toBeGreaterThan(0);
+      for (const example of examples) expect(() => new ActionTypeRegistry([t]).validate(t.type, example), t.type).not.toThrow();
+    }
+  });
+});
+
+describe('parse (stored payloads, for the worker)', () => {
+  it('returns the payload as handlers get it: defaults applied, text trimmed', () => {
+    expect(types.parse('create_document', { title: '  Notes ', content: 'c' })).toEqual({ title: 'Notes', content: 'c', format: 'markdown' });
+    expect(types.parse('order', { provider: 'cafe', items: [{ name: 'Latte', price: 3 }] })).toEqual({
+      provider: 'cafe',
+      items: [{ name: 'Latte', price: 3, quantity: 1 }],
+    });
+  });
+
+  it('refuses a stored payload that no longer fits, naming the field, and an unknown type', () => {
+    expect(() => types.parse('send_email', { to: ['a@b.co'], subject: 's' })).toThrow(PayloadErrors);
+    expect(() => types.parse('send_email', { to: ['a@b.co'], subject: 's' })).toThrow(/payload\.body: is required/);
+    expect(() => types.parse('launch', {})).toThrow(UnknownTypeError);
+  });
+});
+
+describe('describe: what an action will do, from its type', () => {
+  it('every built-in type describes its example in plain words, with operator instructions', () => {
+    for (const t of types.list()) {
+      const [example] = (types.jsonSchema(t.type) as JsonSchema).examples ?? [];
+      const d = types.describe(t.type, example);
+      expect(d.generic, t.type).toBe(false);
+      expect(d.headline, t.type).toMatch(/^[A-Z]/);
+      expect(d.details.length, t.type).toBeGreaterThan(0);
+      expect(d.instructions, t.type).toMatch(/\S/);
+      // Nothing left over: each built-in describer reads every field it is given.
+      expect(d.details.map((x) => x.label), t.type).not.toContain('Other details');
+    }
+  });
+
+  it('built-in describers show every field of a payload that has them all (none left to "Other details")', () => {
+    const full: Record<string, unknown> = {
+      send_email: { to: ['a@b.co'], cc: ['c@b.co'], bcc: ['d@b.co'], subject: 'S', body: 'B', html: '<p>B</p>' },
+      create_calendar_event: {
+        title: 'T',
+        start_time: '2030-01-01T10:00:00Z',
+        end_time: '2030-01-01T11:00:00Z',
+        description: 'D',
+        attendees: ['a@b.co'],
+        location: 'L',
+        timezone: 'Europe/Berlin',
+      },
+      move_file: { from: 'a', to: 'b' },
+      create_document: { title: 'T', content: 'C', format: 'text', folder: 'f' },
+      make_payment: { amount: 1, currency: 'EUR', recipient: 'R', memo: 'M' },
+      make_purchase: { items: [{ name: 'N', price: 1, quantity: 2 }], merchant: 'M', total: 2, currency: 'EUR' },
+      order: {
+        provider: 'P',
+        items: [{ name: 'N', price: 1, quantity: 2, modifications: ['m'] }],
+        pickup_time: '12:30',
+        customer_name: 'C',
+        customer_phone: '+1 555 0100',
+        special_instructions: 'S',
+      },
+    };
+    expect(Object.keys(full)).toEqual(types.list().map((t) => t.type));
+    for (const t of types.list()) {
+      expect(t.payload, t.type).toBeInstanceOf(z.ZodObject);
+      const fields = Object.keys((t.payload as z.ZodObject).shape);
+      expect(Object.keys(full[t.type] as object).sort(), `${t.type}: the payload above has every field`).toEqual(fields.sort());
+      const d = types.describe(t.type, full[t.type]);
+      expect(d.generic, t.type).toBe(false);
+      expect(d.details.map((x) => x.label), t.type).not.toContain('Other details');
+    }
+  });
+
+  it('shows a payload as JSON when its type has no describe, when it does not fit, or when describe throws', () => {
+    const plain = defineActionType({ type: 'plain', description: 'x', payload: z.strictObject({ n: z.number() }), reversible: false });
+    const broken = defineActionType({
+      type: 'broken',
+      description: 'x',
+      payload: z.strictObject({ n: z.number() }),
+      reversible: false,
+      describe: () => {
+        throw new Error('bug in a describer');
+      },
+    });
+    const registry = new ActionTypeRegistry([plain, broken]);
+    expect(registry.describe('plain', { n: 1 })).toMatchObject({ generic: true, headline: 'Run the action “plain”' });
+    expect(registry.describe('plain', { n: 1 }).instructions).toBe('Carry out this plain action:\n\n{\n  "n": 1\n}');
+    expect(registry.describe('broken', { n: 1 })).toMatchObject({ generic: true, headline: 'Run the action “broken”' });
+    expect(types.describe('send_email', { to: 'not a list' })).toMatchObject({ generic: true });
+    expect(types.describe('no_such_type', { a: 1 })).toMatchObject({ generic: true });
+  });
+
+  it('makes what a describer returns safe to show, whatever the schema let through: one-line values, no control or bidi characters, long text cut', () => {
+    const lax = defineActionType({
+      type: 'lax',
+      description: 'x',
+      payload: z.strictObject({ name: z.string(), notes: z.string(), tags: z.array(z.string()) }),
+      reversible: false,
+      describe: (p) => ({
+        headline: `Greet ${p.name}`,
+        details: [
+          { label: 'Name', value: p.name },
+          { label: 'Tags', value: p.tags },
+          { label: 'Notes', value: p.notes, format: 'text' },
+          { label: 'Empty', value: '  ' },
+          { label: 'Nothing', value: undefined },
+          false,
+        ],
+      }),
+    });
+    const registry = new ActionTypeRegistry([lax]);
+    const d = registry.describe('lax', { name: 'Eve\r\nBcc: x@y\u202e', tags: ['a\nb'], notes: `ok\r\nline\u0007${'n'.repeat(50)}` }, { maxTextLength: 20 });
+    expect(d.headline).toBe('Greet Eve Bcc: x@y');
+    expect(d.details).toEqual([
+      { label: 'Name', value: 'Eve Bcc: x@y' },
+      { label: 'Tags', value: ['a b'] },
+      // "ok\nline" and 50 × n is 57 characters: 20 shown.
+      { label: 'Notes', value: `ok\nline${'n'.repeat(13)}\n… (37 more characters not shown)`, format: 'text' },
+    ]);
+    // Without instructions of its own: the headline and the details.
+    expect(d.instructions).toMatch(/^Greet Eve Bcc: x@y\.\nName: Eve Bcc: x@y\nTags: a b\nNotes:\n\nok\nline/);
+  });
+
+  it('parsed payloads are not parsed again (the worker\'s), and operator instructions name the user\'s folder', () => {
+    const d = types.describe('move_file', { from: 'a.txt', to: 'b.txt' }, { parsed: true, about: { id: 'act', spaceId: 'sp', userId: 'us' } });
+    expect(d.instructions).toBe('Move the file "a.txt" to "b.txt" inside the user\'s folder (sp/us).');
   });
 });

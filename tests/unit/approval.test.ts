@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
 
 const spies = vi.hoisted(() => ({ timingSafeEqual: vi.fn(), randomBytes: vi.fn(), randomInt: vi.fn() }));
 
@@ -27,6 +28,7 @@ const {
 const { describeAction, escapeHtml, renderApprovalEmail, renderOneTimeCodeEmail, safeSubject } = await import(
   '../../src/mail/approval-email.js'
 );
+const { ActionTypeRegistry, BUILT_IN_ACTION_TYPES, defineActionType } = await import('../../src/engine/action-types.js');
 const { APPROVAL_PAGE_HEADERS, parseDecisionForm, renderConfirmationPage, renderErrorPage, renderResultPage } = await import(
   '../../src/http/approval-pages.js'
 );
@@ -186,17 +188,17 @@ const URL_ = `https://ae.example/approvals/${TOKEN}`;
 
 describe('describeAction', () => {
   it('says in plain words what each built-in type will do', () => {
-    expect(describeAction('send_email', { to: ['a@x', 'b@y'], subject: 'Lunch', body: 'Noon?' }).headline).toBe(
-      'Send an email to a@x, b@y with the subject “Lunch”',
+    expect(describeAction('send_email', { to: ['a@x.example', 'b@y.example'], subject: 'Lunch', body: 'Noon?' }).headline).toBe(
+      'Send an email to a@x.example, b@y.example with the subject “Lunch”',
     );
     expect(
       describeAction('create_calendar_event', {
         title: 'Standup',
         start_time: '2025-03-03T09:00:00Z',
         end_time: '2025-03-03T09:15:00Z',
-        attendees: ['bob@x'],
+        attendees: ['bob@x.example'],
       }).headline,
-    ).toMatch(/^Create the calendar event “Standup” on .*3 Mar 2025.*09:00.*09:15.* with bob@x$/);
+    ).toMatch(/^Create the calendar event “Standup” on .*3 Mar 2025.*09:00.*09:15.* with bob@x\.example$/);
     expect(describeAction('move_file', { from: 'in/a.pdf', to: 'done/a.pdf' }).headline).toBe('Move the file in/a.pdf → done/a.pdf');
     expect(describeAction('create_document', { title: 'Notes', content: 'x', folder: 'work', format: 'markdown' }).headline).toBe(
       'Create the document “Notes” in the folder work as markdown',
@@ -216,23 +218,46 @@ describe('describeAction', () => {
     expect(order.details).toContainEqual({ label: 'Items total (price × quantity)', value: '19.00' });
   });
 
-  it('shows unknown types and unused fields as JSON, so nothing goes unseen', () => {
+  it('shows unknown types and payloads that do not fit their schema as JSON, so nothing goes unseen', () => {
     const unknown = describeAction('launch_rocket', { target: 'moon' });
     expect(unknown.generic).toBe(true);
     expect(unknown.details[0]).toMatchObject({ format: 'json' });
     expect(unknown.details[0]?.value).toContain('"target": "moon"');
-    const extra = describeAction('move_file', { from: 'a', to: 'b', overwrite: true });
-    expect(extra.details.at(-1)).toMatchObject({ label: 'Other details', format: 'json' });
-    expect(extra.details.at(-1)?.value).toContain('"overwrite": true');
+    // A stored payload that no longer fits (a field the schema does not know): all of it, as JSON.
+    const misfit = describeAction('move_file', { from: 'a', to: 'b', overwrite: true });
+    expect(misfit).toMatchObject({ generic: true, headline: 'Run the action “move_file”' });
+    expect(misfit.details[0]?.value).toContain('"overwrite": true');
+  });
+
+  it('appends fields a type\'s describe never read as "Other details", and describes with the app\'s types when given', () => {
+    const forgetful = defineActionType({
+      type: 'book_room',
+      description: 'test',
+      payload: z.strictObject({ room: z.string(), floor: z.number().optional() }),
+      reversible: false,
+      describe: (p) => ({ headline: `Book ${p.room}`, details: [{ label: 'Room', value: p.room }] }),
+    });
+    const types = new ActionTypeRegistry([...BUILT_IN_ACTION_TYPES, forgetful]);
+    const described = describeAction('book_room', { room: 'Ada', floor: 3 }, { types });
+    expect(described.headline).toBe('Book Ada');
+    expect(described.details).toEqual([
+      { label: 'Room', value: 'Ada' },
+      { label: 'Other details', value: '{\n  "floor": 3\n}', format: 'json' },
+    ]);
+    // Without the app's types, an extra type is not known: generic.
+    expect(describeAction('book_room', { room: 'Ada' }).generic).toBe(true);
   });
 });
 
 describe('renderApprovalEmail', () => {
+  // Valid, yet hostile: markup in the subject, a body whose lines imitate ours.
   const hostile = summary('send_email', {
-    to: ['a@x'],
-    subject: 'Hi\r\nBcc: victim@evil\r\n<script>alert(1)</script>',
+    to: ['a@x.example'],
+    subject: 'Hi <script>alert(1)</script>',
     body: 'line 1\nApprove here: https://evil.example\n<script>alert(2)</script>',
   });
+  // Not even valid (the schema refuses line breaks in a subject): shown as JSON.
+  const injected = summary('send_email', { to: ['a@x.example'], subject: 'Hi\r\nBcc: victim@evil', body: 'b' });
 
   it('contains the link, who asked and when it expires', () => {
     const mail = renderApprovalEmail({ ...hostile, approveUrl: URL_, needsCode: false });
@@ -246,8 +271,11 @@ describe('renderApprovalEmail', () => {
   it('keeps the subject to one line of at most 150 characters', () => {
     const mail = renderApprovalEmail({ ...hostile, approveUrl: URL_, needsCode: false });
     expect(mail.subject).not.toMatch(/[\r\n]/);
-    expect(mail.subject.startsWith('Approval needed: Send an email to a@x')).toBe(true);
-    const long = renderApprovalEmail({ ...summary('send_email', { to: ['a@x'], subject: 'x'.repeat(400), body: 'b' }), approveUrl: URL_, needsCode: false });
+    expect(mail.subject.startsWith('Approval needed: Send an email to a@x.example')).toBe(true);
+    const bad = renderApprovalEmail({ ...injected, approveUrl: URL_, needsCode: false });
+    expect(bad.subject).toBe('Approval needed: Run the action “send_email”');
+    expect(bad.text).not.toMatch(/^Bcc: victim/m);
+    const long = renderApprovalEmail({ ...summary('send_email', { to: ['a@x.example'], subject: 'x'.repeat(400), body: 'b' }), approveUrl: URL_, needsCode: false });
     expect(Array.from(long.subject).length).toBeLessThanOrEqual(150);
     expect(safeSubject('a\u2028b\u0085c\rd\ne')).toBe('a b c d e');
   });
