@@ -13,7 +13,10 @@ import { sideEffectType } from './side-effect-type.js';
 
 const effectsDir = process.env.TEST_EFFECTS_DIR!;
 
-/** Performs its effect once per idempotency key (a marker file), then takes `ms` to finish. */
+/**
+ * Performs its effect once per idempotency key (a marker file) and then takes `ms` to finish; a
+ * repeat finds the marker (`check`) and finishes at once.
+ */
 export const sideEffectHandler = defineHandler({
   name: 'test.side-effect',
   kind: 'api',
@@ -24,8 +27,8 @@ export const sideEffectHandler = defineHandler({
     if (!existsSync(marker)) {
       await appendFile(path.join(effectsDir, 'effects.log'), `${ctx.action.id} pid=${process.pid}\n`);
       await writeFile(marker, String(process.pid));
+      await sleep(ctx.payload.ms ?? 0);
     }
-    await sleep(ctx.payload.ms ?? 0);
     return { status: 'completed', provider: 'test', data: { pid: process.pid } };
   },
 });

@@ -99,7 +99,7 @@ describe('a worker killed with SIGKILL while its handler runs', () => {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
       body: JSON.stringify({
-        query: 'mutation { createAction(input: { type: "test_side_effect", payload: { ms: 3000 } }) { action { id status } errors { code message } } }',
+        query: 'mutation { createAction(input: { type: "test_side_effect", payload: { ms: 10000 } }) { action { id status } errors { code message } } }',
       }),
     });
     const body = (await res.json()) as { data: { createAction: { action: { id: string; status: string } } } };
@@ -107,7 +107,8 @@ describe('a worker killed with SIGKILL while its handler runs', () => {
     const mine = async () => (await effects()).filter((line) => line.startsWith(id));
     for (let i = 0; i < 200 && (await mine()).length === 0; i++) await sleep(50);
     expect(await mine()).toHaveLength(1);
-    // Let the lock be renewed at least once, the worst case for recovery.
+    // Let the lock be renewed at least once, the worst case for recovery. The handler runs 10 s,
+    // so it is still running when the second worker (seconds to start on a busy machine) is up.
     await sleep(500);
     const second = await startWorkerProcess(false);
     workers.push(second);

@@ -197,6 +197,6 @@ describe('defineHandler', () => {
 
   it('built-in handlers say how a repeat is made harmless', () => {
     const repeats = Object.fromEntries(builtInHandlers({ noop: true }).map((h) => [h.name, h.repeat]));
-    expect(repeats).toEqual({ 'create-document.filesystem': 'check', manual: 'provider', noop: 'check' });
+    expect(repeats).toEqual({ 'create-document.filesystem': 'check', manual: 'provider', noop: 'provider' });
   });
 });
