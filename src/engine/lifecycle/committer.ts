@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { poolOf } from '../../db/prisma-client.js';
 import type { Action, Prisma, PrismaClient } from '../../generated/prisma/client.js';
@@ -23,11 +24,27 @@ export function prismaRunner(db: PrismaClient | Prisma.TransactionClient): SqlRu
   return { query: <T>(text: string, values: readonly unknown[]) => db.$queryRawUnsafe<T[]>(text, ...values) };
 }
 
+/**
+ * Statements go as named prepared statements (named by a hash of their text): each connection
+ * parses and plans a shape once, then only binds and executes it. The writer has a few dozen
+ * shapes (one per step kind and number of status updates, audit entries and rows).
+ */
 function poolRunner(pool: pg.Pool): SqlRunner {
+  const names = new Map<string, string>();
+  const nameOf = (text: string) => {
+    let name = names.get(text);
+    if (!name) {
+      name = `ae_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`;
+      // Bounded: shapes are few, but never let an unexpected variety grow the map without end.
+      if (names.size > 10_000) names.clear();
+      names.set(text, name);
+    }
+    return name;
+  };
   return {
     async query<T>(text: string, values: readonly unknown[]): Promise<T[]> {
       try {
-        return (await pool.query(text, values as unknown[])).rows as T[];
+        return (await pool.query({ name: nameOf(text), text, values: values as unknown[] })).rows as T[];
       } catch (error) {
         // A lost or unobtainable connection is an outage of ours, whoever called (see infra-errors).
         if (unavailableDependency(error) === 'postgres' || isSocketError(error)) {
@@ -48,6 +65,17 @@ export interface CommitResult {
   /** Its scheduled time (why a claim was not due). */
   scheduledFor: Date | null;
 }
+
+/** Every column of "Action", named (never `*`: a prepared statement must not change its result type when a column is added). */
+const ACTION_COLUMNS = [
+  'id', 'spaceId', 'userId', 'requestedById', 'type', 'payload', 'payloadHash', 'priority', 'scheduledFor', 'idempotencyKey', 'status',
+  'statusSeq', 'requiresApproval', 'attempts', 'result', 'error', 'createdAt', 'updatedAt', 'approvalExpiresAt', 'decidedAt', 'decidedBy',
+  'completedAt', 'auditSeq', 'auditHead',
+] as const;
+/** Steps whose caller needs the whole row back (GraphQL answers, the worker's handler); the others get it without `payload` and `result` (null). */
+const FULL_ROW_STEPS: ReadonlySet<Plan['step']> = new Set(['decide', 'cancel', 'expire', 'claim', 'resume', 'rolledBack']);
+const columnsOf = (alias: string, full: boolean) =>
+  ACTION_COLUMNS.map((c) => (full || (c !== 'payload' && c !== 'result') ? `${alias}."${c}"` : `NULL::jsonb AS "${c}"`)).join(', ');
 
 const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
 
@@ -86,7 +114,7 @@ export function buildCommitSql(plan: Plan): { text: string; values: unknown[] } 
     `old AS (SELECT "id", "status", "scheduledFor", "auditSeq", "auditHead" FROM "Action" WHERE "id" = ${id} FOR UPDATE)`,
     `c AS (SELECT old."id", old."auditSeq" AS "prevSeq", old."auditHead" AS "prevHead"${audit.count ? `, ${audit.links('old')} AS "links"` : ''}
       FROM old${conditions.length ? ` WHERE ${conditions.join(' AND ')}` : ''})`,
-    `moved AS (UPDATE "Action" a SET ${sets.join(', ')} FROM c WHERE a."id" = c."id" RETURNING a.*)`,
+    `moved AS (UPDATE "Action" a SET ${sets.join(', ')} FROM c WHERE a."id" = c."id" RETURNING ${columnsOf('a', FULL_ROW_STEPS.has(plan.step))})`,
   ];
   if (plan.messages.length) {
     ctes.push(`su AS (INSERT INTO "StatusUpdate" ("id", "actionId", "seq", "status", "message", "createdAt")
@@ -99,7 +127,7 @@ export function buildCommitSql(plan: Plan): { text: string; values: unknown[] } 
   plan.writes.forEach((write, i) => ctes.push(`w${i} AS (${writeSql(p, write, id, usedTokens)})`));
 
   const text = `WITH ${ctes.join(',\n')}
-SELECT old."status" AS "_previous", old."scheduledFor" AS "_scheduledFor", m.* FROM old LEFT JOIN moved m ON true`;
+SELECT old."status" AS "_previous", old."scheduledFor" AS "_scheduledFor", ${columnsOf('m', true)} FROM old LEFT JOIN moved m ON true`;
   return { text, values: p.values };
 }
 
@@ -230,7 +258,7 @@ export function buildCreateSql(action: NewAction, messages: readonly string[], i
         ${p.add(action.scheduledFor?.toISOString() ?? null, 'timestamptz')}, ${p.add(action.idempotencyKey, 'text')}, ${p.add(action.status, '"ActionStatus"')},
         ${messages.length}, ${p.add(action.requiresApproval, 'boolean')}, ${p.add(action.error, 'text')}, ${p.add(action.approvalExpiresAt?.toISOString() ?? null, 'timestamptz')},
         ${at}, ${at}, ${entries.length}, ${p.add(head)})
-      RETURNING *)`,
+      RETURNING ${columnsOf('"Action"', true)})`,
     `su AS (INSERT INTO "StatusUpdate" ("id", "actionId", "seq", "status", "message", "createdAt")
       SELECT gen_random_uuid(), a."id", u.ord::int, a."status", u.msg, ${at} FROM a, unnest(${p.add(messages, 'text[]')}) WITH ORDINALITY AS u(msg, ord))`,
   ];
@@ -254,5 +282,5 @@ export function buildCreateSql(action: NewAction, messages: readonly string[], i
       SELECT ${p.add(t.id, 'uuid')}, a."id", ${p.add(t.tokenHash)}, a."payloadHash", ${p.add(t.codeHash, 'text')}, ${p.add(t.recipient)},
         ${p.add(t.expiresAt.toISOString(), 'timestamptz')}, ${at} FROM a)`);
   }
-  return { text: `WITH ${ctes.join(',\n')}\nSELECT * FROM a`, values: p.values };
+  return { text: `WITH ${ctes.join(',\n')}\nSELECT ${columnsOf('a', true)} FROM a`, values: p.values };
 }

@@ -25,7 +25,10 @@ export interface CommitOptions {
  * The one writer of an action's state after creation: plans the step (pure), writes it in one
  * statement (committer.ts), then publishes its status events and queues or dequeues its job.
  * Returns the result whether or not the move happened (a claim that lost a race, a step
- * whose status moved on); {@link applyStep} throws instead.
+ * whose status moved on); {@link applyStep} throws instead. The moved row comes back whole for
+ * decisions, cancellation, expiry, claim, resume and rollback; for the worker's other steps
+ * (start, attempt failed, fail, wait, settle, note, code guess, refusal) without its `payload`
+ * and `result` (null), which those callers do not read.
  *
  * @throws NotFoundError when there is no such action.
  */
