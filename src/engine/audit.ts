@@ -177,17 +177,20 @@ export function hashAuditEntry(entry: AuditHashFields): string {
  * actionId, event, actor, ip, userAgent, data and createdAt (ISO 8601, milliseconds).
  */
 export function auditContentHash(entry: AuditContentFields): string {
-  const content = canonicalJson({
-    chain: entry.chain,
-    spaceId: entry.spaceId,
-    actionId: entry.actionId,
-    event: entry.event,
-    actor: entry.actor,
-    ip: entry.ip,
-    userAgent: entry.userAgent,
-    data: entry.data,
-    createdAt: entry.createdAt.toISOString(),
-  });
+  return contentHashOf(entry, canonicalJson(entry.data));
+}
+
+/**
+ * {@link auditContentHash} with `data` already in canonical JSON: the envelope's keys are written
+ * in canonicalJson's (sorted) order around it, so the text is the same canonicalJson would make
+ * of the whole entry, without encoding `data` twice.
+ */
+function contentHashOf(entry: Omit<AuditContentFields, 'data'>, data: string): string {
+  const str = (value: string | null) => (value === null ? 'null' : JSON.stringify(value));
+  const content =
+    `{"actionId":${str(entry.actionId)},"actor":${JSON.stringify(entry.actor)},"chain":${JSON.stringify(entry.chain)},` +
+    `"createdAt":${JSON.stringify(entry.createdAt.toISOString())},"data":${data},"event":${JSON.stringify(entry.event)},` +
+    `"ip":${str(entry.ip)},"spaceId":${str(entry.spaceId)},"userAgent":${str(entry.userAgent)}}`;
   return createHash('sha256').update(content).digest('hex');
 }
 
@@ -231,7 +234,7 @@ export function prepareAuditEntries(chain: string, inputs: readonly AuditInput[]
       createdAt,
     };
     const data = canonicalJson(input.data);
-    return { ...entry, data, contentHash: auditContentHash({ ...entry, data: JSON.parse(data) as unknown }) };
+    return { ...entry, data, contentHash: contentHashOf(entry, data) };
   });
 }
 

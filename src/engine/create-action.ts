@@ -60,7 +60,8 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
 
   // Invalid payloads are refused before any limit is touched.
   const payload = deps.types.validate(input.type, input.payload);
-  const requestHash = createHash('sha256')
+  // Only an idempotent request is compared with an earlier one.
+  const requestHash = idempotencyKey === null ? '' : createHash('sha256')
     .update(canonicalJson({ type: input.type, payload, userId, priority, scheduledFor: input.scheduledFor?.toISOString() ?? null }))
     .digest('hex');
 

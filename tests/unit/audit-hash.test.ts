@@ -167,3 +167,31 @@ describe('checkpoints', () => {
     expect(checkpointSigningInput('d'.repeat(64))).toBe(`action-engine audit checkpoint v1\n${'d'.repeat(64)}`);
   });
 });
+
+describe('auditContentHash', () => {
+  it('is SHA-256 of the canonical JSON of the whole entry, for entries with nulls, unicode and nested data (prepared entries too)', async () => {
+    const { createHash } = await import('node:crypto');
+    const entries: AuditContentFields[] = [
+      { chain: 'admin:global', spaceId: null, actionId: null, event: 'api_key.created', actor: 'system', ip: null, userAgent: null, data: { b: 1, a: [null, 'x'] }, createdAt: new Date(0) },
+      {
+        chain: '11111111-1111-4111-8111-111111111111',
+        spaceId: '22222222-2222-4222-8222-222222222222',
+        actionId: '11111111-1111-4111-8111-111111111111',
+        event: 'action.rejected',
+        actor: 'email-link:33333333-3333-4333-8333-333333333333',
+        ip: '2001:db8::1',
+        userAgent: 'Mozilla/5.0 "quoted" \u00e9\u{1F600}',
+        data: { reason: 'nein \u2028 \\ "x"', z: { y: 1, x: [2, { b: true, a: false }] } },
+        createdAt: new Date('2026-11-27T10:00:00.123Z'),
+      },
+    ];
+    for (const entry of entries) {
+      const expected = createHash('sha256')
+        .update(canonicalJson({ ...entry, createdAt: entry.createdAt.toISOString() }))
+        .digest('hex');
+      expect(auditContentHash(entry)).toBe(expected);
+      const [prepared] = prepareAuditEntries(entry.chain, [{ event: 'action.rejected', actor: entry.actor, spaceId: entry.spaceId, actionId: entry.actionId, ip: entry.ip, userAgent: entry.userAgent, data: entry.data as never }], entry.createdAt);
+      expect(prepared!.contentHash).toBe(auditContentHash({ ...entry, event: 'action.rejected' }));
+    }
+  });
+});
