@@ -15,7 +15,7 @@ import {
 } from './approval-tokens.js';
 import { inTransaction, type Actor, type EngineDeps } from './deps.js';
 import type { TxEffects } from './status-event.js';
-import { applyStep, commitStep } from './lifecycle/index.js';
+import { applyStep, commitStep, readActionScope } from './lifecycle/index.js';
 import { ForbiddenError, InvalidTransitionError } from './errors.js';
 import { assertReadable, canCancel, canDecide } from './policy.js';
 
@@ -116,11 +116,7 @@ export async function decideAction(
   decision: Decision,
   text: string | null | undefined,
 ): Promise<Action> {
-  const action = assertReadable(
-    principal,
-    await deps.db.action.findUnique({ where: { id }, select: { id: true, spaceId: true, userId: true, requestedById: true, priority: true, scheduledFor: true } }),
-    id,
-  );
+  const action = assertReadable(principal, await readActionScope(deps, id), id);
   if (!canDecide(principal, action)) {
     throw new ForbiddenError(
       principal.id === action.requestedById
@@ -133,11 +129,7 @@ export async function decideAction(
 
 /** cancelAction: PENDING or APPROVED → CANCELLED. */
 export async function cancelAction(deps: EngineDeps, principal: Principal, actor: Actor, id: string, reason: string | null | undefined): Promise<Action> {
-  const action = assertReadable(
-    principal,
-    await deps.db.action.findUnique({ where: { id }, select: { id: true, spaceId: true, userId: true, requestedById: true } }),
-    id,
-  );
+  const action = assertReadable(principal, await readActionScope(deps, id), id);
   if (!canCancel(principal, action)) throw new ForbiddenError('only the requesting agent, the user\'s approvers or an admin can cancel an action');
   return applyStep(deps, action, { kind: 'cancel', reason: cleanText(reason), actor });
 }

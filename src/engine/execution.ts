@@ -13,7 +13,7 @@ import type { EngineDeps } from './deps.js';
 import { isOwnInfrastructureError } from './infra-errors.js';
 import { MAX_ATTEMPTS, type ActionJobData } from './queue.js';
 import { publicErrorText } from './public-error.js';
-import { approvalsOf, newReceipt } from './receipts.js';
+import { receiptFor } from './settle.js';
 import { applyStep, commitStep, type ActionRef } from './lifecycle/index.js';
 import type { ExecutionRef, NewExecution } from './lifecycle/steps.js';
 import { UUID } from './ids.js';
@@ -284,15 +284,7 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
       attempt,
       handler: handler.name,
       result: { provider: result.provider, externalRef: result.externalRef ?? null, data: result.data, rollbackData: result.rollbackData ?? null },
-      receipt: newReceipt(deps, {
-        action: { id: action.id, type: action.type, revision: 1, payloadHash: action.payloadHash },
-        approvals: approvalsOf(action),
-        handlerPath: [...path, { handler: handler.name, outcome: 'SUCCEEDED' }],
-        handler: handler.name,
-        provider: result.provider,
-        externalRef: result.externalRef ?? null,
-        data: result.data,
-      }),
+      receipt: receiptFor(deps, action, [...path, { handler: handler.name, outcome: 'SUCCEEDED' }], handler.name, { ...result, externalRef: result.externalRef ?? null }),
       actor: { id: 'system' },
       task: null,
       notes: notes.splice(0),

@@ -8,6 +8,8 @@ import { defineActionType } from '../../src/engine/action-types.js';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { jobIdFor } from '../../src/engine/queue.js';
 import { defineHandler } from '../../src/handlers/define-handler.js';
+import { settleWaiting } from '../../src/engine/settle.js';
+import { verifyReceipt } from '../../src/engine/receipts.js';
 import { PermanentHandlerError } from '../../src/handlers/types.js';
 import { graphql } from '../generated/gql.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -155,6 +157,7 @@ const testTypes = {
   broken: testType('test_broken'),
   slow: testType('test_slow'),
   lookalike: testType('test_lookalike'),
+  callback: testType('test_callback'),
 };
 
 const calls = { flaky: 0 };
@@ -188,6 +191,16 @@ const lookalikeHandler = defineHandler({
     throw new Error('Connection terminated unexpectedly');
   },
 });
+// A provider that answers later (a callback): the job ends with the action waiting under a key.
+const callbackHandler = defineHandler({
+  name: 'test.callback',
+  kind: 'webhook',
+  types: [testTypes.callback],
+  repeat: 'provider',
+  async execute({ action }) {
+    return { status: 'waiting', key: `test-callback:${action.id}`, message: 'Waiting for the provider to confirm' };
+  },
+});
 const started: Array<{ note: string; at: number }> = [];
 const slowHandler = defineHandler({
   name: 'test.slow',
@@ -211,7 +224,7 @@ beforeAll(async () => {
   t = await startTestServer({
     env: { RETRY_BACKOFF_MS: '50', WORKER_CONCURRENCY: '1', RECONCILE_SECONDS: '3600' },
     app: {
-      extraHandlers: [flakyHandler, brokenHandler, slowHandler, lookalikeHandler],
+      extraHandlers: [flakyHandler, brokenHandler, slowHandler, lookalikeHandler, callbackHandler],
       extraActionTypes: Object.values(testTypes),
     },
     worker: true,
@@ -312,6 +325,41 @@ describe('execution', () => {
     expect(action.receipts).toEqual([expect.objectContaining({ handler: 'manual', provider: 'downtown-cafe', externalRef: 'DC-1547', data: outcome })]);
     const again = (await t.graphql(CompleteTask, { id: task!.id, outcome }, { apiKey: operator })).data!.completeManualTask;
     expect(again.errors[0]?.code).toBe('INVALID_TRANSITION');
+  });
+
+  it('settles an action that waits for a provider by its key, through the one settle path, with a receipt signed by the served key', async () => {
+    const id = await create('test_callback', {});
+    let waiting = null;
+    for (let i = 0; i < 200 && !waiting; i++) {
+      waiting = await t.app.db.execution.findFirst({ where: { actionId: id, status: 'WAITING' } });
+      if (!waiting) await sleep(50);
+    }
+    expect(waiting).toMatchObject({ handler: 'test.callback', waitKey: `test-callback:${id}` });
+    expect((await detail(id)).status).toBe('EXECUTING');
+    await expect(settleWaiting(t.app.engine, 'test-callback:nobody', { result: { provider: 'p', externalRef: null, data: {} }, actor: { id: 'system' } })).rejects.toThrow(
+      'nothing is waiting for test-callback:nobody',
+    );
+    const data = { confirmation: 'CB-7' };
+    await settleWaiting(t.app.engine, `test-callback:${id}`, { result: { provider: 'callback-provider', externalRef: 'CB-7', data }, actor: { id: 'system' } });
+    const done = await detail(id);
+    expect(done.status).toBe('COMPLETED');
+    expect(done.executions).toEqual([expect.objectContaining({ handler: 'test.callback', status: 'SUCCEEDED' })]);
+    // Nothing waits under the key any more: a second callback changes nothing.
+    await expect(settleWaiting(t.app.engine, `test-callback:${id}`, { result: { provider: 'p', externalRef: null, data: {} }, actor: { id: 'system' } })).rejects.toThrow(/nothing is waiting/);
+    const receipt = await t.app.db.receipt.findFirstOrThrow({ where: { actionId: id } });
+    const statement = JSON.parse(receipt.statement!) as Record<string, unknown>;
+    expect(statement).toMatchObject({
+      receiptNumber: receipt.receiptNumber,
+      action: { id, type: 'test_callback', revision: 1 },
+      handlerPath: [{ handler: 'test.callback', outcome: 'SUCCEEDED' }],
+      provider: 'callback-provider',
+      externalRef: 'CB-7',
+      data,
+    });
+    const keys = (await (await fetch(`${t.url}/.well-known/action-engine-keys`)).json()) as { keys: Array<{ kid: string; x: string }> };
+    const key = keys.keys.find((k) => k.kid === receipt.keyId)!;
+    expect(verifyReceipt(key.x, receipt.statement!, receipt.signature!)).toBe(true);
+    expect(verifyReceipt(key.x, receipt.statement!.replace('CB-7', 'CB-8'), receipt.signature!)).toBe(false);
   });
 
   it('retries a handler that fails twice and records 3 executions before COMPLETED', async () => {

@@ -148,11 +148,11 @@ function writeSql(p: SqlParams, w: Write, actionId: string, usedTokens: readonly
   switch (w.kind) {
     case 'execution.insert': {
       const e = w.execution;
-      return `INSERT INTO "Execution" ("id", "actionId", "attempt", "handler", "kind", "status", "startedAt", "finishedAt", "error", "permanent", "externalRef", "rollbackData")
+      return `INSERT INTO "Execution" ("id", "actionId", "attempt", "handler", "kind", "status", "startedAt", "finishedAt", "error", "permanent", "externalRef", "rollbackData", "waitKey")
         SELECT ${p.add(e.id, 'uuid')}, m."id", ${p.add(e.attempt, 'int')}, ${p.add(e.handler)}, ${p.add(e.kind.toUpperCase(), '"HandlerKind"')},
           ${p.add(w.status, '"ExecutionStatus"')}, ${p.add(e.startedAt.toISOString(), 'timestamptz')}, ${p.add(w.finishedAt?.toISOString() ?? null, 'timestamptz')},
           ${p.add(w.outcome.error ?? null, 'text')}, ${p.add(w.outcome.permanent ?? false, 'boolean')}, ${p.add(w.outcome.externalRef ?? null, 'text')},
-          ${p.add(json(w.outcome.rollbackData), 'jsonb')}
+          ${p.add(json(w.outcome.rollbackData), 'jsonb')}, ${p.add(w.outcome.waitKey ?? null, 'text')}
         FROM moved m`;
     }
     case 'execution.update': {
@@ -161,6 +161,7 @@ function writeSql(p: SqlParams, w: Write, actionId: string, usedTokens: readonly
       if (w.outcome.permanent !== undefined) sets.push(`"permanent" = ${p.add(w.outcome.permanent, 'boolean')}`);
       if (w.outcome.externalRef !== undefined) sets.push(`"externalRef" = ${p.add(w.outcome.externalRef, 'text')}`);
       if (w.outcome.rollbackData !== undefined) sets.push(`"rollbackData" = ${p.add(json(w.outcome.rollbackData), 'jsonb')}`);
+      if (w.outcome.waitKey !== undefined) sets.push(`"waitKey" = ${p.add(w.outcome.waitKey, 'text')}`);
       return `UPDATE "Execution" SET ${sets.join(', ')} WHERE "id" = ${p.add(w.id, 'uuid')} AND "actionId" = ${actionId} AND ${ifMoved}`;
     }
     case 'executions.interrupt':

@@ -106,3 +106,22 @@ export function isUniqueViolation(error: unknown): boolean {
   if (cause?.originalCode === '23505' || cause?.kind === 'UniqueConstraintViolation') return true;
   return /23505|unique constraint/i.test(String((error as Error)?.message ?? ''));
 }
+
+/** What deciding or cancelling an action needs to know of it first (who may, and what the queued entry records). */
+export interface ActionScopeRow {
+  id: string;
+  spaceId: string;
+  userId: string;
+  requestedById: string;
+  priority: number;
+  scheduledFor: Date | null;
+}
+
+/** Reads an action's scope in one short statement (the pool directly where there is one); null when there is none. */
+export async function readActionScope(deps: Pick<LifecycleDeps, 'db'>, id: string): Promise<ActionScopeRow | null> {
+  const [row] = await prismaRunner(deps.db).query<ActionScopeRow>(
+    'SELECT "id", "spaceId", "userId", "requestedById", "priority", "scheduledFor" FROM "Action" WHERE "id" = $1::uuid',
+    [id],
+  );
+  return row ?? null;
+}

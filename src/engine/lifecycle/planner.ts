@@ -29,6 +29,8 @@ export type Write =
   | { kind: 'rollback.insert'; rollback: NewRollback; requestedById: string; at: Date };
 
 export interface ExecutionOutcome {
+  /** While WAITING: what settles it (see settleWaiting). */
+  waitKey?: string | null;
   error?: string | null;
   permanent?: boolean;
   externalRef?: string | null;
@@ -200,7 +202,7 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
     case 'wait':
       plan.from = ['EXECUTING'];
       plan.messages.push(...step.notes, step.message);
-      writeExecution(plan, step.execution, 'WAITING', null, {});
+      writeExecution(plan, step.execution, 'WAITING', null, { waitKey: step.key });
       if (step.task) plan.writes.push({ kind: 'task.open', id: step.task.id, executionId: step.execution.id, instructions: step.task.instructions });
       break;
     case 'settle': {
