@@ -115,20 +115,6 @@ export interface AppendedAuditEntry {
   hash: string;
 }
 
-/** The stored fields a format-1 entry's hash covers (entries of the `legacy` chain). */
-export interface AuditHashFields {
-  id: bigint;
-  spaceId: string | null;
-  actionId: string | null;
-  event: string;
-  actor: string;
-  ip: string | null;
-  userAgent: string | null;
-  data: unknown;
-  createdAt: Date;
-  prevHash: string;
-}
-
 /** The stored fields a format-2 entry's content hash covers (an `AuditEntry` row has them all). */
 export interface AuditContentFields {
   chain: string;
@@ -141,6 +127,9 @@ export interface AuditContentFields {
   data: unknown;
   createdAt: Date;
 }
+
+/** The stored fields a format-1 entry's hash covers (entries of the `legacy` chain): its id and prevHash instead of its chain. */
+export type AuditHashFields = Omit<AuditContentFields, 'chain'> & { id: bigint; prevHash: string };
 
 /** Thrown when an entry cannot be written as given; the caller's transaction should roll back. */
 export class AuditWriteError extends Error {

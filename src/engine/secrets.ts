@@ -1,6 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { chmodSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { loadOrCreateKeyFile, type KeyFileKind } from './key-file.js';
 
 /**
  * Handler secrets at rest (spec §10 revision 2): AES-256-GCM with a random 12-byte IV per
@@ -81,7 +80,7 @@ export interface SecretsLogger {
 export function createSecretsBox(options: SecretsBoxOptions): SecretsBox {
   let key: Buffer | null = options.key ?? null;
   const currentKey = (): Buffer => {
-    key ??= loadOrCreateKeyFile(options.keyFile, options.logger);
+    key ??= loadOrCreateKeyFile(options.keyFile, secretsKeyFile(options.logger));
     return key;
   };
   return {
@@ -144,41 +143,17 @@ function split(stored: string) {
   };
 }
 
-function loadOrCreateKeyFile(file: string, logger: SecretsLogger): Buffer {
-  const existing = readKeyFile(file);
-  if (existing) return existing;
-  mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  writeFileSync(tmp, `${randomBytes(KEY_BYTES).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
-  chmodSync(tmp, 0o600);
-  try {
-    // link() fails if the file exists: whoever links first wins, the others read theirs.
-    linkSync(tmp, file);
-    logger.warn(
-      { keyFile: file },
-      `SECRETS_KEY is not set: generated a key for handler secrets in ${file}. Back this file up (secrets stored with it cannot be read without it), and set SECRETS_KEY in production.`,
-    );
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-  } finally {
-    rmSync(tmp, { force: true });
-  }
-  const key = readKeyFile(file);
-  if (!key) throw new SecretsKeyError(`the secrets key file ${file} could not be created`);
-  return key;
-}
-
-function readKeyFile(file: string): Buffer | null {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
-  }
-  try {
-    return parseSecretsKey(text);
-  } catch (error) {
-    throw new SecretsKeyError(`the secrets key file ${file} ${(error as Error).message}`);
-  }
+/** The secrets key as it lives in `DATA_DIR/secrets.key`. */
+function secretsKeyFile(logger: SecretsLogger): KeyFileKind<Buffer> {
+  return {
+    label: 'secrets key',
+    parse: parseSecretsKey,
+    generate: () => `${randomBytes(KEY_BYTES).toString('base64')}\n`,
+    created: (file) =>
+      logger.warn(
+        { keyFile: file },
+        `SECRETS_KEY is not set: generated a key for handler secrets in ${file}. Back this file up (secrets stored with it cannot be read without it), and set SECRETS_KEY in production.`,
+      ),
+    error: (message) => new SecretsKeyError(message),
+  };
 }

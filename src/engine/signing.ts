@@ -1,6 +1,5 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
-import { chmodSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { loadOrCreateKeyFile, readKeyFile, type KeyFileKind } from './key-file.js';
 import type { Prisma, PrismaClient } from '../generated/prisma/client.js';
 
 /**
@@ -111,45 +110,27 @@ export interface LoadSignerOptions {
  */
 export function loadSigner(options: LoadSignerOptions): Signer {
   if (options.key) return createSigner(options.key);
-  const existing = readSigningKeyFile(options.keyFile);
-  if (existing) return createSigner(existing);
-  const file = options.keyFile;
-  mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const { privateKey } = generateKeyPairSync('ed25519');
-  writeFileSync(tmp, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600, flag: 'wx' });
-  chmodSync(tmp, 0o600);
-  try {
-    // link() fails if the file exists: whoever links first wins, the others read theirs.
-    linkSync(tmp, file);
-    options.logger.warn(
-      { keyFile: file },
-      `SIGNING_KEY is not set: generated an Ed25519 signing key for audit checkpoints and receipts in ${file}. Back this file up and keep it away from the database's administrators (whoever holds it can sign history), and set SIGNING_KEY in production.`,
-    );
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-  } finally {
-    rmSync(tmp, { force: true });
-  }
-  const key = readSigningKeyFile(file);
-  if (!key) throw new SigningKeyError(`the signing key file ${file} could not be created`);
-  return createSigner(key);
+  return createSigner(loadOrCreateKeyFile(options.keyFile, signingKeyFile(options.logger)));
+}
+
+/** The signing key as it lives in `DATA_DIR/signing.key` (PKCS#8 PEM). */
+function signingKeyFile(logger: LoadSignerOptions['logger']): KeyFileKind<KeyObject> {
+  return {
+    label: 'signing key',
+    parse: parseSigningKey,
+    generate: () => String(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })),
+    created: (file) =>
+      logger.warn(
+        { keyFile: file },
+        `SIGNING_KEY is not set: generated an Ed25519 signing key for audit checkpoints and receipts in ${file}. Back this file up and keep it away from the database's administrators (whoever holds it can sign history), and set SIGNING_KEY in production.`,
+      ),
+    error: (message) => new SigningKeyError(message),
+  };
 }
 
 /** Reads a key file written by {@link loadSigner} (or by hand, in any `SIGNING_KEY` form); null when there is none. */
 export function readSigningKeyFile(file: string): KeyObject | null {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
-  }
-  try {
-    return parseSigningKey(text);
-  } catch (error) {
-    throw new SigningKeyError(`the signing key file ${file} ${(error as Error).message}`);
-  }
+  return readKeyFile(file, { label: 'signing key', parse: parseSigningKey, error: (message) => new SigningKeyError(message) });
 }
 
 /** A public key object from its raw base64url form; throws {@link SigningKeyError} when it is not 32 bytes. */
