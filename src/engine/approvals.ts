@@ -184,6 +184,10 @@ export async function decideByLink(
     // One transaction from the guess to the decision: the token row stays locked throughout, so
     // no concurrent guess can lock the link between a right code and its decision.
     return await inTransaction(deps, async (tx, effects): Promise<LinkDecisionOutcome> => {
+      // Locks in the order every path takes: the action's row, then its tokens (decide, cancel and
+      // expire void tokens in the statement that locks the action), so a guess racing a decision
+      // waits instead of deadlocking.
+      await tx.$queryRaw`SELECT 1 FROM "Action" WHERE "id" = ${row.actionId}::uuid FOR UPDATE`;
       if (needsCode) {
         const guess = await countCodeGuess(deps, { client: tx, effects }, { id: row.id, codeHash: row.codeHash!, action: row.action }, code!, actor);
         if (guess !== 'right') return guess;

@@ -130,7 +130,8 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
   }
   const chain = deps.handlers.chainFor(ref.type);
 
-  if (deps.types.get(ref.type).humanApproval) {
+  // An unknown type (removed since, or not registered in this worker) goes on to fail cleanly: no handler serves it.
+  if (deps.types.find(ref.type)?.humanApproval) {
     // Payments run only after a person approved them (spec §6): checked again right before dispatch.
     const action = await deps.db.action.findUnique({ where: { id: ref.id } });
     if (!action) return;

@@ -22,12 +22,15 @@ export async function completeManualTask(
   const data = (outcome && typeof outcome === 'object' && !Array.isArray(outcome) ? outcome : { outcome: outcome ?? null }) as Prisma.InputJsonObject;
   const provider = typeof (task.action.payload as Record<string, unknown>)?.provider === 'string' ? String((task.action.payload as Record<string, unknown>).provider) : 'operator';
   const externalRef = typeof data.reference === 'string' ? data.reference : null;
-  // A task opened before executions were linked to tasks gets its execution row now.
-  const execution = task.executionId
-    ? { id: task.executionId, handler: 'manual', insert: null }
-    : lateExecution('manual', 'manual', task.action.attempts, task.createdAt);
+  // The task's execution: the manual handler's, or an interrupted handler's whose outcome the
+  // operator confirms (repeat `none`); a task opened before executions were linked to tasks gets
+  // its execution row now.
+  const linked = task.executionId
+    ? await deps.db.execution.findUnique({ where: { id: task.executionId }, select: { id: true, handler: true, attempt: true } })
+    : null;
+  const execution = linked ? { id: linked.id, handler: linked.handler, insert: null } : lateExecution('manual', 'manual', task.action.attempts, task.createdAt);
   try {
-    await settleExecution(deps, task.action, execution, task.action.attempts, {
+    await settleExecution(deps, task.action, execution, linked?.attempt ?? task.action.attempts, {
       result: { provider, externalRef, data, rollbackData: null },
       actor,
       task: { id, completedById: principal.id },

@@ -45,9 +45,12 @@ export async function settleExecution(deps: EngineDeps, action: Action, executio
     orderBy: { startedAt: 'asc' },
     select: { id: true, handler: true, status: true },
   });
+  // An operator who settles another handler's execution confirms what that handler did (an
+  // interrupted attempt that could not be repeated safely): the receipt says so.
+  const confirmed = settlement.task && execution.handler !== 'manual';
   const handlerPath = [
     ...tried.filter((e) => e.id !== execution.id).map((e) => ({ handler: e.handler, outcome: e.status })),
-    { handler: execution.handler, outcome: 'SUCCEEDED' },
+    { handler: execution.handler, outcome: confirmed ? 'CONFIRMED_BY_OPERATOR' : 'SUCCEEDED' },
   ];
   const committed = await commitStep(deps, action, {
     kind: 'settle',

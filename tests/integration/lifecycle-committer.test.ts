@@ -137,6 +137,22 @@ describe('lifecycle committer', () => {
     expect((await t.app.db.execution.findUniqueOrThrow({ where: { id: executionId } })).status).toBe('SUCCEEDED');
   });
 
+  it('writes the notes of a step before its own update, with the status the action had', async () => {
+    const action = await newAction('EXECUTING');
+    await applyStep(t.app.engine, action, {
+      kind: 'fail',
+      attempts: 1,
+      error: 'no handler could carry it out',
+      notes: ['No integration configured for *, trying manual…', 'Another note'],
+    });
+    const updates = await t.app.db.statusUpdate.findMany({ where: { actionId: action.id }, orderBy: { seq: 'asc' } });
+    expect(updates.map((u) => [u.seq, u.status, u.message])).toEqual([
+      [1, 'EXECUTING', 'No integration configured for *, trying manual…'],
+      [2, 'EXECUTING', 'Another note'],
+      [3, 'FAILED', 'Failed: no handler could carry it out'],
+    ]);
+  });
+
   it('opens one task per action however often it waits (retries, racing workers)', async () => {
     const action = await newAction('EXECUTING');
     const wait = () => {

@@ -68,10 +68,11 @@ describe('lifecycle planner', () => {
     expect([...made].sort()).toEqual(table.sort());
   });
 
-  it('a step that changes nothing about the status still names where it may happen, or any status for notes and code guesses', () => {
+  it('a step that changes nothing about the status still names where it may happen, or any status for notes, code guesses and failed rollbacks', () => {
     for (const { plan } of plans) {
       if (plan.to) continue;
-      if (plan.step === 'note' || plan.step === 'codeRejected') expect(plan.from).toBeNull();
+      // A failed rollback is recorded whatever happened meanwhile (spec §7: every attempt).
+      if (plan.step === 'note' || plan.step === 'codeRejected' || plan.step === 'rolledBack') expect(plan.from).toBeNull();
       else expect(plan.from, plan.step).not.toBeNull();
     }
   });
@@ -124,6 +125,12 @@ describe('lifecycle planner', () => {
       else if (step.kind === 'cancel') expect(effects(plan)).toEqual([false, true]);
       else expect(effects(plan), step.kind).toEqual([false, false]);
     }
+  });
+
+  it('writes skip notes before the step\'s own update, so they keep the status the action had', () => {
+    const plan = planStep(action, { ...(EXAMPLES.settle[0] as Extract<Step, { kind: 'settle' }>), notes: ['No integration configured, trying noop…'] }, at);
+    expect(plan.notes).toEqual(['No integration configured, trying noop…']);
+    expect(plan.messages).toEqual([expect.stringMatching(/^Completed by noop/)]);
   });
 
   it('writes the execution with its outcome: inserted when the handler had no RUNNING row, updated otherwise', () => {

@@ -29,7 +29,18 @@ export function prismaRunner(db: PrismaClient | Prisma.TransactionClient): SqlRu
  * parses and plans a shape once, then only binds and executes it. The writer has a few dozen
  * shapes (one per step kind and number of status updates, audit entries and rows).
  */
+const runners = new WeakMap<pg.Pool, SqlRunner>();
+
+/** SQLSTATEs of a statement that lost to another one and may simply run again: deadlock, serialization failure. */
+const RETRYABLE_STATES = new Set(['40P01', '40001']);
+
 function poolRunner(pool: pg.Pool): SqlRunner {
+  let runner = runners.get(pool);
+  if (!runner) runners.set(pool, (runner = newPoolRunner(pool)));
+  return runner;
+}
+
+function newPoolRunner(pool: pg.Pool): SqlRunner {
   const names = new Map<string, string>();
   const nameOf = (text: string) => {
     let name = names.get(text);
@@ -43,8 +54,15 @@ function poolRunner(pool: pg.Pool): SqlRunner {
   };
   return {
     async query<T>(text: string, values: readonly unknown[]): Promise<T[]> {
+      const run = async () => (await pool.query({ name: nameOf(text), text, values: values as unknown[] })).rows as T[];
       try {
-        return (await pool.query({ name: nameOf(text), text, values: values as unknown[] })).rows as T[];
+        try {
+          return await run();
+        } catch (error) {
+          // One statement is one transaction here: nothing of it was written, so it can run again once.
+          if (RETRYABLE_STATES.has((error as { code?: string }).code ?? '')) return await run();
+          throw error;
+        }
       } catch (error) {
         // A lost or unobtainable connection is an outage of ours, whoever called (see infra-errors).
         if (unavailableDependency(error) === 'postgres' || isSocketError(error)) {
@@ -98,7 +116,8 @@ export function buildCommitSql(plan: Plan): { text: string; values: unknown[] } 
 
   const sets: string[] = [];
   if (plan.to) sets.push(`"status" = ${p.add(plan.to, '"ActionStatus"')}`);
-  if (plan.messages.length) sets.push(`"statusSeq" = a."statusSeq" + ${plan.messages.length}`);
+  const updates = [...plan.notes, ...plan.messages];
+  if (updates.length) sets.push(`"statusSeq" = a."statusSeq" + ${updates.length}`);
   if (audit.count) sets.push(`"auditSeq" = c."prevSeq" + ${audit.count}`, `"auditHead" = c."links"[${audit.count}]`);
   sets.push(`"updatedAt" = ${at}`);
   const s = plan.set;
@@ -116,10 +135,12 @@ export function buildCommitSql(plan: Plan): { text: string; values: unknown[] } 
       FROM old${conditions.length ? ` WHERE ${conditions.join(' AND ')}` : ''})`,
     `moved AS (UPDATE "Action" a SET ${sets.join(', ')} FROM c WHERE a."id" = c."id" RETURNING ${columnsOf('a', FULL_ROW_STEPS.has(plan.step))})`,
   ];
-  if (plan.messages.length) {
+  if (updates.length) {
+    // Notes come first and keep the status the action had; the step's own updates carry the new one.
+    const status = plan.notes.length ? `CASE WHEN u.ord <= ${plan.notes.length} THEN o."status" ELSE m."status" END` : 'm."status"';
     ctes.push(`su AS (INSERT INTO "StatusUpdate" ("id", "actionId", "seq", "status", "message", "createdAt")
-      SELECT gen_random_uuid(), m."id", m."statusSeq" - ${plan.messages.length} + u.ord::int, m."status", u.msg, ${at}
-      FROM moved m, unnest(${p.add(plan.messages, 'text[]')}) WITH ORDINALITY AS u(msg, ord))`);
+      SELECT gen_random_uuid(), m."id", m."statusSeq" - ${updates.length} + u.ord::int, ${status}, u.msg, ${at}
+      FROM moved m, old o, unnest(${p.add(updates, 'text[]')}) WITH ORDINALITY AS u(msg, ord))`);
   }
   const insertAudit = audit.insert('c');
   if (insertAudit) ctes.push(`au AS (${insertAudit})`);

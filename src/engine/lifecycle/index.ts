@@ -70,8 +70,9 @@ const GUARD_TEXT: Record<Guard['kind'], string> = {
 /** The status events, queue and dequeue requests of a committed plan. */
 export function collectEffects(plan: Plan, result: CommitResult, effects: TxEffects): void {
   const action = result.action!;
-  const first = action.statusSeq - plan.messages.length;
-  plan.messages.forEach((message, i) => effects.push(statusEventOf(action, first + i + 1, message, plan.at)));
+  const first = action.statusSeq - plan.notes.length - plan.messages.length;
+  plan.notes.forEach((note, i) => effects.push(statusEventOf({ ...action, status: result.previous }, first + i + 1, note, plan.at)));
+  plan.messages.forEach((message, i) => effects.push(statusEventOf(action, first + plan.notes.length + i + 1, message, plan.at)));
   if (plan.enqueue) effects.enqueue.push(action);
   if (plan.dequeueIfWasApproved && result.previous === 'APPROVED') effects.dequeue.push(action.id);
 }

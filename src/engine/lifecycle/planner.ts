@@ -55,7 +55,9 @@ export interface Plan {
   to: ActionStatus | null;
   set: ActionColumns;
   guards: Guard[];
-  /** Status updates, in order (each bumps statusSeq); they carry the new status (or the current one). */
+  /** Status updates written before the move (e.g. "no integration configured, trying …"): they carry the status the action had. */
+  notes: string[];
+  /** Status updates of the step itself, after the notes (each bumps statusSeq): they carry the new status (or the current one). */
   messages: string[];
   audit: AuditInput[];
   writes: Write[];
@@ -83,6 +85,7 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
     to: null,
     set: {},
     guards: [],
+    notes: [],
     messages: [],
     audit: [],
     writes: [],
@@ -165,12 +168,12 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
       break;
     case 'start':
       plan.from = ['EXECUTING'];
-      plan.messages.push(...step.notes);
+      plan.notes.push(...step.notes);
       plan.writes.push({ kind: 'execution.insert', execution: step.execution, status: 'RUNNING', finishedAt: null, outcome: {} });
       break;
     case 'attemptFailed': {
       plan.from = ['EXECUTING'];
-      plan.messages.push(...step.notes);
+      plan.notes.push(...step.notes);
       writeExecution(plan, step.execution, 'FAILED', at, { error: step.error, permanent: step.permanent });
       audit({
         event: 'execution.attempt_failed',
@@ -195,13 +198,15 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
       move(['EXECUTING'], 'FAILED');
       const text = `Failed: ${step.error}`;
       plan.set = { error: text, attempts: step.attempts };
-      plan.messages.push(...step.notes, text);
+      plan.notes.push(...step.notes);
+      plan.messages.push(text);
       audit({ event: 'execution.failed', data: { attempts: step.attempts, error: text } });
       break;
     }
     case 'wait':
       plan.from = ['EXECUTING'];
-      plan.messages.push(...step.notes, step.message);
+      plan.notes.push(...step.notes);
+      plan.messages.push(step.message);
       writeExecution(plan, step.execution, 'WAITING', null, { waitKey: step.key });
       if (step.task) plan.writes.push({ kind: 'task.open', id: step.task.id, executionId: step.execution.id, instructions: step.task.instructions });
       break;
@@ -209,8 +214,8 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
       move(['EXECUTING'], 'COMPLETED');
       const { result, receipt } = step;
       plan.set = { result: result.data, completedAt: at, error: null, attempts: step.attempt };
+      plan.notes.push(...step.notes);
       plan.messages.push(
-        ...step.notes,
         step.task ? `Completed by an operator (receipt ${receipt.receiptNumber})` : `Completed by ${step.handler} (receipt ${receipt.receiptNumber})`,
       );
       writeExecution(plan, step.execution, 'SUCCEEDED', at, { externalRef: result.externalRef, rollbackData: result.rollbackData });
@@ -246,7 +251,7 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
         plan.messages.push(`Rolled back: ${rollback.reason}`);
         audit({ event: 'rollback.succeeded', data: { rollbackId: rollback.id, handler: rollback.handler, reason: rollback.reason } }, step.actor);
       } else {
-        plan.from = ['COMPLETED'];
+        // Every attempt is recorded (spec §7), even one that lost a race with a rollback that worked.
         audit(
           { event: 'rollback.failed', data: { rollbackId: rollback.id, handler: rollback.handler, reason: rollback.reason, error: rollback.error ?? 'unknown error' } },
           step.actor,
