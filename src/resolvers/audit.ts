@@ -1,9 +1,13 @@
 import { builder } from './builder.js';
 
 builder.prismaObject('AuditEntry', {
-  description: 'One entry of the append-only, hash-chained audit trail.',
+  description: 'One entry of the append-only audit trail: each action\'s entries form their own hash chain, sealed into Ed25519-signed checkpoints (see /.well-known/action-engine-keys and `action-engine audit verify`).',
   fields: (t) => ({
-    id: t.id({ resolve: (e) => e.id.toString(), description: 'Position in the chain.' }),
+    id: t.id({ resolve: (e) => e.id.toString(), description: 'Insertion order across all chains (entries of concurrent writers may commit out of this order).' }),
+    chain: t.exposeString('chain', {
+      description: 'The hash chain this entry belongs to: the action id for an action\'s events, `admin:<space id>` for admin events, `legacy` for entries written before per-chain hashing.',
+    }),
+    chainSeq: t.exposeInt('chainSeq', { description: 'Place in its chain, from 1; `prevHash` is the hash of the entry before it in the same chain.' }),
     action: t.relation('action', { nullable: true }),
     event: t.exposeString('event'),
     actor: t.exposeString('actor', { description: 'Principal id, `system`, or `email-link:<token id>`.' }),

@@ -136,6 +136,8 @@ const AuditLog = graphql(`
           actor
           hash
           prevHash
+          chain
+          chainSeq
         }
       }
       pageInfo {
@@ -461,6 +463,10 @@ describe('audit log', () => {
     const page2 = (await t.graphql(AuditLog, { actionId: id, first: 10, after: page1.pageInfo.endCursor }, { apiKey: keys.analyst })).data!
       .auditLog;
     expect(page2.edges.map((e) => e.node.event)).toEqual(['action.approved', 'action.queued']);
+    // The action's own chain: 1, 2, 3, 4, each linked to the one before.
+    const chain = [...page1.edges, ...page2.edges].map((e) => e.node);
+    expect(chain.map((e) => [e.chain, e.chainSeq])).toEqual([1, 2, 3, 4].map((n) => [id, n]));
+    expect(chain.slice(1).every((e, i) => e.prevHash === chain[i]!.hash)).toBe(true);
     const approverId = (await t.graphql(Me, undefined, { apiKey: keys.approver })).data!.me.principalId;
     expect(page2.edges[0]!.node.actor).toBe(approverId);
     const filtered = (await t.graphql(AuditLog, { filter: { event: ['action.approved'], actor: approverId }, first: 50 }, { apiKey: keys.analyst }))
