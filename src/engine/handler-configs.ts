@@ -1,3 +1,4 @@
+import type { z } from 'zod';
 import type { Principal } from '../context.js';
 import type { HandlerConfig, Prisma } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/registry.js';
@@ -147,8 +148,9 @@ export async function upsertHandlerConfig(
   input: HandlerConfigInput,
 ): Promise<HandlerConfig> {
   if (principal.role !== 'ADMIN') throw new ForbiddenError('only admins configure handlers');
+  let handler;
   try {
-    handlers.get(input.handler);
+    handler = handlers.get(input.handler);
   } catch (error) {
     throw new InvalidInputError(error instanceof Error ? error.message : String(error), ['input', 'handler']);
   }
@@ -157,6 +159,10 @@ export async function upsertHandlerConfig(
   }
   const settings = input.settings === undefined ? undefined : checkSettings(input.settings ?? {});
   const secrets = input.secrets === undefined || input.secrets === null ? input.secrets : checkSecrets(input.secrets);
+  // What the handler declares it needs is checked when the configuration is saved, not at its
+  // first attempt: a wrong one is refused naming the field, and nothing is stored.
+  if (settings !== undefined && handler.settings) fitsSchema(handler.settings, settings, 'settings', true);
+  if (secrets && Object.keys(secrets).length > 0 && handler.secrets) fitsSchema(handler.secrets, secrets, 'secrets', false);
 
   const configKey = handlerConfigKey(principal.spaceId, input.handler, input.provider);
   const saved = await deps.db.$transaction(async (tx) => {
@@ -232,4 +238,19 @@ function auditState(deps: Pick<EngineDeps, 'secrets'>, config: HandlerConfig): H
     hasSecrets: config.secretsCiphertext !== null,
     secretNames: secretNamesOf(deps, config),
   };
+}
+
+/**
+ * Throws {@link InvalidInputError} naming the first field of `value` that does not fit the
+ * handler's schema (`input.settings.url`). For secrets the message names the field and the rule,
+ * never the value.
+ */
+function fitsSchema(schema: z.ZodType, value: unknown, what: 'settings' | 'secrets', showMessage: boolean): void {
+  const result = schema.safeParse(value);
+  if (result.success) return;
+  const issue = result.error.issues[0]!;
+  const path = issue.path.map(String);
+  const field = [what, ...path].join('.');
+  const rule = showMessage ? issue.message : issue.code === 'invalid_type' ? `must be ${String((issue as { expected?: unknown }).expected)}` : issue.code.replace(/_/g, ' ');
+  throw new InvalidInputError(`${field} does not fit what the handler needs: ${rule}`, ['input', what, ...path]);
 }

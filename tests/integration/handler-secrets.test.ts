@@ -262,6 +262,28 @@ describe('handler secrets (upsertHandlerConfig)', () => {
     expect(await storedRows()).toEqual(before);
   });
 
+  it('refuses settings and secrets that do not fit what the handler declares, naming the field (never a secret), and stores nothing', async () => {
+    const before = await storedRows();
+    const badUrl = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'schema-check', settings: { url: 'not a url' } } });
+    expect(badUrl.body.data.upsertHandlerConfig.config).toBeNull();
+    expect(badUrl.body.data.upsertHandlerConfig.errors).toEqual([
+      { code: 'INVALID_INPUT', field: ['input', 'settings', 'url'], message: expect.stringMatching(/^settings\.url does not fit what the handler needs: /) },
+    ]);
+    const missingUrl = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'schema-check', settings: {} } });
+    expect(missingUrl.body.data.upsertHandlerConfig.errors).toEqual([
+      { code: 'INVALID_INPUT', field: ['input', 'settings', 'url'], message: expect.stringMatching(/^settings\.url does not fit/) },
+    ]);
+    const badSecret = await gql(UPSERT, {
+      input: { handler: 'probe.api', provider: 'schema-check', settings: { url: 'https://acme.test' }, secrets: { apiKey: 42, signingKey: SECRET } },
+    });
+    expect(badSecret.body.data.upsertHandlerConfig.errors).toEqual([
+      { code: 'INVALID_INPUT', field: ['input', 'secrets', 'apiKey'], message: 'secrets.apiKey does not fit what the handler needs: must be string' },
+    ]);
+    expect(badSecret.text).not.toContain(SECRET);
+    expect(await storedRows()).toEqual(before);
+    expect(logLines.join('\n')).not.toContain(SECRET);
+  });
+
   it('a secret saved in settings before secrets existed is shown and audited redacted, never in clear', async () => {
     const spaceId = (await app.db.space.findUniqueOrThrow({ where: { slug: 'vault' } })).id;
     // A row as the old upsertHandlerConfig could store it: the credential among the settings.
