@@ -50,7 +50,11 @@ export async function inTransaction<T>(
   return result;
 }
 
-export async function applyEffects(deps: Pick<EngineDeps, 'statusPublisher' | 'queue' | 'logger'>, effects: TxEffects): Promise<void> {
+export async function applyEffects(
+  deps: Pick<EngineDeps, 'statusPublisher' | 'queue' | 'logger'>,
+  effects: TxEffects,
+  options: { awaitPublish?: boolean } = {},
+): Promise<void> {
   // Each Redis call is bounded (REDIS_COMMAND_TIMEOUT_MS) and the three kinds run side by side,
   // so a request that committed answers within one timeout even while Redis is away.
   const enqueue = async () => {
@@ -76,7 +80,12 @@ export async function applyEffects(deps: Pick<EngineDeps, 'statusPublisher' | 'q
     }
   };
   const publish = async () => {
-    if (effects.events.length) await deps.statusPublisher.publish(effects.events);
+    if (!effects.events.length) return;
+    const published = deps.statusPublisher.publish(effects.events);
+    // The worker does not wait for its events to reach Redis before going on: they go out in
+    // order on one connection all the same, a lost one is caught up by subscribers (see
+    // status-publisher.ts), and publish never throws.
+    if (options.awaitPublish !== false) await published;
   };
   await Promise.all([enqueue(), dequeue(), publish()]);
 }

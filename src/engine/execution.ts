@@ -142,7 +142,8 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
     }
   }
 
-  const claimed = await commitStep(deps, ref, { kind: 'claim', attempt, chain: chain.map((h) => h.name) });
+  // The worker's steps do not wait for their events to reach Redis (see applyEffects).
+  const claimed = await commitStep(deps, ref, { kind: 'claim', attempt, chain: chain.map((h) => h.name) }, { awaitPublish: false });
   let action = claimed.action;
   if (!action) {
     if (claimed.previous === 'APPROVED' && claimed.scheduledFor) {
@@ -223,7 +224,7 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
       // A repeat must know this attempt began (check: look first; none: never run it again): its
       // RUNNING row is written before the handler runs. A provider-deduplicated handler's row is
       // written with its outcome, in the same statement.
-      await applyStep(deps, ref, { kind: 'start', execution: started, notes: notes.splice(0) });
+      await applyStep(deps, ref, { kind: 'start', execution: started, notes: notes.splice(0) }, { awaitPublish: false });
       execution = { id: started.id, handler: handler.name, insert: null };
     }
     let result: HandlerResult;
@@ -276,7 +277,7 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
         message: result.message,
         task: result.task ? { id: randomUUID(), instructions: result.task.instructions } : null,
         notes: notes.splice(0),
-      });
+      }, { awaitPublish: false });
       return;
     }
     await applyStep(deps, ref, {
@@ -289,7 +290,7 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
       actor: { id: 'system' },
       task: null,
       notes: notes.splice(0),
-    });
+    }, { awaitPublish: false });
     return;
   }
   const reason = chain.length ? `no handler could carry it out (${errors.join('; ') || 'none configured'})` : `no handler serves ${action.type}`;

@@ -15,6 +15,11 @@ export type LifecycleDeps = Pick<EngineDeps, 'db' | 'statusPublisher' | 'queue' 
 
 export interface CommitOptions {
   /**
+   * `false`: do not wait for the status events to reach Redis (the worker's bookkeeping steps;
+   * they are still published, in order). Default: wait, so an API answer follows its events.
+   */
+  awaitPublish?: boolean;
+  /**
    * Commit inside the caller's transaction; its effects go to `effects` and happen when that
    * transaction commits (see inTransaction).
    */
@@ -39,7 +44,7 @@ export async function commitStep(deps: LifecycleDeps, action: ActionRef, step: S
   if (result.action) {
     const effects = options.tx?.effects ?? new TxEffects();
     collectEffects(plan, result, effects);
-    if (!options.tx) await applyEffects(deps, effects);
+    if (!options.tx) await applyEffects(deps, effects, { awaitPublish: options.awaitPublish });
   }
   return { ...result, plan };
 }
