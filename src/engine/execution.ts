@@ -48,13 +48,17 @@ const KIND_LABEL: Record<ActionHandler['kind'], string> = {
   manual: 'operator',
 };
 
-function handlerAction(action: Action): HandlerAction {
+/**
+ * The action as a handler sees it, its stored payload parsed with the type's schema (not cast).
+ * Throws PayloadErrors when the payload no longer fits the schema.
+ */
+export function handlerAction(types: EngineDeps['types'], action: Action): HandlerAction {
   return {
     id: action.id,
     spaceId: action.spaceId,
     userId: action.userId,
     type: action.type,
-    payload: action.payload as Record<string, unknown>,
+    payload: types.parse(action.type, action.payload),
     priority: action.priority,
   };
 }
@@ -202,8 +206,7 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
   const path: Array<{ handler: string; outcome: string }> = [];
   let subject: HandlerAction;
   try {
-    // Stored payloads are parsed with the type's schema, not cast.
-    subject = { ...handlerAction(action), payload: deps.types.parse(action.type, action.payload) };
+    subject = handlerAction(deps.types, action);
   } catch (error) {
     const text = `the stored payload no longer fits the ${action.type} schema: ${error instanceof Error ? error.message : String(error)}`;
     await applyStep(deps, ref, { kind: 'fail', attempts: attempt, error: text, notes });

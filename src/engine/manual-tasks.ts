@@ -2,7 +2,8 @@ import type { Principal } from '../context.js';
 import type { ManualTask, Prisma } from '../generated/prisma/client.js';
 import type { Actor, EngineDeps } from './deps.js';
 import { ForbiddenError, InvalidTransitionError, NotFoundError } from './errors.js';
-import { lateExecution, settleExecution } from './settle.js';
+import { providerOf } from './config-cache.js';
+import { lateManualExecution, settleExecution } from './settle.js';
 
 /**
  * completeManualTask: an operator (or admin) reports the work done, and the action settles through
@@ -20,7 +21,9 @@ export async function completeManualTask(
   const task = await deps.db.manualTask.findFirst({ where: { id, spaceId: principal.spaceId }, include: { action: true } });
   if (!task) throw new NotFoundError(`no manual task with id ${id}`, ['id']);
   const data = (outcome && typeof outcome === 'object' && !Array.isArray(outcome) ? outcome : { outcome: outcome ?? null }) as Prisma.InputJsonObject;
-  const provider = typeof (task.action.payload as Record<string, unknown>)?.provider === 'string' ? String((task.action.payload as Record<string, unknown>).provider) : 'operator';
+  // The provider the action names (an order's), else the operator did it.
+  const named = providerOf(task.action.payload);
+  const provider = named === '*' ? 'operator' : named;
   const externalRef = typeof data.reference === 'string' ? data.reference : null;
   // The task's execution: the manual handler's, or an interrupted handler's whose outcome the
   // operator confirms (repeat `none`); a task opened before executions were linked to tasks gets
@@ -28,7 +31,7 @@ export async function completeManualTask(
   const linked = task.executionId
     ? await deps.db.execution.findUnique({ where: { id: task.executionId }, select: { id: true, handler: true, attempt: true } })
     : null;
-  const execution = linked ? { id: linked.id, handler: linked.handler, insert: null } : lateExecution('manual', 'manual', task.action.attempts, task.createdAt);
+  const execution = linked ? { id: linked.id, handler: linked.handler, insert: null } : lateManualExecution(task.action.attempts, task.createdAt);
   try {
     await settleExecution(deps, task.action, execution, linked?.attempt ?? task.action.attempts, {
       result: { provider, externalRef, data, rollbackData: null },

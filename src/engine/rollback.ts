@@ -8,7 +8,7 @@ import type { Actor, EngineDeps } from './deps.js';
 import { applyStep } from './lifecycle/index.js';
 import { EngineError, ForbiddenError, InvalidInputError, InvalidTransitionError } from './errors.js';
 import { assertReadable } from './policy.js';
-import { loadConfigs, openHandlerSecrets } from './execution.js';
+import { handlerAction, loadConfigs, openHandlerSecrets } from './execution.js';
 import { publicErrorText } from './public-error.js';
 
 /** The type, or the handler that completed the action, cannot undo it. */
@@ -65,7 +65,7 @@ export async function rollbackAction(deps: RollbackDeps, principal: Principal, a
     // The same configuration (and secrets) the handler would get to execute now.
     const config = (await loadConfigs(deps, action)).get(handler.name) ?? null;
     await handler.rollback({
-      action: { id: action.id, spaceId: action.spaceId, userId: action.userId, type: action.type, payload: action.payload as Record<string, unknown>, priority: action.priority },
+      action: handlerAction(deps.types, action),
       rollbackData: (execution.rollbackData ?? null) as Record<string, unknown> | null,
       config,
       secrets: openHandlerSecrets(deps, config),

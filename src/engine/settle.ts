@@ -89,8 +89,8 @@ export function receiptFor(
   });
 }
 
-/** An execution row for work settled with no execution recorded before (tasks opened before executions were linked to them). */
-export function lateExecution(handler: string, kind: 'manual', attempt: number, startedAt: Date): ExecutionRef {
+/** The manual execution row of a task opened before executions were linked to tasks, written when it is settled. */
+export function lateManualExecution(attempt: number, startedAt: Date): ExecutionRef {
   const id = randomUUID();
-  return { id, handler, insert: { id, attempt, handler, kind, startedAt } };
+  return { id, handler: 'manual', insert: { id, attempt, handler: 'manual', kind: 'manual', startedAt } };
 }

@@ -109,8 +109,7 @@ export function isUniqueViolation(error: unknown): boolean {
   if (e?.code === 'P2002' || e?.code === '23505') return true;
   if (e?.meta?.code === '23505') return true;
   const cause = e?.meta?.driverAdapterError?.cause;
-  if (cause?.originalCode === '23505' || cause?.kind === 'UniqueConstraintViolation') return true;
-  return /23505|unique constraint/i.test(String((error as Error)?.message ?? ''));
+  return cause?.originalCode === '23505' || cause?.kind === 'UniqueConstraintViolation';
 }
 
 /** What deciding or cancelling an action needs to know of it first (who may, and what the queued entry records). */

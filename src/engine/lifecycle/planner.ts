@@ -177,7 +177,7 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
       writeExecution(plan, step.execution, 'FAILED', at, { error: step.error, permanent: step.permanent });
       audit({
         event: 'execution.attempt_failed',
-        data: { attempt: step.attempt, handler: handlerOf(step.execution), error: step.error, permanent: step.permanent },
+        data: { attempt: step.attempt, handler: step.execution.handler, error: step.error, permanent: step.permanent },
       });
       if (step.final) {
         const text = `Failed after ${step.attempt} attempts: ${step.error}`;
@@ -188,7 +188,7 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
       } else {
         plan.messages.push(
           step.permanent
-            ? `${handlerOf(step.execution)} cannot do this: ${step.error}${step.next ? `; trying ${step.next}…` : ''}`
+            ? `${step.execution.handler} cannot do this: ${step.error}${step.next ? `; trying ${step.next}…` : ''}`
             : `Attempt ${step.attempt} of ${step.maxAttempts} failed: ${step.error}; retrying`,
         );
       }
@@ -283,10 +283,6 @@ export function queuedEntry(action: ActionRef): AuditContent {
 function writeExecution(plan: Plan, ref: ExecutionRef, status: 'SUCCEEDED' | 'FAILED' | 'WAITING', finishedAt: Date | null, outcome: ExecutionOutcome) {
   if (ref.insert) plan.writes.push({ kind: 'execution.insert', execution: ref.insert, status, finishedAt, outcome });
   else plan.writes.push({ kind: 'execution.update', id: ref.id, status, finishedAt, outcome });
-}
-
-function handlerOf(ref: ExecutionRef): string {
-  return ref.handler;
 }
 
 function assertNever(value: never): never {
