@@ -1,3 +1,4 @@
+import { createOutboundFetch } from './engine/outbound.js';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from './config.js';
 import { applyMigrations } from './db/migrations.js';
@@ -248,7 +249,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       logger,
       db,
       engine,
-      handlerServices: { mailer, fetch: globalThis.fetch, filesRoot: config.filesRoot, clock: () => new Date(), logger },
+      handlerServices: { mailer, fetch: createOutboundFetch({ blockPrivate: config.outboundBlockPrivate, timeoutMs: config.outboundTimeoutMs }), filesRoot: config.filesRoot, clock: () => new Date(), logger },
       handlers: new HandlerRegistry([...builtInHandlers({ noop: config.enableNoopHandler }), ...(options.extraHandlers ?? [])]),
       pubsub,
       auth,

@@ -73,6 +73,9 @@ const envSchema = z.object({
   WORKER_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(8000),
   WORKER_STALLED_CHECK_MS: z.coerce.number().int().min(500).max(600_000).default(4000),
   CONFIG_CACHE_TTL_MS: z.coerce.number().int().min(0).max(3_600_000).default(5000),
+  CALDAV_URL: z.string().regex(/^https?:\/\//, 'must be an http:// or https:// URL').optional(),
+  OUTBOUND_BLOCK_PRIVATE: booleanish.default(false),
+  OUTBOUND_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(10_000),
 });
 
 /** Typed settings, handed to every part by the composition root. */
@@ -133,6 +136,12 @@ export interface Config {
    * KYC status and email, in ms (changes are also announced on Redis and apply at once); 0: no cache.
    */
   configCacheTtlMs: number;
+  /** The CalDAV calendar collection for `calendar.caldav` in every space (credentials in the URL); unset: per-space configuration, else `calendar.ics`. */
+  caldavUrl: string | undefined;
+  /** Refuse outbound requests (handlers, webhooks) to private, loopback and link-local addresses. */
+  outboundBlockPrivate: boolean;
+  /** Longest an outbound HTTP request (provider APIs, webhooks, CalDAV) may take. */
+  outboundTimeoutMs: number;
 }
 
 /** The variables the service reads, for the README check. */
@@ -193,5 +202,8 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     workerLockMs: e.WORKER_LOCK_MS,
     workerStalledCheckMs: e.WORKER_STALLED_CHECK_MS,
     configCacheTtlMs: e.CONFIG_CACHE_TTL_MS,
+    caldavUrl: e.CALDAV_URL,
+    outboundBlockPrivate: e.OUTBOUND_BLOCK_PRIVATE,
+    outboundTimeoutMs: e.OUTBOUND_TIMEOUT_MS,
   };
 }

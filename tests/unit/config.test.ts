@@ -38,6 +38,9 @@ describe('loadConfig', () => {
       workerLockMs: 8000,
       workerStalledCheckMs: 4000,
       configCacheTtlMs: 5000,
+      caldavUrl: undefined,
+      outboundBlockPrivate: false,
+      outboundTimeoutMs: 10_000,
     });
   });
 
