@@ -4,6 +4,7 @@ import type { Action, HandlerConfig } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/registry.js';
 import {
   PermanentHandlerError,
+  RefusedPayloadError,
   type ActionHandler,
   type HandlerAction,
   type HandlerResult,
@@ -256,7 +257,9 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
       deps.logger.warn({ err: error, actionId: action.id, handler: handler.name, attempt, permanent }, 'handler attempt failed');
       errors.push(`${handler.name}: ${text}`);
       path.push({ handler: handler.name, outcome: 'FAILED' });
-      const final = !permanent && attempt >= maxAttempts;
+      // A payload no handler can carry out fails the action now: not the next handler, not an operator.
+      const refused = error instanceof RefusedPayloadError;
+      const final = refused || (!permanent && attempt >= maxAttempts);
       await applyStep(deps, ref, {
         kind: 'attemptFailed',
         execution,
@@ -268,8 +271,8 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
         next: next?.name ?? null,
         notes: notes.splice(0),
       });
-      if (permanent) continue;
       if (final) throw new UnrecoverableError(text);
+      if (permanent) continue;
       throw new HandlerAttemptError(text, { cause: error });
     }
     if (result.status === 'waiting') {

@@ -131,6 +131,15 @@ export class PermanentHandlerError extends Error {
   override name = 'PermanentHandlerError';
 }
 
+/**
+ * The payload itself cannot be carried out (a path that escapes the user's folder, a symlink out
+ * of it, a missing source): no other handler or operator could do better, so the action fails
+ * with this reason at once; the chain stops and nothing is handed to an operator.
+ */
+export class RefusedPayloadError extends PermanentHandlerError {
+  override name = 'RefusedPayloadError';
+}
+
 /** May succeed later (timeout, 5xx): retried with backoff. Any other thrown error counts as retryable too. */
 export class RetryableHandlerError extends Error {
   override name = 'RetryableHandlerError';

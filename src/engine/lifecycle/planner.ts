@@ -180,7 +180,7 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
         data: { attempt: step.attempt, handler: step.execution.handler, error: step.error, permanent: step.permanent },
       });
       if (step.final) {
-        const text = `Failed after ${step.attempt} attempts: ${step.error}`;
+        const text = step.permanent ? `Failed: ${step.error}` : `Failed after ${step.attempt} attempts: ${step.error}`;
         move(['EXECUTING'], 'FAILED');
         plan.set = { error: text, attempts: step.attempt };
         plan.messages.push(text);
