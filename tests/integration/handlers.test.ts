@@ -87,7 +87,7 @@ async function completed(promise: ReturnType<typeof createDocumentHandler.execut
   return result;
 }
 
-describe('create-document.filesystem', () => {
+describe('create_document.filesystem', () => {
   it('writes the document under the user\'s folder, named after the title and action', async () => {
     const content = '# Minutes\n\nWe agreed on oat milk. ☕\n';
     const action = documentAction({ title: 'Team Meeting: Q3 Plan', content, folder: 'notes/2025' });
