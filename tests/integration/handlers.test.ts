@@ -8,6 +8,7 @@ import { createDocumentHandler } from '../../src/handlers/create-document.js';
 import { manualHandler } from '../../src/handlers/manual.js';
 import {
   PermanentHandlerError,
+  RefusedPayloadError,
   type HandlerAction,
   type HandlerContext,
   type HandlerServices,
@@ -130,7 +131,7 @@ describe('create_document.filesystem', () => {
 
     for (const folder of ['escape', 'escape/deeper']) {
       const action = documentAction({ title: 'Leak', content: 'secret', folder });
-      await expect(createDocumentHandler.execute(context(action))).rejects.toThrow(PermanentHandlerError);
+      await expect(createDocumentHandler.execute(context(action))).rejects.toThrow(RefusedPayloadError);
       await expect(createDocumentHandler.execute(context(action))).rejects.toThrow(/leads outside your folder/);
     }
     expect(await readdir(outside)).toEqual([]);
