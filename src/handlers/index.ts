@@ -1,5 +1,6 @@
 import { createDocumentHandler } from './create-document.js';
 import { manualHandler } from './manual.js';
+import { moveFileHandler } from './move-file.js';
 import { noopHandler } from './noop.js';
 import type { HandlerRegistry } from './registry.js';
 import type { ActionHandler } from './types.js';
@@ -11,6 +12,7 @@ import type { ActionHandler } from './types.js';
  */
 export const BUILT_IN_HANDLERS: readonly ActionHandler[] = [
   createDocumentHandler,
+  moveFileHandler,
   manualHandler,
 ];
 
