@@ -2,13 +2,14 @@ import { z } from 'zod';
 import { makePurchase } from '../engine/action-types/make-purchase.js';
 import { order } from '../engine/action-types/order.js';
 import { defineHandler } from './define-handler.js';
-import { MAX_REFERENCE_CHARS, orderProvider, orderRequestBody } from './provider-http.js';
+import { MAX_REFERENCE_CHARS, orderProvider } from './provider-http.js';
 import { postSignedWebhook, requestThroughWebhook, webhookSecrets, webhookSettings } from './signed-webhook.js';
 
 /**
  * `order` and `make_purchase` through a provider's webhook, signed per Standard Webhooks
  * (`webhook-id` = the action's idempotency key, `webhook-timestamp`, `webhook-signature`):
- * `POST {url}` with `{ type: "order.requested", actionId, payload, callbackUrl }`. A 2xx
+ * `POST {url}` with `{ type: "order.requested", actionId, payload, callbackUrl }` (`payload`: the
+ * action's payload as the type's schema parsed it, defaults applied). A 2xx
  * `{ reference }` completes it; a 202 means the provider confirms later through
  * `POST {callbackUrl}` (src/http/callbacks.ts), signed with the same secret, and the action
  * waits until then. Repeat class `provider`: a repeat has the same `webhook-id` and the same
@@ -37,7 +38,7 @@ export const orderWebhookHandler = defineHandler({
       baseUrl: services.baseUrl,
       idempotencyKey: ctx.idempotencyKey,
       actionId: action.id,
-      payload: orderRequestBody(action),
+      payload: action.payload,
       provider,
       who: `${provider}'s webhook`,
       waitingMessage: `Waiting for ${provider} to confirm the order…`,

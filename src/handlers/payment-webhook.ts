@@ -34,7 +34,7 @@ export const paymentWebhookHandler = defineHandler({
   async execute(ctx) {
     const { action, payload, settings, secrets, services } = ctx;
     const provider = paymentProvider(settings.url);
-    await ctx.progress(`Sending the payment of ${payload.amount} ${payload.currency} to ${payload.recipient} to the payment provider…`);
+    await ctx.progress(`Asking the payment provider (${provider}) to pay ${payload.amount} ${payload.currency} to ${payload.recipient}…`);
     return requestThroughWebhook({
       fetch: services.fetch,
       handler: 'payment.webhook',
@@ -44,7 +44,7 @@ export const paymentWebhookHandler = defineHandler({
       baseUrl: services.baseUrl,
       idempotencyKey: ctx.idempotencyKey,
       actionId: action.id,
-      payload: { amount: payload.amount, currency: payload.currency, recipient: payload.recipient, memo: payload.memo ?? null },
+      payload: action.payload,
       provider,
       who: `the payment provider (${provider})`,
       waitingMessage: `Waiting for the payment provider to confirm the payment of ${payload.amount} ${payload.currency}…`,
