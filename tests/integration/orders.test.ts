@@ -522,6 +522,14 @@ describe('order.email and manual', () => {
     expect(messages).toContain('No integration configured for mail-cafe (order.api), trying order.webhook…');
     expect(messages).toContain('No webhook configured for mail-cafe (order.webhook), trying order.email…');
     expect(messages).toContain('Emailing the order to mail-cafe…');
+    expect(seen.auditLog.filter((e) => e.event === 'execution.completed').map((e) => e.data.handler)).toEqual(['order.email']);
+    // The signed receipt binds the handlers skipped on the way.
+    const receipt = await t.app.db.receipt.findFirstOrThrow({ where: { actionId: id } });
+    expect(JSON.parse(receipt.statement ?? '{}').handlerPath).toEqual([
+      { handler: 'order.api', outcome: 'SKIPPED' },
+      { handler: 'order.webhook', outcome: 'SKIPPED' },
+      { handler: 'order.email', outcome: 'SUCCEEDED' },
+    ]);
   });
 
   it('with nothing configured, the chain ends at an operator task', async () => {
