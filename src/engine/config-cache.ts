@@ -73,7 +73,9 @@ export async function publishConfigChange(
 
 /** The provider an action names (an order's `provider` field), else `*`. */
 export function providerOf(payload: unknown): string {
-  const provider = (payload as Record<string, unknown> | null | undefined)?.provider;
+  const named = payload as Record<string, unknown> | null | undefined;
+  // An order's provider; a purchase's merchant.
+  const provider = named?.provider ?? named?.merchant;
   return typeof provider === 'string' ? provider : '*';
 }
 

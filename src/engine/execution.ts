@@ -214,11 +214,14 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
     throw new UnrecoverableError(text);
   }
   const configs = await loadConfigs(deps, action);
+  // Who a configuration would be for: the provider the action names, else (payments) its type.
+  const named = providerOf(action.payload);
+  const forWhom = named === '*' ? action.type : named;
   for (const [index, handler] of chain.entries()) {
     const config = configs.get(handler.name) ?? null;
     const next = chain[index + 1];
     if (!handler.isConfigured(subject, config)) {
-      notes.push(`No ${KIND_LABEL[handler.kind]} configured for ${providerOf(action.payload)} (${handler.name})${next ? `, trying ${next.name}…` : ''}`);
+      notes.push(`No ${KIND_LABEL[handler.kind]} configured for ${forWhom} (${handler.name})${next ? `, trying ${next.name}…` : ''}`);
       path.push({ handler: handler.name, outcome: 'SKIPPED' });
       continue;
     }

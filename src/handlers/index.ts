@@ -2,6 +2,10 @@ import { createDocumentHandler } from './create-document.js';
 import { manualHandler } from './manual.js';
 import { moveFileHandler } from './move-file.js';
 import { noopHandler } from './noop.js';
+import { orderApiHandler } from './order-api.js';
+import { orderEmailHandler } from './order-email.js';
+import { orderWebhookHandler } from './order-webhook.js';
+import { paymentWebhookHandler } from './payment-webhook.js';
 import type { HandlerRegistry } from './registry.js';
 import type { ActionHandler } from './types.js';
 
@@ -13,6 +17,10 @@ import type { ActionHandler } from './types.js';
 export const BUILT_IN_HANDLERS: readonly ActionHandler[] = [
   createDocumentHandler,
   moveFileHandler,
+  orderApiHandler,
+  orderWebhookHandler,
+  paymentWebhookHandler,
+  orderEmailHandler,
   manualHandler,
 ];
 

@@ -32,6 +32,8 @@ export interface HandlerServices {
   filesRoot: string;
   clock: () => Date;
   logger: Logger;
+  /** The engine's public URL (`BASE_URL`), for URLs a provider calls back on. */
+  baseUrl?: string;
 }
 
 /** The action as a handler sees it; `payload` is already parsed with its type's schema (defaults applied). */
