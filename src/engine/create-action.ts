@@ -17,6 +17,7 @@ import {
   SafetyUnavailableError,
 } from './errors.js';
 import { evaluateSafety, type SafetyVerdict } from './safety.js';
+import { findStandingApproval } from './standing-approvals.js';
 import { initialStatus } from './statuses.js';
 import { approvalRequestQuota, rateUnitId } from './quota.js';
 import type { RateLimitSubject } from './rate-limiter.js';
@@ -92,6 +93,13 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
   // Payments wait for a person whatever the rules say (spec §6): no rule can switch this off. Set
   // before the quota, so such a request also counts against the approval-request limit.
   if (!refusal && deps.types.get(input.type).humanApproval) verdict.requiresApproval = true;
+  // A standing approval in force approves it now, in place of a person (never a payment).
+  let grant: { id: string; createdById: string } | null = null;
+  if (!refusal && verdict.requiresApproval) {
+    user ??= await loadUser(deps, principal.spaceId, userId);
+    grant = await findGrant(deps, { spaceId: principal.spaceId, userId, payload, type: input.type, user, now: deps.clock() });
+    if (grant) verdict.requiresApproval = false;
+  }
   const status = initialStatus({ blocked: refusal !== null, requiresApproval: verdict.requiresApproval });
   const now = deps.clock();
   const hash = payloadHash(payload);
@@ -129,6 +137,7 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
       refusal: verdict.refusal && refusal ? { rule: verdict.refusal.rule, kind: verdict.refusal.kind, reason: verdict.refusal.reason, text: refusal.message } : null,
       rateLimited: verdict.rateWindows.length > 0,
       conditions: verdict.conditions,
+      grant,
       approval: request ? { recipient: request.mail?.to ?? null, expiresAt: expiresAt!, token: request.token } : null,
       idempotency: idempotencyKey ? { principalId: principal.id, key: idempotencyKey, requestHash } : null,
     });
@@ -240,6 +249,16 @@ async function loadSafetyRules(deps: EngineDeps, spaceId: string, type: string) 
   } catch (error) {
     deps.logger.error({ err: error }, 'safety rules could not be read');
     throw new SafetyUnavailableError('the safety rules cannot be read right now; nothing was recorded, try again shortly');
+  }
+}
+
+/** The standing approval that covers the new action, if any. Fails closed. */
+async function findGrant(deps: EngineDeps, subject: Parameters<typeof findStandingApproval>[1]) {
+  try {
+    return await findStandingApproval(deps, subject);
+  } catch (error) {
+    deps.logger.error({ err: error }, 'standing approvals could not be read');
+    throw new SafetyUnavailableError('the safety rules cannot be checked right now; nothing was recorded, try again shortly');
   }
 }
 

@@ -306,6 +306,8 @@ export interface CreateStep {
   rateLimited: boolean;
   /** How the conditions of the rules in force came out (in the audit; a failed one is also said in the status). */
   conditions?: ConditionResult[];
+  /** The standing approval that approved it at creation, in place of a person. */
+  grant?: { id: string; createdById: string } | null;
   /** For a PENDING action: where the approval request goes (null: nobody to mail) and its token. */
   approval: { recipient: string | null; expiresAt: Date; token: CreateExtras['token'] } | null;
   idempotency: CreateExtras['idempotency'];
@@ -347,6 +349,9 @@ export function planCreate(step: CreateStep): CreatePlan {
     audit.push({ ...common, event: 'action.blocked', data: { rule: refusal.rule, kind: refusal.kind, reason: refusal.reason } });
   } else if (action.status === 'PENDING') {
     messages.push("Waiting for the user's approval");
+  } else if (step.grant) {
+    messages.push(`Approved in advance by standing approval ${step.grant.id}`);
+    audit.push({ ...common, actor: step.grant.createdById, ip: null, userAgent: null, event: 'action.approved', data: { comment: null, standingApproval: step.grant.id } });
   } else {
     messages.push(step.rateLimited ? 'Approved by the safety rules (within rate limits)' : 'Approved by the safety rules');
   }
