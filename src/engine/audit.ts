@@ -89,6 +89,8 @@ export interface SafetyRuleState {
   description: string | null;
   /** Absent in entries written before conditions existed. */
   condition?: string | null;
+  /** Absent in entries written before grace periods existed. */
+  graceSeconds?: number | null;
 }
 
 /** A handler configuration as audited: never the secrets' values. */

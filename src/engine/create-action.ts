@@ -16,7 +16,7 @@ import {
   NotFoundError,
   SafetyUnavailableError,
 } from './errors.js';
-import { evaluateSafety, type SafetyVerdict } from './safety.js';
+import { evaluateSafety, graceSecondsFor, type SafetyVerdict } from './safety.js';
 import { findStandingApproval } from './standing-approvals.js';
 import { initialStatus } from './statuses.js';
 import { approvalRequestQuota, rateUnitId } from './quota.js';
@@ -102,6 +102,14 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
   }
   const status = initialStatus({ blocked: refusal !== null, requiresApproval: verdict.requiresApproval });
   const now = deps.clock();
+  // A type that cannot be undone may wait out a grace period once approved, cancellable.
+  let graceUntil: Date | null = null;
+  if (status === 'APPROVED') {
+    const definition = deps.types.get(input.type);
+    const seconds = graceSecondsFor(rules, { type: input.type, spaceId: principal.spaceId, reversible: definition.reversible, defaultSeconds: deps.config.graceSeconds });
+    const until = seconds > 0 ? new Date(now.getTime() + seconds * 1000) : null;
+    if (until && !(input.scheduledFor && input.scheduledFor.getTime() >= until.getTime())) graceUntil = until;
+  }
   const hash = payloadHash(payload);
   const expiresAt = status === 'PENDING' ? new Date(now.getTime() + deps.config.approvalTtlSeconds * 1000) : null;
   const newAction: NewAction = {
@@ -113,7 +121,7 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
     payload,
     payloadHash: hash,
     priority,
-    scheduledFor: input.scheduledFor ?? null,
+    scheduledFor: graceUntil ?? input.scheduledFor ?? null,
     idempotencyKey,
     status,
     requiresApproval: verdict.requiresApproval,
@@ -138,6 +146,7 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
       rateLimited: verdict.rateWindows.length > 0,
       conditions: verdict.conditions,
       grant,
+      graceUntil,
       approval: request ? { recipient: request.mail?.to ?? null, expiresAt: expiresAt!, token: request.token } : null,
       idempotency: idempotencyKey ? { principalId: principal.id, key: idempotencyKey, requestHash } : null,
     });
