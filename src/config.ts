@@ -76,6 +76,8 @@ const envSchema = z.object({
   CALDAV_URL: z.string().regex(/^https?:\/\//, 'must be an http:// or https:// URL').optional(),
   OUTBOUND_BLOCK_PRIVATE: booleanish.default(false),
   OUTBOUND_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(10_000),
+  WEBHOOK_RETRY_BASE_MS: z.coerce.number().int().min(10).max(3_600_000).default(5000),
+  WEBHOOK_MAX_FAILURES: z.coerce.number().int().min(1).max(1000).default(10),
 });
 
 /** Typed settings, handed to every part by the composition root. */
@@ -142,6 +144,10 @@ export interface Config {
   outboundBlockPrivate: boolean;
   /** Longest an outbound HTTP request (provider APIs, webhooks, CalDAV) may take. */
   outboundTimeoutMs: number;
+  /** Outbound event webhooks: the delay before a failed delivery's first retry; doubles per attempt, at most an hour. */
+  webhookRetryBaseMs: number;
+  /** Outbound event webhooks: failed attempts in a row after which an endpoint is disabled. */
+  webhookMaxFailures: number;
 }
 
 /** The variables the service reads, for the README check. */
@@ -205,5 +211,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     caldavUrl: e.CALDAV_URL,
     outboundBlockPrivate: e.OUTBOUND_BLOCK_PRIVATE,
     outboundTimeoutMs: e.OUTBOUND_TIMEOUT_MS,
+    webhookRetryBaseMs: e.WEBHOOK_RETRY_BASE_MS,
+    webhookMaxFailures: e.WEBHOOK_MAX_FAILURES,
   };
 }

@@ -41,6 +41,8 @@ describe('loadConfig', () => {
       caldavUrl: undefined,
       outboundBlockPrivate: false,
       outboundTimeoutMs: 10_000,
+      webhookRetryBaseMs: 5000,
+      webhookMaxFailures: 10,
     });
   });
 
