@@ -5,11 +5,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
+import { sweepWebhookDeliveries } from '../../src/engine/webhook-delivery.js';
 import { checkWebhookUrl } from '../../src/engine/webhook-endpoints.js';
 import { graphql } from '../generated/gql.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
-const OUTBOUND_TIMEOUT_MS = 4000;
+const OUTBOUND_TIMEOUT_MS = 6000;
 const MAX_FAILURES = 3;
 const RETRY_BASE_MS = 150;
 
@@ -104,7 +105,10 @@ const hanging = new Set<Socket>();
 let flakyLeft = 2;
 
 let t: TestServer;
-const keys = {} as Record<'admin' | 'agent' | 'failAdmin' | 'failAgent' | 'hangAdmin' | 'hangAgent' | 'flakyAdmin' | 'flakyAgent' | 'otherAdmin', string>;
+const keys = {} as Record<
+  'admin' | 'agent' | 'failAdmin' | 'failAgent' | 'hangAdmin' | 'hangAgent' | 'flakyAdmin' | 'flakyAgent' | 'otherAdmin' | 'lostAdmin' | 'lostAgent',
+  string
+>;
 
 const newSecret = () => `whsec_${randomBytes(32).toString('base64')}`;
 
@@ -149,6 +153,8 @@ beforeAll(async () => {
   keys.flakyAdmin = await key('ADMIN', 'hooks-flaky');
   keys.flakyAgent = await key('AGENT', 'hooks-flaky', 'flo');
   keys.otherAdmin = await key('ADMIN', 'hooks-other');
+  keys.lostAdmin = await key('ADMIN', 'hooks-lost');
+  keys.lostAgent = await key('AGENT', 'hooks-lost', 'lou');
 });
 afterAll(async () => {
   for (const socket of hanging) socket.destroy();
@@ -265,7 +271,7 @@ describe('outbound event webhooks', () => {
   it('a failing endpoint (HTTP 503) is retried, then disabled with a reason and an audit entry; the delivery log shows attempts and status codes; the action is not slowed', async () => {
     const endpoint = await register(keys.failAdmin, { url: `${receiverUrl}/fail`, secret: newSecret() });
     const { id, ms } = await runAction(keys.failAgent);
-    expect(ms).toBeLessThan(1500);
+    expect(ms).toBeLessThan(OUTBOUND_TIMEOUT_MS / 2);
 
     const disabled = await until('the endpoint disabled', async () => {
       const res = await t.graphql(Endpoints, {}, { apiKey: keys.failAdmin });
@@ -306,7 +312,7 @@ describe('outbound event webhooks', () => {
     const { id, ms } = await runAction(keys.hangAgent);
     // The endpoint got the first update and is holding it while the action completed.
     await until('the hanging request', () => forAction('/hang', id).length > 0);
-    expect(ms).toBeLessThan(OUTBOUND_TIMEOUT_MS / 4);
+    expect(ms).toBeLessThan(OUTBOUND_TIMEOUT_MS / 2);
     const pending = await t.app.db.webhookDelivery.findMany({ where: { endpointId: endpoint.id }, orderBy: { position: 'asc' } });
     expect(pending[0]!.state).toBe('PENDING');
     // The hang ends in a recorded timeout, not a stuck worker.
@@ -317,6 +323,31 @@ describe('outbound event webhooks', () => {
     );
     expect(timedOut.lastError).toContain('no answer within');
     expect(timedOut.lastStatusCode).toBeNull();
+  });
+
+  it('a send job lost after commit (Redis refusing the enqueue) loses nothing: the deliveries wait, and the sweeper sends them in order', async () => {
+    const secret = newSecret();
+    const endpoint = await register(keys.lostAdmin, { url: `${receiverUrl}/ok/lost`, secret });
+    const queue = t.app.engine.webhooks!;
+    const wake = queue.wake;
+    // Fault injection: every enqueue after commit fails, as it would with Redis away.
+    queue.wake = () => Promise.reject(new Error('Redis is away'));
+    let id: string;
+    try {
+      ({ id } = await runAction(keys.lostAgent));
+      await sleep(400);
+    } finally {
+      queue.wake = wake;
+    }
+    const updates = await t.app.db.statusUpdate.findMany({ where: { actionId: id }, orderBy: { seq: 'asc' } });
+    expect(forAction('/ok/lost', id)).toEqual([]);
+    const waiting = await t.app.db.webhookDelivery.findMany({ where: { endpointId: endpoint.id }, orderBy: { position: 'asc' } });
+    expect(waiting.map((d) => [d.seq, d.state])).toEqual(updates.map((u) => [u.seq, 'PENDING']));
+
+    expect(await sweepWebhookDeliveries({ db: t.app.db, clock: () => new Date(), webhooks: queue })).toBeGreaterThanOrEqual(1);
+    const got = await until('the swept deliveries', () => forAction('/ok/lost', id).length >= updates.length && forAction('/ok/lost', id));
+    expect(got.map((r) => bodyOf(r).seq)).toEqual(updates.map((u) => u.seq));
+    for (const r of got) expect(() => new Webhook(secret).verify(r.body, r.headers)).not.toThrow();
   });
 
   it('only admins register endpoints or read them and their log; another space sees none of them', async () => {
