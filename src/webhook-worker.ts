@@ -40,6 +40,9 @@ export function startWebhookWorker(app: App): WebhookWorker {
     connection: app.queueConnection,
     prefix: `${config.redisPrefix}:bull`,
     concurrency: WEBHOOK_CONCURRENCY,
+    // As for executions: a killed worker's job (its endpoint) is free again after WORKER_LOCK_MS.
+    lockDuration: config.workerLockMs,
+    stalledInterval: config.workerStalledCheckMs,
   });
   // The job's id is free once it has finished (removed at once): queue the endpoint again for
   // what is left, including deliveries written while the job ran (their own enqueue was a no-op).

@@ -187,7 +187,8 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
     reconcile,
     async close() {
       clearInterval(timer);
-      await webhooks.close();
+      // Side by side with the execution worker's close, so an outage does not double the wait.
+      const webhooksClosed = webhooks.close();
       // BullMQ's close can wait forever on a connection that went through a Redis outage (its
       // blocking client stuck reconnecting); after the shutdown timeout, disconnect it outright.
       const closed = worker.close().then(() => true);
@@ -197,6 +198,7 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
         closed.catch(() => {});
         await Promise.race([worker.disconnect(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
       }
+      await webhooksClosed;
     },
   };
 }
