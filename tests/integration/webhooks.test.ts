@@ -86,6 +86,19 @@ const Create = graphql(`
   }
 `);
 
+const Reject = graphql(`
+  mutation HooksReject($id: ID!, $reason: String) {
+    rejectAction(id: $id, reason: $reason) {
+      action {
+        status
+      }
+      errors {
+        code
+      }
+    }
+  }
+`);
+
 /** One request the receiver got. */
 interface Received {
   path: string;
@@ -106,7 +119,7 @@ let flakyLeft = 2;
 
 let t: TestServer;
 const keys = {} as Record<
-  'admin' | 'agent' | 'failAdmin' | 'failAgent' | 'hangAdmin' | 'hangAgent' | 'flakyAdmin' | 'flakyAgent' | 'otherAdmin' | 'lostAdmin' | 'lostAgent',
+  'admin' | 'agent' | 'approver' | 'failAdmin' | 'failAgent' | 'hangAdmin' | 'hangAgent' | 'flakyAdmin' | 'flakyAgent' | 'otherAdmin' | 'lostAdmin' | 'lostAgent',
   string
 >;
 
@@ -146,6 +159,7 @@ beforeAll(async () => {
   const key = async (role: 'ADMIN' | 'AGENT', space: string, user?: string) => (await createApiKey(t.app.db, { role, space, ...(user ? { user } : {}) })).key;
   keys.admin = await key('ADMIN', 'hooks');
   keys.agent = await key('AGENT', 'hooks', 'ada');
+  keys.approver = (await createApiKey(t.app.db, { role: 'APPROVER', space: 'hooks', user: 'ada' })).key;
   keys.failAdmin = await key('ADMIN', 'hooks-fail');
   keys.failAgent = await key('AGENT', 'hooks-fail', 'fay');
   keys.hangAdmin = await key('ADMIN', 'hooks-hang');
@@ -243,6 +257,21 @@ describe('outbound event webhooks', () => {
       expect(n).toMatchObject({ state: 'DELIVERED', attempts: 1, lastStatusCode: 204, lastError: null });
       expect(got.find((r) => r.headers['webhook-id'] === n.webhookId)?.body).toBe(n.body);
     }
+  });
+
+  it("status changes made by the API (an action created PENDING, then rejected by the user's approver) are delivered too, in order", async () => {
+    const created = await t.graphql(Create, { input: { type: 'move_file', payload: { from: 'inbox/a.txt', to: 'archive/a.txt' } } }, { apiKey: keys.agent });
+    expect(created.data!.createAction.action!.status).toBe('PENDING');
+    const id = created.data!.createAction.action!.id;
+    const rejected = await t.graphql(Reject, { id, reason: 'not today' }, { apiKey: keys.approver });
+    expect(rejected.data!.rejectAction).toEqual({ action: { status: 'REJECTED' }, errors: [] });
+    const updates = await t.app.db.statusUpdate.findMany({ where: { actionId: id }, orderBy: { seq: 'asc' } });
+    expect(updates[0]!.status).toBe('PENDING');
+    expect(updates.at(-1)!.status).toBe('REJECTED');
+    const got = await until('both updates at /ok/all', () => forAction('/ok/all', id).length >= updates.length && forAction('/ok/all', id));
+    expect(got.map((r) => [bodyOf(r).seq, bodyOf(r).status, bodyOf(r).message])).toEqual(updates.map((u) => [u.seq, u.status, u.message]));
+    // The COMPLETED-only endpoint got neither.
+    expect(forAction('/ok/completed-only', id)).toEqual([]);
   });
 
   it('an endpoint that fails at first gets its deliveries retried with backoff, and still in order of seq, nothing lost', async () => {
