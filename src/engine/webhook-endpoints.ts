@@ -73,7 +73,7 @@ function stateOf(endpoint: WebhookEndpoint): WebhookEndpointState {
  * endpoint clears its failure count and reason.
  */
 export async function upsertWebhookEndpoint(
-  deps: Pick<EngineDeps, 'db' | 'secrets'>,
+  deps: Pick<EngineDeps, 'db' | 'secrets' | 'webhooks' | 'logger'>,
   outbound: { blockPrivate: boolean },
   principal: Principal,
   actor: Actor,
@@ -84,7 +84,7 @@ export async function upsertWebhookEndpoint(
   const secret = checkWebhookSecret(input.secret);
   const events = input.events === undefined ? undefined : [...new Set(input.events ?? [])].sort();
 
-  return deps.db.$transaction(async (tx) => {
+  const saved = await deps.db.$transaction(async (tx) => {
     // Row lock, so `before` is what this write replaces even when admins race.
     await tx.$executeRaw`SELECT 1 FROM "WebhookEndpoint" WHERE "spaceId" = ${principal.spaceId}::uuid AND "url" = ${url} FOR UPDATE`;
     const previous = await tx.webhookEndpoint.findUnique({ where: { spaceId_url: { spaceId: principal.spaceId, url } } });
@@ -112,6 +112,12 @@ export async function upsertWebhookEndpoint(
     });
     return saved;
   });
+  // Deliveries written before an admin disabled it wait; enabled again, they go out now (not
+  // awaited: the sweeper would queue them too).
+  if (saved.enabled && deps.webhooks) {
+    deps.webhooks.wake([saved.id]).catch((error: unknown) => deps.logger.warn({ endpointId: saved.id, err: String(error) }, 'could not queue a webhook endpoint; the sweeper will'));
+  }
+  return saved;
 }
 
 /** Whether the stored secret equals `next` (compared in constant time); one that cannot be opened counts as different. */
