@@ -20,6 +20,7 @@ import { keyRevocationChannel, KeyRevocations, type KeyRevokedMessage } from './
 import { createRateLimiter } from './engine/rate-limiter.js';
 import { recordedUnits } from './engine/quota.js';
 import { createActionQueue } from './engine/queue.js';
+import { createWebhookQueue } from './engine/webhook-queue.js';
 import { createStatusPublisher } from './engine/status-publisher.js';
 import { briefError, withRedisTimeout } from './engine/infra-errors.js';
 import { RedisPubSub } from 'graphql-redis-subscriptions';
@@ -182,6 +183,13 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       onError: (error) => logger.warn({ client: 'queue', err: error.message }, 'redis connection error'),
     });
     closers.push(() => queue.close());
+    const webhooks = createWebhookQueue({
+      connection: redisOptionsFromUrl(config.redisUrl),
+      prefix: config.redisPrefix,
+      commandTimeoutMs: config.redisCommandTimeoutMs,
+      onError: (error) => logger.warn({ client: 'webhook-queue', err: error.message }, 'redis connection error'),
+    });
+    closers.push(() => webhooks.close());
     const metrics = createMetrics();
     registerQueueDepth(metrics, () =>
       withRedisTimeout(queue.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'failed'), config.redisCommandTimeoutMs, 'the queue depth').catch(() => ({})),
@@ -222,6 +230,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       secrets: createSecretsBox({ key: config.secretsKey, keyFile: path.join(config.dataDir, 'secrets.key'), logger }),
       configCache,
       signer,
+      webhooks,
     };
     if (options.sweepExpiredApprovals ?? true) {
       const sweep = setInterval(() => {

@@ -77,6 +77,8 @@ const envSchema = z.object({
   OUTBOUND_BLOCK_PRIVATE: booleanish.default(false),
   OUTBOUND_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(10_000),
   GRACE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(0),
+  WEBHOOK_RETRY_BASE_MS: z.coerce.number().int().min(10).max(3_600_000).default(5000),
+  WEBHOOK_MAX_FAILURES: z.coerce.number().int().min(1).max(1000).default(10),
 });
 
 /** Typed settings, handed to every part by the composition root. */
@@ -145,6 +147,10 @@ export interface Config {
   outboundTimeoutMs: number;
   /** Grace period of approved actions of types that cannot be undone, in seconds (rules' graceSeconds may raise it). */
   graceSeconds: number;
+  /** Outbound event webhooks: the delay before a failed delivery's first retry; doubles per attempt, at most an hour. */
+  webhookRetryBaseMs: number;
+  /** Outbound event webhooks: failed attempts in a row after which an endpoint is disabled. */
+  webhookMaxFailures: number;
 }
 
 /** The variables the service reads, for the README check. */
@@ -209,5 +215,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     outboundBlockPrivate: e.OUTBOUND_BLOCK_PRIVATE,
     outboundTimeoutMs: e.OUTBOUND_TIMEOUT_MS,
     graceSeconds: e.GRACE_SECONDS,
+    webhookRetryBaseMs: e.WEBHOOK_RETRY_BASE_MS,
+    webhookMaxFailures: e.WEBHOOK_MAX_FAILURES,
   };
 }

@@ -3,6 +3,7 @@ import type { App } from './app.js';
 import { executeActionJob, HandlerAttemptError, NotYetError, type ExecutionDeps } from './engine/execution.js';
 import { briefError, unavailableDependency } from './engine/infra-errors.js';
 import { ACTION_QUEUE_NAME, jobIdFor, type ActionJobData } from './engine/queue.js';
+import { startWebhookWorker } from './webhook-worker.js';
 
 /** A running execution worker. */
 export interface ActionWorker {
@@ -179,11 +180,15 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
   void run();
   const timer = setInterval(run, config.reconcileSeconds * 1000);
   timer.unref();
+  // Outbound event webhooks are sent wherever actions are executed.
+  const webhooks = startWebhookWorker(app);
 
   return {
     reconcile,
     async close() {
       clearInterval(timer);
+      // Side by side with the execution worker's close, so an outage does not double the wait.
+      const webhooksClosed = webhooks.close();
       // BullMQ's close can wait forever on a connection that went through a Redis outage (its
       // blocking client stuck reconnecting); after the shutdown timeout, disconnect it outright.
       const closed = worker.close().then(() => true);
@@ -193,6 +198,7 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
         closed.catch(() => {});
         await Promise.race([worker.disconnect(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
       }
+      await webhooksClosed;
     },
   };
 }

@@ -75,6 +75,13 @@ export interface AuditEventData {
   };
   'standing_approval.created': { standingApprovalId: string; actionType: string; userId: string | null; condition: string | null; expiresAt: string };
   'standing_approval.revoked': { standingApprovalId: string; actionType: string; userId: string | null };
+  /**
+   * An outbound webhook endpoint registered or changed; `before` is null when it is new. The
+   * secret appears only as whether it changed, never its value.
+   */
+  'webhook_endpoint.upserted': { endpointId: string; url: string; before: WebhookEndpointState | null; after: WebhookEndpointState; secretChanged: boolean };
+  /** The engine disabled an endpoint after repeated failed deliveries (actor `system`). */
+  'webhook_endpoint.disabled': { endpointId: string; url: string; reason: string; consecutiveFailures: number; failedDeliveries: number };
   /** Never the key itself: only its prefix. */
   'api_key.created': { principalId: string; role: Role; prefix: string };
   /** Never the key itself: its id and prefix, and `revokedAt` before and after. */
@@ -99,6 +106,14 @@ export interface HandlerConfigState {
   enabled: boolean;
   hasSecrets: boolean;
   secretNames: string[];
+}
+
+/** An outbound webhook endpoint as audited: never its secret. */
+export interface WebhookEndpointState {
+  url: string;
+  /** The statuses delivered; empty: every status. */
+  events: ActionStatus[];
+  enabled: boolean;
 }
 
 /** Every audit event name. */

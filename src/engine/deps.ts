@@ -7,6 +7,7 @@ import type { ConfigCache } from './config-cache.js';
 import type { RateLimiter } from './rate-limiter.js';
 import type { ActionQueue } from './queue.js';
 import type { SecretsBox } from './secrets.js';
+import type { WebhookQueue } from './webhook-queue.js';
 import type { Signer } from './signing.js';
 import { briefError, isInfrastructureError } from './infra-errors.js';
 import { TxEffects, type StatusPublisher } from './status-event.js';
@@ -33,6 +34,8 @@ export interface EngineDeps {
   configCache: ConfigCache;
   /** The engine's Ed25519 key: signs receipts (`signReceipt`) and audit checkpoints. */
   signer: Signer;
+  /** The outbound webhook queue (one send job per endpoint); absent: deliveries wait for the sweeper. */
+  webhooks?: WebhookQueue;
 }
 
 /**
@@ -41,7 +44,7 @@ export interface EngineDeps {
  * rolled back).
  */
 export async function inTransaction<T>(
-  deps: Pick<EngineDeps, 'db' | 'statusPublisher' | 'queue' | 'logger'>,
+  deps: Pick<EngineDeps, 'db' | 'statusPublisher' | 'queue' | 'logger' | 'webhooks'>,
   fn: (tx: Prisma.TransactionClient, effects: TxEffects) => Promise<T>,
 ): Promise<T> {
   const effects = new TxEffects();
@@ -51,7 +54,7 @@ export async function inTransaction<T>(
 }
 
 export async function applyEffects(
-  deps: Pick<EngineDeps, 'statusPublisher' | 'queue' | 'logger'>,
+  deps: Pick<EngineDeps, 'statusPublisher' | 'queue' | 'logger' | 'webhooks'>,
   effects: TxEffects,
   options: { awaitPublish?: boolean } = {},
 ): Promise<void> {
@@ -87,6 +90,13 @@ export async function applyEffects(
     // status-publisher.ts), and publish never throws.
     if (options.awaitPublish !== false) await published;
   };
+  // Outbound webhooks: the deliveries are committed; nobody waits for their send job to be
+  // queued (the action's path is never slowed by them), and a lost one is queued by the sweeper.
+  if (effects.webhooks.length && deps.webhooks) {
+    deps.webhooks.wake(effects.webhooks).catch((error: unknown) => {
+      deps.logger.warn({ err: briefError(error) }, 'could not queue webhook deliveries; the sweeper will');
+    });
+  }
   await Promise.all([enqueue(), dequeue(), publish()]);
 }
 

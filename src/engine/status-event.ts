@@ -32,6 +32,8 @@ export class TxEffects {
   readonly events: StatusEvent[] = [];
   readonly enqueue: QueueEffect[] = [];
   readonly dequeue: string[] = [];
+  /** Webhook endpoints with new deliveries (outbound webhooks): their send job is queued. */
+  readonly webhooks: string[] = [];
   push(event: StatusEvent): void {
     this.events.push(event);
   }

@@ -8,6 +8,7 @@ import './audit.js';
 import './safety.js';
 import './users.js';
 import './execution.js';
+import './webhooks.js';
 import './subscriptions.js';
 import './standing-approvals.js';
 

@@ -42,6 +42,8 @@ describe('loadConfig', () => {
       outboundBlockPrivate: false,
       outboundTimeoutMs: 10_000,
       graceSeconds: 0,
+      webhookRetryBaseMs: 5000,
+      webhookMaxFailures: 10,
     });
   });
 

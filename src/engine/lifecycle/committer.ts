@@ -82,6 +82,8 @@ export interface CommitResult {
   previous: ActionStatus;
   /** Its scheduled time (why a claim was not due). */
   scheduledFor: Date | null;
+  /** Webhook endpoints that got new deliveries from this step (null: none). */
+  webhooks: string[] | null;
 }
 
 /** Every column of "Action", named (never `*`: a prepared statement must not change its result type when a column is added). */
@@ -141,7 +143,9 @@ export function buildCommitSql(plan: Plan): { text: string; values: unknown[] } 
     const status = plan.notes.length ? `CASE WHEN u.ord <= ${plan.notes.length} THEN o."status" ELSE m."status" END` : 'm."status"';
     ctes.push(`su AS (INSERT INTO "StatusUpdate" ("id", "actionId", "seq", "status", "message", "createdAt")
       SELECT gen_random_uuid(), m."id", m."statusSeq" - ${updates.length} + u.ord::int, ${status}, u.msg, ${at}
-      FROM moved m, old o, unnest(${p.add(updates, 'text[]')}) WITH ORDINALITY AS u(msg, ord))`);
+      FROM moved m, old o, unnest(${p.add(updates, 'text[]')}) WITH ORDINALITY AS u(msg, ord)
+      RETURNING "actionId", "seq", "status", "message", "createdAt")`);
+    ctes.push(`wh AS (${webhookDeliveriesSql('moved')})`);
   }
   const insertAudit = audit.insert('c');
   if (insertAudit) ctes.push(`au AS (${insertAudit})`);
@@ -149,7 +153,7 @@ export function buildCommitSql(plan: Plan): { text: string; values: unknown[] } 
   plan.writes.forEach((write, i) => ctes.push(`w${i} AS (${writeSql(p, write, id, usedTokens)})`));
 
   const text = `WITH ${ctes.join(',\n')}
-SELECT old."status" AS "_previous", old."scheduledFor" AS "_scheduledFor", ${columnsOf('m', true)} FROM old LEFT JOIN moved m ON true`;
+SELECT old."status" AS "_previous", old."scheduledFor" AS "_scheduledFor", ${updates.length ? WEBHOOKS_WRITTEN : 'NULL::uuid[]'} AS "_webhooks", ${columnsOf('m', true)} FROM old LEFT JOIN moved m ON true`;
   return { text, values: p.values };
 }
 
@@ -165,6 +169,22 @@ function guardSql(p: SqlParams, guard: Guard): string {
 }
 
 const ifMoved = 'EXISTS (SELECT 1 FROM moved)';
+
+/**
+ * Outbound webhooks (spec §6): one PENDING delivery per status update just written (CTE `su`)
+ * and enabled endpoint of the action's space whose filter takes its status, so a delivery
+ * exists iff the status change committed. With no endpoint this is one index lookup.
+ */
+function webhookDeliveriesSql(action: string): string {
+  return `INSERT INTO "WebhookDelivery" ("id", "endpointId", "actionId", "status", "seq", "message", "statusAt", "createdAt")
+      SELECT gen_random_uuid(), e."id", s."actionId", s."status", s."seq", s."message", s."createdAt", s."createdAt"
+      FROM ${action} x JOIN "WebhookEndpoint" e ON e."spaceId" = x."spaceId" AND e."enabled", su s
+      WHERE e."events" IS NULL OR cardinality(e."events") = 0 OR s."status" = ANY(e."events")
+      ORDER BY e."id", s."seq"
+      RETURNING "endpointId"`;
+}
+/** The endpoints that got deliveries (null: none), as the statement's last SELECT returns them. */
+const WEBHOOKS_WRITTEN = '(SELECT array_agg(DISTINCT wh."endpointId") FROM wh)';
 
 function writeSql(p: SqlParams, w: Write, actionId: string, usedTokens: readonly string[]): string {
   switch (w.kind) {
@@ -221,15 +241,15 @@ function writeSql(p: SqlParams, w: Write, actionId: string, usedTokens: readonly
   }
 }
 
-type CommitRow = Action & { _previous: ActionStatus; _scheduledFor: Date | null };
+type CommitRow = Action & { _previous: ActionStatus; _scheduledFor: Date | null; _webhooks: string[] | null };
 
 /** Runs a plan's statement; null when there is no such action. */
 export async function commitPlan(runner: SqlRunner, plan: Plan): Promise<CommitResult | null> {
   const { text, values } = buildCommitSql(plan);
   const [row] = await runner.query<CommitRow>(text, values);
   if (!row) return null;
-  const { _previous: previous, _scheduledFor: scheduledFor, ...rest } = row;
-  return { action: rest.id ? (rest as Action) : null, previous, scheduledFor };
+  const { _previous: previous, _scheduledFor: scheduledFor, _webhooks: webhooks, ...rest } = row;
+  return { action: rest.id ? (rest as Action) : null, previous, scheduledFor, webhooks };
 }
 
 /** A new action as the creating statement writes it. */
@@ -283,7 +303,9 @@ export function buildCreateSql(action: NewAction, messages: readonly string[], i
         ${at}, ${at}, ${entries.length}, ${p.add(head)})
       RETURNING ${columnsOf('"Action"', true)})`,
     `su AS (INSERT INTO "StatusUpdate" ("id", "actionId", "seq", "status", "message", "createdAt")
-      SELECT gen_random_uuid(), a."id", u.ord::int, a."status", u.msg, ${at} FROM a, unnest(${p.add(messages, 'text[]')}) WITH ORDINALITY AS u(msg, ord))`,
+      SELECT gen_random_uuid(), a."id", u.ord::int, a."status", u.msg, ${at} FROM a, unnest(${p.add(messages, 'text[]')}) WITH ORDINALITY AS u(msg, ord)
+      RETURNING "actionId", "seq", "status", "message", "createdAt")`,
+    `wh AS (${webhookDeliveriesSql('a')})`,
   ];
   if (entries.length) {
     const col = (values: unknown[], type: string) => p.add(values, `${type}[]`);
@@ -305,5 +327,5 @@ export function buildCreateSql(action: NewAction, messages: readonly string[], i
       SELECT ${p.add(t.id, 'uuid')}, a."id", ${p.add(t.tokenHash)}, a."payloadHash", ${p.add(t.codeHash, 'text')}, ${p.add(t.recipient)},
         ${p.add(t.expiresAt.toISOString(), 'timestamptz')}, ${at} FROM a)`);
   }
-  return { text: `WITH ${ctes.join(',\n')}\nSELECT ${columnsOf('a', true)} FROM a`, values: p.values };
+  return { text: `WITH ${ctes.join(',\n')}\nSELECT ${columnsOf('a', true)}, ${WEBHOOKS_WRITTEN} AS "_webhooks" FROM a`, values: p.values };
 }

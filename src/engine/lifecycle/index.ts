@@ -11,7 +11,7 @@ export type { CreateStep } from './planner.js';
 export type { NewAction } from './committer.js';
 
 /** What the lifecycle writer runs on. */
-export type LifecycleDeps = Pick<EngineDeps, 'db' | 'statusPublisher' | 'queue' | 'logger' | 'clock'>;
+export type LifecycleDeps = Pick<EngineDeps, 'db' | 'statusPublisher' | 'queue' | 'logger' | 'clock' | 'webhooks'>;
 
 export interface CommitOptions {
   /**
@@ -80,6 +80,7 @@ export function collectEffects(plan: Plan, result: CommitResult, effects: TxEffe
   plan.messages.forEach((message, i) => effects.push(statusEventOf(action, first + plan.notes.length + i + 1, message, plan.at)));
   if (plan.enqueue) effects.enqueue.push(action);
   if (plan.dequeueIfWasApproved && result.previous === 'APPROVED') effects.dequeue.push(action.id);
+  if (result.webhooks) effects.webhooks.push(...result.webhooks);
 }
 
 /** The status event of a committed update (`seq`) of the moved action. */
@@ -95,12 +96,14 @@ export function statusEventOf(action: Pick<Action, 'id' | 'spaceId' | 'userId' |
 export async function commitCreate(deps: LifecycleDeps, step: CreateStep): Promise<Action> {
   const plan = planCreate(step);
   const { text, values } = buildCreateSql(plan.action, plan.messages, plan.audit, plan.extras);
-  const [action] = await prismaRunner(deps.db).query<Action>(text, values);
+  const [row] = await prismaRunner(deps.db).query<Action & { _webhooks: string[] | null }>(text, values);
+  const { _webhooks: webhooks, ...action } = row!;
   const effects = new TxEffects();
-  plan.messages.forEach((message, i) => effects.push(statusEventOf(action!, i + 1, message, plan.action.createdAt)));
-  if (plan.enqueue) effects.enqueue.push(action!);
+  if (webhooks) effects.webhooks.push(...webhooks);
+  plan.messages.forEach((message, i) => effects.push(statusEventOf(action, i + 1, message, plan.action.createdAt)));
+  if (plan.enqueue) effects.enqueue.push(action);
   await applyEffects(deps, effects);
-  return action!;
+  return action;
 }
 
 /** Whether a raw statement failed on a unique constraint (PostgreSQL 23505), e.g. a repeated idempotency key. */
