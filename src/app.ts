@@ -249,7 +249,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       logger,
       db,
       engine,
-      handlerServices: { mailer, fetch: createOutboundFetch({ blockPrivate: config.outboundBlockPrivate, timeoutMs: config.outboundTimeoutMs }), filesRoot: config.filesRoot, clock: () => new Date(), logger },
+      handlerServices: { mailer, fetch: createOutboundFetch({ blockPrivate: config.outboundBlockPrivate, timeoutMs: config.outboundTimeoutMs }), filesRoot: config.filesRoot, clock: () => new Date(), logger, caldavUrl: config.caldavUrl },
       handlers: new HandlerRegistry([...builtInHandlers({ noop: config.enableNoopHandler }), ...(options.extraHandlers ?? [])]),
       pubsub,
       auth,

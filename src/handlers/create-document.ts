@@ -72,7 +72,7 @@ export const createDocumentHandler = defineHandler({
 });
 
 /** Creates the user's folder if needed and returns its real path, checked to be inside the files root. */
-async function ensureUserRoot(filesRoot: string, action: Pick<HandlerAction, 'spaceId' | 'userId'>): Promise<string> {
+export async function ensureUserRoot(filesRoot: string, action: Pick<HandlerAction, 'spaceId' | 'userId'>): Promise<string> {
   assertSafeSegment(action.spaceId, 'space id');
   assertSafeSegment(action.userId, 'user id');
   const lexical = path.join(filesRoot, action.spaceId, action.userId);
@@ -87,7 +87,7 @@ async function ensureUserRoot(filesRoot: string, action: Pick<HandlerAction, 'sp
  * and resolving symlinks as it goes, so nothing is ever created outside the user's folder.
  * Returns the real path of the folder.
  */
-async function ensureFolder(userRoot: string, folder: string | undefined): Promise<string> {
+export async function ensureFolder(userRoot: string, folder: string | undefined): Promise<string> {
   if (!folder) return userRoot;
   assertRelative(folder, 'payload.folder');
   const segments = folder.split(/[\\/]/).filter((s) => s !== '' && s !== '.');
@@ -121,7 +121,7 @@ async function ensureFolder(userRoot: string, folder: string | undefined): Promi
 }
 
 /** Makes `target` hold `content`, unless it already does; never replaces a different file. */
-async function writeOnce(target: string, content: Buffer, sha256: string): Promise<void> {
+export async function writeOnce(target: string, content: Buffer, sha256: string): Promise<void> {
   const name = path.basename(target);
   // A run of this action killed mid-write (worker SIGKILLed) left its temporary file: this run
   // (a repeat or a recovery) removes it before anything else.
@@ -182,7 +182,7 @@ async function matchesExisting(file: string, sha256: string, name: string): Prom
 }
 
 /** The file's bytes, `null` if there is none; refuses symlinks and anything else that is not a regular file. */
-async function readRegularFile(file: string, label: string): Promise<Buffer | null> {
+export async function readRegularFile(file: string, label: string): Promise<Buffer | null> {
   const stat = await lstat(file).catch(ignoreCode('ENOENT'));
   if (!stat) return null;
   if (!stat.isFile()) throw new PermanentHandlerError(`"${label}" exists and is not a regular file`);
@@ -206,26 +206,26 @@ function slug(title: string): string {
   return out.replace(/-+$/, '') || 'document';
 }
 
-function assertSafeSegment(value: string, what: string): void {
+export function assertSafeSegment(value: string, what: string): void {
   if (!/^[A-Za-z0-9_-]+$/.test(value)) throw new PermanentHandlerError(`${what} "${value}" cannot name a folder`);
 }
 
-function assertRelative(p: string, what: string): void {
+export function assertRelative(p: string, what: string): void {
   if (path.isAbsolute(p) || p.startsWith('\\') || p.includes('\0') || p.split(/[\\/]/).includes('..')) {
     throw new PermanentHandlerError(`${what}: "${p}" must be a relative path inside your folder, without ".."`);
   }
 }
 
-function isInside(child: string, parent: string): boolean {
+export function isInside(child: string, parent: string): boolean {
   const rel = path.relative(parent, child);
   return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
 }
 
-async function realpathOrNull(p: string): Promise<string | null> {
+export async function realpathOrNull(p: string): Promise<string | null> {
   return (await realpath(p).catch(ignoreCode('ENOENT'))) ?? null;
 }
 
-function sha256Of(content: Buffer): string {
+export function sha256Of(content: Buffer): string {
   return createHash('sha256').update(content).digest('hex');
 }
 
@@ -237,7 +237,7 @@ function errorCode(error: unknown): string | undefined {
   return typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : undefined;
 }
 
-function ignoreCode(code: string): (error: unknown) => undefined {
+export function ignoreCode(code: string): (error: unknown) => undefined {
   return (error) => {
     if (errorCode(error) === code) return undefined;
     throw error;

@@ -1,7 +1,10 @@
+import { calendarCaldavHandler } from './calendar-caldav.js';
+import { calendarIcsHandler } from './calendar-ics.js';
 import { createDocumentHandler } from './create-document.js';
 import { manualHandler } from './manual.js';
 import { noopHandler } from './noop.js';
 import type { HandlerRegistry } from './registry.js';
+import { sendEmailSmtpHandler } from './send-email-smtp.js';
 import type { ActionHandler } from './types.js';
 
 /**
@@ -11,6 +14,9 @@ import type { ActionHandler } from './types.js';
  */
 export const BUILT_IN_HANDLERS: readonly ActionHandler[] = [
   createDocumentHandler,
+  sendEmailSmtpHandler,
+  calendarCaldavHandler,
+  calendarIcsHandler,
   manualHandler,
 ];
 
