@@ -76,6 +76,8 @@ export interface SafetyRuleState {
   windowSeconds: number | null;
   enabled: boolean;
   description: string | null;
+  /** Absent in entries written before conditions existed. */
+  condition?: string | null;
 }
 
 /** A handler configuration as audited: never the secrets' values. */

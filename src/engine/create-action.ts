@@ -73,8 +73,15 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
   const rules = await loadSafetyRules(deps, principal.spaceId, input.type);
   // The user is read only when something needs it: a KYC rule, or an approval request to mail.
   const kycRuled = rules.some((rule) => rule.enabled && rule.kind === 'REQUIRES_KYC');
-  let user = kycRuled ? await loadUser(deps, principal.spaceId, userId) : null;
-  const verdict = evaluateSafety(rules, { type: input.type, spaceId: principal.spaceId, kycStatus: user?.kycStatus ?? 'NONE' });
+  // Conditions may look at the user too (`user.domain`, `user.kycStatus`).
+  const conditional = rules.some((rule) => rule.enabled && rule.condition);
+  let user = kycRuled || conditional ? await loadUser(deps, principal.spaceId, userId) : null;
+  const verdict = evaluateSafety(rules, {
+    type: input.type,
+    spaceId: principal.spaceId,
+    kycStatus: user?.kycStatus ?? 'NONE',
+    conditionSubject: conditional ? { payload, type: input.type, user, now: deps.clock() } : undefined,
+  });
 
   const actionId = randomUUID();
   const refusal = verdict.refusal
@@ -121,6 +128,7 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
       actor,
       refusal: verdict.refusal && refusal ? { rule: verdict.refusal.rule, kind: verdict.refusal.kind, reason: verdict.refusal.reason, text: refusal.message } : null,
       rateLimited: verdict.rateWindows.length > 0,
+      conditions: verdict.conditions,
       approval: request ? { recipient: request.mail?.to ?? null, expiresAt: expiresAt!, token: request.token } : null,
       idempotency: idempotencyKey ? { principalId: principal.id, key: idempotencyKey, requestHash } : null,
     });

@@ -15,6 +15,7 @@ export type UserErrorCode =
   | 'IDEMPOTENCY_CONFLICT'
   | 'NOT_REVERSIBLE'
   | 'INVALID_INPUT'
+  | 'INVALID_CONDITION'
   | 'REVOKED'
   | 'UNAVAILABLE';
 
@@ -68,6 +69,10 @@ export class IdempotencyConflictError extends EngineError {
 }
 export class InvalidInputError extends EngineError {
   readonly code = 'INVALID_INPUT';
+}
+/** A safety rule's condition does not compile; the message says where (line and column) and why. */
+export class InvalidConditionError extends EngineError {
+  readonly code = 'INVALID_CONDITION';
 }
 /** The thing was already revoked (an API key): nothing changed. */
 export class RevokedError extends EngineError {

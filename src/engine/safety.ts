@@ -1,4 +1,5 @@
 import type { KycStatus, SafetyRuleKind } from '../generated/prisma/enums.js';
+import { evaluateCondition, type ConditionOutcome, type ConditionSubject } from './conditions.js';
 import type { RateWindow } from './rate-limiter.js';
 
 /** The fields of a safety rule the verdict needs. */
@@ -9,6 +10,16 @@ export interface SafetyRuleInput {
   limit: number | null;
   windowSeconds: number | null;
   enabled: boolean;
+  /** A CEL condition (see conditions.ts): the rule applies only where it holds. Null or absent: always. */
+  condition?: string | null;
+}
+
+/** How one rule's condition came out for an action (kept in its `action.created` audit entry). */
+export interface ConditionResult {
+  rule: string;
+  applies: boolean;
+  /** Why it could not be evaluated (the rule then applies). */
+  error: string | null;
 }
 
 /** Why a new action is refused at creation (it is still recorded, as BLOCKED). */
@@ -26,6 +37,8 @@ export interface SafetyVerdict {
   requiresApproval: boolean;
   /** Every rate window that applies, each to be checked and consumed together. */
   rateWindows: RateWindow[];
+  /** The conditions of the rules in force, each with its outcome. */
+  conditions: ConditionResult[];
 }
 
 /** The identity of a rule for overriding: a space's rule replaces the global one with the same key. */
@@ -53,15 +66,26 @@ export function effectiveRules<R extends SafetyRuleInput>(rules: readonly R[], t
   return [...bySlot.values()].filter((r) => r.enabled);
 }
 
-/** The safety verdict for one new action: pure, from the rules and the user's KYC status. */
+/**
+ * The safety verdict for one new action: pure, from the rules, the user's KYC status and, for
+ * rules with a condition, what the condition runs on (a rule whose condition is false does not
+ * apply; one whose condition fails applies).
+ */
 export function evaluateSafety(
   rules: readonly SafetyRuleInput[],
-  subject: { type: string; spaceId: string; kycStatus: KycStatus },
+  subject: { type: string; spaceId: string; kycStatus: KycStatus; conditionSubject?: ConditionSubject },
 ): SafetyVerdict {
-  const verdict: SafetyVerdict = { refusal: null, requiresApproval: false, rateWindows: [] };
+  const verdict: SafetyVerdict = { refusal: null, requiresApproval: false, rateWindows: [], conditions: [] };
   let blocked: SafetyRefusal | null = null;
   let kyc: SafetyRefusal | null = null;
   for (const rule of effectiveRules(rules, subject.type, subject.spaceId)) {
+    if (rule.condition) {
+      const outcome: ConditionOutcome = subject.conditionSubject
+        ? evaluateCondition(rule.condition, subject.conditionSubject)
+        : { applies: true, error: 'nothing to evaluate it on' };
+      verdict.conditions.push({ rule: ruleKey(rule), applies: outcome.applies, error: outcome.error });
+      if (!outcome.applies) continue;
+    }
     switch (rule.kind) {
       case 'BLOCKED':
         blocked = { code: 'BLOCKED', reason: `${subject.type} actions are blocked by a safety rule`, rule: ruleKey(rule), kind: rule.kind };

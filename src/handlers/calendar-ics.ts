@@ -1,4 +1,5 @@
-import { unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, open, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { createCalendarEvent } from '../engine/action-types/create-calendar-event.js';
@@ -14,8 +15,7 @@ import {
   readRegularFile,
   realpathOrNull,
   sha256Of,
-  writeOnce,
-} from './create-document.js';
+} from './user-files.js';
 import { defineHandler } from './define-handler.js';
 import { mailFailure } from './mail-outcome.js';
 import { PermanentHandlerError, type HandlerServices } from './types.js';
@@ -42,6 +42,11 @@ export const calendarIcsHandler = defineHandler({
   repeat: 'none',
   rollbackData: z.object({ path: z.string().min(1), sha256: z.string().regex(/^[0-9a-f]{64}$/), uid: z.string().min(1) }),
 
+  /** Not when `CALDAV_URL` names a calendar for every space: events go there, never into files instead. */
+  isConfigured(_action, _config, services) {
+    return !services?.caldavUrl;
+  },
+
   async execute({ action, payload, services, progress }) {
     const { mailer } = services;
     const uid = eventUid(action.id, mailer.domain);
@@ -56,7 +61,7 @@ export const calendarIcsHandler = defineHandler({
     let content = await readRegularFile(target, rel);
     if (content === null || !hasUid(content, uid)) {
       content = Buffer.from(buildCalendar(payload, { uid, organizer: mailer.from, stamp: services.clock() }), 'utf8');
-      await writeOnce(target, content, sha256Of(content));
+      await writeNew(target, content, rel);
     }
     const sha256 = sha256Of(content);
 
@@ -148,6 +153,29 @@ async function sendItip(services: HandlerServices, event: CalendarEventPayload, 
       content: buildCalendar(event, { uid, method, organizer: services.mailer.from, stamp: services.clock(), sequence: cancel ? 1 : 0 }),
     },
   });
+}
+
+/**
+ * Makes `target` appear with `content` at once, never replacing anything: a synced temporary
+ * file beside it, hard-linked into place (fails if the name is taken), then removed.
+ */
+async function writeNew(target: string, content: Buffer, label: string): Promise<void> {
+  const temp = path.join(path.dirname(target), `.${path.basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    const handle = await open(temp, 'wx', 0o644);
+    try {
+      await handle.writeFile(content);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await link(temp, target).catch((error: unknown) => {
+      if ((error as { code?: string }).code === 'EEXIST') throw new PermanentHandlerError(`"${label}" already exists and is not this event; it was not replaced`);
+      throw error;
+    });
+  } finally {
+    await unlink(temp).catch(ignoreCode('ENOENT'));
+  }
 }
 
 function hasUid(content: Buffer, uid: string): boolean {

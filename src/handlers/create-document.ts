@@ -1,10 +1,40 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { link, lstat, mkdir, open, readdir, readFile, realpath, rename, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, lstat, open, readdir, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { createDocument } from '../engine/action-types/create-document.js';
 import { defineHandler } from './define-handler.js';
-import { PermanentHandlerError, type HandlerAction } from './types.js';
+import { PermanentHandlerError, type RefusedPayloadError } from './types.js';
+import {
+  assertRelative,
+  assertSafeSegment,
+  ensureFolder,
+  ensureUserRoot,
+  errorCode,
+  ignoreCode,
+  isInside,
+  noHardLinks,
+  readRegularFile,
+  realpathOrNull,
+  sha256Of,
+  toPosix,
+} from './user-files.js';
+
+// The safe-path helpers live in ./user-files.ts (shared with move_file.filesystem); re-exported
+// here for modules that import them from this file.
+export {
+  assertRelative,
+  assertSafeSegment,
+  ensureFolder,
+  ensureUserRoot,
+  errorCode,
+  ignoreCode,
+  isInside,
+  readRegularFile,
+  realpathOrNull,
+  sha256Of,
+  toPosix,
+} from './user-files.js';
 
 const EXTENSIONS = { markdown: 'md', html: 'html', text: 'txt' } as const;
 /** Longest slug in UTF-8 bytes; file names are limited to 255 bytes on most filesystems. */
@@ -18,10 +48,11 @@ const SLUG_MAX_BYTES = 80;
  * file appears atomically (written to a temporary file, then hard-linked into place, which
  * never replaces an existing file), so a repeat finds its own file with the same content and
  * reports it done instead of writing a second one. Paths never leave the user's folder,
- * symlinks included. Rollback deletes the file unless it was changed since.
+ * symlinks included: a folder that leads outside is refused ({@link RefusedPayloadError}: the
+ * action fails, no operator task). Rollback deletes the file unless it was changed since.
  */
 export const createDocumentHandler = defineHandler({
-  name: 'create-document.filesystem',
+  name: 'create_document.filesystem',
   kind: 'api',
   types: [createDocument],
   repeat: 'check',
@@ -71,57 +102,8 @@ export const createDocumentHandler = defineHandler({
   },
 });
 
-/** Creates the user's folder if needed and returns its real path, checked to be inside the files root. */
-export async function ensureUserRoot(filesRoot: string, action: Pick<HandlerAction, 'spaceId' | 'userId'>): Promise<string> {
-  assertSafeSegment(action.spaceId, 'space id');
-  assertSafeSegment(action.userId, 'user id');
-  const lexical = path.join(filesRoot, action.spaceId, action.userId);
-  await mkdir(lexical, { recursive: true });
-  const [root, real] = await Promise.all([realpath(filesRoot), realpath(lexical)]);
-  if (!isInside(real, root)) throw new PermanentHandlerError('the user\'s folder resolves outside the files root');
-  return real;
-}
-
-/**
- * Walks `folder` one segment at a time from the user's (real) folder, creating what is missing
- * and resolving symlinks as it goes, so nothing is ever created outside the user's folder.
- * Returns the real path of the folder.
- */
-export async function ensureFolder(userRoot: string, folder: string | undefined): Promise<string> {
-  if (!folder) return userRoot;
-  assertRelative(folder, 'payload.folder');
-  const segments = folder.split(/[\\/]/).filter((s) => s !== '' && s !== '.');
-  let current = userRoot;
-  for (let i = 0; i < segments.length; ) {
-    const next = path.join(current, segments[i]!);
-    const stat = await lstat(next).catch(ignoreCode('ENOENT'));
-    if (!stat) {
-      await mkdir(next).catch(ignoreCode('EEXIST'));
-      continue; // look again: someone else may have created it, as anything
-    }
-    if (stat.isSymbolicLink()) {
-      const resolved = await realpathOrNull(next);
-      if (resolved === null || !isInside(resolved, userRoot)) {
-        throw new PermanentHandlerError(`payload.folder: "${folder}" leads outside your folder (through a symbolic link)`);
-      }
-      const resolvedStat = await lstat(resolved);
-      if (!resolvedStat.isDirectory()) throw new PermanentHandlerError(`payload.folder: "${folder}" is not a folder`);
-      current = resolved;
-    } else if (stat.isDirectory()) {
-      current = next;
-    } else {
-      throw new PermanentHandlerError(`payload.folder: "${folder}" is not a folder`);
-    }
-    i++;
-  }
-  // Checked again as a whole: a segment may have been swapped for a symlink while walking.
-  const real = await realpath(current);
-  if (!isInside(real, userRoot)) throw new PermanentHandlerError(`payload.folder: "${folder}" leads outside your folder`);
-  return real;
-}
-
 /** Makes `target` hold `content`, unless it already does; never replaces a different file. */
-export async function writeOnce(target: string, content: Buffer, sha256: string): Promise<void> {
+async function writeOnce(target: string, content: Buffer, sha256: string): Promise<void> {
   const name = path.basename(target);
   // A run of this action killed mid-write (worker SIGKILLed) left its temporary file: this run
   // (a repeat or a recovery) removes it before anything else.
@@ -147,7 +129,7 @@ export async function writeOnce(target: string, content: Buffer, sha256: string)
         throw error;
       }
       // Filesystems without hard links: rename, having checked just above that nothing is there.
-      if (code === 'EPERM' || code === 'ENOTSUP' || code === 'ENOSYS' || code === 'EOPNOTSUPP') await rename(temp, target);
+      if (noHardLinks(code)) await rename(temp, target);
       else throw error;
     }
   } finally {
@@ -181,14 +163,6 @@ async function matchesExisting(file: string, sha256: string, name: string): Prom
   throw new PermanentHandlerError(`"${name}" already exists with different content; it was not overwritten`);
 }
 
-/** The file's bytes, `null` if there is none; refuses symlinks and anything else that is not a regular file. */
-export async function readRegularFile(file: string, label: string): Promise<Buffer | null> {
-  const stat = await lstat(file).catch(ignoreCode('ENOENT'));
-  if (!stat) return null;
-  if (!stat.isFile()) throw new PermanentHandlerError(`"${label}" exists and is not a regular file`);
-  return readFile(file).catch(ignoreCode('ENOENT')).then((b) => b ?? null);
-}
-
 /** A file-name-safe rendering of a title: lower case, letters and digits joined by `-`. */
 function slug(title: string): string {
   const base = title
@@ -204,42 +178,4 @@ function slug(title: string): string {
     out += ch;
   }
   return out.replace(/-+$/, '') || 'document';
-}
-
-export function assertSafeSegment(value: string, what: string): void {
-  if (!/^[A-Za-z0-9_-]+$/.test(value)) throw new PermanentHandlerError(`${what} "${value}" cannot name a folder`);
-}
-
-export function assertRelative(p: string, what: string): void {
-  if (path.isAbsolute(p) || p.startsWith('\\') || p.includes('\0') || p.split(/[\\/]/).includes('..')) {
-    throw new PermanentHandlerError(`${what}: "${p}" must be a relative path inside your folder, without ".."`);
-  }
-}
-
-export function isInside(child: string, parent: string): boolean {
-  const rel = path.relative(parent, child);
-  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
-}
-
-export async function realpathOrNull(p: string): Promise<string | null> {
-  return (await realpath(p).catch(ignoreCode('ENOENT'))) ?? null;
-}
-
-export function sha256Of(content: Buffer): string {
-  return createHash('sha256').update(content).digest('hex');
-}
-
-function toPosix(p: string): string {
-  return p.split(path.sep).join('/');
-}
-
-function errorCode(error: unknown): string | undefined {
-  return typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : undefined;
-}
-
-export function ignoreCode(code: string): (error: unknown) => undefined {
-  return (error) => {
-    if (errorCode(error) === code) return undefined;
-    throw error;
-  };
 }

@@ -70,7 +70,7 @@ export interface HandlerDefinition<
   Secrets extends z.ZodType | Unset,
   Saved extends z.ZodType | Unset,
 > {
-  /** Unique, e.g. `create-document.filesystem`; configurations name it. */
+  /** Unique, e.g. `create_document.filesystem`; configurations name it. */
   name: string;
   kind: HandlerKind;
   /** The action types it serves (their definitions: they type `ctx.payload`). */

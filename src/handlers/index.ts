@@ -2,6 +2,7 @@ import { calendarCaldavHandler } from './calendar-caldav.js';
 import { calendarIcsHandler } from './calendar-ics.js';
 import { createDocumentHandler } from './create-document.js';
 import { manualHandler } from './manual.js';
+import { moveFileHandler } from './move-file.js';
 import { noopHandler } from './noop.js';
 import type { HandlerRegistry } from './registry.js';
 import { sendEmailSmtpHandler } from './send-email-smtp.js';
@@ -14,6 +15,7 @@ import type { ActionHandler } from './types.js';
  */
 export const BUILT_IN_HANDLERS: readonly ActionHandler[] = [
   createDocumentHandler,
+  moveFileHandler,
   sendEmailSmtpHandler,
   calendarCaldavHandler,
   calendarIcsHandler,

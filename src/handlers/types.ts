@@ -109,7 +109,7 @@ export interface RollbackContext {
  * `src/handlers/index.ts`.
  */
 export interface ActionHandler {
-  /** Unique, e.g. `create-document.filesystem`. */
+  /** Unique, e.g. `create_document.filesystem`. */
   name: string;
   kind: HandlerKind;
   types: readonly string[];

@@ -1,6 +1,7 @@
 import type { SafetyRule as SafetyRuleRow } from '../generated/prisma/client.js';
 import { appendAuditEntry, type SafetyRuleState } from '../engine/audit.js';
-import { InvalidInputError, NotFoundError } from '../engine/errors.js';
+import { compileCondition, ConditionError } from '../engine/conditions.js';
+import { InvalidConditionError, InvalidInputError, NotFoundError } from '../engine/errors.js';
 import { canReadUser } from '../engine/policy.js';
 import { isReversible } from '../engine/rollback.js';
 import { effectiveRules, ruleKey } from '../engine/safety.js';
@@ -23,6 +24,10 @@ const SafetyRule = builder.prismaObject('SafetyRule', {
     windowSeconds: t.exposeInt('windowSeconds', { nullable: true }),
     enabled: t.exposeBoolean('enabled'),
     description: t.exposeString('description', { nullable: true }),
+    condition: t.exposeString('condition', {
+      nullable: true,
+      description: 'A CEL expression over payload, type, user and now; the rule applies only where it is true (or cannot be evaluated). Null: always.',
+    }),
     spaceId: t.exposeID('spaceId', { nullable: true, description: 'Null for a rule of every space (a default).' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
   }),
@@ -67,6 +72,11 @@ const SafetyRuleInput = builder.inputType('SafetyRuleInput', {
     windowSeconds: t.int({ required: false, description: 'RATE_LIMIT: the window, in seconds (1 to 31,622,400, i.e. 366 days).' }),
     enabled: t.boolean({ required: false, description: 'Default true; false switches a default rule off for this space.' }),
     description: t.string({ required: false }),
+    condition: t.string({
+      required: false,
+      description:
+        'A CEL expression over payload, type, user ({ id, handle, email, domain, kycStatus }) and now, e.g. `payload.amount > 100`: the rule applies only where it is true; one that fails at run time applies, and the action\'s status says so. Refused with INVALID_CONDITION (line and column) when it does not compile. Null or empty: always.',
+    }),
   }),
 });
 
@@ -166,7 +176,17 @@ builder.mutationFields((t) => ({
             input.limit != null ? 'limit' : 'windowSeconds',
           ]);
         }
+        const condition = input.condition?.trim() ? input.condition : null;
+        if (condition !== null) {
+          try {
+            compileCondition(condition);
+          } catch (error) {
+            if (!(error instanceof ConditionError)) throw error;
+            throw new InvalidConditionError(`condition: ${error.message}`, ['input', 'condition']);
+          }
+        }
         const fields = {
+          condition,
           spaceId: p.spaceId,
           actionType: input.actionType,
           kind: input.kind,
@@ -186,6 +206,7 @@ builder.mutationFields((t) => ({
             windowSeconds: r.windowSeconds,
             enabled: r.enabled,
             description: r.description,
+            condition: r.condition,
           });
           await appendAuditEntry(tx, {
             event: 'safety_rule.upserted',

@@ -444,8 +444,8 @@ describe('payload errors through createAction', () => {
   it('actionTypes publishes the checks in the JSON Schema and derives reversible from the handler chain', async () => {
     const out = await gql('{ actionTypes { type reversible handlers payloadSchema } }');
     const byType = Object.fromEntries((out.data!.actionTypes as Array<{ type: string }>).map((t) => [t.type, t])) as Record<string, any>;
-    expect(byType.move_file.handlers).toEqual(['manual']);
-    expect(byType.move_file.reversible).toBe(false);
+    expect(byType.move_file.handlers).toEqual(['move_file.filesystem', 'manual']);
+    expect(byType.move_file.reversible).toBe(true);
     expect(byType.create_document.reversible).toBe(true);
     expect(byType.send_email.reversible).toBe(false);
     expect(byType.move_file.payloadSchema.properties.from.pattern).toBeTruthy();
@@ -453,7 +453,7 @@ describe('payload errors through createAction', () => {
     expect(byType.make_purchase.payloadSchema.required).toContain('currency');
   });
 
-  it('rollbackAction answers NOT_REVERSIBLE for a completed move_file, as actionTypes says', async () => {
+  it('rollbackAction answers NOT_REVERSIBLE for a move_file completed by an operator (the manual handler cannot undo it)', async () => {
     const created = await gql(create, { input: { type: 'move_file', payload: { from: 'a.txt', to: 'b.txt' } } });
     const id = created.data!.createAction.action.id as string;
     // As if an operator had carried it out (the manual handler completes it).

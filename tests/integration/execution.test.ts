@@ -264,7 +264,7 @@ describe('execution', () => {
     const id = await create('create_document', { title: 'Quarterly plan', content: '# Plan\n\nShip it.' });
     const done = await waitFor(id, ['COMPLETED']);
     expect(done.statusUpdates.map((u) => u.status).filter((s, i, all) => s !== all[i - 1])).toEqual(['APPROVED', 'EXECUTING', 'COMPLETED']);
-    expect(done.executions).toEqual([expect.objectContaining({ handler: 'create-document.filesystem', kind: 'API', attempt: 1, status: 'SUCCEEDED' })]);
+    expect(done.executions).toEqual([expect.objectContaining({ handler: 'create_document.filesystem', kind: 'API', attempt: 1, status: 'SUCCEEDED' })]);
     expect(done.receipts).toHaveLength(1);
     expect(done.receipts[0]!.receiptNumber).toMatch(/^RCP-\d{8}-[A-Z2-9]{8}$/);
     const file = path.join(t.app.config.filesRoot, done.receipts[0]!.externalRef!);

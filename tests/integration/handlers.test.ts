@@ -8,6 +8,7 @@ import { createDocumentHandler } from '../../src/handlers/create-document.js';
 import { manualHandler } from '../../src/handlers/manual.js';
 import {
   PermanentHandlerError,
+  RefusedPayloadError,
   type HandlerAction,
   type HandlerContext,
   type HandlerServices,
@@ -87,7 +88,7 @@ async function completed(promise: ReturnType<typeof createDocumentHandler.execut
   return result;
 }
 
-describe('create-document.filesystem', () => {
+describe('create_document.filesystem', () => {
   it('writes the document under the user\'s folder, named after the title and action', async () => {
     const content = '# Minutes\n\nWe agreed on oat milk. ☕\n';
     const action = documentAction({ title: 'Team Meeting: Q3 Plan', content, folder: 'notes/2025' });
@@ -130,7 +131,7 @@ describe('create-document.filesystem', () => {
 
     for (const folder of ['escape', 'escape/deeper']) {
       const action = documentAction({ title: 'Leak', content: 'secret', folder });
-      await expect(createDocumentHandler.execute(context(action))).rejects.toThrow(PermanentHandlerError);
+      await expect(createDocumentHandler.execute(context(action))).rejects.toThrow(RefusedPayloadError);
       await expect(createDocumentHandler.execute(context(action))).rejects.toThrow(/leads outside your folder/);
     }
     expect(await readdir(outside)).toEqual([]);

@@ -55,7 +55,7 @@ describe('recovery of stranded actions', () => {
     // half-written temporary file next to the document, and no job (failed for good or lost).
     await (await t.app.engine.queue.queue.getJob(jobIdFor(id)))!.remove();
     await t.app.db.action.update({ where: { id }, data: { status: 'EXECUTING', attempts: 1 } });
-    await t.app.db.execution.create({ data: { actionId: id, attempt: 1, handler: 'create-document.filesystem', kind: 'API', status: 'RUNNING' } });
+    await t.app.db.execution.create({ data: { actionId: id, attempt: 1, handler: 'create_document.filesystem', kind: 'API', status: 'RUNNING' } });
     const folder = path.join(t.app.config.filesRoot, action.spaceId, action.userId);
     await mkdir(folder, { recursive: true });
     const name = `quarterly-plan-${id.slice(0, 8)}.md`;

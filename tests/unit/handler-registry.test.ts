@@ -63,7 +63,8 @@ describe('HandlerRegistry', () => {
 
   it('built-in handlers: manual ends every built-in chain, noop only when enabled', () => {
     const registry = new HandlerRegistry(builtInHandlers({ noop: false }));
-    expect(describeChain(registry, 'create_document')).toEqual(['create-document.filesystem', 'manual']);
+    expect(describeChain(registry, 'create_document')).toEqual(['create_document.filesystem', 'manual']);
+    expect(describeChain(registry, 'move_file')).toEqual(['move_file.filesystem', 'manual']);
     expect(describeChain(registry, 'order')).toEqual(['manual']);
     expect(describeChain(registry, 'noop')).toEqual([]);
     expect(describeChain(new HandlerRegistry(builtInHandlers({ noop: true })), 'noop')).toEqual(['noop']);
@@ -197,6 +198,6 @@ describe('defineHandler', () => {
 
   it('built-in handlers say how a repeat is made harmless', () => {
     const repeats = Object.fromEntries(builtInHandlers({ noop: true }).map((h) => [h.name, h.repeat]));
-    expect(repeats).toEqual({ 'create-document.filesystem': 'check', manual: 'provider', noop: 'provider' });
+    expect(repeats).toEqual({ 'create_document.filesystem': 'check', 'move_file.filesystem': 'check', manual: 'provider', noop: 'provider' });
   });
 });

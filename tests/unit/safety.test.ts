@@ -29,6 +29,7 @@ describe('the safety verdict', () => {
         { limit: 50, windowSeconds: 3600 },
         { limit: 500, windowSeconds: 86400 },
       ],
+      conditions: [],
     });
   });
 

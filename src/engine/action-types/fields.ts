@@ -128,6 +128,10 @@ export function normalizeUserPath(p: string): string {
     .join('/');
 }
 
+/** The longest folder or file name most filesystems allow, in bytes. */
+const MAX_NAME_BYTES = 255;
+const UTF8 = new TextEncoder();
+
 /** The rules of a user path, as descriptions state them. */
 export const PATH_RULES = 'no leading /, no ".." segment, one line: no line breaks, control characters other than TAB or bidirectional override/isolate characters';
 /** A path relative to the user's file root (a folder of create_document, a file of move_file). */
@@ -138,6 +142,11 @@ export const userPath = z
   .max(1024, { abort: true })
   .refine((p) => !p.startsWith('/') && !p.startsWith('\\'), { error: 'must be relative to your file root', abort: true })
   .refine((p) => !p.split(/[\\/]/).includes('..'), { error: 'must not contain ".."', abort: true })
+  // Longer names fail on the filesystem (ENAMETOOLONG): refused here, when the action is created.
+  .refine((p) => p.split(/[\\/]/).every((segment) => UTF8.encode(segment).length <= MAX_NAME_BYTES), {
+    error: `each folder or file name must be at most ${MAX_NAME_BYTES} bytes`,
+    abort: true,
+  })
   .meta({
     pattern: USER_PATH_PATTERN,
     description: `A path relative to your file root (${PATH_RULES}; symbolic links out of it are refused).`,

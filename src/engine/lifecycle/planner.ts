@@ -2,6 +2,7 @@ import type { ActionStatus, SafetyRuleKind } from '../../generated/prisma/enums.
 import type { CreateExtras, NewAction } from './committer.js';
 import type { AuditInput } from '../audit.js';
 import type { Actor } from '../deps.js';
+import type { ConditionResult } from '../safety.js';
 import { assertTransition } from '../statuses.js';
 import type { ActionRef, ExecutionRef, FromStatuses, NewExecution, NewReceipt, NewRollback, SettledResult, Step } from './steps.js';
 
@@ -303,6 +304,8 @@ export interface CreateStep {
   refusal: { rule: string; kind: SafetyRuleKind; reason: string; text: string } | null;
   /** Whether rate limits applied (said in the first status update). */
   rateLimited: boolean;
+  /** How the conditions of the rules in force came out (in the audit; a failed one is also said in the status). */
+  conditions?: ConditionResult[];
   /** For a PENDING action: where the approval request goes (null: nobody to mail) and its token. */
   approval: { recipient: string | null; expiresAt: Date; token: CreateExtras['token'] } | null;
   idempotency: CreateExtras['idempotency'];
@@ -326,9 +329,19 @@ export function planCreate(step: CreateStep): CreatePlan {
     {
       ...common,
       event: 'action.created',
-      data: { type: action.type, status: action.status, priority: action.priority, requestedBy: action.requestedById, payloadHash: action.payloadHash },
+      data: {
+        type: action.type,
+        status: action.status,
+        priority: action.priority,
+        requestedBy: action.requestedById,
+        payloadHash: action.payloadHash,
+        ...(step.conditions?.length ? { conditions: step.conditions } : {}),
+      },
     },
   ];
+  for (const failed of step.conditions?.filter((c) => c.error) ?? []) {
+    messages.push(`The condition of rule ${failed.rule} could not be evaluated (${failed.error}); the rule applies`);
+  }
   if (refusal) {
     messages.push(`Refused: ${refusal.text}`);
     audit.push({ ...common, event: 'action.blocked', data: { rule: refusal.rule, kind: refusal.kind, reason: refusal.reason } });

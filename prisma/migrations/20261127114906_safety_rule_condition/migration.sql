@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "SafetyRule" ADD COLUMN     "condition" TEXT;
