@@ -7,7 +7,7 @@ export interface ReceivedMail {
   to: string[];
   /** The raw RFC 822 message. */
   raw: string;
-  /** A header's value (unfolded), or undefined when the message has none. */
+  /** A header's value (unfolded, encoded words decoded), or undefined when the message has none. */
   header(name: string): string | undefined;
 }
 
@@ -29,6 +29,17 @@ export interface TestSmtpServer {
   close(): Promise<void>;
 }
 
+/** Undoes RFC 2047 encoded words (`=?UTF-8?Q?…?=`, `=?UTF-8?B?…?=`) in a header value. */
+function decodeWords(value: string): string {
+  return value
+    .replace(/\?=\s+=\?/g, '?==?')
+    .replace(/=\?([^?]+)\?([QqBb])\?([^?]*)\?=/g, (_, _charset: string, kind: string, text: string) => {
+      if (kind.toUpperCase() === 'B') return Buffer.from(text, 'base64').toString('utf8');
+      const bytes = text.replace(/_/g, ' ').replace(/=([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)));
+      return Buffer.from(bytes, 'latin1').toString('utf8');
+    });
+}
+
 function parse(raw: string, session: SMTPServerSession): ReceivedMail {
   const head = raw.split(/\r?\n\r?\n/, 1)[0]!.replace(/\r?\n[ \t]+/g, ' ');
   const headers = head.split(/\r?\n/);
@@ -38,7 +49,7 @@ function parse(raw: string, session: SMTPServerSession): ReceivedMail {
     raw,
     header(name) {
       const line = headers.find((h) => h.toLowerCase().startsWith(`${name.toLowerCase()}:`));
-      return line?.slice(name.length + 1).trim();
+      return line === undefined ? undefined : decodeWords(line.slice(name.length + 1).trim());
     },
   };
 }
