@@ -25,8 +25,9 @@ export interface TestRadicale {
   close(): Promise<void>;
 }
 
-export async function startRadicale(options: { username?: string; password?: string } = {}): Promise<TestRadicale> {
-  if (!existsSync(RADICALE)) throw new Error(INSTALL_HINT);
+export async function startRadicale(options: { username?: string; password?: string; bin?: string } = {}): Promise<TestRadicale> {
+  const bin = options.bin ?? RADICALE;
+  if (!existsSync(bin)) throw new Error(INSTALL_HINT);
   const username = options.username ?? 'ada';
   const password = options.password ?? `pw-${Math.random().toString(36).slice(2)}`;
   const dir = await mkdtemp(path.join(tmpdir(), 'ae-radicale-'));
@@ -56,7 +57,7 @@ export async function startRadicale(options: { username?: string; password?: str
   let out = '';
   let child: ChildProcess;
   try {
-    child = spawn(RADICALE, ['--config', path.join(dir, 'config')], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', HOME: dir } });
+    child = spawn(bin, ['--config', path.join(dir, 'config')], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', HOME: dir } });
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
     throw new Error(`${INSTALL_HINT} (${error instanceof Error ? error.message : String(error)})`);

@@ -70,6 +70,12 @@ async function calendarObjects(url: string) {
 
 const unfold = (text: string) => text.replace(/\r?\n[ \t]/g, '');
 
+describe('the Radicale test helper', () => {
+  it('fails with how to install Radicale when it is missing (never a silent skip)', async () => {
+    await expect(startRadicale({ bin: '/nonexistent/radicale' })).rejects.toThrow(/apt-get install -y radicale/);
+  });
+});
+
 describe('calendar.caldav against Radicale', () => {
   let t: TestServer;
   let calendarUrl: string;

@@ -65,6 +65,8 @@ describe('HandlerRegistry', () => {
     const registry = new HandlerRegistry(builtInHandlers({ noop: false }));
     expect(describeChain(registry, 'create_document')).toEqual(['create_document.filesystem', 'manual']);
     expect(describeChain(registry, 'move_file')).toEqual(['move_file.filesystem', 'manual']);
+    expect(describeChain(registry, 'send_email')).toEqual(['send_email.smtp', 'manual']);
+    expect(describeChain(registry, 'create_calendar_event')).toEqual(['calendar.caldav', 'calendar.ics', 'manual']);
     expect(describeChain(registry, 'order')).toEqual(['manual']);
     expect(describeChain(registry, 'noop')).toEqual([]);
     expect(describeChain(new HandlerRegistry(builtInHandlers({ noop: true })), 'noop')).toEqual(['noop']);
@@ -198,6 +200,14 @@ describe('defineHandler', () => {
 
   it('built-in handlers say how a repeat is made harmless', () => {
     const repeats = Object.fromEntries(builtInHandlers({ noop: true }).map((h) => [h.name, h.repeat]));
-    expect(repeats).toEqual({ 'create_document.filesystem': 'check', 'move_file.filesystem': 'check', manual: 'provider', noop: 'provider' });
+    expect(repeats).toEqual({
+      'create_document.filesystem': 'check',
+      'move_file.filesystem': 'check',
+      'send_email.smtp': 'none',
+      'calendar.caldav': 'provider',
+      'calendar.ics': 'none',
+      manual: 'provider',
+      noop: 'provider',
+    });
   });
 });
