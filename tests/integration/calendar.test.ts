@@ -186,6 +186,27 @@ describe('calendar.caldav configured per space (settings.url, secrets username a
     expect(await calendarObjects(calendarUrl)).toHaveLength(1);
   });
 
+  it('a refused login (wrong password in the space\'s secrets) fails calendar.caldav for good, and calendar.ics takes over', async () => {
+    const calendarUrl = await radicale.createCalendar(`space-${randomUUID().slice(0, 8)}`);
+    const { action, admin } = await approvedEvent(t.app, { ...EVENT, attendees: undefined });
+    await upsertHandlerConfig(t.app.engine, t.app.handlers, admin, { id: admin.id }, {
+      handler: 'calendar.caldav',
+      provider: '*',
+      settings: { url: calendarUrl },
+      secrets: { username: radicale.username, password: 'wrong' },
+    });
+    await t.app.engine.queue.enqueue(action);
+    await waitForStatus(t.app, action.id, 'COMPLETED');
+    const executions = await t.app.db.execution.findMany({ where: { actionId: action.id }, orderBy: { startedAt: 'asc' } });
+    expect(executions.map((e) => [e.handler, e.status])).toEqual([
+      ['calendar.caldav', 'FAILED'],
+      ['calendar.ics', 'SUCCEEDED'],
+    ]);
+    expect(executions[0]!.error).toMatch(/refused the login or access \(HTTP 401\)/);
+    expect(executions[0]!.error).not.toContain('wrong');
+    expect(await calendarObjects(calendarUrl)).toHaveLength(0);
+  });
+
   it('refuses a settings.url with credentials in it when the configuration is saved, naming the field', async () => {
     const { admin } = await approvedEvent(t.app);
     const url = new URL(radicale.origin);
