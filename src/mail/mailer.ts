@@ -99,7 +99,12 @@ export function createMailer(options: MailerOptions): Mailer {
     from: options.from,
     domain,
     async send(message) {
-      const info = await transport.sendMail(toNodemailer(options.from, message));
+      // A stream transport would keep Bcc as a header: the file is the message as it goes out,
+      // so blind copies are on the envelope only (as over SMTP).
+      const { bcc, ...visible } = message;
+      const list = (v: string | readonly string[] | undefined) => (v === undefined ? [] : typeof v === 'string' ? [v] : [...v]);
+      const withBcc = bcc?.length ? { from: options.from, to: [...list(message.to), ...list(message.cc), ...bcc] } : undefined;
+      const info = await transport.sendMail({ ...toNodemailer(options.from, visible), ...(withBcc ? { envelope: withBcc } : {}) });
       await mkdir(options.outboxDir, { recursive: true });
       const stamp = new Date().toISOString().replace(/[:.]/g, '-');
       const id = info.messageId.replace(/[^A-Za-z0-9@._-]/g, '');

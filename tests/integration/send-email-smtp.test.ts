@@ -8,7 +8,12 @@ import { completeManualTask } from '../../src/engine/manual-tasks.js';
 import { rollbackAction } from '../../src/engine/rollback.js';
 import type { App } from '../../src/app.js';
 import type { Prisma } from '../../src/generated/prisma/client.js';
+import { ActionTypeRegistry, BUILT_IN_ACTION_TYPES } from '../../src/engine/action-types.js';
+import { sendEmailSmtpHandler } from '../../src/handlers/send-email-smtp.js';
+import { createLogger } from '../../src/logger.js';
+import { createMailer } from '../../src/mail/mailer.js';
 import { startService, type ServiceProcess } from '../helpers/cli.js';
+import { readOutbox } from '../helpers/outbox.js';
 import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -114,6 +119,47 @@ describe('send_email.smtp', () => {
     ]);
     expect(executions[0]!.error).toMatch(/the mail server refused the email \(550 5\.1\.1 no such user\)/);
     expect(smtp.received.length).toBe(before);
+  });
+});
+
+describe('send_email.smtp without SMTP_URL', () => {
+  it('writes the message as an .eml file in the outbox (still configured): headers, Message-ID, no Bcc header; the receipt data names the file', async () => {
+    const outboxDir = path.join(effectsDir, 'outbox');
+    const logger = createLogger({ level: 'silent' });
+    const mailer = createMailer({ smtpUrl: undefined, from: MAIL_FROM, outboxDir, logger });
+    const types = new ActionTypeRegistry(BUILT_IN_ACTION_TYPES);
+    const action = {
+      id: randomUUID(),
+      spaceId: randomUUID(),
+      userId: randomUUID(),
+      type: 'send_email',
+      payload: types.parse('send_email', { to: ['ada@example.com'], cc: ['carol@example.com'], bcc: ['dave@example.com'], subject: 'From the outbox', body: 'Kept as a file.' }),
+      priority: 5,
+    };
+    try {
+      expect(sendEmailSmtpHandler.isConfigured(action, null)).toBe(true);
+      const result = await sendEmailSmtpHandler.execute({
+        action,
+        idempotencyKey: `action:${action.id}`,
+        attempt: 1,
+        executionId: randomUUID(),
+        config: null,
+        secrets: null,
+        services: { mailer, fetch: globalThis.fetch, filesRoot: effectsDir, clock: () => new Date(), logger },
+        progress: async () => undefined,
+      });
+      const messageId = `<action-${action.id}@mail.example.test>`;
+      const mails = await readOutbox(outboxDir);
+      expect(mails).toHaveLength(1);
+      expect(result).toMatchObject({ status: 'completed', provider: 'outbox', externalRef: messageId, data: { via: 'outbox', file: mails[0]!.file, accepted: ['ada@example.com', 'carol@example.com', 'dave@example.com'] } });
+      expect(mails[0]).toMatchObject({ to: 'ada@example.com', subject: 'From the outbox' });
+      expect(mails[0]!.text).toMatch(/^Cc: carol@example\.com$/m);
+      expect(mails[0]!.text).toContain(`Message-ID: ${messageId}`);
+      expect(mails[0]!.text).not.toMatch(/^Bcc:/im);
+      expect(mails[0]!.text).toContain('Kept as a file.');
+    } finally {
+      mailer.close();
+    }
   });
 });
 
