@@ -9,7 +9,8 @@ import { handlerAction } from '../../src/engine/execution.js';
 import { upsertHandlerConfig } from '../../src/engine/handler-configs.js';
 import { rollbackAction } from '../../src/engine/rollback.js';
 import type { Prisma } from '../../src/generated/prisma/client.js';
-import type { HandlerContext } from '../../src/handlers/types.js';
+import { createOutboundFetch } from '../../src/engine/outbound.js';
+import { PermanentHandlerError, type HandlerContext } from '../../src/handlers/types.js';
 import { startRadicale, type TestRadicale } from '../helpers/radicale.js';
 import { startSmtpServer, type TestSmtpServer, type ReceivedMail } from '../helpers/smtp.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -138,6 +139,25 @@ describe('calendar.caldav against Radicale', () => {
     await expect(
       handler.rollback!({ action: handlerAction(t.app.engine.types, done), rollbackData: { url: objectUrl }, config: null, secrets: null, services: t.app.handlerServices }),
     ).resolves.toBeUndefined();
+  });
+
+  it('with OUTBOUND_BLOCK_PRIVATE the loopback calendar is refused for good (a permanent error, not retried) and no event is created', async () => {
+    const { action } = await approvedEvent(t.app);
+    const handler = t.app.handlers.get('calendar.caldav');
+    const blocked = createOutboundFetch({ blockPrivate: true, timeoutMs: 2000 });
+    const attempt = handler.execute({
+      action: handlerAction(t.app.engine.types, action),
+      idempotencyKey: `action:${action.id}`,
+      attempt: 1,
+      executionId: randomUUID(),
+      config: null,
+      secrets: null,
+      services: { ...t.app.handlerServices, fetch: blocked },
+      progress: async () => undefined,
+    });
+    await expect(attempt).rejects.toBeInstanceOf(PermanentHandlerError);
+    await expect(attempt).rejects.toThrow(/may not be called: 127\.0\.0\.1 is a private or loopback address/);
+    expect((await calendarObjects(calendarUrl)).filter((o) => o.url.includes(action.id))).toHaveLength(0);
   });
 
   it('refuses to replace an object of the same name that is not this action\'s event', async () => {
