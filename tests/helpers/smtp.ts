@@ -24,6 +24,8 @@ export interface TestSmtpServer {
   holdReply: ((mail: ReceivedMail) => Promise<void>) | null;
   /** Recipients refused at RCPT TO with `550 5.1.1 no such user`. */
   rejectRecipients: Set<string>;
+  /** Cuts every open client connection (as a network failure would), without a reply. */
+  dropConnections(): void;
   /** Resolves when `n` messages have arrived. */
   waitFor(n: number, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -77,6 +79,10 @@ export async function startSmtpServer(): Promise<TestSmtpServer> {
         const timer = setTimeout(() => reject(new Error(`the SMTP server received ${received.length} of ${n} messages within ${timeoutMs} ms`)), timeoutMs);
         if (!check()) waiters.push(() => void check());
       });
+    },
+    dropConnections() {
+      // smtp-server has no public way to drop a client: its connection set and sockets.
+      for (const connection of (server as unknown as { connections: Set<{ _socket: { destroy(): void } }> }).connections) connection._socket.destroy();
     },
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));

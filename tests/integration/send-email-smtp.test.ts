@@ -120,6 +120,31 @@ describe('send_email.smtp', () => {
     expect(executions[0]!.error).toMatch(/the mail server refused the email \(550 5\.1\.1 no such user\)/);
     expect(smtp.received.length).toBe(before);
   });
+
+  it('a connection lost after the message was handed over is not retried: the action waits for an operator to confirm, one message arrived', async () => {
+    const before = smtp.received.length;
+    smtp.holdReply = async () => {
+      smtp.dropConnections();
+    };
+    try {
+      const { action } = await approvedEmail(t.app, { to: ['ada@example.com'], subject: 'Cut off', body: 'b' });
+      const until = Date.now() + 20_000;
+      let task = null;
+      while (!task && Date.now() < until) {
+        task = await t.app.db.manualTask.findFirst({ where: { actionId: action.id, status: 'OPEN' } });
+        if (!task) await sleep(50);
+      }
+      expect(task, 'an operator confirmation task').not.toBeNull();
+      expect(task!.instructions).toMatch(/broke off while sending this email/);
+      const executions = await t.app.db.execution.findMany({ where: { actionId: action.id } });
+      expect(executions).toEqual([expect.objectContaining({ handler: 'send_email.smtp', status: 'WAITING', waitKey: `confirm:${action.id}` })]);
+      await sleep(1000);
+      expect(smtp.received.length - before).toBe(1);
+      expect((await t.app.db.action.findUniqueOrThrow({ where: { id: action.id } })).status).toBe('EXECUTING');
+    } finally {
+      smtp.holdReply = null;
+    }
+  });
 });
 
 describe('send_email.smtp without SMTP_URL', () => {
