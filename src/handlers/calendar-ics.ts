@@ -24,7 +24,9 @@ import { PermanentHandlerError, type HandlerServices } from './types.js';
 const CALENDAR_FOLDER = 'calendar';
 
 /**
- * `create_calendar_event` without a CalDAV server: the event as an `.ics` file in the user's
+ * `create_calendar_event` without a CalDAV server (skipped when `CALDAV_URL` is set; after
+ * `calendar.caldav` in the chain, so it also takes over when a space's own CalDAV configuration
+ * fails for good): the event as an `.ics` file in the user's
  * folder (`<FILES_ROOT>/<space>/<user>/calendar/<uid>.ics`, never outside it, never replacing
  * another file) and, when it has attendees, an iTIP invitation (METHOD:REQUEST, a
  * `text/calendar` part) mailed to them from `MAIL_FROM`, the organizer. Rollback deletes the
