@@ -76,6 +76,7 @@ const envSchema = z.object({
   CALDAV_URL: z.string().regex(/^https?:\/\//, 'must be an http:// or https:// URL').optional(),
   OUTBOUND_BLOCK_PRIVATE: booleanish.default(false),
   OUTBOUND_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(10_000),
+  GRACE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(0),
 });
 
 /** Typed settings, handed to every part by the composition root. */
@@ -142,6 +143,8 @@ export interface Config {
   outboundBlockPrivate: boolean;
   /** Longest an outbound HTTP request (provider APIs, webhooks, CalDAV) may take. */
   outboundTimeoutMs: number;
+  /** Grace period of approved actions of types that cannot be undone, in seconds (rules' graceSeconds may raise it). */
+  graceSeconds: number;
 }
 
 /** The variables the service reads, for the README check. */
@@ -205,5 +208,6 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     caldavUrl: e.CALDAV_URL,
     outboundBlockPrivate: e.OUTBOUND_BLOCK_PRIVATE,
     outboundTimeoutMs: e.OUTBOUND_TIMEOUT_MS,
+    graceSeconds: e.GRACE_SECONDS,
   };
 }

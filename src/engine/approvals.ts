@@ -18,6 +18,7 @@ import type { TxEffects } from './status-event.js';
 import { applyStep, commitStep, readActionScope } from './lifecycle/index.js';
 import { ForbiddenError, InvalidTransitionError } from './errors.js';
 import { assertReadable, canCancel, canDecide } from './policy.js';
+import { graceSecondsFor } from './safety.js';
 
 /** An approval email to send once the creating statement has committed. */
 export interface PendingApprovalMail {
@@ -124,7 +125,26 @@ export async function decideAction(
         : "only an approver acting for this action's user can decide it",
     );
   }
-  return applyStep(deps, action, { kind: 'decide', decision, text: cleanText(text), actor });
+  const graceUntil = decision === 'approve' ? await graceUntilFor(deps, action) : null;
+  return applyStep(deps, action, { kind: 'decide', decision, text: cleanText(text), actor, graceUntil });
+}
+
+/**
+ * When an action approved now may run, if its type cannot be undone and a grace period applies
+ * (GRACE_SECONDS, or a rule's graceSeconds); null: as scheduled. A later scheduledFor stands.
+ */
+export async function graceUntilFor(deps: EngineDeps, action: { spaceId: string; type: string; scheduledFor: Date | null }): Promise<Date | null> {
+  const definition = deps.types.find(action.type);
+  if (!definition || definition.reversible) return null;
+  const seconds = graceSecondsFor(await deps.configCache.safetyRules(action.spaceId, action.type), {
+    type: action.type,
+    spaceId: action.spaceId,
+    reversible: definition.reversible,
+    defaultSeconds: deps.config.graceSeconds,
+  });
+  if (seconds <= 0) return null;
+  const until = new Date(deps.clock().getTime() + seconds * 1000);
+  return action.scheduledFor && action.scheduledFor.getTime() >= until.getTime() ? null : until;
 }
 
 /** cancelAction: PENDING or APPROVED → CANCELLED. */
@@ -193,10 +213,11 @@ export async function decideByLink(
         if (guess !== 'right') return guess;
       }
       // The token is used in the decision's own statement, which needs it still usable.
+      const graceUntil = form.decision === 'approve' ? await graceUntilFor(deps, row.action) : null;
       const decided = await commitStep(
         deps,
         row.action,
-        { kind: 'decide', decision: form.decision, text: cleanText(form.reason), actor, via: { tokenId: row.id } },
+        { kind: 'decide', decision: form.decision, text: cleanText(form.reason), actor, via: { tokenId: row.id }, graceUntil },
         { tx: { client: tx, effects } },
       );
       if (decided.action) return { ok: true, action: decided.action, decision: form.decision };

@@ -12,7 +12,15 @@ import { checkpointHash, parseCheckpointEntries, verifyCheckpointSignature, type
  * strings; absent values are `null`, never missing, so every entry of an event has one shape.
  */
 export interface AuditEventData {
-  'action.created': { type: string; status: ActionStatus; priority: number; requestedBy: string; payloadHash: string };
+  'action.created': {
+    type: string;
+    status: ActionStatus;
+    priority: number;
+    requestedBy: string;
+    payloadHash: string;
+    /** How the conditions of the rules in force came out (only when some rule has one). */
+    conditions?: Array<{ rule: string; applies: boolean; error: string | null }>;
+  };
   /** `rule` is the blocking rule's `ruleKey`. */
   'action.blocked': { rule: string; kind: SafetyRuleKind; reason: string };
   /** `recipient` is where the approval email went, null when none was sent. */
@@ -21,7 +29,8 @@ export interface AuditEventData {
   'approval.code_rejected': { attemptsLeft: number };
   /** The link locked after `attempts` wrong codes; the action must be decided another way. */
   'approval.locked': { attempts: number };
-  'action.approved': { comment: string | null };
+  /** `standingApproval`: the grant that approved it at creation (its actor is whoever granted it). */
+  'action.approved': { comment: string | null; standingApproval?: string };
   'action.rejected': { reason: string };
   'action.cancelled': { reason: string | null };
   /** `expiresAt` is the approval deadline that passed. */
@@ -64,6 +73,8 @@ export interface AuditEventData {
     after: HandlerConfigState;
     secretsChanged: boolean;
   };
+  'standing_approval.created': { standingApprovalId: string; actionType: string; userId: string | null; condition: string | null; expiresAt: string };
+  'standing_approval.revoked': { standingApprovalId: string; actionType: string; userId: string | null };
   /** Never the key itself: only its prefix. */
   'api_key.created': { principalId: string; role: Role; prefix: string };
   /** Never the key itself: its id and prefix, and `revokedAt` before and after. */
@@ -78,6 +89,8 @@ export interface SafetyRuleState {
   description: string | null;
   /** Absent in entries written before conditions existed. */
   condition?: string | null;
+  /** Absent in entries written before grace periods existed. */
+  graceSeconds?: number | null;
 }
 
 /** A handler configuration as audited: never the secrets' values. */

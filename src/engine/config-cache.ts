@@ -73,7 +73,9 @@ export async function publishConfigChange(
 
 /** The provider an action names (an order's `provider` field), else `*`. */
 export function providerOf(payload: unknown): string {
-  const provider = (payload as Record<string, unknown> | null | undefined)?.provider;
+  const named = payload as Record<string, unknown> | null | undefined;
+  // An order's provider; a purchase's merchant.
+  const provider = named?.provider ?? named?.merchant;
   return typeof provider === 'string' ? provider : '*';
 }
 
@@ -266,7 +268,7 @@ export class ConfigCache {
       deepFreeze(
         await this.options.db.safetyRule.findMany({
           where: { actionType: type, OR: [{ spaceId: null }, { spaceId }] },
-          select: { spaceId: true, actionType: true, kind: true, limit: true, windowSeconds: true, enabled: true, condition: true },
+          select: { spaceId: true, actionType: true, kind: true, limit: true, windowSeconds: true, enabled: true, condition: true, graceSeconds: true },
         }),
       ),
     );

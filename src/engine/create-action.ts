@@ -16,7 +16,8 @@ import {
   NotFoundError,
   SafetyUnavailableError,
 } from './errors.js';
-import { evaluateSafety, type SafetyVerdict } from './safety.js';
+import { evaluateSafety, graceSecondsFor, type SafetyVerdict } from './safety.js';
+import { findStandingApproval } from './standing-approvals.js';
 import { initialStatus } from './statuses.js';
 import { approvalRequestQuota, rateUnitId } from './quota.js';
 import type { RateLimitSubject } from './rate-limiter.js';
@@ -92,8 +93,23 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
   // Payments wait for a person whatever the rules say (spec §6): no rule can switch this off. Set
   // before the quota, so such a request also counts against the approval-request limit.
   if (!refusal && deps.types.get(input.type).humanApproval) verdict.requiresApproval = true;
+  // A standing approval in force approves it now, in place of a person (never a payment).
+  let grant: { id: string; createdById: string } | null = null;
+  if (!refusal && verdict.requiresApproval) {
+    user ??= await loadUser(deps, principal.spaceId, userId);
+    grant = await findGrant(deps, { spaceId: principal.spaceId, userId, payload, type: input.type, user, now: deps.clock() });
+    if (grant) verdict.requiresApproval = false;
+  }
   const status = initialStatus({ blocked: refusal !== null, requiresApproval: verdict.requiresApproval });
   const now = deps.clock();
+  // A type that cannot be undone may wait out a grace period once approved, cancellable.
+  let graceUntil: Date | null = null;
+  if (status === 'APPROVED') {
+    const definition = deps.types.get(input.type);
+    const seconds = graceSecondsFor(rules, { type: input.type, spaceId: principal.spaceId, reversible: definition.reversible, defaultSeconds: deps.config.graceSeconds });
+    const until = seconds > 0 ? new Date(now.getTime() + seconds * 1000) : null;
+    if (until && !(input.scheduledFor && input.scheduledFor.getTime() >= until.getTime())) graceUntil = until;
+  }
   const hash = payloadHash(payload);
   const expiresAt = status === 'PENDING' ? new Date(now.getTime() + deps.config.approvalTtlSeconds * 1000) : null;
   const newAction: NewAction = {
@@ -105,7 +121,7 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
     payload,
     payloadHash: hash,
     priority,
-    scheduledFor: input.scheduledFor ?? null,
+    scheduledFor: graceUntil ?? input.scheduledFor ?? null,
     idempotencyKey,
     status,
     requiresApproval: verdict.requiresApproval,
@@ -129,6 +145,8 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
       refusal: verdict.refusal && refusal ? { rule: verdict.refusal.rule, kind: verdict.refusal.kind, reason: verdict.refusal.reason, text: refusal.message } : null,
       rateLimited: verdict.rateWindows.length > 0,
       conditions: verdict.conditions,
+      grant,
+      graceUntil,
       approval: request ? { recipient: request.mail?.to ?? null, expiresAt: expiresAt!, token: request.token } : null,
       idempotency: idempotencyKey ? { principalId: principal.id, key: idempotencyKey, requestHash } : null,
     });
@@ -240,6 +258,16 @@ async function loadSafetyRules(deps: EngineDeps, spaceId: string, type: string) 
   } catch (error) {
     deps.logger.error({ err: error }, 'safety rules could not be read');
     throw new SafetyUnavailableError('the safety rules cannot be read right now; nothing was recorded, try again shortly');
+  }
+}
+
+/** The standing approval that covers the new action, if any. Fails closed. */
+async function findGrant(deps: EngineDeps, subject: Parameters<typeof findStandingApproval>[1]) {
+  try {
+    return await findStandingApproval(deps, subject);
+  } catch (error) {
+    deps.logger.error({ err: error }, 'standing approvals could not be read');
+    throw new SafetyUnavailableError('the safety rules cannot be checked right now; nothing was recorded, try again shortly');
   }
 }
 

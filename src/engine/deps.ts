@@ -18,7 +18,7 @@ export interface EngineDeps {
   mailer: Mailer;
   logger: Logger;
   types: ActionTypeRegistry;
-  config: Pick<Config, 'baseUrl' | 'approvalTtlSeconds' | 'approvalRequestsPerHour'>;
+  config: Pick<Config, 'baseUrl' | 'approvalTtlSeconds' | 'approvalRequestsPerHour' | 'graceSeconds'>;
   clock: () => Date;
   /** Where committed status updates go (live subscriptions). */
   statusPublisher: StatusPublisher;

@@ -12,6 +12,7 @@ import {
 } from '../handlers/types.js';
 import type { EngineDeps } from './deps.js';
 import { isOwnInfrastructureError } from './infra-errors.js';
+import { effectiveRules, evaluateSafety, type SafetyRuleInput } from './safety.js';
 import { MAX_ATTEMPTS, type ActionJobData } from './queue.js';
 import { publicErrorText } from './public-error.js';
 import { receiptFor } from './settle.js';
@@ -96,6 +97,22 @@ export async function missingHumanApproval(deps: Pick<EngineDeps, 'db' | 'types'
 }
 
 /**
+ * What the rules in force now say against running `action` (null: nothing): blocked since it was
+ * approved, or a KYC status no longer verified. The same verdict as at creation (conditions
+ * included), on the user as they are now.
+ */
+async function refusedByRulesNow(deps: Pick<EngineDeps, 'db' | 'clock'>, action: Action, rules: readonly SafetyRuleInput[]): Promise<string | null> {
+  const user = await deps.db.user.findUnique({ where: { id: action.userId }, select: { id: true, email: true, handle: true, kycStatus: true } });
+  const verdict = evaluateSafety(rules, {
+    type: action.type,
+    spaceId: action.spaceId,
+    kycStatus: user?.kycStatus ?? 'NONE',
+    conditionSubject: { payload: action.payload, type: action.type, user, now: deps.clock() },
+  });
+  return verdict.refusal ? `${verdict.refusal.reason} (checked again right before it ran)` : null;
+}
+
+/**
  * The decrypted secrets of a handler configuration, or null when it has none. A key that
  * cannot open them is a configuration fault, the same on every retry: a permanent error that
  * names the problem (never the secrets).
@@ -136,11 +153,15 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
   const chain = deps.handlers.chainFor(ref.type);
 
   // An unknown type (removed since, or not registered in this worker) goes on to fail cleanly: no handler serves it.
-  if (deps.types.find(ref.type)?.humanApproval) {
-    // Payments run only after a person approved them (spec §6): checked again right before dispatch.
+  // Recheck at dispatch (spec §5): a payment needs a person's approval, and the rules in force
+  // now (a type blocked since, a KYC status withdrawn) stop what they would refuse today. The
+  // rules come from the cache: with none of those kinds the hot path reads nothing more.
+  const rules = await deps.configCache.safetyRules(ref.spaceId, ref.type);
+  const ruled = effectiveRules(rules, ref.type, ref.spaceId).some((r) => r.kind === 'BLOCKED' || r.kind === 'REQUIRES_KYC');
+  if (ruled || deps.types.find(ref.type)?.humanApproval) {
     const action = await deps.db.action.findUnique({ where: { id: ref.id } });
     if (!action) return;
-    const refusal = action.status === 'APPROVED' ? await missingHumanApproval(deps, action) : null;
+    const refusal = action.status === 'APPROVED' ? ((ruled ? await refusedByRulesNow(deps, action, rules) : null) ?? (await missingHumanApproval(deps, action))) : null;
     if (refusal) {
       await applyStep(deps, ref, { kind: 'refuse', reason: refusal });
       throw new UnrecoverableError(`Refused before execution: ${refusal}; nothing was executed`);
@@ -214,11 +235,14 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
     throw new UnrecoverableError(text);
   }
   const configs = await loadConfigs(deps, action);
+  // Who a configuration would be for: the provider the action names, else (payments) its type.
+  const named = providerOf(action.payload);
+  const forWhom = named === '*' ? action.type : named;
   for (const [index, handler] of chain.entries()) {
     const config = configs.get(handler.name) ?? null;
     const next = chain[index + 1];
     if (!handler.isConfigured(subject, config, deps.services)) {
-      notes.push(`No ${KIND_LABEL[handler.kind]} configured for ${providerOf(action.payload)} (${handler.name})${next ? `, trying ${next.name}…` : ''}`);
+      notes.push(`No ${KIND_LABEL[handler.kind]} configured for ${forWhom} (${handler.name})${next ? `, trying ${next.name}…` : ''}`);
       path.push({ handler: handler.name, outcome: 'SKIPPED' });
       continue;
     }

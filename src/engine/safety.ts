@@ -12,6 +12,8 @@ export interface SafetyRuleInput {
   enabled: boolean;
   /** A CEL condition (see conditions.ts): the rule applies only where it holds. Null or absent: always. */
   condition?: string | null;
+  /** Grace period for a type that cannot be undone (see {@link graceSecondsFor}). */
+  graceSeconds?: number | null;
 }
 
 /** How one rule's condition came out for an action (kept in its `action.created` audit entry). */
@@ -120,4 +122,14 @@ export function evaluateSafety(
   verdict.refusal = blocked ?? kyc;
   verdict.rateWindows.sort((a, b) => a.windowSeconds - b.windowSeconds);
   return verdict;
+}
+
+/**
+ * How long an approved action of a type that cannot be undone waits, cancellable, before it
+ * runs: the largest of `GRACE_SECONDS` and the `graceSeconds` of the type's rules in force
+ * (their conditions aside, so creation and a later approval agree). 0 for reversible types.
+ */
+export function graceSecondsFor(rules: readonly SafetyRuleInput[], subject: { type: string; spaceId: string; reversible: boolean; defaultSeconds: number }): number {
+  if (subject.reversible) return 0;
+  return Math.max(subject.defaultSeconds, ...effectiveRules(rules, subject.type, subject.spaceId).map((r) => r.graceSeconds ?? 0));
 }

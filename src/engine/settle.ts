@@ -34,6 +34,34 @@ export async function settleWaiting(deps: EngineDeps, key: string, settlement: S
 }
 
 /**
+ * The other outcome of work that finished outside its job: it failed (a provider's callback
+ * rejected it). The execution waiting under `key` fails, and so does the action, with `error`,
+ * in one statement; nothing is retried or handed on.
+ *
+ * @throws NotFoundError when nothing waits under `key`; InvalidTransitionError when the action is no longer EXECUTING.
+ */
+export async function failWaiting(deps: EngineDeps, key: string, error: string, spaceId?: string): Promise<CommitResult> {
+  const execution = await deps.db.execution.findFirst({
+    where: { waitKey: key, status: 'WAITING', ...(spaceId ? { action: { spaceId } } : {}) },
+    include: { action: true },
+  });
+  if (!execution) throw new NotFoundError(`nothing is waiting for ${key}`, ['key']);
+  const committed = await commitStep(deps, execution.action, {
+    kind: 'attemptFailed',
+    execution: { id: execution.id, handler: execution.handler, insert: null },
+    attempt: execution.attempt,
+    maxAttempts: execution.attempt,
+    error,
+    permanent: true,
+    final: true,
+    next: null,
+    notes: [],
+  });
+  if (!committed.action) throw new InvalidTransitionError(`cannot fail the action: it is ${committed.previous} now, not EXECUTING`);
+  return committed;
+}
+
+/**
  * Settles `action` through `execution` (see {@link settleWaiting}); the receipt binds the handlers
  * tried in that attempt. Throws InvalidTransitionError naming the status (or the task) when the
  * move did not happen.

@@ -4,6 +4,10 @@ import { createDocumentHandler } from './create-document.js';
 import { manualHandler } from './manual.js';
 import { moveFileHandler } from './move-file.js';
 import { noopHandler } from './noop.js';
+import { orderApiHandler } from './order-api.js';
+import { orderEmailHandler } from './order-email.js';
+import { orderWebhookHandler } from './order-webhook.js';
+import { paymentWebhookHandler } from './payment-webhook.js';
 import type { HandlerRegistry } from './registry.js';
 import { sendEmailSmtpHandler } from './send-email-smtp.js';
 import type { ActionHandler } from './types.js';
@@ -19,6 +23,10 @@ export const BUILT_IN_HANDLERS: readonly ActionHandler[] = [
   sendEmailSmtpHandler,
   calendarCaldavHandler,
   calendarIcsHandler,
+  orderApiHandler,
+  orderWebhookHandler,
+  paymentWebhookHandler,
+  orderEmailHandler,
   manualHandler,
 ];
 

@@ -9,7 +9,7 @@ const MAX_WAITING_MESSAGE_CHARS = 300;
 const DEFINITIONS = new Map<string, ActionTypeDefinition>(BUILT_IN_ACTION_TYPES.map((t) => [t.type, t]));
 
 /**
- * The last link of every chain: hands the action to a human operator. It only says what to
+ * The last link of every chain but make_payment's: hands the action to a human operator. It only says what to
  * do: it returns `waiting` with the key `manual:<action id>` and the task's instructions (from
  * the type's `describe`), and the engine opens the one operator task for that key in the same
  * step that records the wait. The action stays EXECUTING until an operator completes the task.
@@ -21,7 +21,9 @@ const DEFINITIONS = new Map<string, ActionTypeDefinition>(BUILT_IN_ACTION_TYPES.
 export const manualHandler = defineHandler({
   name: 'manual',
   kind: 'manual',
-  types: BUILT_IN_ACTION_TYPES,
+  // Not make_payment: a payment runs only through a configured payment integration
+  // (payment.webhook); without one it fails, it is never handed to an operator.
+  types: BUILT_IN_ACTION_TYPES.filter((t) => t.type !== 'make_payment'),
   repeat: 'provider',
 
   async execute({ action }) {

@@ -32,6 +32,8 @@ export interface HandlerServices {
   filesRoot: string;
   clock: () => Date;
   logger: Logger;
+  /** The engine's public URL (`BASE_URL`), for URLs a provider calls back on. */
+  baseUrl?: string;
   /** `CALDAV_URL`: the CalDAV calendar collection for every space (credentials in the URL), if set. */
   caldavUrl?: string | undefined;
 }

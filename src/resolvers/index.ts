@@ -9,6 +9,7 @@ import './safety.js';
 import './users.js';
 import './execution.js';
 import './subscriptions.js';
+import './standing-approvals.js';
 
 let schema: GraphQLSchema | undefined;
 

@@ -28,6 +28,10 @@ const SafetyRule = builder.prismaObject('SafetyRule', {
       nullable: true,
       description: 'A CEL expression over payload, type, user and now; the rule applies only where it is true (or cannot be evaluated). Null: always.',
     }),
+    graceSeconds: t.exposeInt('graceSeconds', {
+      nullable: true,
+      description: 'For a type that cannot be undone: approved actions wait this long, cancellable, before they run (the largest of the rules and GRACE_SECONDS applies).',
+    }),
     spaceId: t.exposeID('spaceId', { nullable: true, description: 'Null for a rule of every space (a default).' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
   }),
@@ -72,6 +76,10 @@ const SafetyRuleInput = builder.inputType('SafetyRuleInput', {
     windowSeconds: t.int({ required: false, description: 'RATE_LIMIT: the window, in seconds (1 to 31,622,400, i.e. 366 days).' }),
     enabled: t.boolean({ required: false, description: 'Default true; false switches a default rule off for this space.' }),
     description: t.string({ required: false }),
+    graceSeconds: t.int({
+      required: false,
+      description: 'For a type that cannot be undone (send_email, payments, purchases): approved actions wait this long (0 to 86,400 s), cancellable, and the status says until when. The largest of the type\'s rules and GRACE_SECONDS applies.',
+    }),
     condition: t.string({
       required: false,
       description:
@@ -185,8 +193,12 @@ builder.mutationFields((t) => ({
             throw new InvalidConditionError(`condition: ${error.message}`, ['input', 'condition']);
           }
         }
+        if (input.graceSeconds != null && (input.graceSeconds < 0 || input.graceSeconds > 86_400)) {
+          throw new InvalidInputError(`graceSeconds must be from 0 to 86,400, not ${input.graceSeconds}`, ['input', 'graceSeconds']);
+        }
         const fields = {
           condition,
+          graceSeconds: input.graceSeconds ?? null,
           spaceId: p.spaceId,
           actionType: input.actionType,
           kind: input.kind,
@@ -207,6 +219,7 @@ builder.mutationFields((t) => ({
             enabled: r.enabled,
             description: r.description,
             condition: r.condition,
+            graceSeconds: r.graceSeconds,
           });
           await appendAuditEntry(tx, {
             event: 'safety_rule.upserted',

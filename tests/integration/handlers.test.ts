@@ -203,7 +203,7 @@ describe('manual', () => {
   });
 
   it('serves every built-in type, with instructions from the type\'s own description', async () => {
-    expect(manualHandler.types).toEqual(['send_email', 'create_calendar_event', 'move_file', 'create_document', 'make_payment', 'make_purchase', 'order']);
+    expect(manualHandler.types).toEqual(['send_email', 'create_calendar_event', 'move_file', 'create_document', 'make_purchase', 'order']);
     expect(manualHandler.rollback).toBeUndefined();
 
     const email = await manualHandler.execute(context(parsedAction('send_email', { to: ['ops@example.test'], subject: 'Hello', body: 'Hi there' })));

@@ -41,6 +41,7 @@ describe('loadConfig', () => {
       caldavUrl: undefined,
       outboundBlockPrivate: false,
       outboundTimeoutMs: 10_000,
+      graceSeconds: 0,
     });
   });
 

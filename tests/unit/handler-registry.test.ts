@@ -61,13 +61,16 @@ describe('HandlerRegistry', () => {
     expect(describeChain(registry, 'nobody_serves_this')).toEqual([]);
   });
 
-  it('built-in handlers: manual ends every built-in chain, noop only when enabled', () => {
+  it('built-in handlers: manual ends every built-in chain but make_payment\'s, noop only when enabled', () => {
     const registry = new HandlerRegistry(builtInHandlers({ noop: false }));
     expect(describeChain(registry, 'create_document')).toEqual(['create_document.filesystem', 'manual']);
     expect(describeChain(registry, 'move_file')).toEqual(['move_file.filesystem', 'manual']);
     expect(describeChain(registry, 'send_email')).toEqual(['send_email.smtp', 'manual']);
     expect(describeChain(registry, 'create_calendar_event')).toEqual(['calendar.caldav', 'calendar.ics', 'manual']);
-    expect(describeChain(registry, 'order')).toEqual(['manual']);
+    expect(describeChain(registry, 'order')).toEqual(['order.api', 'order.webhook', 'order.email', 'manual']);
+    expect(describeChain(registry, 'make_purchase')).toEqual(['order.api', 'order.webhook', 'order.email', 'manual']);
+    // A payment never ends at an operator: only a configured payment integration carries it out.
+    expect(describeChain(registry, 'make_payment')).toEqual(['payment.webhook']);
     expect(describeChain(registry, 'noop')).toEqual([]);
     expect(describeChain(new HandlerRegistry(builtInHandlers({ noop: true })), 'noop')).toEqual(['noop']);
   });
@@ -208,6 +211,10 @@ describe('defineHandler', () => {
       'calendar.ics': 'none',
       manual: 'provider',
       noop: 'provider',
+      'order.api': 'provider',
+      'order.webhook': 'provider',
+      'payment.webhook': 'provider',
+      'order.email': 'none',
     });
   });
 });

@@ -127,6 +127,7 @@ export function buildCommitSql(plan: Plan): { text: string; values: unknown[] } 
   if (s.completedAt !== undefined) sets.push(`"completedAt" = ${p.add(s.completedAt?.toISOString() ?? null, 'timestamptz')}`);
   if (s.decidedAt !== undefined) sets.push(`"decidedAt" = ${p.add(s.decidedAt?.toISOString() ?? null, 'timestamptz')}`);
   if (s.decidedBy !== undefined) sets.push(`"decidedBy" = ${p.add(s.decidedBy, 'text')}`);
+  if (s.scheduledFor !== undefined) sets.push(`"scheduledFor" = ${p.add(s.scheduledFor?.toISOString() ?? null, 'timestamptz')}`);
   if (s.approvalExpiresAt !== undefined) sets.push(`"approvalExpiresAt" = ${p.add(s.approvalExpiresAt?.toISOString() ?? null, 'timestamptz')}`);
 
   const ctes = [

@@ -118,6 +118,7 @@ export interface ActionScopeRow {
   spaceId: string;
   userId: string;
   requestedById: string;
+  type: string;
   priority: number;
   scheduledFor: Date | null;
 }
@@ -125,7 +126,7 @@ export interface ActionScopeRow {
 /** Reads an action's scope in one short statement (the pool directly where there is one); null when there is none. */
 export async function readActionScope(deps: Pick<LifecycleDeps, 'db'>, id: string): Promise<ActionScopeRow | null> {
   const [row] = await prismaRunner(deps.db).query<ActionScopeRow>(
-    'SELECT "id", "spaceId", "userId", "requestedById", "priority", "scheduledFor" FROM "Action" WHERE "id" = $1::uuid',
+    'SELECT "id", "spaceId", "userId", "requestedById", "type", "priority", "scheduledFor" FROM "Action" WHERE "id" = $1::uuid',
     [id],
   );
   return row ?? null;

@@ -15,6 +15,7 @@ export interface ActionColumns {
   decidedAt?: Date | null;
   decidedBy?: string | null;
   approvalExpiresAt?: Date | null;
+  scheduledFor?: Date | null;
 }
 
 /** A row besides the action's that a step writes, only when the move itself happens. */
@@ -117,7 +118,11 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
       plan.writes.push({ kind: 'tokens.void', at });
       if (approve) {
         audit({ event: 'action.approved', data: { comment: step.text } }, step.actor);
-        audit(queuedEntry(action));
+        if (step.graceUntil) {
+          plan.set.scheduledFor = step.graceUntil;
+          plan.messages.push(graceMessage(step.graceUntil));
+        }
+        audit(queuedEntry(step.graceUntil ? { ...action, scheduledFor: step.graceUntil } : action));
         plan.enqueue = true;
       } else {
         audit({ event: 'action.rejected', data: { reason: step.text ?? '' } }, step.actor);
@@ -274,6 +279,11 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
 }
 
 /** The audit entry of an approved action going onto the queue. */
+/** What the status stream says while an approved action waits out its grace period. */
+export function graceMessage(until: Date): string {
+  return `Grace period: runs at ${until.toISOString()} unless cancelled before then`;
+}
+
 export function queuedEntry(action: ActionRef): AuditContent {
   return {
     event: 'action.queued',
@@ -306,6 +316,10 @@ export interface CreateStep {
   rateLimited: boolean;
   /** How the conditions of the rules in force came out (in the audit; a failed one is also said in the status). */
   conditions?: ConditionResult[];
+  /** The standing approval that approved it at creation, in place of a person. */
+  grant?: { id: string; createdById: string } | null;
+  /** Set when an approved action waits out a grace period (its scheduledFor is then this). */
+  graceUntil?: Date | null;
   /** For a PENDING action: where the approval request goes (null: nobody to mail) and its token. */
   approval: { recipient: string | null; expiresAt: Date; token: CreateExtras['token'] } | null;
   idempotency: CreateExtras['idempotency'];
@@ -347,9 +361,13 @@ export function planCreate(step: CreateStep): CreatePlan {
     audit.push({ ...common, event: 'action.blocked', data: { rule: refusal.rule, kind: refusal.kind, reason: refusal.reason } });
   } else if (action.status === 'PENDING') {
     messages.push("Waiting for the user's approval");
+  } else if (step.grant) {
+    messages.push(`Approved in advance by standing approval ${step.grant.id}`);
+    audit.push({ ...common, actor: step.grant.createdById, ip: null, userAgent: null, event: 'action.approved', data: { comment: null, standingApproval: step.grant.id } });
   } else {
     messages.push(step.rateLimited ? 'Approved by the safety rules (within rate limits)' : 'Approved by the safety rules');
   }
+  if (action.status === 'APPROVED' && step.graceUntil) messages.push(graceMessage(step.graceUntil));
   const system = { actor: 'system', ip: null, userAgent: null, spaceId: action.spaceId, actionId: action.id };
   if (action.status === 'APPROVED') audit.push({ ...system, ...queuedEntry(action) } as AuditInput);
   if (action.status === 'PENDING' && approval) {

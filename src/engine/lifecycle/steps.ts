@@ -8,7 +8,8 @@ import type { Actor } from '../deps.js';
  * (committer.ts) writes it in one statement. Callers authorise, choose the step, commit.
  */
 export type Step =
-  | { kind: 'decide'; decision: 'approve' | 'reject'; text: string | null; actor: Actor; via?: { tokenId: string } }
+  /** `graceUntil`: an approved action of a type that cannot be undone waits until then, cancellable (its new scheduledFor). */
+  | { kind: 'decide'; decision: 'approve' | 'reject'; text: string | null; actor: Actor; via?: { tokenId: string }; graceUntil?: Date | null }
   | { kind: 'cancel'; reason: string | null; actor: Actor }
   | { kind: 'expire'; expiresAt: Date }
   /** The recheck before dispatch refused it (e.g. a payment with no person's approval). */

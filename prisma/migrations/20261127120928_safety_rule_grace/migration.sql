@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "SafetyRule" ADD COLUMN     "graceSeconds" INTEGER;
