@@ -260,7 +260,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       logger,
       db,
       engine,
-      handlerServices: { mailer, fetch: createOutboundFetch({ blockPrivate: config.outboundBlockPrivate, timeoutMs: config.outboundTimeoutMs }), filesRoot: config.filesRoot, clock: () => new Date(), logger, baseUrl: config.baseUrl },
+      handlerServices: { mailer, fetch: createOutboundFetch({ blockPrivate: config.outboundBlockPrivate, timeoutMs: config.outboundTimeoutMs }), filesRoot: config.filesRoot, clock: () => new Date(), logger, baseUrl: config.baseUrl, caldavUrl: config.caldavUrl },
       handlers: new HandlerRegistry([...builtInHandlers({ noop: config.enableNoopHandler }), ...(options.extraHandlers ?? [])]),
       pubsub,
       auth,

@@ -241,7 +241,7 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
   for (const [index, handler] of chain.entries()) {
     const config = configs.get(handler.name) ?? null;
     const next = chain[index + 1];
-    if (!handler.isConfigured(subject, config)) {
+    if (!handler.isConfigured(subject, config, deps.services)) {
       notes.push(`No ${KIND_LABEL[handler.kind]} configured for ${forWhom} (${handler.name})${next ? `, trying ${next.name}…` : ''}`);
       path.push({ handler: handler.name, outcome: 'SKIPPED' });
       continue;

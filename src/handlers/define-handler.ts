@@ -12,6 +12,7 @@ import {
   type HandlerKind,
   type HandlerRepeat,
   type HandlerResult,
+  type HandlerServices,
   type RollbackContext,
 } from './types.js';
 
@@ -88,7 +89,7 @@ export interface HandlerDefinition<
    * configuration that does not parse is still "configured": running fails with an error
    * naming the field, which the admin then sees.)
    */
-  isConfigured?(action: TypedAction<Types[number]>, config: HandlerConfig | null): boolean;
+  isConfigured?(action: TypedAction<Types[number]>, config: HandlerConfig | null, services?: HandlerServices): boolean;
   /** Checks beyond the type's schema; throw {@link PermanentHandlerError} to refuse. */
   validate?(action: TypedAction<Types[number]>): void;
   /**
@@ -170,7 +171,7 @@ export function defineHandler<
     ...(settingsSchema ? { settings: settingsSchema } : {}),
     ...(secretsSchema ? { secrets: secretsSchema } : {}),
     isConfigured: definition.isConfigured
-      ? (action, config) => definition.isConfigured!(action as TypedAction<Types[number]>, config)
+      ? (action, config, services) => definition.isConfigured!(action as TypedAction<Types[number]>, config, services)
       : configurable
         ? (_action, config) => config !== null
         : () => true,

@@ -1,3 +1,5 @@
+import { calendarCaldavHandler } from './calendar-caldav.js';
+import { calendarIcsHandler } from './calendar-ics.js';
 import { createDocumentHandler } from './create-document.js';
 import { manualHandler } from './manual.js';
 import { moveFileHandler } from './move-file.js';
@@ -7,6 +9,7 @@ import { orderEmailHandler } from './order-email.js';
 import { orderWebhookHandler } from './order-webhook.js';
 import { paymentWebhookHandler } from './payment-webhook.js';
 import type { HandlerRegistry } from './registry.js';
+import { sendEmailSmtpHandler } from './send-email-smtp.js';
 import type { ActionHandler } from './types.js';
 
 /**
@@ -17,6 +20,9 @@ import type { ActionHandler } from './types.js';
 export const BUILT_IN_HANDLERS: readonly ActionHandler[] = [
   createDocumentHandler,
   moveFileHandler,
+  sendEmailSmtpHandler,
+  calendarCaldavHandler,
+  calendarIcsHandler,
   orderApiHandler,
   orderWebhookHandler,
   paymentWebhookHandler,

@@ -34,6 +34,8 @@ export interface HandlerServices {
   logger: Logger;
   /** The engine's public URL (`BASE_URL`), for URLs a provider calls back on. */
   baseUrl?: string;
+  /** `CALDAV_URL`: the CalDAV calendar collection for every space (credentials in the URL), if set. */
+  caldavUrl?: string | undefined;
 }
 
 /** The action as a handler sees it; `payload` is already parsed with its type's schema (defaults applied). */
@@ -119,8 +121,8 @@ export interface ActionHandler {
   settings?: z.ZodType;
   /** The schema of its configuration's `secrets`, when it declares one. */
   secrets?: z.ZodType;
-  /** Whether it can serve this action (e.g. a provider integration is configured). */
-  isConfigured(action: HandlerAction, config: HandlerConfig | null): boolean;
+  /** Whether it can serve this action (e.g. a provider integration is configured; `services` tells deployment-wide settings such as `CALDAV_URL`). */
+  isConfigured(action: HandlerAction, config: HandlerConfig | null, services?: HandlerServices): boolean;
   /** Extra checks beyond the type's schema; throw {@link PermanentHandlerError} to refuse. */
   validate?(action: HandlerAction): void;
   execute(ctx: HandlerContext): Promise<HandlerResult>;

@@ -65,6 +65,8 @@ describe('HandlerRegistry', () => {
     const registry = new HandlerRegistry(builtInHandlers({ noop: false }));
     expect(describeChain(registry, 'create_document')).toEqual(['create_document.filesystem', 'manual']);
     expect(describeChain(registry, 'move_file')).toEqual(['move_file.filesystem', 'manual']);
+    expect(describeChain(registry, 'send_email')).toEqual(['send_email.smtp', 'manual']);
+    expect(describeChain(registry, 'create_calendar_event')).toEqual(['calendar.caldav', 'calendar.ics', 'manual']);
     expect(describeChain(registry, 'order')).toEqual(['order.api', 'order.webhook', 'order.email', 'manual']);
     expect(describeChain(registry, 'make_purchase')).toEqual(['order.api', 'order.webhook', 'order.email', 'manual']);
     // A payment never ends at an operator: only a configured payment integration carries it out.
@@ -204,6 +206,9 @@ describe('defineHandler', () => {
     expect(repeats).toEqual({
       'create_document.filesystem': 'check',
       'move_file.filesystem': 'check',
+      'send_email.smtp': 'none',
+      'calendar.caldav': 'provider',
+      'calendar.ics': 'none',
       manual: 'provider',
       noop: 'provider',
       'order.api': 'provider',
