@@ -4,6 +4,7 @@ import { describeAction, renderApprovalEmail, renderOneTimeCodeEmail } from '../
 import { randomUUID } from 'node:crypto';
 import {
   MAX_CODE_ATTEMPTS,
+  payloadHash,
   hashApprovalToken,
   isWellFormedToken,
   newApprovalToken,
@@ -16,8 +17,10 @@ import {
 import { inTransaction, type Actor, type EngineDeps } from './deps.js';
 import type { TxEffects } from './status-event.js';
 import { applyStep, commitStep, readActionScope } from './lifecycle/index.js';
-import { ForbiddenError, InvalidTransitionError } from './errors.js';
+import { ForbiddenError, InvalidTransitionError, NotFoundError } from './errors.js';
 import { assertReadable, canCancel, canDecide } from './policy.js';
+import { describeDiff, payloadDiff } from './payload-diff.js';
+import type { PayloadEdit } from './lifecycle/steps.js';
 import { graceSecondsFor } from './safety.js';
 
 /** An approval email to send once the creating statement has committed. */
@@ -108,7 +111,12 @@ function cleanText(text: string | null | undefined): string | null {
   return t ? t.slice(0, MAX_TEXT) : null;
 }
 
-/** approveAction / rejectAction by API (spec §5). */
+/**
+ * approveAction / rejectAction by API (spec §5). An approver may edit the payload while approving
+ * (`payload`): it is validated like a new one and becomes the next revision. With a quorum
+ * (`approvalsRequired` > 1) each approver's approval of the current revision is recorded and the
+ * action moves on with the last one needed; one rejection rejects; the same approver counts once.
+ */
 export async function decideAction(
   deps: EngineDeps,
   principal: Principal,
@@ -116,6 +124,7 @@ export async function decideAction(
   id: string,
   decision: Decision,
   text: string | null | undefined,
+  payload?: unknown,
 ): Promise<Action> {
   const action = assertReadable(principal, await readActionScope(deps, id), id);
   if (!canDecide(principal, action)) {
@@ -125,8 +134,72 @@ export async function decideAction(
         : "only an approver acting for this action's user can decide it",
     );
   }
-  const graceUntil = decision === 'approve' ? await graceUntilFor(deps, action) : null;
-  return applyStep(deps, action, { kind: 'decide', decision, text: cleanText(text), actor, graceUntil });
+  const comment = cleanText(text);
+  // An edit is checked before anything is locked: a wrong payload names the field and changes nothing.
+  const edited = payload === undefined || payload === null ? null : validatedEdit(deps, action.type, payload);
+  if (decision === 'reject' || (action.approvalsRequired <= 1 && !edited)) {
+    // One statement: a rejection, or the one approval needed of the revision as it stands.
+    const graceUntil = decision === 'approve' ? await graceUntilFor(deps, action) : null;
+    return applyStep(deps, action, { kind: 'decide', decision, text: comment, actor, graceUntil, revision: action.revision });
+  }
+  let reaskMail: PendingApprovalMail | null = null;
+  const decided = await inTransaction(deps, async (tx, effects) => {
+    // The row lock first; the statements after it see every decision committed before it.
+    const [current] = await tx.$queryRaw<Array<{ status: string; revision: number; approvalsRequired: number; payload: unknown; payloadHash: string; userId: string }>>`
+      SELECT "status", "revision", "approvalsRequired", "payload", "payloadHash", "userId" FROM "Action" WHERE "id" = ${id}::uuid FOR UPDATE`;
+    if (!current) throw new NotFoundError(`no action with id ${id}`, ['id']);
+    if (current.status !== 'PENDING') throw new InvalidTransitionError(`cannot approve: the action is ${current.status}, not PENDING`);
+    let revision = current.revision;
+    let edit: PayloadEdit | undefined;
+    if (edited && edited.payloadHash !== current.payloadHash) {
+      revision += 1;
+      const diff = payloadDiff(current.payload, edited.payload);
+      const earlier = await tx.actionRevision.count({ where: { actionId: id } });
+      edit = {
+        payload: edited.payload,
+        payloadHash: edited.payloadHash,
+        diff,
+        summary: describeDiff(diff),
+        original: earlier === 0 ? { payload: current.payload, payloadHash: current.payloadHash, author: action.requestedById } : null,
+      };
+    }
+    // Approvals of this revision by others (an edit starts the count again: the old revision's do not cover the new one).
+    const others = edit
+      ? 0
+      : await tx.approvalDecision.count({ where: { actionId: id, revision, decision: 'approve', NOT: { approver: actor.id } } });
+    const already = edit ? 0 : await tx.approvalDecision.count({ where: { actionId: id, revision, decision: 'approve', approver: actor.id } });
+    if (already) {
+      // The same approver twice counts once: nothing new is recorded.
+      return tx.action.findUniqueOrThrow({ where: { id } });
+    }
+    const quorum = { approvals: others + 1, required: current.approvalsRequired };
+    const done = quorum.approvals >= quorum.required;
+    const graceUntil = done ? await graceUntilFor(deps, action) : null;
+    // An edit voids the old links; while more approvals are needed, the user is asked again for this revision.
+    let reask: { request: ApprovalRequest; expiresAt: Date } | null = null;
+    if (edit && !done) {
+      const user = await tx.user.findUniqueOrThrow({ where: { id: current.userId }, select: { email: true, handle: true } });
+      const expiresAt = new Date(deps.clock().getTime() + deps.config.approvalTtlSeconds * 1000);
+      reask = { request: await prepareApprovalRequest(deps, { type: action.type, requestedById: action.requestedById }, user, expiresAt), expiresAt };
+    }
+    const result = await commitStep(
+      deps,
+      action,
+      { kind: 'decide', decision, text: comment, actor, graceUntil, revision, edit, quorum, reask: reask?.request.token ?? null },
+      { tx: { client: tx, effects } },
+    );
+    if (!result.action) throw new InvalidTransitionError(`cannot approve: the action is ${result.previous ?? 'gone'}, not PENDING`);
+    if (reask?.request.mail) reaskMail = { ...reask.request.mail, action: result.action };
+    return result.action;
+  });
+  if (reaskMail) await sendApprovalRequest(deps, reaskMail);
+  return decided;
+}
+
+/** A payload an approver sends with approveAction: validated like a new one, errors under `payload`. */
+function validatedEdit(deps: EngineDeps, type: string, payload: unknown): { payload: unknown; payloadHash: string } {
+  const parsed = deps.types.validate(type, payload);
+  return { payload: parsed, payloadHash: payloadHash(parsed) };
 }
 
 /**
@@ -213,11 +286,19 @@ export async function decideByLink(
         if (guess !== 'right') return guess;
       }
       // The token is used in the decision's own statement, which needs it still usable.
-      const graceUntil = form.decision === 'approve' ? await graceUntilFor(deps, row.action) : null;
+      // With a quorum the link counts as its one recipient's approval of this revision.
+      let quorum: { approvals: number; required: number } | undefined;
+      if (form.decision === 'approve' && row.action.approvalsRequired > 1) {
+        const others = await tx.approvalDecision.count({
+          where: { actionId: row.actionId, revision: row.action.revision, decision: 'approve', NOT: { approver: actor.id } },
+        });
+        quorum = { approvals: others + 1, required: row.action.approvalsRequired };
+      }
+      const graceUntil = form.decision === 'approve' && (!quorum || quorum.approvals >= quorum.required) ? await graceUntilFor(deps, row.action) : null;
       const decided = await commitStep(
         deps,
         row.action,
-        { kind: 'decide', decision: form.decision, text: cleanText(form.reason), actor, via: { tokenId: row.id }, graceUntil },
+        { kind: 'decide', decision: form.decision, text: cleanText(form.reason), actor, via: { tokenId: row.id }, graceUntil, revision: row.action.revision, quorum },
         { tx: { client: tx, effects } },
       );
       if (decided.action) return { ok: true, action: decided.action, decision: form.decision };

@@ -30,7 +30,11 @@ export interface AuditEventData {
   /** The link locked after `attempts` wrong codes; the action must be decided another way. */
   'approval.locked': { attempts: number };
   /** `standingApproval`: the grant that approved it at creation (its actor is whoever granted it). */
-  'action.approved': { comment: string | null; standingApproval?: string };
+  'action.approved': { comment: string | null; standingApproval?: string; approvals?: number; required?: number; revision?: number };
+  /** An approver edited the payload before approving: revision `revision`, `diff` against the previous one. */
+  'action.revised': { revision: number; payloadHash: string; diff: unknown[] };
+  /** One approval of a quorum, the action still PENDING: `approvals` of `required` for `revision`. */
+  'approval.recorded': { comment: string | null; revision: number; approvals: number; required: number };
   'action.rejected': { reason: string };
   'action.cancelled': { reason: string | null };
   /** `expiresAt` is the approval deadline that passed. */
@@ -98,6 +102,8 @@ export interface SafetyRuleState {
   condition?: string | null;
   /** Absent in entries written before grace periods existed. */
   graceSeconds?: number | null;
+  /** Absent in entries written before quorums existed. */
+  approvalsRequired?: number | null;
 }
 
 /** A handler configuration as audited: never the secrets' values. */

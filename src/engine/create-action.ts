@@ -128,6 +128,7 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
     error: refusal ? `${refusal.code}: ${refusal.message}` : null,
     approvalExpiresAt: expiresAt,
     createdAt: now,
+    approvalsRequired: status === 'PENDING' ? verdict.approvalsRequired : 1,
   };
   let request: ApprovalRequest | null = null;
   if (status === 'PENDING') {

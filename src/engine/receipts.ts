@@ -23,7 +23,7 @@ export interface ReceiptStatementInput {
   action: {
     id: string;
     type: string;
-    /** The payload revision that ran (1 until actions have revisions). */
+    /** The payload revision that ran (an approver's edit makes the next). */
     revision: number;
     /** SHA-256 of that revision's canonical payload (`Action.payloadHash`). */
     payloadHash: string;

@@ -14,6 +14,8 @@ export interface SafetyRuleInput {
   condition?: string | null;
   /** Grace period for a type that cannot be undone (see {@link graceSecondsFor}). */
   graceSeconds?: number | null;
+  /** REQUIRES_APPROVAL: distinct approvers needed (default 1). */
+  approvalsRequired?: number | null;
 }
 
 /** How one rule's condition came out for an action (kept in its `action.created` audit entry). */
@@ -37,6 +39,8 @@ export interface SafetyVerdict {
   /** The first refusal: a blocking rule wins over a missing KYC status. */
   refusal: SafetyRefusal | null;
   requiresApproval: boolean;
+  /** Distinct approvals needed: the largest of the REQUIRES_APPROVAL rules that apply (1 without one). */
+  approvalsRequired: number;
   /** Every rate window that applies, each to be checked and consumed together. */
   rateWindows: RateWindow[];
   /** The conditions of the rules in force, each with its outcome. */
@@ -77,7 +81,7 @@ export function evaluateSafety(
   rules: readonly SafetyRuleInput[],
   subject: { type: string; spaceId: string; kycStatus: KycStatus; conditionSubject?: ConditionSubject },
 ): SafetyVerdict {
-  const verdict: SafetyVerdict = { refusal: null, requiresApproval: false, rateWindows: [], conditions: [] };
+  const verdict: SafetyVerdict = { refusal: null, requiresApproval: false, approvalsRequired: 1, rateWindows: [], conditions: [] };
   let blocked: SafetyRefusal | null = null;
   let kyc: SafetyRefusal | null = null;
   for (const rule of effectiveRules(rules, subject.type, subject.spaceId)) {
@@ -104,6 +108,7 @@ export function evaluateSafety(
         break;
       case 'REQUIRES_APPROVAL':
         verdict.requiresApproval = true;
+        verdict.approvalsRequired = Math.max(verdict.approvalsRequired, rule.approvalsRequired ?? 1);
         break;
       case 'RATE_LIMIT':
         // A rate rule without numbers cannot be enforced: refuse rather than let everything through.

@@ -101,13 +101,13 @@ export async function settleExecution(deps: EngineDeps, action: Action, executio
 /** A new signed receipt for `action`, completed by `handler` after the handlers of `handlerPath` (the last is `handler`). */
 export function receiptFor(
   deps: Pick<EngineDeps, 'clock' | 'signer'>,
-  action: Pick<Action, 'id' | 'type' | 'payloadHash' | 'decidedBy' | 'decidedAt'>,
+  action: Pick<Action, 'id' | 'type' | 'payloadHash' | 'decidedBy' | 'decidedAt'> & { revision?: number },
   handlerPath: ReadonlyArray<{ handler: string; outcome: string }>,
   handler: string,
   result: Pick<SettledResult, 'provider' | 'externalRef' | 'data'>,
 ): NewReceipt {
   return newReceipt(deps, {
-    action: { id: action.id, type: action.type, revision: 1, payloadHash: action.payloadHash },
+    action: { id: action.id, type: action.type, revision: action.revision ?? 1, payloadHash: action.payloadHash },
     approvals: approvalsOf(action),
     handlerPath,
     handler,

@@ -63,11 +63,16 @@ builder.mutationFields((t) => ({
   }),
   approveAction: t.field({
     type: DecisionPayload,
-    description: 'Approve a PENDING action (the user\'s approvers only; never the requesting agent).',
+    description:
+      "Approve a PENDING action (the user's approvers only; never the requesting agent). With `payload`, approve an edited payload: validated like a new one, it becomes the next revision (the old one is kept) and old approval links are void. With a quorum, the action moves on once enough distinct approvers approved its current revision.",
     authScopes: { authenticated: true },
-    args: { id: t.arg.id({ required: true }), comment: t.arg.string({ required: false }) },
-    resolve: (_root, { id, comment }, ctx) =>
-      asPayload<{ action: Action | null }>(async () => ({ action: await decideAction(ctx.app.engine, ctx.principal!, actorOf(ctx), String(id), 'approve', comment) }), {
+    args: {
+      id: t.arg.id({ required: true }),
+      comment: t.arg.string({ required: false }),
+      payload: t.arg({ type: 'JSON', required: false, description: 'The payload as the approver wants it run (the whole payload, not a patch).' }),
+    },
+    resolve: (_root, { id, comment, payload }, ctx) =>
+      asPayload<{ action: Action | null }>(async () => ({ action: await decideAction(ctx.app.engine, ctx.principal!, actorOf(ctx), String(id), 'approve', comment, payload ?? undefined) }), {
         action: null,
       }),
   }),

@@ -72,6 +72,33 @@ builder.prismaObject('Rollback', {
   }),
 });
 
+const ActionRevisionRef = builder
+  .objectRef<{ revision: number; payload: unknown; payloadHash: string; author: string; diff: unknown; createdAt: Date }>('ActionRevision')
+  .implement({
+    description: 'One revision of an action\'s payload (spec §5: approve with edits).',
+    fields: (t) => ({
+      revision: t.exposeInt('revision'),
+      payload: t.expose('payload', { type: 'JSON' }),
+      payloadHash: t.exposeString('payloadHash'),
+      author: t.exposeString('author', { description: 'Principal id: the requesting agent for revision 1, else the approver who edited it.' }),
+      diff: t.expose('diff', { type: 'JSON', nullable: true, description: '[{ path, from, to }] against the previous revision; null for revision 1.' }),
+      createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    }),
+  });
+
+const ApprovalDecisionRef = builder
+  .objectRef<{ approver: string; decision: string; comment: string | null; revision: number; createdAt: Date }>('ApprovalDecision')
+  .implement({
+    description: 'One approver\'s decision (spec §5 quorum).',
+    fields: (t) => ({
+      approver: t.exposeString('approver', { description: 'Principal id, or `email-link:<token id>`.' }),
+      decision: t.exposeString('decision', { description: '`approve` or `reject`.' }),
+      comment: t.exposeString('comment', { nullable: true }),
+      revision: t.exposeInt('revision'),
+      createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    }),
+  });
+
 export const Action = builder.prismaObject('Action', {
   description: 'A real-world action proposed by an agent.',
   // Every field of an action is guarded: a parent reached through another type (an audit
@@ -100,6 +127,23 @@ export const Action = builder.prismaObject('Action', {
     receipts: t.relation('receipts', { query: { orderBy: { createdAt: 'asc' } } }),
     statusUpdates: t.relation('statusUpdates', { query: { orderBy: { seq: 'asc' } } }),
     rollbacks: t.relation('rollbacks', { query: { orderBy: { startedAt: 'asc' } } }),
+    revision: t.exposeInt('revision', { description: 'The payload\'s revision: 1 as the agent sent it; each approver\'s edit makes the next.' }),
+    approvalsRequired: t.exposeInt('approvalsRequired', { description: 'Distinct approvals of the current revision needed before it runs.' }),
+    revisions: t.field({
+      type: [ActionRevisionRef],
+      description: 'Every revision of the payload, oldest first (just revision 1 when nobody edited it).',
+      select: { revisions: { orderBy: { revision: 'asc' } }, payload: true, payloadHash: true, requestedById: true, createdAt: true },
+      resolve: (a) =>
+        a.revisions.length
+          ? a.revisions
+          : [{ revision: 1, payload: a.payload, payloadHash: a.payloadHash, author: a.requestedById, diff: null, createdAt: a.createdAt }],
+    }),
+    decisions: t.field({
+      type: [ApprovalDecisionRef],
+      description: 'Each approver\'s decision, oldest first, with the revision it was for.',
+      select: { decisions: { orderBy: { createdAt: 'asc' } } },
+      resolve: (a) => a.decisions,
+    }),
     auditLog: t.relation('auditEntries', {
       description: 'The audit entries of this action, oldest first (analysts and admins).',
       authScopes: { readsAudit: true },

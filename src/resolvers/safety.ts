@@ -28,6 +28,7 @@ const SafetyRule = builder.prismaObject('SafetyRule', {
       nullable: true,
       description: 'A CEL expression over payload, type, user and now; the rule applies only where it is true (or cannot be evaluated). Null: always.',
     }),
+    approvalsRequired: t.exposeInt('approvalsRequired', { nullable: true, description: 'REQUIRES_APPROVAL: distinct approvers needed (null: 1).' }),
     graceSeconds: t.exposeInt('graceSeconds', {
       nullable: true,
       description: 'For a type that cannot be undone: approved actions wait this long, cancellable, before they run (the largest of the rules and GRACE_SECONDS applies).',
@@ -76,6 +77,10 @@ const SafetyRuleInput = builder.inputType('SafetyRuleInput', {
     windowSeconds: t.int({ required: false, description: 'RATE_LIMIT: the window, in seconds (1 to 31,622,400, i.e. 366 days).' }),
     enabled: t.boolean({ required: false, description: 'Default true; false switches a default rule off for this space.' }),
     description: t.string({ required: false }),
+    approvalsRequired: t.int({
+      required: false,
+      description: 'REQUIRES_APPROVAL only: distinct approvers of the user needed (1 to 10; the requester never counts; one rejection rejects). The largest of the rules that apply is used.',
+    }),
     graceSeconds: t.int({
       required: false,
       description: 'For a type that cannot be undone (send_email, payments, purchases): approved actions wait this long (0 to 86,400 s), cancellable, and the status says until when. The largest of the type\'s rules and GRACE_SECONDS applies.',
@@ -196,8 +201,15 @@ builder.mutationFields((t) => ({
         if (input.graceSeconds != null && (input.graceSeconds < 0 || input.graceSeconds > 86_400)) {
           throw new InvalidInputError(`graceSeconds must be from 0 to 86,400, not ${input.graceSeconds}`, ['input', 'graceSeconds']);
         }
+        if (input.approvalsRequired != null && (input.kind !== 'REQUIRES_APPROVAL' || input.approvalsRequired < 1 || input.approvalsRequired > 10)) {
+          throw new InvalidInputError(
+            input.kind !== 'REQUIRES_APPROVAL' ? `approvalsRequired applies to REQUIRES_APPROVAL rules only, not ${input.kind}` : `approvalsRequired must be from 1 to 10, not ${input.approvalsRequired}`,
+            ['input', 'approvalsRequired'],
+          );
+        }
         const fields = {
           condition,
+          approvalsRequired: input.approvalsRequired ?? null,
           graceSeconds: input.graceSeconds ?? null,
           spaceId: p.spaceId,
           actionType: input.actionType,
@@ -220,6 +232,7 @@ builder.mutationFields((t) => ({
             description: r.description,
             condition: r.condition,
             graceSeconds: r.graceSeconds,
+            approvalsRequired: r.approvalsRequired,
           });
           await appendAuditEntry(tx, {
             event: 'safety_rule.upserted',

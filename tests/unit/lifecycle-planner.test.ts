@@ -19,6 +19,16 @@ const EXAMPLES: Record<StepKind, Step[]> = {
     { kind: 'decide', decision: 'approve', text: 'fine', actor: person },
     { kind: 'decide', decision: 'reject', text: 'no', actor: person },
     { kind: 'decide', decision: 'approve', text: null, actor: person, via: { tokenId: receipt.id } },
+    { kind: 'decide', decision: 'approve', text: null, actor: person, revision: 1, quorum: { approvals: 1, required: 2 } },
+    {
+      kind: 'decide',
+      decision: 'approve',
+      text: 'shorter',
+      actor: person,
+      revision: 2,
+      edit: { payload: { subject: 'Hello' }, payloadHash: 'h2', diff: [{ path: 'subject', from: 'Hi', to: 'Hello' }], summary: 'subject: "Hi" → "Hello"', original: { payload: { subject: 'Hi' }, payloadHash: 'h1', author: 'agent' } },
+      quorum: { approvals: 1, required: 1 },
+    },
   ],
   cancel: [{ kind: 'cancel', reason: 'changed my mind', actor: person }],
   expire: [{ kind: 'expire', expiresAt: at }],
@@ -111,6 +121,22 @@ describe('lifecycle planner', () => {
     expect(events(EXAMPLES.note[0]!)).toEqual([]);
   });
 
+  it('a quorum not reached records the approval and keeps the action PENDING; an edit becomes the next revision, revision 1 kept', () => {
+    const partial = planStep(action, EXAMPLES.decide[3]!, at);
+    expect([partial.from, partial.to]).toEqual([['PENDING'], null]);
+    expect(partial.messages).toEqual(['Approval 1 of 2 recorded for revision 1; waiting for 1 more approver']);
+    expect(partial.audit.map((e) => e.event)).toEqual(['approval.recorded']);
+    expect(partial.writes.map((w) => w.kind)).toEqual(['decision.insert']);
+    expect(partial.enqueue).toBe(false);
+
+    const edited = planStep(action, EXAMPLES.decide[4]!, at);
+    expect(edited.to).toBe('APPROVED');
+    expect(edited.set).toMatchObject({ payload: { subject: 'Hello' }, payloadHash: 'h2', revision: 2, decidedBy: person.id });
+    expect(edited.writes.filter((w) => w.kind === 'revision.insert').map((w) => (w as { revision: number }).revision)).toEqual([1, 2]);
+    expect(edited.audit.map((e) => e.event)).toEqual(['action.revised', 'action.approved', 'action.queued']);
+    expect(edited.messages[0]).toBe('Edited before approval (revision 2): subject: "Hi" → "Hello"');
+  });
+
   it('records who decided: the person\'s id, IP and user agent on the entry, and decidedBy on the action', () => {
     const plan = planStep(action, EXAMPLES.decide[0]!, at);
     expect(plan.audit[0]).toMatchObject({ actor: person.id, ip: person.ip, userAgent: person.userAgent, data: { comment: 'fine' } });
@@ -121,7 +147,7 @@ describe('lifecycle planner', () => {
   it('asks for the effects after commit: approval queues, cancelling dequeues only what was APPROVED, nothing else does', () => {
     const effects = (p: Plan) => [p.enqueue, p.dequeueIfWasApproved];
     for (const { step, plan } of plans) {
-      if (step.kind === 'decide') expect(effects(plan)).toEqual([step.decision === 'approve', false]);
+      if (step.kind === 'decide') expect(effects(plan)).toEqual([step.decision === 'approve' && (!step.quorum || step.quorum.approvals >= step.quorum.required), false]);
       else if (step.kind === 'cancel') expect(effects(plan)).toEqual([false, true]);
       else expect(effects(plan), step.kind).toEqual([false, false]);
     }
@@ -142,7 +168,7 @@ describe('lifecycle planner', () => {
     expect(kinds(EXAMPLES.start[0]!)).toEqual(['execution.insert']);
     expect(kinds(EXAMPLES.resume[0]!)).toEqual([]);
     expect(kinds(EXAMPLES.resume[1]!)).toEqual(['executions.interrupt']);
-    expect(kinds(EXAMPLES.decide[2]!)).toEqual(['token.use', 'tokens.void']);
+    expect(kinds(EXAMPLES.decide[2]!)).toEqual(['decision.insert', 'token.use', 'tokens.void']);
   });
 
   it('guards what the status alone cannot: a claim only when due, a link decision only with a usable token, an operator only on an open task', () => {

@@ -25,6 +25,7 @@ describe('the safety verdict', () => {
     expect(v).toEqual({
       refusal: null,
       requiresApproval: false,
+      approvalsRequired: 1,
       rateWindows: [
         { limit: 50, windowSeconds: 3600 },
         { limit: 500, windowSeconds: 86400 },

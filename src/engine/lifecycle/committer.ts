@@ -90,7 +90,7 @@ export interface CommitResult {
 const ACTION_COLUMNS = [
   'id', 'spaceId', 'userId', 'requestedById', 'type', 'payload', 'payloadHash', 'priority', 'scheduledFor', 'idempotencyKey', 'status',
   'statusSeq', 'requiresApproval', 'attempts', 'result', 'error', 'createdAt', 'updatedAt', 'approvalExpiresAt', 'decidedAt', 'decidedBy',
-  'completedAt', 'auditSeq', 'auditHead',
+  'completedAt', 'auditSeq', 'auditHead', 'revision', 'approvalsRequired',
 ] as const;
 /** Steps whose caller needs the whole row back (GraphQL answers, the worker's handler); the others get it without `payload` and `result` (null). */
 const FULL_ROW_STEPS: ReadonlySet<Plan['step']> = new Set(['decide', 'cancel', 'expire', 'claim', 'resume', 'rolledBack']);
@@ -129,6 +129,9 @@ export function buildCommitSql(plan: Plan): { text: string; values: unknown[] } 
   if (s.completedAt !== undefined) sets.push(`"completedAt" = ${p.add(s.completedAt?.toISOString() ?? null, 'timestamptz')}`);
   if (s.decidedAt !== undefined) sets.push(`"decidedAt" = ${p.add(s.decidedAt?.toISOString() ?? null, 'timestamptz')}`);
   if (s.decidedBy !== undefined) sets.push(`"decidedBy" = ${p.add(s.decidedBy, 'text')}`);
+  if (s.payload !== undefined) sets.push(`"payload" = ${p.add(JSON.stringify(s.payload), 'jsonb')}`);
+  if (s.payloadHash !== undefined) sets.push(`"payloadHash" = ${p.add(s.payloadHash)}`);
+  if (s.revision !== undefined) sets.push(`"revision" = ${p.add(s.revision, 'int')}`);
   if (s.scheduledFor !== undefined) sets.push(`"scheduledFor" = ${p.add(s.scheduledFor?.toISOString() ?? null, 'timestamptz')}`);
   if (s.approvalExpiresAt !== undefined) sets.push(`"approvalExpiresAt" = ${p.add(s.approvalExpiresAt?.toISOString() ?? null, 'timestamptz')}`);
 
@@ -227,6 +230,21 @@ function writeSql(p: SqlParams, w: Write, actionId: string, usedTokens: readonly
       // A token used by this very step is written by its own CTE (one row, one writer per statement).
       return `UPDATE "ApprovalToken" SET "voidedAt" = ${p.add(w.at.toISOString(), 'timestamptz')}
         WHERE "actionId" = ${actionId} AND "usedAt" IS NULL AND "voidedAt" IS NULL AND NOT ("id" = ANY(${p.add(usedTokens, 'uuid[]')})) AND ${ifMoved}`;
+    case 'token.insert': {
+      const t = w.token;
+      return `INSERT INTO "ApprovalToken" ("id", "actionId", "tokenHash", "payloadHash", "codeHash", "recipient", "expiresAt", "createdAt")
+        SELECT ${p.add(t.id, 'uuid')}, m."id", ${p.add(t.tokenHash)}, m."payloadHash", ${p.add(t.codeHash, 'text')}, ${p.add(t.recipient)},
+          ${p.add(t.expiresAt.toISOString(), 'timestamptz')}, ${p.add(w.at.toISOString(), 'timestamptz')} FROM moved m`;
+    }
+    case 'decision.insert':
+      return `INSERT INTO "ApprovalDecision" ("id", "actionId", "approver", "decision", "comment", "revision", "createdAt")
+        SELECT gen_random_uuid(), m."id", ${p.add(w.approver)}, ${p.add(w.decision)}, ${p.add(w.comment, 'text')}, ${p.add(w.revision, 'int')}, ${p.add(w.at.toISOString(), 'timestamptz')}
+        FROM moved m ON CONFLICT ("actionId", "revision", "approver") DO NOTHING`;
+    case 'revision.insert':
+      return `INSERT INTO "ActionRevision" ("id", "actionId", "revision", "payload", "payloadHash", "author", "diff", "createdAt")
+        SELECT gen_random_uuid(), m."id", ${p.add(w.revision, 'int')}, ${p.add(JSON.stringify(w.payload), 'jsonb')}, ${p.add(w.payloadHash)}, ${p.add(w.author)},
+          ${p.add(json(w.diff), 'jsonb')}, ${p.add(w.at.toISOString(), 'timestamptz')}
+        FROM moved m ON CONFLICT ("actionId", "revision") DO NOTHING`;
     case 'token.use':
       return `UPDATE "ApprovalToken" SET "usedAt" = ${p.add(w.at.toISOString(), 'timestamptz')}
         WHERE "id" = ${p.add(w.id, 'uuid')} AND "actionId" = ${actionId} AND "usedAt" IS NULL AND "voidedAt" IS NULL AND ${ifMoved}`;
@@ -269,6 +287,8 @@ export interface NewAction {
   error: string | null;
   approvalExpiresAt: Date | null;
   createdAt: Date;
+  /** Distinct approvals needed (quorum); default 1. */
+  approvalsRequired?: number;
 }
 
 /** Rows written with a new action, in the same statement. */
@@ -295,12 +315,12 @@ export function buildCreateSql(action: NewAction, messages: readonly string[], i
   const at = p.add(action.createdAt.toISOString(), 'timestamptz');
   const ctes = [
     `a AS (INSERT INTO "Action" ("id", "spaceId", "userId", "requestedById", "type", "payload", "payloadHash", "priority", "scheduledFor", "idempotencyKey",
-        "status", "statusSeq", "requiresApproval", "error", "approvalExpiresAt", "createdAt", "updatedAt", "auditSeq", "auditHead")
+        "status", "statusSeq", "requiresApproval", "error", "approvalExpiresAt", "createdAt", "updatedAt", "auditSeq", "auditHead", "approvalsRequired")
       VALUES (${p.add(action.id, 'uuid')}, ${p.add(action.spaceId, 'uuid')}, ${p.add(action.userId, 'uuid')}, ${p.add(action.requestedById, 'uuid')}, ${p.add(action.type)},
         ${p.add(JSON.stringify(action.payload), 'jsonb')}, ${p.add(action.payloadHash)}, ${p.add(action.priority, 'smallint')},
         ${p.add(action.scheduledFor?.toISOString() ?? null, 'timestamptz')}, ${p.add(action.idempotencyKey, 'text')}, ${p.add(action.status, '"ActionStatus"')},
         ${messages.length}, ${p.add(action.requiresApproval, 'boolean')}, ${p.add(action.error, 'text')}, ${p.add(action.approvalExpiresAt?.toISOString() ?? null, 'timestamptz')},
-        ${at}, ${at}, ${entries.length}, ${p.add(head)})
+        ${at}, ${at}, ${entries.length}, ${p.add(head)}, ${p.add(action.approvalsRequired ?? 1, 'int')})
       RETURNING ${columnsOf('"Action"', true)})`,
     `su AS (INSERT INTO "StatusUpdate" ("id", "actionId", "seq", "status", "message", "createdAt")
       SELECT gen_random_uuid(), a."id", u.ord::int, a."status", u.msg, ${at} FROM a, unnest(${p.add(messages, 'text[]')}) WITH ORDINALITY AS u(msg, ord)

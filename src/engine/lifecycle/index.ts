@@ -124,12 +124,14 @@ export interface ActionScopeRow {
   type: string;
   priority: number;
   scheduledFor: Date | null;
+  revision: number;
+  approvalsRequired: number;
 }
 
 /** Reads an action's scope in one short statement (the pool directly where there is one); null when there is none. */
 export async function readActionScope(deps: Pick<LifecycleDeps, 'db'>, id: string): Promise<ActionScopeRow | null> {
   const [row] = await prismaRunner(deps.db).query<ActionScopeRow>(
-    'SELECT "id", "spaceId", "userId", "requestedById", "type", "priority", "scheduledFor" FROM "Action" WHERE "id" = $1::uuid',
+    'SELECT "id", "spaceId", "userId", "requestedById", "type", "priority", "scheduledFor", "revision", "approvalsRequired" FROM "Action" WHERE "id" = $1::uuid',
     [id],
   );
   return row ?? null;

@@ -4,7 +4,7 @@ import type { AuditInput } from '../audit.js';
 import type { Actor } from '../deps.js';
 import type { ConditionResult } from '../safety.js';
 import { assertTransition } from '../statuses.js';
-import type { ActionRef, ExecutionRef, FromStatuses, NewExecution, NewReceipt, NewRollback, SettledResult, Step } from './steps.js';
+import type { ActionRef, ExecutionRef, FromStatuses, NewApprovalToken, NewExecution, NewReceipt, NewRollback, SettledResult, Step } from './steps.js';
 
 /** Columns of the action a step may set besides its status. */
 export interface ActionColumns {
@@ -16,6 +16,9 @@ export interface ActionColumns {
   decidedBy?: string | null;
   approvalExpiresAt?: Date | null;
   scheduledFor?: Date | null;
+  payload?: unknown;
+  payloadHash?: string;
+  revision?: number;
 }
 
 /** A row besides the action's that a step writes, only when the move itself happens. */
@@ -27,6 +30,9 @@ export type Write =
   | { kind: 'task.open'; id: string; executionId: string; instructions: string }
   | { kind: 'task.complete'; id: string; outcome: Record<string, unknown>; completedById: string; at: Date }
   | { kind: 'tokens.void'; at: Date }
+  | { kind: 'token.insert'; token: NewApprovalToken; at: Date }
+  | { kind: 'decision.insert'; approver: string; decision: 'approve' | 'reject'; comment: string | null; revision: number; at: Date }
+  | { kind: 'revision.insert'; revision: number; payload: unknown; payloadHash: string; author: string; diff: unknown[] | null; at: Date }
   | { kind: 'token.use'; id: string; at: Date }
   | { kind: 'rollback.insert'; rollback: NewRollback; requestedById: string; at: Date };
 
@@ -108,8 +114,31 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
   switch (step.kind) {
     case 'decide': {
       const approve = step.decision === 'approve';
+      const revision = step.revision ?? 1;
+      if (step.edit) {
+        const e = step.edit;
+        plan.set.payload = e.payload;
+        plan.set.payloadHash = e.payloadHash;
+        plan.set.revision = revision;
+        if (e.original) plan.writes.push({ kind: 'revision.insert', revision: 1, payload: e.original.payload, payloadHash: e.original.payloadHash, author: e.original.author, diff: null, at });
+        plan.writes.push({ kind: 'revision.insert', revision, payload: e.payload, payloadHash: e.payloadHash, author: step.actor.id, diff: e.diff, at });
+        plan.messages.push(`Edited before approval (revision ${revision}): ${e.summary}`);
+        audit({ event: 'action.revised', data: { revision, payloadHash: e.payloadHash, diff: e.diff } }, step.actor);
+      }
+      plan.writes.push({ kind: 'decision.insert', approver: step.actor.id, decision: step.decision, comment: step.text, revision, at });
+      if (approve && step.quorum && step.quorum.approvals < step.quorum.required) {
+        // A quorum not reached yet: the approval is recorded, the action stays PENDING.
+        const { approvals, required } = step.quorum;
+        plan.from = ['PENDING'];
+        const more = required - approvals;
+        plan.messages.push(`Approval ${approvals} of ${required} recorded for revision ${revision}; waiting for ${more} more approver${more === 1 ? '' : 's'}`);
+        audit({ event: 'approval.recorded', data: { comment: step.text, revision, approvals, required } }, step.actor);
+        if (step.edit) plan.writes.push({ kind: 'tokens.void', at });
+        if (step.reask) plan.writes.push({ kind: 'token.insert', token: step.reask, at });
+        break;
+      }
       move(['PENDING'], approve ? 'APPROVED' : 'REJECTED');
-      plan.set = { decidedAt: at, decidedBy: step.actor.id, approvalExpiresAt: null };
+      plan.set = { ...plan.set, decidedAt: at, decidedBy: step.actor.id, approvalExpiresAt: null };
       plan.messages.push(approve ? 'Approved' : `Rejected${step.text ? `: ${step.text}` : ''}`);
       if (step.via) {
         plan.guards.push({ kind: 'tokenUsable', id: step.via.tokenId });
@@ -117,7 +146,7 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
       }
       plan.writes.push({ kind: 'tokens.void', at });
       if (approve) {
-        audit({ event: 'action.approved', data: { comment: step.text } }, step.actor);
+        audit({ event: 'action.approved', data: { comment: step.text, ...(step.quorum ? { approvals: step.quorum.approvals, required: step.quorum.required } : {}), ...(step.revision && step.revision > 1 ? { revision } : {}) } }, step.actor);
         if (step.graceUntil) {
           plan.set.scheduledFor = step.graceUntil;
           plan.messages.push(graceMessage(step.graceUntil));

@@ -9,7 +9,22 @@ import type { Actor } from '../deps.js';
  */
 export type Step =
   /** `graceUntil`: an approved action of a type that cannot be undone waits until then, cancellable (its new scheduledFor). */
-  | { kind: 'decide'; decision: 'approve' | 'reject'; text: string | null; actor: Actor; via?: { tokenId: string }; graceUntil?: Date | null }
+  | {
+      kind: 'decide';
+      decision: 'approve' | 'reject';
+      text: string | null;
+      actor: Actor;
+      via?: { tokenId: string };
+      graceUntil?: Date | null;
+      /** The revision decided on (after `edit`, the new one); recorded with the decision. */
+      revision?: number;
+      /** An approver's edit of the payload before approving: it becomes revision `revision`. */
+      edit?: PayloadEdit;
+      /** With a quorum: the distinct approvals of this revision, this one included; below `required` the action stays PENDING. */
+      quorum?: { approvals: number; required: number };
+      /** A new approval link for the user (an edit voids the old ones while approvals are still needed). */
+      reask?: NewApprovalToken | null;
+    }
   | { kind: 'cancel'; reason: string | null; actor: Actor }
   | { kind: 'expire'; expiresAt: Date }
   /** The recheck before dispatch refused it (e.g. a payment with no person's approval). */
@@ -111,3 +126,24 @@ export interface ActionRef {
 
 /** A status the step may start from; `null`: any status (notes, audit-only steps). */
 export type FromStatuses = readonly ActionStatus[] | null;
+
+/** An edit of the payload by an approver (spec §5). */
+export interface PayloadEdit {
+  payload: unknown;
+  payloadHash: string;
+  /** [{ path, from, to }] against the previous revision. */
+  diff: unknown[];
+  /** In words, for the status stream: what changed. */
+  summary: string;
+  /** Revision 1 as the agent sent it, written with the first edit (null when revisions exist already). */
+  original: { payload: unknown; payloadHash: string; author: string } | null;
+}
+
+/** An approval link's token, as stored (hashed). */
+export interface NewApprovalToken {
+  id: string;
+  tokenHash: string;
+  codeHash: string | null;
+  recipient: string;
+  expiresAt: Date;
+}
