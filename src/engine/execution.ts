@@ -4,7 +4,7 @@ import type { Action, HandlerConfig } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/registry.js';
 import {
   PermanentHandlerError,
-  RefusedPayloadError,
+  FinalHandlerError,
   type ActionHandler,
   type HandlerAction,
   type HandlerResult,
@@ -281,8 +281,9 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
       deps.logger.warn({ err: error, actionId: action.id, handler: handler.name, attempt, permanent }, 'handler attempt failed');
       errors.push(`${handler.name}: ${text}`);
       path.push({ handler: handler.name, outcome: 'FAILED' });
-      // A payload no handler can carry out fails the action now: not the next handler, not an operator.
-      const refused = error instanceof RefusedPayloadError;
+      // A payload no handler can carry out, or an outcome another route could make worse, fails
+      // the action now: not the next handler, not an operator.
+      const refused = error instanceof FinalHandlerError;
       const final = refused || (!permanent && attempt >= maxAttempts);
       await applyStep(deps, ref, {
         kind: 'attemptFailed',

@@ -51,7 +51,7 @@ export const orderApiHandler = defineHandler({
       },
       who,
     );
-    await assertSuccess(res, who);
+    await assertSuccess(res, who, ctx.attempt);
     const { reference, body } = await readReference(res, who);
     const eta = typeof body.eta === 'string' ? body.eta.slice(0, 100) : undefined;
     return {

@@ -43,6 +43,7 @@ export const orderWebhookHandler = defineHandler({
       who: `${provider}'s webhook`,
       waitingMessage: `Waiting for ${provider} to confirm the order…`,
       at: services.clock(),
+      attempt: ctx.attempt,
     });
   },
 

@@ -49,6 +49,7 @@ export const paymentWebhookHandler = defineHandler({
       who: `the payment provider (${provider})`,
       waitingMessage: `Waiting for the payment provider to confirm the payment of ${payload.amount} ${payload.currency}…`,
       at: services.clock(),
+      attempt: ctx.attempt,
     });
   },
 });

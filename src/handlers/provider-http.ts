@@ -1,5 +1,5 @@
 import { OutboundRefusedError, OutboundTimeoutError } from '../engine/outbound.js';
-import { PermanentHandlerError, RetryableHandlerError, type HandlerAction } from './types.js';
+import { FinalHandlerError, PermanentHandlerError, RetryableHandlerError, type HandlerAction } from './types.js';
 
 /**
  * What the order-style handlers (`order.api`, `order.webhook`, `order.email`, `payment.webhook`)
@@ -52,33 +52,45 @@ export async function callProvider(fetcher: typeof fetch, url: string, init: Req
   }
 }
 
-/** Throws for an answer that is not 2xx: 4xx permanent (the chain goes on), anything else retryable. */
-export async function assertSuccess(res: Response, who: string): Promise<void> {
+/** 4xx answers that mean "not now" (timeout, conflict with a request in progress, too early, too many): retried, never a fall-through. */
+const RETRYABLE_4XX = new Set([408, 409, 425, 429]);
+
+/**
+ * Throws for an answer that is not 2xx. A 4xx is permanent and the chain goes on to its next
+ * handler — but only on a first attempt: after an attempt whose outcome is unknown (a timeout, a
+ * 5xx) the provider may already have taken it, so a 4xx then ends the action instead of placing
+ * it again by another route. 408, 409, 425, 429 and anything else are retried.
+ */
+export async function assertSuccess(res: Response, who: string, attempt = 1): Promise<void> {
   if (res.ok) return;
   const detail = await answerText(res);
   const text = `${who} answered ${res.status}${detail ? `: ${detail}` : ''}`;
-  if (res.status >= 400 && res.status < 500) throw new PermanentHandlerError(text);
+  if (res.status >= 400 && res.status < 500 && !RETRYABLE_4XX.has(res.status)) {
+    if (attempt > 1) throw new FinalHandlerError(`${text}; an earlier attempt may have reached the provider, so no other route is tried: check with them`);
+    throw new PermanentHandlerError(text);
+  }
   throw new RetryableHandlerError(text);
 }
 
-/** The provider's reference from a 2xx JSON answer `{ reference, … }`; a permanent error naming what is missing. */
+/** The provider's reference from a 2xx JSON answer `{ reference, … }`; else a final error naming what is missing (the action fails, no other route). */
 export async function readReference(res: Response, who: string): Promise<{ reference: string; body: Record<string, unknown> }> {
+  // A 2xx means the provider took it: without a usable reference, trying another route could place it twice.
   const text = await res.text();
   let body: unknown;
   try {
     body = JSON.parse(text);
   } catch {
-    throw new PermanentHandlerError(`${who} answered ${res.status} without a JSON body; expected {"reference": "…"}`);
+    throw new FinalHandlerError(`${who} answered ${res.status} without a JSON body; expected {"reference": "…"}`);
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw new PermanentHandlerError(`${who} answered ${res.status} with JSON that is not an object; expected {"reference": "…"}`);
+    throw new FinalHandlerError(`${who} answered ${res.status} with JSON that is not an object; expected {"reference": "…"}`);
   }
   const reference = (body as Record<string, unknown>).reference;
   if (typeof reference !== 'string' || reference.trim() === '') {
-    throw new PermanentHandlerError(`${who} answered ${res.status} without a reference (the field "reference" must be a non-empty string)`);
+    throw new FinalHandlerError(`${who} answered ${res.status} without a reference (the field "reference" must be a non-empty string)`);
   }
   if (reference.length > MAX_REFERENCE_CHARS) {
-    throw new PermanentHandlerError(`${who} answered ${res.status} with a reference longer than ${MAX_REFERENCE_CHARS} characters`);
+    throw new FinalHandlerError(`${who} answered ${res.status} with a reference longer than ${MAX_REFERENCE_CHARS} characters`);
   }
   return { reference, body: body as Record<string, unknown> };
 }

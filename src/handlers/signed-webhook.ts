@@ -72,11 +72,11 @@ export function signWebhook(secret: string, id: string, body: unknown, at: Date)
 /** POSTs a signed webhook; throws as the provider-HTTP rules say (4xx permanent, 5xx/timeouts retryable). */
 export async function postSignedWebhook(
   fetcher: typeof fetch,
-  options: { url: string; secret: string; id: string; body: unknown; at: Date; who: string },
+  options: { url: string; secret: string; id: string; body: unknown; at: Date; who: string; attempt?: number },
 ): Promise<Response> {
   const { text, headers } = signWebhook(options.secret, options.id, options.body, options.at);
   const res = await callProvider(fetcher, options.url, { method: 'POST', headers: { ...headers, accept: 'application/json' }, body: text }, options.who);
-  await assertSuccess(res, options.who);
+  await assertSuccess(res, options.who, options.attempt);
   return res;
 }
 
@@ -103,6 +103,8 @@ export async function requestThroughWebhook(options: {
   who: string;
   waitingMessage: string;
   at: Date;
+  /** The queue attempt: after an attempt with an unknown outcome a 4xx ends the action (see assertSuccess). */
+  attempt?: number;
 }): Promise<WebhookResult> {
   if (!options.baseUrl) throw new PermanentHandlerError('the engine does not know its public URL (BASE_URL), so the provider could not call back');
   const token = callbackToken(options.secret, options.handler, options.actionId);
@@ -114,10 +116,23 @@ export async function requestThroughWebhook(options: {
     body: { type: options.type, actionId: options.actionId, payload: options.payload, callbackUrl },
     at: options.at,
     who: options.who,
+    attempt: options.attempt,
   });
   if (res.status === 202) {
     await res.body?.cancel();
-    return { status: 'waiting', key: callbackWaitKey(options.handler, token), message: options.waitingMessage };
+    // The provider's signed callback settles it; should none ever come, an operator can: the
+    // task settles the same waiting execution (one settle path), so nothing waits for ever.
+    return {
+      status: 'waiting',
+      key: callbackWaitKey(options.handler, token),
+      message: options.waitingMessage,
+      task: {
+        instructions:
+          `${options.who} accepted the request (HTTP 202) and said it would confirm later at the callback URL. ` +
+          `If no confirmation arrives, ask ${options.provider} whether ${options.type === 'payment.requested' ? 'the payment' : 'the order'} for action ${options.actionId} went through, ` +
+          'then complete this task with {"reference": "<their reference>"}; if it did not, leave it and fail or cancel the action as your process says.',
+      },
+    };
   }
   const { reference } = await readReference(res, options.who);
   return {

@@ -136,11 +136,20 @@ export class PermanentHandlerError extends Error {
 }
 
 /**
+ * Ends the action now as FAILED with this reason: no other handler of the chain and no operator
+ * is tried. For outcomes where another route could do harm (a provider that may already have
+ * taken an order) or could do no better (a payload no handler can carry out).
+ */
+export class FinalHandlerError extends PermanentHandlerError {
+  override name = 'FinalHandlerError';
+}
+
+/**
  * The payload itself cannot be carried out (a path that escapes the user's folder, a symlink out
  * of it, a missing source): no other handler or operator could do better, so the action fails
  * with this reason at once; the chain stops and nothing is handed to an operator.
  */
-export class RefusedPayloadError extends PermanentHandlerError {
+export class RefusedPayloadError extends FinalHandlerError {
   override name = 'RefusedPayloadError';
 }
 

@@ -318,6 +318,33 @@ describe('order.api', () => {
     expect(provider.to('down-cafe-hook')).toHaveLength(0);
   });
 
+  it('a 5xx, then a 4xx on the retry: the first attempt may have placed it, so the action fails instead of ordering again by webhook', async () => {
+    let calls = 0;
+    const base = provider.route('flaky-cafe', () => (++calls === 1 ? { status: 503 } : { status: 422, body: { error: 'duplicate order' } }));
+    const hook = provider.route('flaky-cafe-hook', () => ({ status: 200, body: { reference: 'SHOULD-NOT' } }));
+    await configure('order.api', 'flaky-cafe', { baseUrl: base }, { apiKey: 'k' });
+    await configure('order.webhook', 'flaky-cafe', { url: hook }, { secret: whsec() });
+    const { id } = await create('order', orderPayload('flaky-cafe'));
+    const row = await waitForStatus(id, ['FAILED', 'COMPLETED']);
+    expect(row.status).toBe('FAILED');
+    expect(row.error).toMatch(/answered 422: duplicate order; an earlier attempt may have reached the provider, so no other route is tried/);
+    expect(provider.to('flaky-cafe-hook')).toHaveLength(0);
+    expect(await t.app.db.manualTask.count({ where: { actionId: id, status: 'OPEN' } })).toBe(0);
+  });
+
+  it('a 2xx without a reference: the provider took it, so the action fails naming the missing field and no other route places it again', async () => {
+    const base = provider.route('mute-cafe', () => ({ status: 200, body: { ok: true } }));
+    const hook = provider.route('mute-cafe-hook', () => ({ status: 200, body: { reference: 'SHOULD-NOT' } }));
+    await configure('order.api', 'mute-cafe', { baseUrl: base }, { apiKey: 'k' });
+    await configure('order.webhook', 'mute-cafe', { url: hook }, { secret: whsec() });
+    const { id } = await create('order', orderPayload('mute-cafe'));
+    const row = await waitForStatus(id, ['FAILED', 'COMPLETED']);
+    expect(row.status).toBe('FAILED');
+    expect(row.error).toMatch(/without a reference \(the field "reference" must be a non-empty string\)/);
+    expect(provider.to('mute-cafe')).toHaveLength(1);
+    expect(provider.to('mute-cafe-hook')).toHaveLength(0);
+  });
+
   it('rolls back through the API\'s cancel endpoint', async () => {
     const base = provider.route('undo-cafe', (req) => {
       if (req.path === '/undo-cafe/orders') return { status: 200, body: { reference: 'UNDO/42' } };
@@ -447,6 +474,8 @@ describe('order.webhook and the callback route', () => {
       { handler: 'order.webhook', provider: 'later-cafe', externalRef: 'LATER-5', data: { reference: 'LATER-5', via: 'webhook', confirmedBy: 'callback' } },
     ]);
     expect(done.executions).toEqual([expect.objectContaining({ handler: 'order.webhook', status: 'SUCCEEDED', externalRef: 'LATER-5' })]);
+    // The operator's fallback task opened with the wait is cancelled once the callback settled it.
+    expect((await t.app.db.manualTask.findMany({ where: { actionId: id } })).map((task) => task.status)).toEqual(['CANCELLED']);
 
     // The same request again, and a fresh signed one: refused, nothing changes.
     const replay = await postToEngine(signed.path, signed.init);
@@ -475,7 +504,9 @@ describe('order.webhook and the callback route', () => {
     expect(seen.executions).toEqual([expect.objectContaining({ handler: 'order.webhook', status: 'FAILED', error: 'sold-out-cafe rejected it: croissants are sold out (reference SO-1)' })]);
     expect(seen.receipts).toEqual([]);
     expect(seen.auditLog.map((e) => e.event)).toContain('execution.failed');
-    expect(await t.app.db.manualTask.count({ where: { actionId: id } })).toBe(0);
+    // The fallback task opened with the wait is cancelled: nothing is left for an operator.
+    expect(await t.app.db.manualTask.count({ where: { actionId: id, status: 'OPEN' } })).toBe(0);
+    expect(await t.app.db.manualTask.count({ where: { actionId: id, status: 'CANCELLED' } })).toBe(1);
   });
 
   it('rolls back through the webhook with type "order.cancelled"', async () => {

@@ -226,6 +226,9 @@ function writeSql(p: SqlParams, w: Write, actionId: string, usedTokens: readonly
       return `UPDATE "ManualTask" SET "status" = 'COMPLETED', "outcome" = ${p.add(json(w.outcome), 'jsonb')}, "completedAt" = ${p.add(w.at.toISOString(), 'timestamptz')},
           "completedById" = ${p.add(w.completedById, 'uuid')}
         WHERE "id" = ${p.add(w.id, 'uuid')} AND "actionId" = ${actionId} AND "status" = 'OPEN' AND ${ifMoved}`;
+    case 'tasks.cancel':
+      return `UPDATE "ManualTask" SET "status" = 'CANCELLED', "completedAt" = ${p.add(w.at.toISOString(), 'timestamptz')}
+        WHERE "actionId" = ${actionId} AND "status" = 'OPEN' AND ${ifMoved}`;
     case 'tokens.void':
       // A token used by this very step is written by its own CTE (one row, one writer per statement).
       return `UPDATE "ApprovalToken" SET "voidedAt" = ${p.add(w.at.toISOString(), 'timestamptz')}

@@ -30,6 +30,8 @@ export type Write =
   | { kind: 'task.open'; id: string; executionId: string; instructions: string }
   | { kind: 'task.complete'; id: string; outcome: Record<string, unknown>; completedById: string; at: Date }
   | { kind: 'tokens.void'; at: Date }
+  /** Open manual tasks of an action that ends without them (failed, or settled by a callback). */
+  | { kind: 'tasks.cancel'; at: Date }
   | { kind: 'token.insert'; token: NewApprovalToken; at: Date }
   | { kind: 'decision.insert'; approver: string; decision: 'approve' | 'reject'; comment: string | null; revision: number; at: Date }
   | { kind: 'revision.insert'; revision: number; payload: unknown; payloadHash: string; author: string; diff: unknown[] | null; at: Date }
@@ -215,6 +217,7 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
         data: { attempt: step.attempt, handler: step.execution.handler, error: step.error, permanent: step.permanent },
       });
       if (step.final) {
+        plan.writes.push({ kind: 'tasks.cancel', at });
         const text = step.permanent ? `Failed: ${step.error}` : `Failed after ${step.attempt} attempts: ${step.error}`;
         move(['EXECUTING'], 'FAILED');
         plan.set = { error: text, attempts: step.attempt };
@@ -231,6 +234,7 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
     }
     case 'fail': {
       move(['EXECUTING'], 'FAILED');
+      plan.writes.push({ kind: 'tasks.cancel', at });
       const text = `Failed: ${step.error}`;
       plan.set = { error: text, attempts: step.attempts };
       plan.notes.push(...step.notes);
@@ -275,6 +279,9 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
         plan.guards.push({ kind: 'taskOpen', id: step.task.id });
         plan.writes.push({ kind: 'task.complete', id: step.task.id, outcome: step.task.outcome, completedById: step.task.completedById, at });
         audit({ event: 'manual_task.completed', data: { taskId: step.task.id } }, step.actor);
+      } else if (!step.execution.insert) {
+        // Settled another way (a provider's callback): a task opened for the same wait is moot.
+        plan.writes.push({ kind: 'tasks.cancel', at });
       }
       break;
     }
