@@ -14,6 +14,9 @@ export interface SafetyRuleInput {
   condition?: string | null;
   /** Grace period for a type that cannot be undone (see {@link graceSecondsFor}). */
   graceSeconds?: number | null;
+  /** REQUIRES_APPROVAL: ask `escalateTo` as well after this many minutes without a decision (see escalation.ts). */
+  escalateAfterMinutes?: number | null;
+  escalateTo?: readonly string[] | null;
 }
 
 /** How one rule's condition came out for an action (kept in its `action.created` audit entry). */
