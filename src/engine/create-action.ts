@@ -164,9 +164,12 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
     if (quota) await releaseQuota(deps, principal, idempotencyKey, quota);
     throw error;
   }
-  // Its expiry and escalation run as delayed jobs (a lost enqueue is repaired by the reconciler).
-  if (action.status === 'PENDING') await scheduleApprovalJobs(deps, approvalJobsFor(action, escalation));
-  if (request?.mail) await sendApprovalRequest(deps, { ...request.mail, action });
+  // Its expiry and escalation run as delayed jobs (a lost enqueue is repaired by the reconciler);
+  // queued side by side with the mail, so Redis being away costs at most one timeout. Neither throws.
+  await Promise.all([
+    action.status === 'PENDING' ? scheduleApprovalJobs(deps, approvalJobsFor(action, escalation)) : null,
+    request?.mail ? sendApprovalRequest(deps, { ...request.mail, action }) : null,
+  ]);
   return resultFor(action);
 }
 
