@@ -21,6 +21,7 @@ import { createRateLimiter } from './engine/rate-limiter.js';
 import { recordedUnits } from './engine/quota.js';
 import { createActionQueue } from './engine/queue.js';
 import { createWebhookQueue } from './engine/webhook-queue.js';
+import { createApprovalQueue } from './engine/approval-jobs.js';
 import { createStatusPublisher } from './engine/status-publisher.js';
 import { briefError, withRedisTimeout } from './engine/infra-errors.js';
 import { RedisPubSub } from 'graphql-redis-subscriptions';
@@ -80,7 +81,7 @@ export interface App {
 export interface CreateAppOptions {
   /** Apply pending migrations at start. The embedded database is always migrated. */
   migrate: boolean;
-  /** Run the sweep that moves overdue approvals to EXPIRED (API processes do; default true). */
+  /** Run the safety-net sweep that moves overdue approvals to EXPIRED (API processes do; default true). */
   sweepExpiredApprovals?: boolean;
   /** Handler modules besides the built-in ones (tests register failing or slow handlers here). */
   extraHandlers?: ActionHandler[];
@@ -190,6 +191,13 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       onError: (error) => logger.warn({ client: 'webhook-queue', err: error.message }, 'redis connection error'),
     });
     closers.push(() => webhooks.close());
+    const approvalJobs = createApprovalQueue({
+      connection: redisOptionsFromUrl(config.redisUrl),
+      prefix: config.redisPrefix,
+      commandTimeoutMs: config.redisCommandTimeoutMs,
+      onError: (error) => logger.warn({ client: 'approval-queue', err: error.message }, 'redis connection error'),
+    });
+    closers.push(() => approvalJobs.close());
     const metrics = createMetrics();
     registerQueueDepth(metrics, () =>
       withRedisTimeout(queue.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'failed'), config.redisCommandTimeoutMs, 'the queue depth').catch(() => ({})),
@@ -231,7 +239,9 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       configCache,
       signer,
       webhooks,
+      approvalJobs,
     };
+    // A safety net only: each PENDING action expires by its own delayed job (approval-jobs.ts).
     if (options.sweepExpiredApprovals ?? true) {
       const sweep = setInterval(() => {
         if (!database.migrated) return;

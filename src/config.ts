@@ -34,7 +34,8 @@ const envSchema = z.object({
   RECONCILE_SECONDS: z.coerce.number().positive().max(3600).default(30),
   ENABLE_NOOP_HANDLER: booleanish.default(false),
   APPROVAL_TTL_HOURS: z.coerce.number().positive().max(24 * 30).default(24),
-  EXPIRY_SWEEP_SECONDS: z.coerce.number().positive().max(3600).default(15),
+  EXPIRY_SWEEP_SECONDS: z.coerce.number().positive().max(3600).default(300),
+  ESCALATION_MINUTE_MS: z.coerce.number().int().min(10).max(60_000).default(60_000),
   APPROVAL_REQUESTS_PER_HOUR: z.coerce.number().int().min(1).max(100_000).default(20),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
@@ -106,8 +107,13 @@ export interface Config {
   /** Registers the `noop` action type and handler (benchmarks, tests). */
   enableNoopHandler: boolean;
   approvalTtlSeconds: number;
-  /** How often overdue approvals are moved to EXPIRED. */
+  /**
+   * How often API processes sweep for overdue approvals left PENDING (the safety net: each PENDING
+   * action normally expires by its own delayed job, see approval-jobs.ts).
+   */
   expirySweepSeconds: number;
+  /** How long one "minute" of a rule's `escalateAfterMinutes` is (60000; shorter only for tests and demos). */
+  escalationMinuteMs: number;
   /** Approval requests (actions that need approval) allowed per user and type per hour. */
   approvalRequestsPerHour: number;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
@@ -197,6 +203,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     enableNoopHandler: e.ENABLE_NOOP_HANDLER,
     approvalTtlSeconds: Math.round(e.APPROVAL_TTL_HOURS * 3600),
     expirySweepSeconds: e.EXPIRY_SWEEP_SECONDS,
+    escalationMinuteMs: e.ESCALATION_MINUTE_MS,
     approvalRequestsPerHour: e.APPROVAL_REQUESTS_PER_HOUR,
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,

@@ -4,6 +4,7 @@ import { executeActionJob, HandlerAttemptError, NotYetError, type ExecutionDeps 
 import { briefError, unavailableDependency } from './engine/infra-errors.js';
 import { ACTION_QUEUE_NAME, jobIdFor, type ActionJobData } from './engine/queue.js';
 import { startWebhookWorker } from './webhook-worker.js';
+import { startApprovalWorker } from './approval-worker.js';
 
 /** A running execution worker. */
 export interface ActionWorker {
@@ -13,6 +14,8 @@ export interface ActionWorker {
    * vanished during an outage); returns how many it queued.
    */
   reconcile(): Promise<number>;
+  /** The approval jobs' reconciler (expiry and escalation of PENDING actions; see approval-worker.ts). */
+  reconcileApprovals(): Promise<number>;
   /** Stops taking jobs and waits for the running handlers to finish. */
   close(): Promise<void>;
 }
@@ -182,13 +185,17 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
   timer.unref();
   // Outbound event webhooks are sent wherever actions are executed.
   const webhooks = startWebhookWorker(app);
+  // So are the expiry and escalation jobs of PENDING actions.
+  const approvals = startApprovalWorker(app);
 
   return {
     reconcile,
+    reconcileApprovals: () => approvals.reconcile(),
     async close() {
       clearInterval(timer);
       // Side by side with the execution worker's close, so an outage does not double the wait.
       const webhooksClosed = webhooks.close();
+      const approvalsClosed = approvals.close();
       // BullMQ's close can wait forever on a connection that went through a Redis outage (its
       // blocking client stuck reconnecting); after the shutdown timeout, disconnect it outright.
       const closed = worker.close().then(() => true);
@@ -198,7 +205,7 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
         closed.catch(() => {});
         await Promise.race([worker.disconnect(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
       }
-      await webhooksClosed;
+      await Promise.all([webhooksClosed, approvalsClosed]);
     },
   };
 }

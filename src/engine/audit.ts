@@ -24,7 +24,14 @@ export interface AuditEventData {
   /** `rule` is the blocking rule's `ruleKey`. */
   'action.blocked': { rule: string; kind: SafetyRuleKind; reason: string };
   /** `recipient` is where the approval email went, null when none was sent. */
-  'approval.requested': { expiresAt: string; recipient: string | null };
+  'approval.requested': {
+    expiresAt: string;
+    recipient: string | null;
+    /** When, and to whom (the rule's escalateTo), the request escalates without a decision; absent: it does not. */
+    escalation?: { rule: string; at: string; afterMinutes: number; to: string[] };
+  };
+  /** No decision came in time: `to` were asked as well (each with a link of their own); `skipped`: handles with no email address. */
+  'approval.escalated': { afterMinutes: number; to: string[]; skipped: string[] };
   /** A wrong one-time code on an approval link; `attemptsLeft` before the link locks. */
   'approval.code_rejected': { attemptsLeft: number };
   /** The link locked after `attempts` wrong codes; the action must be decided another way. */
@@ -104,6 +111,9 @@ export interface SafetyRuleState {
   graceSeconds?: number | null;
   /** Absent in entries written before quorums existed. */
   approvalsRequired?: number | null;
+  /** Absent in entries written before escalation existed. */
+  escalateAfterMinutes?: number | null;
+  escalateTo?: string[];
 }
 
 /** A handler configuration as audited: never the secrets' values. */

@@ -268,7 +268,7 @@ export class ConfigCache {
       deepFreeze(
         await this.options.db.safetyRule.findMany({
           where: { actionType: type, OR: [{ spaceId: null }, { spaceId }] },
-          select: { spaceId: true, actionType: true, kind: true, limit: true, windowSeconds: true, enabled: true, condition: true, graceSeconds: true, approvalsRequired: true },
+          select: { spaceId: true, actionType: true, kind: true, limit: true, windowSeconds: true, enabled: true, condition: true, graceSeconds: true, approvalsRequired: true, escalateAfterMinutes: true, escalateTo: true },
         }),
       ),
     );

@@ -22,6 +22,8 @@ import { initialStatus } from './statuses.js';
 import { approvalRequestQuota, rateUnitId } from './quota.js';
 import type { RateLimitSubject } from './rate-limiter.js';
 import { briefError } from './infra-errors.js';
+import { approvalJobsFor, scheduleApprovalJobs } from './approval-jobs.js';
+import { escalationFor, type EscalationPlan } from './escalation.js';
 
 export interface CreateActionInput {
   type: string;
@@ -131,9 +133,11 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
     approvalsRequired: status === 'PENDING' ? verdict.approvalsRequired : 1,
   };
   let request: ApprovalRequest | null = null;
+  let escalation: EscalationPlan | null = null;
   if (status === 'PENDING') {
     user ??= await loadUser(deps, principal.spaceId, userId);
     request = await prepareApprovalRequest(deps, newAction, user, expiresAt!);
+    escalation = escalationFor(rules, verdict.conditions, { type: input.type, spaceId: principal.spaceId, createdAt: now, approvalExpiresAt: expiresAt!, minuteMs: deps.config.escalationMinuteMs });
   }
   // Counted only for actions that would run; a refused request consumes nothing, and a unit is
   // given back when nothing gets recorded (see consumeQuota and releaseQuota).
@@ -148,7 +152,7 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
       conditions: verdict.conditions,
       grant,
       graceUntil,
-      approval: request ? { recipient: request.mail?.to ?? null, expiresAt: expiresAt!, token: request.token } : null,
+      approval: request ? { recipient: request.mail?.to ?? null, expiresAt: expiresAt!, token: request.token, escalation } : null,
       idempotency: idempotencyKey ? { principalId: principal.id, key: idempotencyKey, requestHash } : null,
     });
   } catch (error) {
@@ -161,7 +165,12 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
     if (quota) await releaseQuota(deps, principal, idempotencyKey, quota);
     throw error;
   }
-  if (request?.mail) await sendApprovalRequest(deps, { ...request.mail, action });
+  // Its expiry and escalation run as delayed jobs (a lost enqueue is repaired by the reconciler);
+  // queued side by side with the mail, so Redis being away costs at most one timeout. Neither throws.
+  await Promise.all([
+    action.status === 'PENDING' ? scheduleApprovalJobs(deps, approvalJobsFor(action, escalation)) : null,
+    request?.mail ? sendApprovalRequest(deps, { ...request.mail, action }) : null,
+  ]);
   return resultFor(action);
 }
 

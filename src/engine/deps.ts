@@ -8,6 +8,7 @@ import type { RateLimiter } from './rate-limiter.js';
 import type { ActionQueue } from './queue.js';
 import type { SecretsBox } from './secrets.js';
 import type { WebhookQueue } from './webhook-queue.js';
+import type { ApprovalQueue } from './approval-jobs.js';
 import type { Signer } from './signing.js';
 import { briefError, isInfrastructureError } from './infra-errors.js';
 import { TxEffects, type StatusPublisher } from './status-event.js';
@@ -19,7 +20,7 @@ export interface EngineDeps {
   mailer: Mailer;
   logger: Logger;
   types: ActionTypeRegistry;
-  config: Pick<Config, 'baseUrl' | 'approvalTtlSeconds' | 'approvalRequestsPerHour' | 'graceSeconds'>;
+  config: Pick<Config, 'baseUrl' | 'approvalTtlSeconds' | 'approvalRequestsPerHour' | 'graceSeconds' | 'escalationMinuteMs'>;
   clock: () => Date;
   /** Where committed status updates go (live subscriptions). */
   statusPublisher: StatusPublisher;
@@ -36,6 +37,8 @@ export interface EngineDeps {
   signer: Signer;
   /** The outbound webhook queue (one send job per endpoint); absent: deliveries wait for the sweeper. */
   webhooks?: WebhookQueue;
+  /** Delayed jobs of PENDING actions (expiry, escalation); absent: only the expiry sweep expires them. */
+  approvalJobs?: ApprovalQueue;
 }
 
 /**

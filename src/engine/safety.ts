@@ -16,6 +16,9 @@ export interface SafetyRuleInput {
   graceSeconds?: number | null;
   /** REQUIRES_APPROVAL: distinct approvers needed (default 1). */
   approvalsRequired?: number | null;
+  /** REQUIRES_APPROVAL: ask `escalateTo` as well after this many minutes without a decision (see escalation.ts). */
+  escalateAfterMinutes?: number | null;
+  escalateTo?: readonly string[] | null;
 }
 
 /** How one rule's condition came out for an action (kept in its `action.created` audit entry). */

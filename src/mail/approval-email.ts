@@ -37,6 +37,8 @@ export interface ApprovalEmailInput extends ApprovalSummaryInput {
   approveUrl: string;
   /** True for payments and purchases: a one-time code is mailed separately. */
   needsCode: boolean;
+  /** A line above the action, e.g. why this person is asked (an escalation). */
+  intro?: string;
 }
 
 /** A rendered email: subject plus text and HTML bodies. */
@@ -167,6 +169,7 @@ export function renderApprovalEmail(input: ApprovalEmailInput): RenderedEmail {
   const text = [
     'Approval needed',
     '',
+    ...(input.intro ? [input.intro, ''] : []),
     headline,
     '',
     textDetails(details),
@@ -184,7 +187,7 @@ export function renderApprovalEmail(input: ApprovalEmailInput): RenderedEmail {
   const html = htmlDocument(
     'Approval needed',
     `<p style="margin:0 0 4px;font-size:13px;color:#57606a;text-transform:uppercase;letter-spacing:.04em;">Approval needed</p>
-<h1 style="margin:0 0 16px;font-size:20px;line-height:1.3;word-break:break-word;">${escapeHtml(headline)}</h1>
+${input.intro ? `<p style="margin:0 0 12px;padding:10px;background:#ddf4ff;border-radius:6px;">${escapeHtml(input.intro)}</p>\n` : ''}<h1 style="margin:0 0 16px;font-size:20px;line-height:1.3;word-break:break-word;">${escapeHtml(headline)}</h1>
 ${htmlDetails(details)}
 <hr style="border:0;border-top:1px solid #d0d7de;margin:16px 0;">
 ${htmlDetails(context)}

@@ -1,6 +1,7 @@
 import type { SafetyRule as SafetyRuleRow } from '../generated/prisma/client.js';
 import { appendAuditEntry, type SafetyRuleState } from '../engine/audit.js';
 import { compileCondition, ConditionError } from '../engine/conditions.js';
+import { checkRuleEscalation, parseEscalationTarget } from '../engine/escalation.js';
 import { InvalidConditionError, InvalidInputError, NotFoundError } from '../engine/errors.js';
 import { canReadUser } from '../engine/policy.js';
 import { isReversible } from '../engine/rollback.js';
@@ -32,6 +33,13 @@ const SafetyRule = builder.prismaObject('SafetyRule', {
     graceSeconds: t.exposeInt('graceSeconds', {
       nullable: true,
       description: 'For a type that cannot be undone: approved actions wait this long, cancellable, before they run (the largest of the rules and GRACE_SECONDS applies).',
+    }),
+    escalateAfterMinutes: t.exposeInt('escalateAfterMinutes', {
+      nullable: true,
+      description: 'REQUIRES_APPROVAL: when nobody has decided this many minutes after the request, escalateTo are asked as well. Null: never.',
+    }),
+    escalateTo: t.exposeStringList('escalateTo', {
+      description: 'Email addresses or user handles of the space asked when the request escalates, each with an approval link of their own.',
     }),
     spaceId: t.exposeID('spaceId', { nullable: true, description: 'Null for a rule of every space (a default).' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
@@ -84,6 +92,15 @@ const SafetyRuleInput = builder.inputType('SafetyRuleInput', {
     graceSeconds: t.int({
       required: false,
       description: 'For a type that cannot be undone (send_email, payments, purchases): approved actions wait this long (0 to 86,400 s), cancellable, and the status says until when. The largest of the type\'s rules and GRACE_SECONDS applies.',
+    }),
+    escalateAfterMinutes: t.int({
+      required: false,
+      description:
+        'REQUIRES_APPROVAL only: when nobody has decided this many minutes (1 to 10,080, one week) after the request, escalateTo are asked as well, each by an approval mail with a link that decides for them alone; the status and the audit (approval.escalated) say so. Needs escalateTo.',
+    }),
+    escalateTo: t.stringList({
+      required: false,
+      description: 'REQUIRES_APPROVAL only: up to 10 email addresses or handles of users of this space (mailed at their address). Needs escalateAfterMinutes.',
     }),
     condition: t.string({
       required: false,
@@ -207,7 +224,23 @@ builder.mutationFields((t) => ({
             ['input', 'approvalsRequired'],
           );
         }
+        const escalation = checkRuleEscalation(input);
+        if (escalation.escalateTo.length) {
+          const handles = escalation.escalateTo.filter((entry) => parseEscalationTarget(entry)?.kind === 'handle');
+          const known = new Set(
+            (await ctx.app.db.user.findMany({ where: { spaceId: p.spaceId, handle: { in: handles } }, select: { handle: true } })).map((u) => u.handle),
+          );
+          const unknown = handles.find((h) => !known.has(h));
+          if (unknown !== undefined) {
+            throw new InvalidInputError(`escalateTo names "${unknown}", which is not an email address nor the handle of a user of this space`, [
+              'input',
+              'escalateTo',
+              String((input.escalateTo ?? []).findIndex((entry) => entry.trim() === unknown)),
+            ]);
+          }
+        }
         const fields = {
+          ...escalation,
           condition,
           approvalsRequired: input.approvalsRequired ?? null,
           graceSeconds: input.graceSeconds ?? null,
@@ -233,6 +266,8 @@ builder.mutationFields((t) => ({
             condition: r.condition,
             graceSeconds: r.graceSeconds,
             approvalsRequired: r.approvalsRequired,
+            escalateAfterMinutes: r.escalateAfterMinutes,
+            escalateTo: r.escalateTo,
           });
           await appendAuditEntry(tx, {
             event: 'safety_rule.upserted',

@@ -51,9 +51,9 @@ describe('admin changes are audited with before and after', () => {
     const [created, changed] = await entries('safety_rule.upserted');
     expect(created).toMatchObject({ actor: adminPrincipal, userAgent: 'admin-audit-test' });
     expect(created!.data.before).toBeNull();
-    expect(created!.data.after).toEqual({ limit: 10, windowSeconds: 60, enabled: true, description: 'ten a minute', condition: null, graceSeconds: null, approvalsRequired: null });
-    expect(changed!.data.before).toEqual({ limit: 10, windowSeconds: 60, enabled: true, description: 'ten a minute', condition: null, graceSeconds: null, approvalsRequired: null });
-    expect(changed!.data.after).toEqual({ limit: 3, windowSeconds: 60, enabled: false, description: 'ten a minute', condition: null, graceSeconds: null, approvalsRequired: null });
+    expect(created!.data.after).toEqual({ limit: 10, windowSeconds: 60, enabled: true, description: 'ten a minute', condition: null, graceSeconds: null, approvalsRequired: null, escalateAfterMinutes: null, escalateTo: [] });
+    expect(changed!.data.before).toEqual({ limit: 10, windowSeconds: 60, enabled: true, description: 'ten a minute', condition: null, graceSeconds: null, approvalsRequired: null, escalateAfterMinutes: null, escalateTo: [] });
+    expect(changed!.data.after).toEqual({ limit: 3, windowSeconds: 60, enabled: false, description: 'ten a minute', condition: null, graceSeconds: null, approvalsRequired: null, escalateAfterMinutes: null, escalateTo: [] });
   });
 
   it('setKycStatus: the status before and after', async () => {

@@ -55,6 +55,11 @@ const EXAMPLES: Record<StepKind, Step[]> = {
     { kind: 'rolledBack', rollback: { ...rollback, ok: false, error: 'gone' }, actor: person },
   ],
   note: [{ kind: 'note', message: 'Placing the order…' }],
+  escalate: [
+    { kind: 'escalate', to: ['boss@example.com', 'deputy@example.com'], skipped: [], afterMinutes: 30 },
+    { kind: 'escalate', to: ['boss@example.com'], skipped: ['carol'], afterMinutes: 1 },
+    { kind: 'escalate', to: [], skipped: ['carol'], afterMinutes: 5 },
+  ],
   codeRejected: [
     { kind: 'codeRejected', attemptsLeft: 2, attempts: 1, actor: person },
     { kind: 'codeRejected', attemptsLeft: 0, attempts: 3, actor: person },
@@ -119,6 +124,23 @@ describe('lifecycle planner', () => {
     expect(events(EXAMPLES.codeRejected[0]!)).toEqual(['approval.code_rejected']);
     expect(events(EXAMPLES.codeRejected[1]!)).toEqual(['approval.code_rejected', 'approval.locked']);
     expect(events(EXAMPLES.note[0]!)).toEqual([]);
+    expect(events(EXAMPLES.escalate[0]!)).toEqual(['approval.escalated']);
+  });
+
+  it('plans an escalation: PENDING only, no move and no effects, one status update naming who was asked and after how long, audited by the system', () => {
+    const plan = planStep(action, EXAMPLES.escalate[0]!, at);
+    expect(plan.from).toEqual(['PENDING']);
+    expect(plan.to).toBeNull();
+    expect(plan.set).toEqual({});
+    expect(plan.writes).toEqual([]);
+    expect(plan.messages).toEqual(['Asked boss@example.com and deputy@example.com as well: no decision after 30 minutes']);
+    expect(plan.audit).toEqual([
+      expect.objectContaining({ event: 'approval.escalated', actor: 'system', data: { afterMinutes: 30, to: ['boss@example.com', 'deputy@example.com'], skipped: [] } }),
+    ]);
+    expect(planStep(action, EXAMPLES.escalate[1]!, at).messages).toEqual([
+      'Asked boss@example.com as well: no decision after 1 minute (carol: no email address known)',
+    ]);
+    expect(planStep(action, EXAMPLES.escalate[2]!, at).messages).toEqual(['Nobody could be asked as well (no decision after 5 minutes) (carol: no email address known)']);
   });
 
   it('a quorum not reached records the approval and keeps the action PENDING; an edit becomes the next revision, revision 1 kept', () => {
@@ -194,6 +216,10 @@ describe('lifecycle planner', () => {
     const pending = planCreate({ ...common, action: { ...base, status: 'PENDING' }, refusal: null, approval: { recipient: 'a@example.com', expiresAt: at, token } });
     expect(pending.audit.map((e) => e.event)).toEqual(['action.created', 'approval.requested']);
     expect(pending.extras.token).toEqual(token);
+    expect(pending.audit[1]!.data).toEqual({ expiresAt: at.toISOString(), recipient: 'a@example.com' });
+    const escalation = { rule: '*:noop:REQUIRES_APPROVAL', afterMinutes: 5, to: ['boss@example.com'], at: new Date(at.getTime() + 300_000) };
+    const escalating = planCreate({ ...common, action: { ...base, status: 'PENDING' }, refusal: null, approval: { recipient: 'a@example.com', expiresAt: at, token, escalation } });
+    expect(escalating.audit[1]!.data).toEqual({ expiresAt: at.toISOString(), recipient: 'a@example.com', escalation: { ...escalation, at: escalation.at.toISOString() } });
     const nobody = planCreate({ ...common, action: { ...base, status: 'PENDING' }, refusal: null, approval: { recipient: null, expiresAt: at, token: null } });
     expect(nobody.messages).toHaveLength(2);
     const approved = planCreate({ ...common, action: { ...base, status: 'APPROVED' }, refusal: null });

@@ -4,6 +4,7 @@ import type { AuditInput } from '../audit.js';
 import type { Actor } from '../deps.js';
 import type { ConditionResult } from '../safety.js';
 import { assertTransition } from '../statuses.js';
+import { escalationMessage, type EscalationPlan } from '../escalation.js';
 import type { ActionRef, ExecutionRef, FromStatuses, NewApprovalToken, NewExecution, NewReceipt, NewRollback, SettledResult, Step } from './steps.js';
 
 /** Columns of the action a step may set besides its status. */
@@ -304,6 +305,11 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
     case 'note':
       plan.messages.push(step.message);
       break;
+    case 'escalate':
+      plan.from = ['PENDING'];
+      plan.messages.push(escalationMessage(step));
+      audit({ event: 'approval.escalated', data: { afterMinutes: step.afterMinutes, to: [...step.to], skipped: [...step.skipped] } });
+      break;
     case 'codeRejected':
       audit({ event: 'approval.code_rejected', data: { attemptsLeft: step.attemptsLeft } }, step.actor);
       if (step.attemptsLeft === 0) audit({ event: 'approval.locked', data: { attempts: step.attempts } }, step.actor);
@@ -357,7 +363,7 @@ export interface CreateStep {
   /** Set when an approved action waits out a grace period (its scheduledFor is then this). */
   graceUntil?: Date | null;
   /** For a PENDING action: where the approval request goes (null: nobody to mail) and its token. */
-  approval: { recipient: string | null; expiresAt: Date; token: CreateExtras['token'] } | null;
+  approval: { recipient: string | null; expiresAt: Date; token: CreateExtras['token']; escalation?: EscalationPlan | null } | null;
   idempotency: CreateExtras['idempotency'];
 }
 
@@ -408,7 +414,10 @@ export function planCreate(step: CreateStep): CreatePlan {
   if (action.status === 'APPROVED') audit.push({ ...system, ...queuedEntry(action) } as AuditInput);
   if (action.status === 'PENDING' && approval) {
     if (!approval.recipient) messages.push('No email address is known for this user: approve or reject through the API');
-    audit.push({ ...system, event: 'approval.requested', data: { expiresAt: approval.expiresAt.toISOString(), recipient: approval.recipient } });
+    const escalation = approval.escalation
+      ? { escalation: { rule: approval.escalation.rule, at: approval.escalation.at.toISOString(), afterMinutes: approval.escalation.afterMinutes, to: approval.escalation.to } }
+      : {};
+    audit.push({ ...system, event: 'approval.requested', data: { expiresAt: approval.expiresAt.toISOString(), recipient: approval.recipient, ...escalation } });
   }
   return {
     action,

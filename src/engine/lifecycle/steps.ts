@@ -68,6 +68,11 @@ export type Step =
   | { kind: 'rolledBack'; rollback: NewRollback; actor: Actor }
   /** News without a change of status ("no email address is known…"). */
   | { kind: 'note'; message: string }
+  /**
+   * No decision came within a rule's escalateAfterMinutes: `to` were asked as well (a link each),
+   * `skipped` could not be (handles with no email address). No status move; PENDING only.
+   */
+  | { kind: 'escalate'; to: readonly string[]; skipped: readonly string[]; afterMinutes: number }
   /** A wrong one-time code on an approval link; `locked` when it was the last allowed. */
   | { kind: 'codeRejected'; attemptsLeft: number; attempts: number; actor: Actor };
 
