@@ -11,6 +11,7 @@ import './execution.js';
 import './webhooks.js';
 import './subscriptions.js';
 import './standing-approvals.js';
+import './console.js';
 
 let schema: GraphQLSchema | undefined;
 

@@ -1,0 +1,119 @@
+import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import { ApiError, closeSubscriptions, request, storedKey, storeKey } from './api';
+import { MeQuery } from './ops';
+import type { ConsoleMeQuery } from './generated/graphql';
+import { Inbox } from './inbox';
+import { ActionsPage } from './timeline';
+import { TasksPage } from './tasks';
+import { AuditPage } from './audit';
+import './styles.css';
+
+type Me = ConsoleMeQuery['me'];
+type Page = 'inbox' | 'actions' | 'tasks' | 'audit';
+
+const PAGES: Record<Page, { label: string; roles: Me['role'][] }> = {
+  inbox: { label: 'Inbox', roles: ['APPROVER', 'ADMIN'] },
+  tasks: { label: 'Manual tasks', roles: ['OPERATOR', 'ADMIN'] },
+  audit: { label: 'Audit', roles: ['ANALYST', 'ADMIN'] },
+  actions: { label: 'Actions', roles: ['APPROVER', 'OPERATOR', 'ANALYST', 'ADMIN', 'AGENT'] },
+};
+
+function SignIn({ onSignedIn }: { onSignedIn: (key: string, me: Me) => void }) {
+  const [key, setKey] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  async function submit(e: Event) {
+    e.preventDefault();
+    const k = key.trim();
+    if (!k) return setError('Enter an API key.');
+    setBusy(true);
+    setError(null);
+    try {
+      const { me } = await request(k, MeQuery);
+      onSignedIn(k, me);
+    } catch (err) {
+      setError(err instanceof ApiError && /key/i.test(err.message) ? `This key was not accepted: ${err.message}` : String((err as Error).message));
+    } finally {
+      setBusy(false);
+    }
+  }
+  return (
+    <main class="signin">
+      <h1>Action Engine</h1>
+      <p>Sign in with your API key. It is kept in this tab only and forgotten when you sign out or close the tab.</p>
+      <form onSubmit={submit}>
+        <label for="api-key">API key</label>
+        <input id="api-key" type="password" autoComplete="off" spellcheck={false} value={key} onInput={(e) => setKey(e.currentTarget.value)} />
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" disabled={busy}>
+          Sign in
+        </button>
+      </form>
+    </main>
+  );
+}
+
+function App() {
+  const [session, setSession] = useState<{ key: string; me: Me } | null>(null);
+  const [checking, setChecking] = useState(() => storedKey() !== null);
+  const [page, setPage] = useState<Page>('actions');
+
+  useEffect(() => {
+    const key = storedKey();
+    if (!key) return;
+    request(key, MeQuery)
+      .then(({ me }) => start(key, me))
+      .catch(() => storeKey(null))
+      .finally(() => setChecking(false));
+  }, []);
+
+  function start(key: string, me: Me) {
+    storeKey(key);
+    setSession({ key, me });
+    setPage(me.role === 'OPERATOR' ? 'tasks' : me.role === 'ANALYST' ? 'audit' : me.role === 'AGENT' ? 'actions' : 'inbox');
+  }
+  function signOut() {
+    storeKey(null);
+    closeSubscriptions();
+    setSession(null);
+  }
+
+  if (checking) return <p class="loading">Loading…</p>;
+  if (!session) return <SignIn onSignedIn={start} />;
+  const { key, me } = session;
+  const pages = (Object.keys(PAGES) as Page[]).filter((p) => PAGES[p].roles.includes(me.role));
+  return (
+    <>
+      <header class="top">
+        <span class="brand">Action Engine</span>
+        <nav aria-label="Sections">
+          {pages.map((p) => (
+            <button type="button" class="tab" aria-current={p === page ? 'page' : undefined} onClick={() => setPage(p)}>
+              {PAGES[p].label}
+            </button>
+          ))}
+        </nav>
+        <span class="who">
+          {me.role.toLowerCase()}
+          {me.user ? ` · ${me.user.handle}` : ''} · {me.spaceId}
+        </span>
+        <button type="button" class="secondary" onClick={signOut}>
+          Sign out
+        </button>
+      </header>
+      <main class="content">
+        {page === 'inbox' && <Inbox apiKey={key} />}
+        {page === 'actions' && <ActionsPage apiKey={key} />}
+        {page === 'tasks' && <TasksPage apiKey={key} />}
+        {page === 'audit' && <AuditPage apiKey={key} />}
+      </main>
+    </>
+  );
+}
+
+render(<App />, document.getElementById('app')!);
