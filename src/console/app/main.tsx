@@ -100,7 +100,7 @@ function App() {
         </nav>
         <span class="who">
           {me.role.toLowerCase()}
-          {me.user ? ` · ${me.user.handle}` : ''} · {me.spaceId}
+          {me.user ? ` · ${me.user.handle}` : ''}
         </span>
         <button type="button" class="secondary" onClick={signOut}>
           Sign out

@@ -57,7 +57,7 @@ export const ActionFieldsFragment = graphql(`
 
 export const PendingActionsQuery = graphql(`
   query ConsolePendingActions {
-    actions(first: 50, filter: { status: [PENDING] }) {
+    actions(first: 10, filter: { status: [PENDING] }) {
       edges {
         node {
           ...ConsoleActionFields
