@@ -126,7 +126,7 @@ function InboxItem(props: { apiKey: string; action: Action; schema: unknown; onD
       <article aria-labelledby={headingId}>
         <h3 id={headingId}>{a.headline}</h3>
         <p class="meta">
-          <Status status={a.status} /> <code>{a.type}</code> for {a.userId} · <Time at={a.createdAt} />
+          <Status status={a.status} /> <code>{a.type}</code> · <Time at={a.createdAt} />
           {a.approvalExpiresAt && (
             <>
               {' '}

@@ -55,7 +55,7 @@ export function Timeline({ apiKey, id }: { apiKey: string; id: string }) {
         <span aria-live="polite">
           Status: <Status status={action.status} />
         </span>{' '}
-        <code>{action.type}</code> for {action.userId} · <code class="id">{action.id}</code>
+        <code>{action.type}</code> · <code class="id">{action.id}</code>
       </p>
       {action.error && <p class="error">{action.error}</p>}
       <Details action={action} />

@@ -76,7 +76,8 @@ export function Approvals({ action }: { action: Pick<ConsoleActionFieldsFragment
   return (
     <p class="approvals">
       {left > 0 ? `${left} of ${action.approvalsRequired} approval${action.approvalsRequired === 1 ? '' : 's'} still needed` : 'Approvals complete'}
-      {action.decisions.length > 0 && ` · decisions: ${action.decisions.map((d) => `${d.approver} ${d.decision.toLowerCase()} r${d.revision}`).join(', ')}`}
+      {action.decisions.length > 0 &&
+        ` · ${action.decisions.length} decision${action.decisions.length === 1 ? '' : 's'}: ${action.decisions.map((d) => `${d.decision.toLowerCase()} (revision ${d.revision}${d.comment ? `, “${d.comment}”` : ''})`).join(', ')}`}
     </p>
   );
 }
