@@ -20,6 +20,10 @@ export const CONDITION_VARIABLES = ['payload', 'type', 'user', 'now'] as const;
 
 /** Longest condition accepted. */
 export const MAX_CONDITION_LENGTH = 2000;
+/** Deepest nesting of comprehensions (`all`, `exists`, `map`, `filter`) accepted: one (a payload list may be long; two nested would multiply). */
+export const MAX_COMPREHENSION_NESTING = 1;
+/** Most expression nodes accepted (literals, variables, calls…). */
+export const MAX_CONDITION_NODES = 300;
 
 /** A condition that cannot be compiled: where and why. */
 export class ConditionError extends Error {
@@ -72,10 +76,24 @@ export function compileCondition(text: string): Compiled {
     const why = e.rawMessage ?? fromMessage?.[3] ?? e.message ?? 'not a valid expression';
     throw new ConditionError(`not a valid CEL expression: ${why}`, line, column);
   }
-  const unknown = freeIdentifiers(parsed.expr).filter((name) => !(CONDITION_VARIABLES as readonly string[]).includes(name));
+  const shape = inspect(parsed.expr);
+  const at = (id: bigint | undefined) => positionOf(text, id === undefined ? undefined : parsed.sourceInfo?.positions[String(id)]);
+  const unknown = shape.identifiers.filter((i) => !(CONDITION_VARIABLES as readonly string[]).includes(i.name));
   if (unknown.length) {
-    throw new ConditionError(`unknown variable ${unknown.map((n) => `"${n}"`).join(', ')}: a condition may use ${CONDITION_VARIABLES.join(', ')}`);
+    const first = at(unknown[0]!.id);
+    throw new ConditionError(
+      `unknown variable ${[...new Set(unknown.map((i) => `"${i.name}"`))].join(', ')}: a condition may use ${CONDITION_VARIABLES.join(', ')}`,
+      first?.line ?? null,
+      first?.column ?? null,
+    );
   }
+  // Bounded work per action: CEL has no loops, but nested comprehensions multiply (10 levels of
+  // [0..9].all(…) would take minutes on the event loop).
+  if (shape.maxNesting > MAX_COMPREHENSION_NESTING) {
+    const where = at(shape.deepestId);
+    throw new ConditionError(`comprehensions (all, exists, map, filter…) nest ${shape.maxNesting} deep; at most ${MAX_COMPREHENSION_NESTING} are allowed`, where?.line ?? null, where?.column ?? null);
+  }
+  if (shape.nodes > MAX_CONDITION_NODES) throw new ConditionError(`the condition has ${shape.nodes} parts; at most ${MAX_CONDITION_NODES} are allowed`);
   let compiled: Compiled;
   try {
     compiled = plan(env, parsed) as Compiled;
@@ -133,45 +151,66 @@ function describeValue(value: unknown): string {
   return 'a value';
 }
 
-/** Identifiers of `expr` not bound by a comprehension (`list.exists(x, …)` binds `x`). */
-function freeIdentifiers(expr: unknown): string[] {
-  const found = new Set<string>();
-  const walk = (node: unknown, bound: ReadonlySet<string>): void => {
-    const kind = (node as { exprKind?: { case?: string; value?: Record<string, unknown> } } | undefined)?.exprKind;
+/** 1-based line and column of a character offset in `text`. */
+function positionOf(text: string, offset: number | undefined): { line: number; column: number } | null {
+  if (offset === undefined) return null;
+  const before = text.slice(0, offset).split('\n');
+  return { line: before.length, column: before.at(-1)!.length + 1 };
+}
+
+/**
+ * What a parsed condition is made of: identifiers not bound by a comprehension (`list.exists(x,
+ * …)` binds `x`), with their expression ids (for positions), the deepest comprehension nesting
+ * and the number of nodes.
+ */
+function inspect(expr: unknown): { identifiers: Array<{ name: string; id: bigint | undefined }>; maxNesting: number; deepestId: bigint | undefined; nodes: number } {
+  const identifiers: Array<{ name: string; id: bigint | undefined }> = [];
+  let maxNesting = 0;
+  let deepestId: bigint | undefined;
+  let nodes = 0;
+  const walk = (node: unknown, bound: ReadonlySet<string>, nesting: number): void => {
+    const n = node as { id?: bigint; exprKind?: { case?: string; value?: Record<string, unknown> } } | undefined;
+    const kind = n?.exprKind;
     if (!kind?.case || !kind.value) return;
+    nodes += 1;
     const v = kind.value;
     switch (kind.case) {
       case 'identExpr':
-        if (!bound.has(v.name as string)) found.add(v.name as string);
+        if (!bound.has(v.name as string)) identifiers.push({ name: v.name as string, id: n!.id });
         return;
       case 'selectExpr':
-        return walk(v.operand, bound);
+        return walk(v.operand, bound, nesting);
       case 'callExpr':
-        walk(v.target, bound);
-        for (const arg of (v.args as unknown[]) ?? []) walk(arg, bound);
+        walk(v.target, bound, nesting);
+        for (const arg of (v.args as unknown[]) ?? []) walk(arg, bound, nesting);
         return;
       case 'listExpr':
-        for (const element of (v.elements as unknown[]) ?? []) walk(element, bound);
+        for (const element of (v.elements as unknown[]) ?? []) walk(element, bound, nesting);
         return;
       case 'structExpr':
         for (const entry of (v.entries as Array<{ keyKind?: { case?: string; value?: unknown }; value?: unknown }>) ?? []) {
-          if (entry.keyKind?.case === 'mapKey') walk(entry.keyKind.value, bound);
-          walk(entry.value, bound);
+          if (entry.keyKind?.case === 'mapKey') walk(entry.keyKind.value, bound, nesting);
+          walk(entry.value, bound, nesting);
         }
         return;
       case 'comprehensionExpr': {
-        walk(v.iterRange, bound);
-        walk(v.accuInit, bound);
+        const depth = nesting + 1;
+        if (depth > maxNesting) {
+          maxNesting = depth;
+          deepestId = n!.id;
+        }
+        walk(v.iterRange, bound, nesting);
+        walk(v.accuInit, bound, depth);
         const inner = new Set([...bound, v.iterVar as string, v.accuVar as string, ...(v.iterVar2 ? [v.iterVar2 as string] : [])]);
-        walk(v.loopCondition, inner);
-        walk(v.loopStep, inner);
-        walk(v.result, inner);
+        walk(v.loopCondition, inner, depth);
+        walk(v.loopStep, inner, depth);
+        walk(v.result, inner, depth);
         return;
       }
       default:
         return;
     }
   };
-  walk(expr, new Set());
-  return [...found];
+  walk(expr, new Set(), 0);
+  return { identifiers, maxNesting, deepestId, nodes };
 }

@@ -46,6 +46,10 @@ describe('safety rule conditions (CEL)', () => {
     expect(at('payload.amount >')).toMatchObject({ line: 1, column: 16 });
     expect(at('payload.a > 1 &&\n payload.b = 2')).toMatchObject({ line: 2, column: 12 });
     expect(at('amout > 1').message).toMatch(/unknown variable "amout".*payload, type, user, now/);
+    expect(at('payload.a > 1 &&\n  amout == 2')).toMatchObject({ line: 2, column: 3 });
+    // Work is bounded: nested comprehensions multiply, so only one level is allowed.
+    expect(at('payload.a.all(x, payload.b.all(y, x == y))').message).toMatch(/nest 2 deep; at most 1/);
+    expect(at(Array.from({ length: 120 }, () => 'payload.a == 1').join('||')).message).toMatch(/parts; at most 300/);
     expect(at('   ').message).toMatch(/empty/);
     expect(at('x'.repeat(3000)).message).toMatch(/longer than/);
     // Comprehension variables are bound, not unknown.
