@@ -264,6 +264,42 @@ describe.each<Transport>(['http', 'stdio'])('MCP server over %s', (transport) =>
   }
 });
 
+const RateRule = graphql(`
+  mutation McpRateRule($input: SafetyRuleInput!) {
+    upsertSafetyRule(input: $input) {
+      errors {
+        code
+        message
+      }
+    }
+  }
+`);
+
+describe('MCP over HTTP: limits and idempotency', () => {
+  it('answers over the rate limit with RATE_LIMITED and retryAfterSeconds, and replays a call with the same _meta.idempotencyKey', async () => {
+    const limited = await createApiKey(t.app.db, { role: 'AGENT', space: 'limited', user: 'cy' });
+    const admin = await createApiKey(t.app.db, { role: 'ADMIN', space: 'limited' });
+    const rule = await t.graphql(RateRule, { input: { actionType: 'create_document', kind: 'RATE_LIMIT', limit: 1, windowSeconds: 3600 } }, { apiKey: admin.key });
+    expect(rule.data?.upsertSafetyRule.errors).toEqual([]);
+    const { client } = await connect('http', limited.key);
+    try {
+      const args = { title: 'Once', content: 'x' };
+      const first = await client.callTool({ name: 'create_document', arguments: args, _meta: { idempotencyKey: 'doc-1' } });
+      expect(first.isError ?? false, text(first)).toBe(false);
+      // The same key and input: the first result, not a second action (and no second unit counted).
+      const replay = await client.callTool({ name: 'create_document', arguments: args, _meta: { idempotencyKey: 'doc-1' } });
+      expect(structured(replay).action.id).toBe(structured(first).action.id);
+      const over = await client.callTool({ name: 'create_document', arguments: { title: 'Twice', content: 'x' } });
+      expect(over.isError).toBe(true);
+      expect(structured(over).error.code).toBe('RATE_LIMITED');
+      expect(structured(over).error.retryAfterSeconds).toBeGreaterThan(0);
+      expect(text(over)).toMatch(/retry after \d+ s/);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
 describe('MCP over HTTP: access', () => {
   const initialize = {
     jsonrpc: '2.0',
