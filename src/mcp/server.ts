@@ -192,7 +192,7 @@ export function createMcpServer(app: App, caller: McpCaller): Server {
         };
         const steps: StatusStep[] = [];
         let outcome = { status: action.status, timedOut: false };
-        if (!targets.has(action.status)) {
+        if (!targets.has(action.status) && !isTerminal(action.status)) {
           const latest = await app.db.statusUpdate.findFirst({ where: { actionId: action.id }, orderBy: { seq: 'desc' }, select: { message: true } });
           await notify(action.status, latest?.message ?? null);
           outcome = await waitForStatus(app, action, {

@@ -1,5 +1,5 @@
 import type { App } from '../app.js';
-import type { ActionStatus } from '../engine/statuses.js';
+import { isTerminal, type ActionStatus } from '../engine/statuses.js';
 import { statusChannel } from '../engine/status-publisher.js';
 import { briefError, withRedisTimeout } from '../engine/infra-errors.js';
 
@@ -21,7 +21,7 @@ export interface WaitOutcome {
 }
 
 /**
- * Waits until the action reaches a status in `until`, `deadline` passes or `signal` aborts,
+ * Waits until the action reaches a status in `until` (or one it never leaves), `deadline` passes or `signal` aborts,
  * calling `onStep` for every status update after `afterSeq`, in order, each once.
  *
  * Woken by the engine's status events on Redis (the same per-space channel the GraphQL
@@ -67,7 +67,8 @@ export async function waitForStatus(
         lastSeq = u.seq;
         status = u.status;
         await options.onStep({ seq: u.seq, status: u.status, message: u.message, timestamp: u.createdAt.toISOString() });
-        if (options.until.has(u.status)) return { status: u.status, timedOut: false };
+        // A status the action never leaves ends the wait even when it is not one asked for: nothing else can come.
+        if (options.until.has(u.status) || isTerminal(u.status)) return { status: u.status, timedOut: false };
       }
       const left = options.deadline - Date.now();
       if (left <= 0 || options.signal.aborted) return { status, timedOut: true };

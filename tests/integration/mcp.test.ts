@@ -211,6 +211,11 @@ describe.each<Transport>(['http', 'stdio'])('MCP server over %s', (transport) =>
     const again = await client.callTool({ name: 'cancel_action', arguments: { id } });
     expect(again.isError).toBe(true);
     expect(structured(again).error.code).toBe('INVALID_TRANSITION');
+    // Waiting for COMPLETED on an action that can no longer get there answers at once.
+    const started = Date.now();
+    const waited = await client.callTool({ name: 'wait_for_action', arguments: { id, until: ['COMPLETED'], timeoutSeconds: 30 } });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(structured(waited)).toMatchObject({ timedOut: false, action: { status: 'CANCELLED' } });
   });
 
   it('wait_for_action ends at its timeout with the current state, and refuses a timeout over 300 s', async () => {
