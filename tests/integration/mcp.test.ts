@@ -54,11 +54,14 @@ afterAll(async () => {
 type Transport = 'http' | 'stdio';
 
 /** An MCP client of the SDK connected over `transport` with `key`; `stderr()` is the stdio process's stderr. */
-async function connect(transport: Transport, key: string): Promise<{ client: Client; stderr: () => string }> {
+async function connect(transport: Transport, key: string): Promise<{ client: Client; stderr: () => string; errors: Error[] }> {
   const client = new Client({ name: 'mcp-test', version: '1.0.0' });
+  // Anything on stdout that is not a JSON-RPC message (a stray log line) surfaces here.
+  const errors: Error[] = [];
+  client.onerror = (error) => errors.push(error);
   if (transport === 'http') {
     await client.connect(new StreamableHTTPClientTransport(new URL(`${t.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${key}` } } }));
-    return { client, stderr: () => '' };
+    return { client, stderr: () => '', errors };
   }
   const stdio = new StdioClientTransport({
     command: process.execPath,
@@ -79,7 +82,7 @@ async function connect(transport: Transport, key: string): Promise<{ client: Cli
   let stderr = '';
   stdio.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   await client.connect(stdio);
-  return { client, stderr: () => stderr };
+  return { client, stderr: () => stderr, errors };
 }
 
 function structured(result: unknown): Record<string, any> {
@@ -92,9 +95,10 @@ function text(result: unknown): string {
 describe.each<Transport>(['http', 'stdio'])('MCP server over %s', (transport) => {
   let client: Client;
   let stderr: () => string;
+  let errors: Error[];
 
   beforeAll(async () => {
-    ({ client, stderr } = await connect(transport, agent.key));
+    ({ client, stderr, errors } = await connect(transport, agent.key));
   }, 60_000);
   afterAll(async () => {
     await client?.close();
@@ -265,6 +269,8 @@ describe.each<Transport>(['http', 'stdio'])('MCP server over %s', (transport) =>
   if (transport === 'stdio') {
     it('logs to stderr only (stdout carries the protocol)', () => {
       expect(stderr()).toContain('MCP server running on stdio');
+      // Every tool call above went through, and nothing but protocol messages came on stdout.
+      expect(errors).toEqual([]);
     });
   }
 });
