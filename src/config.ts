@@ -80,6 +80,8 @@ const envSchema = z.object({
   GRACE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(0),
   WEBHOOK_RETRY_BASE_MS: z.coerce.number().int().min(10).max(3_600_000).default(5000),
   WEBHOOK_MAX_FAILURES: z.coerce.number().int().min(1).max(1000).default(10),
+  // The key `action-engine mcp` (stdio) acts with; read by that command only, never echoed.
+  ACTION_ENGINE_API_KEY: z.string().optional(),
 });
 
 /** Typed settings, handed to every part by the composition root. */
@@ -157,6 +159,8 @@ export interface Config {
   webhookRetryBaseMs: number;
   /** Outbound event webhooks: failed attempts in a row after which an endpoint is disabled. */
   webhookMaxFailures: number;
+  /** The API key of `action-engine mcp` (stdio): its principal is the caller of every tool. */
+  mcpApiKey: string | undefined;
 }
 
 /** The variables the service reads, for the README check. */
@@ -224,5 +228,6 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     graceSeconds: e.GRACE_SECONDS,
     webhookRetryBaseMs: e.WEBHOOK_RETRY_BASE_MS,
     webhookMaxFailures: e.WEBHOOK_MAX_FAILURES,
+    mcpApiKey: e.ACTION_ENGINE_API_KEY,
   };
 }

@@ -10,6 +10,7 @@ import type { GraphQLContext } from './context.js';
 import { handleApprovalRoute } from './http/approval-routes.js';
 import { handleCallbackRoute } from './http/callbacks.js';
 import { handleConsoleRoute } from './http/console.js';
+import { handleMcpRoute } from './http/mcp.js';
 import { renderGraphiQLPage, serveGraphiQLAsset, useGraphiQLSecurityHeaders } from './http/graphiql.js';
 import { briefError, unavailableError } from './engine/infra-errors.js';
 import { createMaskError } from './http/mask-error.js';
@@ -141,6 +142,7 @@ export function createApiServer(app: App): ApiServer {
     if (await signingKeysRoute(req, res, url.pathname)) return;
     if (await handleApprovalRoute(app, req, res, url.pathname)) return;
     if (await handleCallbackRoute(app, req, res, url.pathname)) return;
+    if (await handleMcpRoute(app, req, res, url.pathname)) return;
     if (await serveGraphiQLAsset(req, res, url.pathname)) return;
     if (await handleConsoleRoute(req, res, url.pathname)) return;
     if (url.pathname === GRAPHQL_PATH) {

@@ -23,6 +23,7 @@ import type { PrismaClient } from '../generated/prisma/client.js';
 import { createLogger, type Logger } from '../logger.js';
 import { createApiServer } from '../server.js';
 import { startWorker } from '../worker.js';
+import { runMcpStdio } from './mcp.js';
 
 const ROLES = ['agent', 'approver', 'operator', 'analyst', 'admin'] as const;
 
@@ -158,6 +159,14 @@ program
   .command('worker')
   .description('execution worker only (BullMQ); any number of them can share one Redis and one Postgres')
   .action(() => runService('worker'));
+
+program
+  .command('mcp')
+  .description('MCP server over stdio for agents, acting with the API key in ACTION_ENGINE_API_KEY (logs go to stderr)')
+  .action(() => {
+    const { config, logger } = setup('stderr');
+    return runMcpStdio(config, logger);
+  });
 
 program
   .command('migrate')

@@ -45,6 +45,7 @@ describe('loadConfig', () => {
       graceSeconds: 0,
       webhookRetryBaseMs: 5000,
       webhookMaxFailures: 10,
+      mcpApiKey: undefined,
     });
   });
 
