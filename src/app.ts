@@ -121,10 +121,8 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
     closers.push(() => db.$disconnect());
 
     const redisOptions: RedisOptions = { lazyConnect: false, connectionName: 'action-engine' };
-    // Commands issued in the same tick (status events of concurrent actions, rate-limit scripts)
-    // go out in one socket write: on this hardware each write costs more than the command.
-    const redis = new Redis(config.redisUrl, { ...redisOptions, maxRetriesPerRequest: 2, enableAutoPipelining: true });
-    const publisher = new Redis(config.redisUrl, { ...redisOptions, maxRetriesPerRequest: 2, enableAutoPipelining: true });
+    const redis = new Redis(config.redisUrl, { ...redisOptions, maxRetriesPerRequest: 2 });
+    const publisher = new Redis(config.redisUrl, { ...redisOptions, maxRetriesPerRequest: 2 });
     const subscriber = new Redis(config.redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
     for (const [name, client] of [['redis', redis], ['publisher', publisher], ['subscriber', subscriber]] as const) {
       // Without a listener ioredis prints every reconnect failure as an unhandled error.

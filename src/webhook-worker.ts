@@ -8,6 +8,9 @@ import { WEBHOOK_QUEUE_NAME, type WebhookJobData } from './engine/webhook-queue.
 const WEBHOOK_CONCURRENCY = 10;
 
 /** A running sender of outbound event webhooks. */
+/** Pause before a webhook send job that broke (not a failed delivery) runs again. */
+const FAILED_JOB_RETRY_MS = 5000;
+
 export interface WebhookWorker {
   /** Queues every enabled endpoint with PENDING deliveries; returns how many. */
   sweep(): Promise<number>;
@@ -54,8 +57,14 @@ export function startWebhookWorker(app: App): WebhookWorker {
   };
   worker.on('completed', again);
   worker.on('failed', (job, error) => {
-    logger.warn({ endpointId: job?.data.endpointId, err: briefError(error) }, 'webhook send job failed; retrying');
-    again(job);
+    // The job itself broke (not a delivery: those are recorded and backed off per delivery), e.g.
+    // the database went away: try again after a pause, never in a tight loop.
+    logger.warn({ endpointId: job?.data.endpointId, err: briefError(error), retryInMs: FAILED_JOB_RETRY_MS }, 'webhook send job failed; retrying');
+    if (job) {
+      deps.webhooks.wake([job.data.endpointId], FAILED_JOB_RETRY_MS).catch((e: unknown) =>
+        logger.warn({ endpointId: job.data.endpointId, err: briefError(e) }, 'could not queue a webhook endpoint again; the sweeper will'),
+      );
+    }
   });
   worker.on('error', (error) => logger.error({ err: error }, 'webhook worker error'));
 

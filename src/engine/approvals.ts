@@ -208,11 +208,11 @@ function validatedEdit(deps: EngineDeps, type: string, payload: unknown): { payl
  */
 export async function graceUntilFor(deps: EngineDeps, action: { spaceId: string; type: string; scheduledFor: Date | null }): Promise<Date | null> {
   const definition = deps.types.find(action.type);
-  if (!definition || definition.reversible) return null;
+  if (!definition?.gracePeriod) return null;
   const seconds = graceSecondsFor(await deps.configCache.safetyRules(action.spaceId, action.type), {
     type: action.type,
     spaceId: action.spaceId,
-    reversible: definition.reversible,
+    gracePeriod: definition.gracePeriod,
     defaultSeconds: deps.config.graceSeconds,
   });
   if (seconds <= 0) return null;

@@ -18,6 +18,7 @@ import {
 } from './errors.js';
 import { evaluateSafety, graceSecondsFor, type SafetyVerdict } from './safety.js';
 import { findStandingApproval } from './standing-approvals.js';
+import { GRANT_DECIDER_PREFIX } from './queue.js';
 import { initialStatus } from './statuses.js';
 import { approvalRequestQuota, rateUnitId } from './quota.js';
 import type { RateLimitSubject } from './rate-limiter.js';
@@ -108,7 +109,7 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
   let graceUntil: Date | null = null;
   if (status === 'APPROVED') {
     const definition = deps.types.get(input.type);
-    const seconds = graceSecondsFor(rules, { type: input.type, spaceId: principal.spaceId, reversible: definition.reversible, defaultSeconds: deps.config.graceSeconds });
+    const seconds = graceSecondsFor(rules, { type: input.type, spaceId: principal.spaceId, gracePeriod: definition.gracePeriod, defaultSeconds: deps.config.graceSeconds });
     const until = seconds > 0 ? new Date(now.getTime() + seconds * 1000) : null;
     if (until && !(input.scheduledFor && input.scheduledFor.getTime() >= until.getTime())) graceUntil = until;
   }
@@ -131,6 +132,7 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
     approvalExpiresAt: expiresAt,
     createdAt: now,
     approvalsRequired: status === 'PENDING' ? verdict.approvalsRequired : 1,
+    decidedBy: grant ? `${GRANT_DECIDER_PREFIX}${grant.id}` : null,
   };
   let request: ApprovalRequest | null = null;
   let escalation: EscalationPlan | null = null;

@@ -156,6 +156,15 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
   // Recheck at dispatch (spec §5): a payment needs a person's approval, and the rules in force
   // now (a type blocked since, a KYC status withdrawn) stop what they would refuse today. The
   // rules come from the cache: with none of those kinds the hot path reads nothing more.
+  if (job.data.grant) {
+    // Approved by a standing approval in place of a person: revoked since, it no longer covers it.
+    const grant = await deps.db.standingApproval.findUnique({ where: { id: job.data.grant }, select: { revokedAt: true } });
+    if (!grant || grant.revokedAt) {
+      const reason = `the standing approval ${job.data.grant} that approved it was revoked before it ran`;
+      const refused = await commitStep(deps, ref, { kind: 'refuse', reason });
+      if (refused.action) throw new UnrecoverableError(`Refused before execution: ${reason}; nothing was executed`);
+    }
+  }
   const rules = await deps.configCache.safetyRules(ref.spaceId, ref.type);
   const ruled = effectiveRules(rules, ref.type, ref.spaceId).some((r) => r.kind === 'BLOCKED' || r.kind === 'REQUIRES_KYC');
   if (ruled || deps.types.find(ref.type)?.humanApproval) {

@@ -4,9 +4,12 @@ import { BlockList, isIP } from 'node:net';
 /**
  * Outbound HTTP for handlers and webhooks: every request has a deadline
  * (`OUTBOUND_TIMEOUT_MS`), and with `OUTBOUND_BLOCK_PRIVATE=true` none may reach a loopback,
- * private, link-local or unique-local address (checked on every address the host name resolves
- * to, right before the request; redirects are then not followed, so one cannot lead there).
- * By default such addresses are allowed: internal systems are a normal target.
+ * private, link-local, unique-local, multicast or reserved address, nor an IPv6 translation
+ * prefix that leads to IPv4 (NAT64, 6to4, IPv4-compatible). Every address the host name resolves
+ * to is checked right before the request, and redirects are then not followed. The request then
+ * resolves the name again: a DNS server that answers differently the second time (DNS
+ * rebinding) is not stopped by this check; deployments that need that guarantee also filter
+ * egress at the network. By default such addresses are allowed: internal systems are a normal target.
  */
 
 /** A request refused before it was sent: the URL is not allowed. Not worth retrying. */
@@ -33,12 +36,22 @@ for (const [net, bits] of [
   ['169.254.0.0', 16],
   ['172.16.0.0', 12],
   ['192.168.0.0', 16],
+  ['192.0.0.0', 24],
+  ['198.18.0.0', 15],
+  ['224.0.0.0', 4],
+  ['240.0.0.0', 4],
 ] as const) PRIVATE.addSubnet(net, bits, 'ipv4');
 for (const [net, bits] of [
-  ['::', 128],
-  ['::1', 128],
+  // Unspecified, loopback, and IPv4-compatible (::a.b.c.d) addresses.
+  ['::', 96],
   ['fc00::', 7],
   ['fe80::', 10],
+  ['fec0::', 10],
+  ['ff00::', 8],
+  // Translation prefixes that reach IPv4 addresses, private ones included: NAT64 and 6to4.
+  ['64:ff9b::', 96],
+  ['64:ff9b:1::', 48],
+  ['2002::', 16],
 ] as const) PRIVATE.addSubnet(net, bits, 'ipv6');
 
 /** Whether `address` (an IP literal) is loopback, private, link-local or unique-local (IPv4-mapped IPv6 included). */

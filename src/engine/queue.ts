@@ -11,7 +11,12 @@ export interface ActionJobData {
   actionId: string;
   spaceId?: string;
   type?: string;
+  /** The standing approval that approved it, checked again before it runs (revoked since: refused). */
+  grant?: string;
 }
+
+/** `Action.decidedBy` of an action a standing approval approved at creation. */
+export const GRANT_DECIDER_PREFIX = 'standing-approval:';
 
 export const ACTION_QUEUE_NAME = 'actions';
 /** Attempts per action for retryable failures (spec §6). */
@@ -24,7 +29,7 @@ export function jobIdFor(actionId: string): string {
 
 /** Puts approved actions on the execution queue. */
 export interface ActionQueue {
-  enqueue(action: Pick<Action, 'id' | 'priority' | 'scheduledFor'> & Partial<Pick<Action, 'spaceId' | 'type'>>): Promise<void>;
+  enqueue(action: Pick<Action, 'id' | 'priority' | 'scheduledFor'> & Partial<Pick<Action, 'spaceId' | 'type' | 'decidedBy'>>): Promise<void>;
   /** Removes a job that has not started (after cancelAction). */
   remove(actionId: string): Promise<void>;
   /** The job's state, or null when there is none. */
@@ -69,6 +74,7 @@ export function createActionQueue(options: ActionQueueOptions): ActionQueue {
       const delay = action.scheduledFor ? Math.max(0, action.scheduledFor.getTime() - options.clock().getTime()) : 0;
       const opts: JobsOptions = { jobId: jobIdFor(action.id), priority: action.priority, delay };
       const data: ActionJobData = action.spaceId && action.type ? { actionId: action.id, spaceId: action.spaceId, type: action.type } : { actionId: action.id };
+      if (action.decidedBy?.startsWith(GRANT_DECIDER_PREFIX)) data.grant = action.decidedBy.slice(GRANT_DECIDER_PREFIX.length);
       await bounded('the enqueue', () => queue.add('execute', data, opts));
     },
     async remove(actionId) {

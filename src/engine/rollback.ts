@@ -55,7 +55,8 @@ export async function rollbackAction(deps: RollbackDeps, principal: Principal, a
     where: { actionId: id, status: 'SUCCEEDED' },
     orderBy: { startedAt: 'desc' },
   });
-  const handler = execution ? deps.handlers.get(execution.handler) : null;
+  const handler = execution ? deps.handlers.find(execution.handler) : null;
+  if (execution && !handler) throw new NotReversibleError(`the handler ${execution.handler} that completed this action is no longer registered, so nothing can undo it`);
   if (!execution || !handler?.rollback) {
     throw new NotReversibleError(`the ${execution?.handler ?? 'unknown'} handler that completed this action cannot undo it`);
   }

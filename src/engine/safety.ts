@@ -133,11 +133,12 @@ export function evaluateSafety(
 }
 
 /**
- * How long an approved action of a type that cannot be undone waits, cancellable, before it
- * runs: the largest of `GRACE_SECONDS` and the `graceSeconds` of the type's rules in force
- * (their conditions aside, so creation and a later approval agree). 0 for reversible types.
+ * How long an approved action of a type whose effect cannot be taken back (its `gracePeriod`:
+ * email, orders, payments, purchases) waits, cancellable, before it runs: the largest of
+ * `GRACE_SECONDS` and the `graceSeconds` of the type's rules in force (their conditions aside, so
+ * creation and a later approval agree). 0 for other types.
  */
-export function graceSecondsFor(rules: readonly SafetyRuleInput[], subject: { type: string; spaceId: string; reversible: boolean; defaultSeconds: number }): number {
-  if (subject.reversible) return 0;
+export function graceSecondsFor(rules: readonly SafetyRuleInput[], subject: { type: string; spaceId: string; gracePeriod: boolean; defaultSeconds: number }): number {
+  if (!subject.gracePeriod) return 0;
   return Math.max(subject.defaultSeconds, ...effectiveRules(rules, subject.type, subject.spaceId).map((r) => r.graceSeconds ?? 0));
 }

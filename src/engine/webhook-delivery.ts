@@ -5,7 +5,7 @@ import { appendAuditEntry } from './audit.js';
 import { briefError } from './infra-errors.js';
 import { OutboundRefusedError, OutboundTimeoutError } from './outbound.js';
 import type { SecretsBox } from './secrets.js';
-import { openWebhookSecret } from './webhook-endpoints.js';
+import { auditedUrl, openWebhookSecret } from './webhook-endpoints.js';
 import type { WebhookQueue } from './webhook-queue.js';
 
 /** What the webhook sender runs on. */
@@ -165,7 +165,7 @@ async function disableEndpoint(deps: WebhookSenderDeps, endpoint: WebhookEndpoin
       event: 'webhook_endpoint.disabled',
       actor: 'system',
       spaceId: endpoint.spaceId,
-      data: { endpointId: endpoint.id, url: endpoint.url, reason, consecutiveFailures: failures, failedDeliveries: failed.count + tried.count },
+      data: { endpointId: endpoint.id, url: auditedUrl(endpoint.url), reason, consecutiveFailures: failures, failedDeliveries: failed.count + tried.count },
     });
     return true;
   });

@@ -1,4 +1,4 @@
-import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Principal } from '../context.js';
 import type { WebhookEndpoint } from '../generated/prisma/client.js';
 import type { ActionStatus } from '../generated/prisma/enums.js';
@@ -64,7 +64,21 @@ export function checkWebhookSecret(secret: string): string {
 }
 
 function stateOf(endpoint: WebhookEndpoint): WebhookEndpointState {
-  return { url: endpoint.url, events: [...endpoint.events], enabled: endpoint.enabled };
+  return { url: auditedUrl(endpoint.url), events: [...endpoint.events], enabled: endpoint.enabled };
+}
+
+/**
+ * A webhook URL as the append-only audit keeps it: the origin, and the rest only as a SHA-256
+ * (`https://hooks.example/…#sha256:…`), since paths and query strings often carry tokens.
+ */
+export function auditedUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    const rest = `${u.pathname}${u.search}`;
+    return rest === '/' || rest === '' ? u.origin : `${u.origin}/…#sha256:${createHash('sha256').update(url).digest('hex').slice(0, 16)}`;
+  } catch {
+    return `#sha256:${createHash('sha256').update(url).digest('hex').slice(0, 16)}`;
+  }
 }
 
 /**
@@ -108,7 +122,7 @@ export async function upsertWebhookEndpoint(
       ip: actor.ip ?? null,
       userAgent: actor.userAgent ?? null,
       spaceId: principal.spaceId,
-      data: { endpointId: id, url, before: previous ? stateOf(previous) : null, after: stateOf(saved), secretChanged },
+      data: { endpointId: id, url: auditedUrl(url), before: previous ? stateOf(previous) : null, after: stateOf(saved), secretChanged },
     });
     return saved;
   });

@@ -47,6 +47,11 @@ export class HandlerRegistry {
     return [...(this.#chains.get(type) ?? [])];
   }
 
+  /** The handler registered under `name`, or undefined (e.g. one renamed or removed since an execution recorded it). */
+  find(name: string): ActionHandler | undefined {
+    return this.#byName.get(name);
+  }
+
   /** The handler registered under `name`; throws {@link UnknownHandlerError} otherwise. */
   get(name: string): ActionHandler {
     const handler = this.#byName.get(name);

@@ -83,6 +83,24 @@ describe('recheck at dispatch', () => {
     expect(row.executions).toEqual([]);
   });
 
+  it('an action a standing approval approved does not run once the grant is revoked before dispatch', async () => {
+    await gql(`mutation { upsertSafetyRule(input: { actionType: "send_email", kind: REQUIRES_APPROVAL }) { errors { code } } }`, {}, admin);
+    const granted = (
+      await gql(`mutation($input: StandingApprovalInput!) { createStandingApproval(input: $input) { standingApproval { id } errors { code } } }`,
+        { input: { type: 'send_email', expiresAt: new Date(Date.now() + 3600_000).toISOString() } }, approver)
+    ).createStandingApproval;
+    expect(granted.errors).toEqual([]);
+    const scheduledFor = new Date(Date.now() + 2500).toISOString();
+    const out = (await gql(CREATE, { input: { type: 'send_email', payload: { to: ['x@example.com'], subject: 'S', body: 'B' }, scheduledFor } }, agent)).createAction;
+    expect(out.action.status).toBe('APPROVED');
+    await gql(`mutation($id: ID!) { revokeStandingApproval(id: $id) { errors { code } } }`, { id: granted.standingApproval.id }, approver);
+
+    const row = await settled(out.action.id);
+    expect(row.status).toBe('FAILED');
+    expect(row.error).toBe(`Refused before execution: the standing approval ${granted.standingApproval.id} that approved it was revoked before it ran; nothing was executed`);
+    expect(row.executions).toEqual([]);
+  });
+
   it('with nothing changed, a scheduled action runs', async () => {
     const scheduledFor = new Date(Date.now() + 500).toISOString();
     const out = (await gql(CREATE, { input: { type: 'create_document', payload: { title: 'Fine', content: 'y' }, scheduledFor } }, agent)).createAction;

@@ -78,7 +78,7 @@ describe('grace period for types that cannot be undone', () => {
     throw new Error('it never ran');
   });
 
-  it('an approval by a person starts the grace period too (GRACE_SECONDS for a type without its own); reversible types do not wait', async () => {
+  it('an approval by a person starts the grace period too (GRACE_SECONDS for a type without its own), orders included; documents do not wait', async () => {
     const kyc = `mutation($id: ID!) { setKycStatus(userId: $id, status: VERIFIED) { errors { code } } }`;
     const user = await t.app.db.user.findFirstOrThrow({ where: { handle: 'gail' } });
     await gql(kyc, { id: user.id }, admin);
@@ -95,5 +95,12 @@ describe('grace period for types that cannot be undone', () => {
 
     const doc = (await gql(CREATE, { input: { type: 'create_document', payload: { title: 'Now', content: 'x' } } }, agent)).createAction;
     expect(doc.action.scheduledFor).toBeNull();
+
+    // An order can be cancelled with the provider, but not always in time: it waits too (spec §5).
+    const order = (await gql(CREATE, { input: { type: 'order', payload: { provider: 'cafe', items: [{ name: 'tea', price: 2, quantity: 1 }] } } }, agent)).createAction;
+    expect(order.action.status).toBe('PENDING');
+    const ordered = await gql(`mutation($id: ID!) { approveAction(id: $id) { action { status scheduledFor } errors { code } } }`, { id: order.action.id }, approver);
+    expect(ordered.approveAction.action.status).toBe('APPROVED');
+    expect(new Date(ordered.approveAction.action.scheduledFor).getTime()).toBeGreaterThan(Date.now());
   });
 });

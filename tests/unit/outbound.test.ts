@@ -5,7 +5,7 @@ import { assertOutboundAllowed, createOutboundFetch, isPrivateAddress, OutboundR
 
 describe('outbound requests', () => {
   it('classes loopback, private, link-local and unique-local addresses as private, public ones not', () => {
-    for (const a of ['127.0.0.1', '10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '0.0.0.0', '::1', 'fd00::1', 'fe80::1', '::ffff:127.0.0.1']) {
+    for (const a of ['127.0.0.1', '10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '0.0.0.0', '::1', 'fd00::1', 'fe80::1', '::ffff:127.0.0.1', '64:ff9b::7f00:1', '64:ff9b::a9fe:a9fe', '2002:7f00:1::', '::7f00:1', 'fec0::1', '198.18.0.1', '224.0.0.1', 'ff02::1']) {
       expect(isPrivateAddress(a), a).toBe(true);
     }
     for (const a of ['8.8.8.8', '1.1.1.1', '2001:4860:4860::8888', '172.32.0.1']) expect(isPrivateAddress(a), a).toBe(false);

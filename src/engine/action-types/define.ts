@@ -70,6 +70,12 @@ export interface ActionType<T extends string = string, S extends z.ZodType = z.Z
   /** Approving it from the emailed link also needs a one-time code sent in a second email (payments, purchases). */
   readonly approvalNeedsCode: boolean;
   /**
+   * Whether approved actions wait out the grace period (GRACE_SECONDS, rules' graceSeconds)
+   * before they run: its effect cannot be taken back in practice (spec §5: email, orders,
+   * payments, purchases). Default: not reversible.
+   */
+  readonly gracePeriod: boolean;
+  /**
    * The payload in plain words, for the approval mail and page and for operators. A method
    * (not a function property) on purpose: a definition with a typed payload is then still an
    * {@link ActionTypeDefinition}. Absent: the payload is shown as JSON.
@@ -91,6 +97,7 @@ export interface ActionTypeOptions<T extends string, S extends z.ZodType> {
   reversible: boolean;
   humanApproval?: boolean;
   approvalNeedsCode?: boolean;
+  gracePeriod?: boolean;
   describe?(payload: z.output<S>, about?: ActionAbout): PayloadDescription;
 }
 
@@ -121,6 +128,7 @@ export function defineActionType<const T extends string, S extends z.ZodType>(op
     reversible: options.reversible,
     humanApproval: options.humanApproval ?? false,
     approvalNeedsCode: options.approvalNeedsCode ?? false,
+    gracePeriod: options.gracePeriod ?? !options.reversible,
     ...(options.describe ? { describe: options.describe } : {}),
   };
   return Object.freeze(definition);

@@ -78,6 +78,8 @@ export const order = defineActionType({
       ],
     }),
   reversible: true,
+  // A cancellation may not reach the kitchen in time: an approved order waits out the grace period (spec §5).
+  gracePeriod: true,
 
   describe(p) {
     const pickup = pickupText(p.pickup_time);

@@ -292,6 +292,8 @@ export interface NewAction {
   createdAt: Date;
   /** Distinct approvals needed (quorum); default 1. */
   approvalsRequired?: number;
+  /** Set when something approved it at creation in place of a person (`standing-approval:<id>`). */
+  decidedBy?: string | null;
 }
 
 /** Rows written with a new action, in the same statement. */
@@ -318,12 +320,12 @@ export function buildCreateSql(action: NewAction, messages: readonly string[], i
   const at = p.add(action.createdAt.toISOString(), 'timestamptz');
   const ctes = [
     `a AS (INSERT INTO "Action" ("id", "spaceId", "userId", "requestedById", "type", "payload", "payloadHash", "priority", "scheduledFor", "idempotencyKey",
-        "status", "statusSeq", "requiresApproval", "error", "approvalExpiresAt", "createdAt", "updatedAt", "auditSeq", "auditHead", "approvalsRequired")
+        "status", "statusSeq", "requiresApproval", "error", "approvalExpiresAt", "createdAt", "updatedAt", "auditSeq", "auditHead", "approvalsRequired", "decidedBy", "decidedAt")
       VALUES (${p.add(action.id, 'uuid')}, ${p.add(action.spaceId, 'uuid')}, ${p.add(action.userId, 'uuid')}, ${p.add(action.requestedById, 'uuid')}, ${p.add(action.type)},
         ${p.add(JSON.stringify(action.payload), 'jsonb')}, ${p.add(action.payloadHash)}, ${p.add(action.priority, 'smallint')},
         ${p.add(action.scheduledFor?.toISOString() ?? null, 'timestamptz')}, ${p.add(action.idempotencyKey, 'text')}, ${p.add(action.status, '"ActionStatus"')},
         ${messages.length}, ${p.add(action.requiresApproval, 'boolean')}, ${p.add(action.error, 'text')}, ${p.add(action.approvalExpiresAt?.toISOString() ?? null, 'timestamptz')},
-        ${at}, ${at}, ${entries.length}, ${p.add(head)}, ${p.add(action.approvalsRequired ?? 1, 'int')})
+        ${at}, ${at}, ${entries.length}, ${p.add(head)}, ${p.add(action.approvalsRequired ?? 1, 'int')}, ${p.add(action.decidedBy ?? null, 'text')}, ${action.decidedBy ? at : 'NULL'})
       RETURNING ${columnsOf('"Action"', true)})`,
     `su AS (INSERT INTO "StatusUpdate" ("id", "actionId", "seq", "status", "message", "createdAt")
       SELECT gen_random_uuid(), a."id", u.ord::int, a."status", u.msg, ${at} FROM a, unnest(${p.add(messages, 'text[]')}) WITH ORDINALITY AS u(msg, ord)
