@@ -32,6 +32,9 @@ export interface PendingApprovalMail {
   expiresAt: Date;
   requestedBy: { name: string; role: string };
   userHandle: string;
+  /** For a new revision: what the edit changed, in words; and the approvals already recorded. */
+  revisionChange?: string | null;
+  approvalsRecorded?: number;
 }
 
 /** What a new PENDING action's approval request writes (its token) and mails after commit. */
@@ -82,6 +85,8 @@ export async function sendApprovalRequest(deps: EngineDeps, mail: PendingApprova
       approveUrl,
       needsCode: mail.code !== null,
       types: deps.types,
+      revisionChange: mail.revisionChange ?? null,
+      approvalsRecorded: mail.approvalsRecorded ?? 0,
     });
     await deps.mailer.send({ to: mail.to, ...message });
     if (mail.code) {
@@ -189,7 +194,7 @@ export async function decideAction(
       { tx: { client: tx, effects } },
     );
     if (!result.action) throw new InvalidTransitionError(`cannot approve: the action is ${result.previous ?? 'gone'}, not PENDING`);
-    if (reask?.request.mail) reaskMail = { ...reask.request.mail, action: result.action };
+    if (reask?.request.mail) reaskMail = { ...reask.request.mail, action: result.action, revisionChange: edit?.summary ?? null, approvalsRecorded: quorum.approvals };
     return result.action;
   });
   if (reaskMail) await sendApprovalRequest(deps, reaskMail);

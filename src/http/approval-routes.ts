@@ -1,3 +1,4 @@
+import { describeDiff, type PayloadChange } from '../engine/payload-diff.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { App } from '../app.js';
 import { decideByLink, inspectApprovalLink } from '../engine/approvals.js';
@@ -55,6 +56,14 @@ async function sendConfirmationPage(
     sendError(res, state === 'valid' ? 'unknown' : state);
     return;
   }
+  // What the person decides on: the revision (and what its edit changed) and the quorum so far.
+  const [latest, approvalsRecorded] = await Promise.all([
+    row.action.revision > 1
+      ? app.db.actionRevision.findUnique({ where: { actionId_revision: { actionId: row.actionId, revision: row.action.revision } }, select: { diff: true } })
+      : null,
+    row.action.approvalsRequired > 1 ? app.db.approvalDecision.count({ where: { actionId: row.actionId, revision: row.action.revision, decision: 'approve' } }) : 0,
+  ]);
+  const revisionChange = Array.isArray(latest?.diff) ? describeDiff(latest.diff as unknown as PayloadChange[]) : null;
   send(
     res,
     status,
@@ -64,6 +73,8 @@ async function sendConfirmationPage(
       userHandle: row.action.user.handle,
       expiresAt: row.expiresAt,
       types: app.engine.types,
+      revisionChange,
+      approvalsRecorded,
       token,
       needsCode: row.codeHash !== null,
       ...(codeError ? { codeError } : {}),

@@ -21,7 +21,15 @@ export interface ApprovalSummaryInput {
     priority: number;
     scheduledFor: Date | null;
     createdAt: Date;
+    /** The payload's revision (an approver's edit makes the next); 1 when absent. */
+    revision?: number;
+    /** Distinct approvals needed (quorum); 1 when absent. */
+    approvalsRequired?: number;
   };
+  /** What the last edit changed, in words (shown with a revision above 1). */
+  revisionChange?: string | null;
+  /** Approvals of the current revision recorded so far (shown with a quorum). */
+  approvalsRecorded?: number;
   requestedBy: { name: string; role: string };
   /** The user on whose behalf the action would run. */
   userHandle: string;
@@ -100,6 +108,12 @@ export function describeRequest(input: ApprovalSummaryInput): ActionDetail[] {
     { label: 'Runs', value: action.scheduledFor ? `at ${formatDateTime(action.scheduledFor)}, if approved` : 'as soon as it is approved' },
     { label: 'Priority', value: `${action.priority} (1 highest … 10 lowest)` },
     { label: 'Link expires', value: formatDateTime(input.expiresAt) },
+    ...((action.revision ?? 1) > 1
+      ? [{ label: 'Revision', value: `${action.revision}, edited by an approver${input.revisionChange ? `: ${oneLine(input.revisionChange)}` : ''}; approve this revision, not the one first asked for` }]
+      : []),
+    ...((action.approvalsRequired ?? 1) > 1
+      ? [{ label: 'Approvals', value: `${action.approvalsRequired} different approvers needed; ${input.approvalsRecorded ?? 0} so far for this revision` }]
+      : []),
     { label: 'Action ID', value: oneLine(action.id) },
   ];
 }

@@ -105,6 +105,30 @@ describe('quorum', () => {
     expect(messages).toContain('Approval 2 of 3 recorded for revision 1; waiting for 1 more approver');
   });
 
+  it('an edit while approvals are still needed starts the count again and asks the user again, the mail and page showing the revision, the change and the count', async () => {
+    const id = await order();
+    const before = (await readOutbox(t.app.config.outboxDir)).filter((m) => m.text.includes(id));
+    const firstLink = approvalToken(before[0]!);
+    const page1 = await (await fetch(`${t.url}/approvals/${firstLink}`)).text();
+    expect(page1).toContain('3 different approvers needed; 0 so far for this revision');
+    await gql(APPROVE, { id }, approvers[0]!);
+
+    const edited = (await gql(APPROVE, { id, payload: { provider: 'cafe', items: [{ name: 'coffee', price: 2, quantity: 1 }] } }, approvers[1]!)).approveAction;
+    expect(edited.errors).toEqual([]);
+    expect(edited.action).toMatchObject({ status: 'PENDING', revision: 2 });
+    // Only the editor's approval counts for revision 2.
+    expect(await t.app.db.approvalDecision.count({ where: { actionId: id, revision: 2 } })).toBe(1);
+    const after = (await readOutbox(t.app.config.outboxDir)).filter((m) => m.text.includes(id));
+    expect(after.length).toBe(before.length + 1);
+    const mail = after.at(-1)!;
+    // (The test's outbox reader decodes quoted-printable bytes one by one, so the arrow is not compared.)
+    expect(mail.text).toMatch(/Revision: 2, edited by an approver: items\.0\.name: "tea" \S+ "coffee"/);
+    expect(mail.text).toContain('3 different approvers needed; 1 so far for this revision');
+    expect((await inspectApprovalLink(t.app.engine, firstLink)).state).not.toBe('valid');
+    const page2 = await (await fetch(`${t.url}/approvals/${approvalToken(mail)}`)).text();
+    expect(page2).toContain('items.0.name: &quot;tea&quot; → &quot;coffee&quot;');
+  });
+
   it('one rejection rejects', async () => {
     const id = await order();
     await gql(APPROVE, { id }, approvers[0]!);
