@@ -15,7 +15,7 @@ import { isOwnInfrastructureError } from './infra-errors.js';
 import { effectiveRules, evaluateSafety, type SafetyRuleInput } from './safety.js';
 import { MAX_ATTEMPTS, type ActionJobData } from './queue.js';
 import { publicErrorText } from './public-error.js';
-import { receiptFor } from './settle.js';
+import { quorumApprovals, receiptFor } from './settle.js';
 import { applyStep, commitStep, type ActionRef } from './lifecycle/index.js';
 import type { ExecutionRef, NewExecution } from './lifecycle/steps.js';
 import { UUID } from './ids.js';
@@ -326,7 +326,7 @@ async function runChain(deps: ExecutionDeps, action: Action, chain: ActionHandle
       attempt,
       handler: handler.name,
       result: { provider: result.provider, externalRef: result.externalRef ?? null, data: result.data, rollbackData: result.rollbackData ?? null },
-      receipt: receiptFor(deps, action, [...path, { handler: handler.name, outcome: 'SUCCEEDED' }], handler.name, { ...result, externalRef: result.externalRef ?? null }),
+      receipt: receiptFor(deps, action, [...path, { handler: handler.name, outcome: 'SUCCEEDED' }], handler.name, { ...result, externalRef: result.externalRef ?? null }, await quorumApprovals(deps, action)),
       actor: { id: 'system' },
       task: null,
       notes: notes.splice(0),

@@ -5,7 +5,7 @@ import { InvalidTransitionError, NotFoundError } from './errors.js';
 import { commitStep } from './lifecycle/index.js';
 import type { CommitResult } from './lifecycle/committer.js';
 import type { ExecutionRef, NewReceipt, SettledResult } from './lifecycle/steps.js';
-import { approvalsOf, newReceipt } from './receipts.js';
+import { approvalsOf, newReceipt, type ReceiptStatementInput } from './receipts.js';
 
 /** The outcome of something that finished outside the job. */
 export interface Settlement {
@@ -86,7 +86,7 @@ export async function settleExecution(deps: EngineDeps, action: Action, executio
     attempt,
     handler: execution.handler,
     result: { ...result, rollbackData: result.rollbackData ?? null },
-    receipt: receiptFor(deps, action, handlerPath, execution.handler, result),
+    receipt: receiptFor(deps, action, handlerPath, execution.handler, result, await quorumApprovals(deps, action)),
     actor: settlement.actor,
     task: settlement.task ? { id: settlement.task.id, outcome: result.data, completedById: settlement.task.completedById } : null,
     notes: [],
@@ -105,16 +105,36 @@ export function receiptFor(
   handlerPath: ReadonlyArray<{ handler: string; outcome: string }>,
   handler: string,
   result: Pick<SettledResult, 'provider' | 'externalRef' | 'data'>,
+  /** Every approval of a quorum (see {@link quorumApprovals}); default: the one decision on the action. */
+  approvals?: ReceiptStatementInput['approvals'],
 ): NewReceipt {
   return newReceipt(deps, {
     action: { id: action.id, type: action.type, revision: action.revision ?? 1, payloadHash: action.payloadHash },
-    approvals: approvalsOf(action),
+    approvals: approvals ?? approvalsOf(action),
     handlerPath,
     handler,
     provider: result.provider,
     externalRef: result.externalRef,
     data: result.data,
   });
+}
+
+/**
+ * The approvals a receipt binds for an action that needed several (a quorum): every approver's
+ * approval of the revision that ran, oldest first. Undefined for one approval (the action's own
+ * decidedBy says it), so the common path reads nothing more.
+ */
+export async function quorumApprovals(
+  deps: Pick<EngineDeps, 'db'>,
+  action: Pick<Action, 'id' | 'approvalsRequired' | 'revision'>,
+): Promise<ReceiptStatementInput['approvals'] | undefined> {
+  if ((action.approvalsRequired ?? 1) <= 1) return undefined;
+  const decisions = await deps.db.approvalDecision.findMany({
+    where: { actionId: action.id, revision: action.revision, decision: 'approve' },
+    orderBy: { createdAt: 'asc' },
+    select: { approver: true, createdAt: true },
+  });
+  return decisions.map((d) => ({ decidedBy: d.approver, decidedAt: d.createdAt }));
 }
 
 /** The manual execution row of a task opened before executions were linked to tasks, written when it is settled. */

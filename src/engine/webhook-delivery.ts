@@ -192,6 +192,12 @@ export async function wakeEndpoint(deps: Pick<WebhookSenderDeps, 'db' | 'clock' 
  * due), so a send job lost to a Redis outage or a crash loses nothing. Returns how many.
  */
 export async function sweepWebhookDeliveries(deps: Pick<WebhookSenderDeps, 'db' | 'clock' | 'webhooks'>): Promise<number> {
+  // A status change that raced the engine disabling an endpoint can still have written a
+  // delivery for it: it fails like the others did, so nothing waits for a re-enable out of order.
+  await deps.db.$executeRaw`
+    UPDATE "WebhookDelivery" d SET "state" = 'FAILED', "lastError" = 'not sent: the endpoint was disabled', "nextAttemptAt" = NULL
+    FROM "WebhookEndpoint" e
+    WHERE e."id" = d."endpointId" AND NOT e."enabled" AND e."disabledReason" IS NOT NULL AND d."state" = 'PENDING'`;
   const heads = await deps.db.$queryRaw<Array<{ endpointId: string; nextAttemptAt: Date | null }>>`
     SELECT DISTINCT ON (d."endpointId") d."endpointId", d."nextAttemptAt"
     FROM "WebhookDelivery" d JOIN "WebhookEndpoint" e ON e."id" = d."endpointId" AND e."enabled"

@@ -103,6 +103,17 @@ describe('quorum', () => {
     const messages = (await t.app.db.statusUpdate.findMany({ where: { actionId: id }, orderBy: { seq: 'asc' } })).map((u) => u.message);
     expect(messages).toContain('Approval 1 of 3 recorded for revision 1; waiting for 2 more approvers');
     expect(messages).toContain('Approval 2 of 3 recorded for revision 1; waiting for 1 more approver');
+
+    // No integration for the café: an operator (here the admin) completes it; the signed receipt binds all three approvals.
+    let task = null;
+    for (const until = Date.now() + 10_000; !task && Date.now() < until; await sleep(50)) task = await t.app.db.manualTask.findFirst({ where: { actionId: id, status: 'OPEN' } });
+    const done = await gql(`mutation($id: ID!) { completeManualTask(id: $id, outcome: { reference: "Q-1" }) { errors { code message } } }`, { id: task!.id }, admin);
+    expect(done.completeManualTask.errors).toEqual([]);
+    const receipt = await t.app.db.receipt.findFirstOrThrow({ where: { actionId: id } });
+    const bound = (JSON.parse(receipt.statement!) as { approvals: Array<{ decidedBy: string }> }).approvals;
+    const decided = await t.app.db.approvalDecision.findMany({ where: { actionId: id }, orderBy: { createdAt: 'asc' } });
+    expect(bound.map((a) => a.decidedBy)).toEqual(decided.map((d) => d.approver));
+    expect(bound).toHaveLength(3);
   });
 
   it('an edit while approvals are still needed starts the count again and asks the user again, the mail and page showing the revision, the change and the count', async () => {
