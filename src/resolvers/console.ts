@@ -54,14 +54,41 @@ const AuditVerificationRef = builder.objectRef<AuditVerificationShape>('AuditVer
   }),
 });
 
+/** How long one verification (a read of the whole audit table) answers every caller of a process. */
+const VERIFICATION_CACHE_MS = 30_000;
+type Cached<T> = { at: number; result: Promise<T> };
+/** Per database (one per app), so two apps in one process never share a result. */
+const caches = new WeakMap<object, { verification: Cached<Awaited<ReturnType<typeof verifyAuditLog>>> | null; spaces: Map<string, Cached<{ total: number; unsealed: number }>> }>();
+
 builder.queryFields((t) => ({
   auditVerification: t.field({
     type: AuditVerificationRef,
-    description: 'Verifies the whole audit trail now (as `action-engine audit verify` does): chains and signed checkpoints (analysts and admins).',
+    description:
+      "Whether the whole audit trail verifies now (as `action-engine audit verify` does): chains and signed checkpoints (analysts and admins). The counts are the caller's space's own; a result is reused for up to 30 s.",
     authScopes: { readsAudit: true },
     resolve: async (_root, _args, ctx) => {
-      const result = await verifyAuditLog(ctx.app.db);
-      // The reason only: which chain broke may be another space's, and is not this caller's to see.
+      const now = Date.now();
+      let cache = caches.get(ctx.app.db);
+      if (!cache) caches.set(ctx.app.db, (cache = { verification: null, spaces: new Map() }));
+      const c = cache;
+      // One verification reads the whole table: callers share it for a while instead of each starting one.
+      let verification = c.verification;
+      if (!verification || now - verification.at > VERIFICATION_CACHE_MS) {
+        verification = c.verification = { at: now, result: verifyAuditLog(ctx.app.db) };
+        verification.result.catch(() => {
+          c.verification = null;
+        });
+      }
+      const spaceId = ctx.principal!.spaceId;
+      let counts = c.spaces.get(spaceId);
+      if (!counts || now - counts.at > VERIFICATION_CACHE_MS) {
+        counts = { at: now, result: countSpaceEntries(ctx.app.db, spaceId) };
+        c.spaces.set(spaceId, counts);
+        counts.result.catch(() => c.spaces.delete(spaceId));
+      }
+      const [result, own] = await Promise.all([verification.result, counts.result]);
+      // Only whether it verifies and why not: which chain broke, and how busy other spaces are,
+      // are not this caller's to see (the counts are of its own space's entries).
       const problem = result.ok
         ? null
         : !result.chains.ok
@@ -69,12 +96,24 @@ builder.queryFields((t) => ({
           : 'The signed checkpoints do not match the audit entries.';
       return {
         ok: result.ok,
-        entriesChecked: result.chains.checked,
+        entriesChecked: own.total,
         checkpoints: result.seal.checkpoints,
-        sealed: result.seal.sealed,
-        unsealed: result.seal.unsealed,
+        sealed: own.total - own.unsealed,
+        unsealed: own.unsealed,
         problem,
       };
     },
   }),
 }));
+
+/** The space's audit entries, and those after the newest checkpoint (not sealed yet). */
+async function countSpaceEntries(db: GraphQLContextDb, spaceId: string): Promise<{ total: number; unsealed: number }> {
+  const [row] = await db.$queryRaw<Array<{ total: bigint; unsealed: bigint }>>`
+    WITH last AS (SELECT "lastTxid", "lastId" FROM "AuditCheckpoint" ORDER BY "id" DESC LIMIT 1)
+    SELECT count(*) AS total,
+      count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM last) OR (e."txid", e."id") > (SELECT "lastTxid", "lastId" FROM last)) AS unsealed
+    FROM "AuditEntry" e WHERE e."spaceId" = ${spaceId}::uuid`;
+  return { total: Number(row?.total ?? 0), unsealed: Number(row?.unsealed ?? 0) };
+}
+
+type GraphQLContextDb = Parameters<typeof verifyAuditLog>[0];
