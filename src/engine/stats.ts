@@ -291,7 +291,8 @@ export async function readStats(db: PrismaClient, scope: StatsScope, window: Sta
   }
   const wait = waits[0];
   const queue = queues[0];
-  const seconds = (v: number | null | undefined) => (v === null || v === undefined ? null : Number(v));
+  // Timestamps are kept to the millisecond: so are the waits (interpolation adds float noise below it).
+  const seconds = (v: number | null | undefined) => (v === null || v === undefined ? null : Math.round(Number(v) * 1000) / 1000);
   return {
     ...window,
     total: series.reduce((sum, p) => sum + p.count, 0),

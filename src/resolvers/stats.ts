@@ -53,7 +53,7 @@ const ApprovalWaitStatsRef = builder.objectRef<ApprovalWaitStats>('ApprovalWaitS
     'How long people took to decide: actions that waited for approval and were approved or rejected (by an approver or an approval link) with the decision inside the window, each counted once from its creation to the decision that ended its wait (for a quorum, the last approval). Actions still pending, expired, or cancelled (before or after approval) are not counted.',
   fields: (t) => ({
     count: t.exposeInt('count', { description: 'Actions decided in the window.' }),
-    p50Seconds: t.exposeFloat('p50Seconds', { nullable: true, description: 'Median wait in seconds (interpolated, as PostgreSQL percentile_cont); null when none was decided.' }),
+    p50Seconds: t.exposeFloat('p50Seconds', { nullable: true, description: 'Median wait in seconds, to the millisecond (interpolated, as PostgreSQL percentile_cont); null when none was decided.' }),
     p90Seconds: t.exposeFloat('p90Seconds', { nullable: true, description: '90th percentile of the wait in seconds (interpolated); null when none was decided.' }),
     maxSeconds: t.exposeFloat('maxSeconds', { nullable: true, description: 'Longest wait in seconds; null when none was decided.' }),
   }),
