@@ -16,6 +16,8 @@ export function AuditPage({ apiKey }: { apiKey: string }) {
   const [actor, setActor] = useState('');
   const [actionId, setActionId] = useState('');
   const [error, setError] = useState<string | null>(null);
+  // The cursor of the oldest entry shown, while older ones exist ("Older entries").
+  const [older, setOlder] = useState<string | null>(null);
 
   const verify = () => {
     setChecking(true);
@@ -24,10 +26,14 @@ export function AuditPage({ apiKey }: { apiKey: string }) {
       .catch((e: Error) => setError(e.message))
       .finally(() => setChecking(false));
   };
-  const load = () => {
+  const load = (before: string | null = null) => {
     const filter = { ...(event.trim() ? { event: [event.trim()] } : {}), ...(actor.trim() ? { actor: actor.trim() } : {}) };
-    request(apiKey, AuditQuery, { first: 50, filter, actionId: actionId.trim() || null })
-      .then((r) => setEntries(r.auditLog.edges.map((e) => e.node).reverse()))
+    request(apiKey, AuditQuery, { first: 50, before, filter, actionId: actionId.trim() || null })
+      .then((r) => {
+        const page = r.auditLog.edges.map((e) => e.node).reverse();
+        setEntries((shown) => (before ? [...(shown ?? []), ...page] : page));
+        setOlder(r.auditLog.pageInfo.hasPreviousPage ? (r.auditLog.pageInfo.startCursor ?? null) : null);
+      })
       .catch((e: Error) => setError(e.message));
   };
   useEffect(() => {
@@ -95,6 +101,11 @@ export function AuditPage({ apiKey }: { apiKey: string }) {
               </li>
             ))}
           </ol>
+        )}
+        {older && (
+          <button type="button" class="secondary" onClick={() => load(older)}>
+            Older entries
+          </button>
         )}
       </section>
     </>

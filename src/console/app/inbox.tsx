@@ -7,6 +7,7 @@ import { Timeline } from './timeline';
 import { Approvals, Details, Revisions, Status, Time } from './view';
 
 type Action = ConsoleActionFieldsFragment;
+const PAGE = 20;
 type Types = ConsoleActionTypesQuery['actionTypes'];
 
 /**
@@ -19,6 +20,9 @@ export function Inbox({ apiKey }: { apiKey: string }) {
   const [followed, setFollowed] = useState<string[]>([]);
   const [error, setError] = useState<string | null>(null);
   const [live, setLive] = useState(false);
+  // Pending actions shown: the newest PAGE at first, PAGE more for each "Show more".
+  const [limit, setLimit] = useState(PAGE);
+  const [more, setMore] = useState(false);
 
   useEffect(() => {
     let stop = () => {};
@@ -38,10 +42,11 @@ export function Inbox({ apiKey }: { apiKey: string }) {
       (m) => setError(`Live updates stopped: ${m}`),
     );
     setLive(true);
-    Promise.all([request(apiKey, PendingActionsQuery), request(apiKey, ActionTypesQuery)])
+    Promise.all([request(apiKey, PendingActionsQuery, { first: limit }), request(apiKey, ActionTypesQuery)])
       .then(([p, t]) => {
         if (cancelled) return;
         setTypes(t.actionTypes);
+        setMore(p.actions.pageInfo.hasNextPage);
         setPending((now) => {
           const loaded = p.actions.edges.map((e) => e.node);
           const seen = new Set(loaded.map((a) => a.id));
@@ -53,7 +58,7 @@ export function Inbox({ apiKey }: { apiKey: string }) {
       cancelled = true;
       stop();
     };
-  }, [apiKey]);
+  }, [apiKey, limit]);
 
   const decided = (id: string) => setFollowed((f) => [id, ...f.filter((x) => x !== id)].slice(0, 5));
 
@@ -61,7 +66,7 @@ export function Inbox({ apiKey }: { apiKey: string }) {
     <>
       <section aria-labelledby="inbox-title">
         <h2 id="inbox-title">
-          Waiting for your decision {pending && <span class="count">({pending.length})</span>}
+          Waiting for your decision {pending && <span class="count">({pending.length}{more ? '+' : ''})</span>}
         </h2>
         <p class="muted live">{live ? 'Live: new requests appear here as agents make them.' : 'Connecting…'}</p>
         {error && (
@@ -79,6 +84,11 @@ export function Inbox({ apiKey }: { apiKey: string }) {
               <InboxItem key={a.id} apiKey={apiKey} action={a} schema={types.find((t) => t.type === a.type)?.payloadSchema} onDecided={decided} />
             ))}
           </ul>
+        )}
+        {more && (
+          <button type="button" class="secondary" onClick={() => setLimit((n) => n + PAGE)}>
+            Show more
+          </button>
         )}
       </section>
       {followed.length > 0 && (

@@ -56,12 +56,15 @@ export const ActionFieldsFragment = graphql(`
 `);
 
 export const PendingActionsQuery = graphql(`
-  query ConsolePendingActions {
-    actions(first: 10, filter: { status: [PENDING] }) {
+  query ConsolePendingActions($first: Int!) {
+    actions(first: $first, filter: { status: [PENDING] }) {
       edges {
         node {
           ...ConsoleActionFields
         }
+      }
+      pageInfo {
+        hasNextPage
       }
     }
   }
@@ -188,8 +191,8 @@ export const ActionStatusSubscription = graphql(`
 `);
 
 export const ManualTasksQuery = graphql(`
-  query ConsoleManualTasks {
-    manualTasks(first: 50, status: OPEN) {
+  query ConsoleManualTasks($first: Int!) {
+    manualTasks(first: $first, status: OPEN) {
       edges {
         node {
           id
@@ -203,6 +206,9 @@ export const ManualTasksQuery = graphql(`
             status
           }
         }
+      }
+      pageInfo {
+        hasNextPage
       }
     }
   }

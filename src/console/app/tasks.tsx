@@ -5,17 +5,24 @@ import type { ConsoleManualTasksQuery } from './generated/graphql';
 import { Status, Time } from './view';
 
 type Task = ConsoleManualTasksQuery['manualTasks']['edges'][number]['node'];
+/** Open tasks shown at first, and added by each "Show more". */
+const PAGE = 50;
 
 /** Operators: the open manual tasks, with their instructions and a form to report each one done. */
 export function TasksPage({ apiKey }: { apiKey: string }) {
   const [tasks, setTasks] = useState<Task[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [done, setDone] = useState<string[]>([]);
+  const [limit, setLimit] = useState(PAGE);
+  const [more, setMore] = useState(false);
 
   useEffect(() => {
     const load = () =>
-      request(apiKey, ManualTasksQuery)
-        .then((r) => setTasks(r.manualTasks.edges.map((e) => e.node)))
+      request(apiKey, ManualTasksQuery, { first: limit })
+        .then((r) => {
+          setTasks(r.manualTasks.edges.map((e) => e.node));
+          setMore(r.manualTasks.pageInfo.hasNextPage);
+        })
         .catch((e: Error) => setError(e.message));
     // A task opens when an action starts executing by hand: reload on every execution event.
     const stop = subscribe(apiKey, ActionEventsSubscription, {}, ({ actionEvents: e }) => {
@@ -23,11 +30,11 @@ export function TasksPage({ apiKey }: { apiKey: string }) {
     });
     void load();
     return stop;
-  }, [apiKey]);
+  }, [apiKey, limit]);
 
   return (
     <section aria-labelledby="tasks-title">
-      <h2 id="tasks-title">Manual tasks {tasks && <span class="count">({tasks.length} open)</span>}</h2>
+      <h2 id="tasks-title">Manual tasks {tasks && <span class="count">({tasks.length}{more ? '+' : ''} open)</span>}</h2>
       {error && <p class="error" role="alert">{error}</p>}
       {done.length > 0 && (
         <p class="ok" role="status">
@@ -52,6 +59,11 @@ export function TasksPage({ apiKey }: { apiKey: string }) {
             />
           ))}
         </ul>
+      )}
+      {more && (
+        <button type="button" class="secondary" onClick={() => setLimit((n) => n + PAGE)}>
+          Show more
+        </button>
       )}
     </section>
   );

@@ -1,0 +1,129 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiKey } from '../../src/engine/api-keys.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+// Every list in the console reaches its end: more pending actions, open tasks or audit entries
+// than one page are shown with "Show more" / "Older entries", never silently cut.
+const CHROMIUM = '/usr/bin/chromium';
+const PENDING = 25; // inbox pages of 20
+const TASKS = 55; // task pages of 50
+
+let t: TestServer;
+let profile: string;
+let browser: BrowserContext;
+let page: Page;
+const keys = {} as Record<'admin' | 'agent' | 'approver' | 'operator' | 'analyst', string>;
+
+async function gql(query: string, variables: Record<string, unknown>, key: string) {
+  const res = await fetch(`${t.url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await res.json()) as { data?: any; errors?: unknown[] };
+  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
+  return body.data;
+}
+const CREATE = 'mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status } errors { code message } } }';
+const RULE = 'mutation($input: SafetyRuleInput!) { upsertSafetyRule(input: $input) { errors { code message } } }';
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
+  // More approval requests for one user than the default hourly limit allows.
+  t = await startTestServer({ worker: true, env: { RECONCILE_SECONDS: '3600', APPROVAL_REQUESTS_PER_HOUR: '1000' } });
+  keys.admin = (await createApiKey(t.app.db, { role: 'ADMIN', space: 'paging' })).key;
+  keys.agent = (await createApiKey(t.app.db, { role: 'AGENT', space: 'paging', user: 'pia' })).key;
+  keys.approver = (await createApiKey(t.app.db, { role: 'APPROVER', space: 'paging', user: 'pia' })).key;
+  keys.operator = (await createApiKey(t.app.db, { role: 'OPERATOR', space: 'paging' })).key;
+  keys.analyst = (await createApiKey(t.app.db, { role: 'ANALYST', space: 'paging' })).key;
+  // Documents wait for approval; orders run at once, and with no integration each opens a manual task.
+  expect((await gql(RULE, { input: { actionType: 'create_document', kind: 'REQUIRES_APPROVAL' } }, keys.admin)).upsertSafetyRule.errors).toEqual([]);
+  expect((await gql(RULE, { input: { actionType: 'order', kind: 'REQUIRES_APPROVAL', enabled: false } }, keys.admin)).upsertSafetyRule.errors).toEqual([]);
+  for (let i = 1; i <= PENDING; i++) {
+    const out = (await gql(CREATE, { input: { type: 'create_document', payload: { title: `Memo ${i}`, content: 'x' } } }, keys.agent)).createAction;
+    expect(out.errors).toEqual([]);
+    expect(out.action.status).toBe('PENDING');
+  }
+  for (let i = 1; i <= TASKS; i++) {
+    const out = (await gql(CREATE, { input: { type: 'order', payload: { provider: 'deli', items: [{ name: `Bagel ${i}`, price: 1, quantity: 1 }] } } }, keys.agent)).createAction;
+    expect(out.errors).toEqual([]);
+  }
+  for (const until = Date.now() + 60_000; (await t.app.db.manualTask.count({ where: { status: 'OPEN' } })) < TASKS; await sleep(100)) {
+    if (Date.now() > until) throw new Error('the orders did not all reach a manual task');
+  }
+  profile = await mkdtemp(path.join(tmpdir(), 'ae-chromium-'));
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1280, height: 900 },
+  });
+  page = browser.pages()[0] ?? (await browser.newPage());
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await t?.close();
+  if (profile) await rm(profile, { recursive: true, force: true });
+});
+
+async function signIn(key: string, section: string) {
+  await page.goto(`${t.url}/`);
+  await page.evaluate(() => sessionStorage.clear());
+  await page.reload();
+  await page.getByLabel('API key').fill(key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign out' }).waitFor();
+  await page.getByRole('navigation', { name: 'Sections' }).getByRole('button', { name: section, exact: true }).click();
+}
+
+async function signOut() {
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('API key').waitFor();
+}
+
+describe('console lists reach their end', () => {
+  it(`the approver's inbox shows 20 of ${PENDING} pending actions, then all of them with "Show more"`, async () => {
+    await signIn(keys.approver, 'Inbox');
+    const cards = page.locator('section[aria-labelledby="inbox-title"] ul.cards > *');
+    await expect.poll(() => cards.count(), { timeout: 20_000 }).toBe(20);
+    await page.getByRole('button', { name: 'Show more' }).click();
+    await expect.poll(() => cards.count(), { timeout: 20_000 }).toBe(PENDING);
+    await expect.poll(() => page.getByRole('button', { name: 'Show more' }).count()).toBe(0);
+    await expect.poll(() => page.locator('#inbox-title').innerText()).toMatch(new RegExp(`\\(${PENDING}\\)`));
+    // The oldest one is there too.
+    await page.getByRole('article', { name: /Memo 1\W/ }).waitFor();
+    await signOut();
+  }, 60_000);
+
+  it(`the operator's queue shows 50 of ${TASKS} open tasks, then all of them with "Show more"`, async () => {
+    await signIn(keys.operator, 'Manual tasks');
+    const cards = page.locator('section[aria-labelledby="tasks-title"] ul.cards > *');
+    await expect.poll(() => cards.count(), { timeout: 20_000 }).toBe(50);
+    await page.getByRole('button', { name: 'Show more' }).click();
+    await expect.poll(() => cards.count(), { timeout: 20_000 }).toBe(TASKS);
+    await expect.poll(() => page.getByRole('button', { name: 'Show more' }).count()).toBe(0);
+    await signOut();
+  }, 60_000);
+
+  it('the analyst pages back through the audit log with "Older entries" until the first entry', async () => {
+    await signIn(keys.analyst, 'Audit');
+    const entries = page.locator('ol.audit > li');
+    await expect.poll(() => entries.count(), { timeout: 20_000 }).toBe(50);
+    const { spaceId } = await t.app.db.principal.findFirstOrThrow({ where: { role: 'ANALYST', space: { slug: 'paging' } } });
+    const total = await t.app.db.auditEntry.count({ where: { spaceId } });
+    expect(total).toBeGreaterThan(100);
+    for (let shown = 50; shown < total; shown = Math.min(total, shown + 50)) {
+      await page.getByRole('button', { name: 'Older entries' }).click();
+      await expect.poll(() => entries.count(), { timeout: 20_000 }).toBe(Math.min(total, shown + 50));
+    }
+    expect(await page.getByRole('button', { name: 'Older entries' }).count()).toBe(0);
+    await signOut();
+  }, 90_000);
+});
