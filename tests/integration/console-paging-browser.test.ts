@@ -112,6 +112,18 @@ describe('console lists reach their end', () => {
     await signOut();
   }, 60_000);
 
+  it(`the actions list shows 30 at a time up to all ${PENDING + TASKS}, each "Show more" adding 30`, async () => {
+    await signIn(keys.admin, 'Actions');
+    const rows = page.locator('section[aria-labelledby="actions-title"] ul.rows > li');
+    await expect.poll(() => rows.count(), { timeout: 20_000 }).toBe(30);
+    await page.getByRole('button', { name: 'Show more' }).click();
+    await expect.poll(() => rows.count(), { timeout: 20_000 }).toBe(60);
+    await page.getByRole('button', { name: 'Show more' }).click();
+    await expect.poll(() => rows.count(), { timeout: 20_000 }).toBe(PENDING + TASKS);
+    await expect.poll(() => page.getByRole('button', { name: 'Show more' }).count()).toBe(0);
+    await signOut();
+  }, 60_000);
+
   it('the analyst pages back through the audit log with "Older entries" until the first entry', async () => {
     await signIn(keys.analyst, 'Audit');
     const entries = page.locator('ol.audit > li');

@@ -71,8 +71,8 @@ export const PendingActionsQuery = graphql(`
 `);
 
 export const RecentActionsQuery = graphql(`
-  query ConsoleRecentActions($filter: ActionFilter) {
-    actions(first: 30, filter: $filter) {
+  query ConsoleRecentActions($filter: ActionFilter, $first: Int!) {
+    actions(first: $first, filter: $filter) {
       edges {
         node {
           id
@@ -81,6 +81,9 @@ export const RecentActionsQuery = graphql(`
           headline
           updatedAt
         }
+      }
+      pageInfo {
+        hasNextPage
       }
     }
   }

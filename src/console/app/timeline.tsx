@@ -103,6 +103,8 @@ export function Timeline({ apiKey, id }: { apiKey: string; id: string }) {
 }
 
 type Row = ConsoleRecentActionsQuery['actions']['edges'][number]['node'];
+/** Actions listed at first, and added by each "Show more". */
+const PAGE = 30;
 const STATUSES = ['PENDING', 'APPROVED', 'EXECUTING', 'COMPLETED', 'FAILED', 'REJECTED', 'BLOCKED', 'CANCELLED', 'EXPIRED', 'ROLLED_BACK'];
 
 /** Everyone: the latest actions (filter by status and type), and the timeline of the one picked. */
@@ -113,13 +115,18 @@ export function ActionsPage({ apiKey }: { apiKey: string }) {
   const [search, setSearch] = useState('');
   const [open, setOpen] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [limit, setLimit] = useState(PAGE);
+  const [more, setMore] = useState(false);
 
   useEffect(() => {
     const filter = { ...(status ? { status: [status as never] } : {}), ...(type.trim() ? { type: [type.trim()] } : {}) };
-    request(apiKey, RecentActionsQuery, { filter })
-      .then((r) => setRows(r.actions.edges.map((e) => e.node)))
+    request(apiKey, RecentActionsQuery, { filter, first: limit })
+      .then((r) => {
+        setRows(r.actions.edges.map((e) => e.node));
+        setMore(r.actions.pageInfo.hasNextPage);
+      })
       .catch((e: Error) => setError(e.message));
-  }, [apiKey, status, type]);
+  }, [apiKey, status, type, limit]);
 
   const shown = (rows ?? []).filter((r) => !search || `${r.headline} ${r.id}`.toLowerCase().includes(search.toLowerCase()));
   return (
@@ -141,7 +148,7 @@ export function ActionsPage({ apiKey }: { apiKey: string }) {
             <input id="f-type" value={type} onChange={(e) => setType(e.currentTarget.value)} placeholder="e.g. send_email" />
           </div>
           <div class="field">
-            <label for="f-search">Search</label>
+            <label for="f-search">Search the actions listed</label>
             <input id="f-search" type="search" value={search} onInput={(e) => setSearch(e.currentTarget.value)} />
           </div>
         </form>
@@ -164,6 +171,11 @@ export function ActionsPage({ apiKey }: { apiKey: string }) {
               </li>
             ))}
           </ul>
+        )}
+        {more && (
+          <button type="button" class="secondary" onClick={() => setLimit((n) => n + PAGE)}>
+            Show more
+          </button>
         )}
       </section>
     </>
