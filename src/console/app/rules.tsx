@@ -219,7 +219,11 @@ function RuleEditor(props: { apiKey: string; rule: Rule | null; types: Types; us
   const [fieldErrors, setFieldErrors] = useState<Record<string, string>>({});
   const [general, setGeneral] = useState<string[]>([]);
   const [busy, setBusy] = useState(false);
-  const set = <K extends keyof RuleForm>(k: K, v: RuleForm[K]) => setForm((f) => ({ ...f, [k]: v }));
+  const set = <K extends keyof RuleForm>(k: K, v: RuleForm[K]) => {
+    setForm((f) => ({ ...f, [k]: v }));
+    // A field's error goes once the field is changed (saving again checks it anew).
+    setFieldErrors(({ [k]: _, ...rest }) => rest);
+  };
   // The type list may arrive after the form opened.
   useEffect(() => {
     if (!form.actionType && props.types[0]) set('actionType', props.types[0].type);
