@@ -1,7 +1,8 @@
-import { DelayedError, Worker, type Job } from 'bullmq';
+import { DelayedError, type Job } from 'bullmq';
 import type { App } from './app.js';
 import { APPROVAL_QUEUE_NAME, runApprovalJob, type ApprovalJob, type ApprovalJobData } from './engine/approval-jobs.js';
 import { briefError } from './engine/infra-errors.js';
+import { closeQueueWorker, createQueueWorker, everyReconcileRound } from './queue-worker.js';
 
 /** Approval jobs one process runs at once (each is a short statement and, for escalations, a few mails). */
 const APPROVAL_CONCURRENCY = 5;
@@ -40,13 +41,7 @@ export function startApprovalWorker(app: App): ApprovalWorker {
     }
   }
 
-  const worker = new Worker<ApprovalJobData>(APPROVAL_QUEUE_NAME, processJob, {
-    connection: app.queueConnection,
-    prefix: `${config.redisPrefix}:bull`,
-    concurrency: APPROVAL_CONCURRENCY,
-    lockDuration: config.workerLockMs,
-    stalledInterval: config.workerStalledCheckMs,
-  });
+  const worker = createQueueWorker<ApprovalJobData>(app, APPROVAL_QUEUE_NAME, processJob, { concurrency: APPROVAL_CONCURRENCY });
   worker.on('failed', (job, error) => logger.warn({ actionId: job?.data.actionId, kind: job?.data.kind, err: briefError(error) }, 'approval job failed'));
   worker.on('error', (error) => logger.error({ err: error }, 'approval worker error'));
 
@@ -87,28 +82,13 @@ export function startApprovalWorker(app: App): ApprovalWorker {
     return added;
   }
 
-  let running: Promise<unknown> | null = null;
-  const run = () => {
-    running ??= reconcile()
-      .catch((error: unknown) => logger.warn({ err: briefError(error) }, 'approval reconciler failed; retrying next round'))
-      .finally(() => {
-        running = null;
-      });
-  };
-  void run();
-  const timer = setInterval(run, config.reconcileSeconds * 1000);
-  timer.unref();
+  const stop = everyReconcileRound(app, reconcile, 'approval reconciler failed; retrying next round');
 
   return {
     reconcile,
     async close() {
-      clearInterval(timer);
-      const closed = worker.close().then(() => true);
-      const late = new Promise<false>((resolve) => setTimeout(resolve, config.shutdownTimeoutMs, false).unref());
-      if (!(await Promise.race([closed, late]))) {
-        closed.catch(() => {});
-        await Promise.race([worker.disconnect(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
-      }
+      stop();
+      await closeQueueWorker(app, worker);
     },
   };
 }

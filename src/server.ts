@@ -57,6 +57,9 @@ export function createApiServer(app: App): ApiServer {
     schema: buildSchema(),
     graphqlEndpoint: GRAPHQL_PATH,
     landingPage: false,
+    // The route below reads every body itself within MAX_REQUEST_BYTES (chunked ones included) and
+    // hands Yoga the bytes: Yoga's own limit would only wrap them in a second stream per request.
+    maxRequestBodySize: false,
     graphiql: { subscriptionsProtocol: 'WS', title: 'Action Engine' },
     // Assets served from /graphiql/ (no CDN), a CSP, and a fetcher that sends the headers editor's
     // Authorization over HTTP and in graphql-ws connection_init (src/http/graphiql.ts).

@@ -1,16 +1,17 @@
-import { Worker, type Job } from 'bullmq';
+import type { Job } from 'bullmq';
 import type { App } from './app.js';
 import { briefError } from './engine/infra-errors.js';
+import { closeQueueWorker, createQueueWorker, everyReconcileRound } from './queue-worker.js';
 import { sendEndpointDeliveries, sweepWebhookDeliveries, wakeEndpoint, type WebhookSenderDeps } from './engine/webhook-delivery.js';
 import { WEBHOOK_QUEUE_NAME, type WebhookJobData } from './engine/webhook-queue.js';
 
 /** Endpoints one process sends to at once (each endpoint's deliveries go one at a time). */
 const WEBHOOK_CONCURRENCY = 10;
 
-/** A running sender of outbound event webhooks. */
 /** Pause before a webhook send job that broke (not a failed delivery) runs again. */
 const FAILED_JOB_RETRY_MS = 5000;
 
+/** A running sender of outbound event webhooks. */
 export interface WebhookWorker {
   /** Queues every enabled endpoint with PENDING deliveries; returns how many. */
   sweep(): Promise<number>;
@@ -39,13 +40,8 @@ export function startWebhookWorker(app: App): WebhookWorker {
     maxFailures: config.webhookMaxFailures,
   };
 
-  const worker = new Worker<WebhookJobData>(WEBHOOK_QUEUE_NAME, (job: Job<WebhookJobData>) => sendEndpointDeliveries(deps, job.data.endpointId), {
-    connection: app.queueConnection,
-    prefix: `${config.redisPrefix}:bull`,
+  const worker = createQueueWorker<WebhookJobData>(app, WEBHOOK_QUEUE_NAME, (job: Job<WebhookJobData>) => sendEndpointDeliveries(deps, job.data.endpointId), {
     concurrency: WEBHOOK_CONCURRENCY,
-    // As for executions: a killed worker's job (its endpoint) is free again after WORKER_LOCK_MS.
-    lockDuration: config.workerLockMs,
-    stalledInterval: config.workerStalledCheckMs,
   });
   // The job's id is free once it has finished (removed at once): queue the endpoint again for
   // what is left, including deliveries written while the job ran (their own enqueue was a no-op).
@@ -69,28 +65,13 @@ export function startWebhookWorker(app: App): WebhookWorker {
   worker.on('error', (error) => logger.error({ err: error }, 'webhook worker error'));
 
   const sweep = () => sweepWebhookDeliveries(deps);
-  let running: Promise<unknown> | null = null;
-  const run = () => {
-    running ??= sweep()
-      .catch((error: unknown) => logger.warn({ err: briefError(error) }, 'webhook sweep failed; retrying next round'))
-      .finally(() => {
-        running = null;
-      });
-  };
-  void run();
-  const timer = setInterval(run, config.reconcileSeconds * 1000);
-  timer.unref();
+  const stop = everyReconcileRound(app, sweep, 'webhook sweep failed; retrying next round');
 
   return {
     sweep,
     async close() {
-      clearInterval(timer);
-      const closed = worker.close().then(() => true);
-      const late = new Promise<false>((resolve) => setTimeout(resolve, config.shutdownTimeoutMs, false).unref());
-      if (!(await Promise.race([closed, late]))) {
-        closed.catch(() => {});
-        await Promise.race([worker.disconnect(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
-      }
+      stop();
+      await closeQueueWorker(app, worker);
     },
   };
 }

@@ -1,10 +1,11 @@
-import { DelayedError, Worker, type Job } from 'bullmq';
+import { DelayedError, type Job } from 'bullmq';
 import type { App } from './app.js';
 import { executeActionJob, HandlerAttemptError, NotYetError, type ExecutionDeps } from './engine/execution.js';
 import { briefError, unavailableDependency } from './engine/infra-errors.js';
 import { ACTION_QUEUE_NAME, jobIdFor, type ActionJobData } from './engine/queue.js';
 import { startWebhookWorker } from './webhook-worker.js';
 import { startApprovalWorker } from './approval-worker.js';
+import { closeQueueWorker, createQueueWorker, everyReconcileRound } from './queue-worker.js';
 
 /** A running execution worker. */
 export interface ActionWorker {
@@ -71,9 +72,7 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
     }
   }
 
-  const worker = new Worker<ActionJobData>(ACTION_QUEUE_NAME, processJob, {
-    connection: app.queueConnection,
-    prefix: `${config.redisPrefix}:bull`,
+  const worker = createQueueWorker<ActionJobData>(app, ACTION_QUEUE_NAME, processJob, {
     concurrency: config.workerConcurrency,
     lockDuration: options.lockDurationMs ?? config.workerLockMs,
     stalledInterval: options.stalledIntervalMs ?? config.workerStalledCheckMs,
@@ -171,18 +170,7 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
     return queued + resumed;
   }
 
-  let running: Promise<unknown> | null = null;
-  const run = () => {
-    // One round at a time: a long round (many pages, a slow Redis) is not started twice.
-    running ??= reconcile()
-      .catch((error: unknown) => logger.warn({ err: briefError(error) }, 'reconciler failed; retrying next round'))
-      .finally(() => {
-        running = null;
-      });
-  };
-  void run();
-  const timer = setInterval(run, config.reconcileSeconds * 1000);
-  timer.unref();
+  const stopReconciling = everyReconcileRound(app, reconcile, 'reconciler failed; retrying next round');
   // Outbound event webhooks are sent wherever actions are executed.
   const webhooks = startWebhookWorker(app);
   // So are the expiry and escalation jobs of PENDING actions.
@@ -192,19 +180,11 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
     reconcile,
     reconcileApprovals: () => approvals.reconcile(),
     async close() {
-      clearInterval(timer);
+      stopReconciling();
       // Side by side with the execution worker's close, so an outage does not double the wait.
       const webhooksClosed = webhooks.close();
       const approvalsClosed = approvals.close();
-      // BullMQ's close can wait forever on a connection that went through a Redis outage (its
-      // blocking client stuck reconnecting); after the shutdown timeout, disconnect it outright.
-      const closed = worker.close().then(() => true);
-      const late = new Promise<false>((resolve) => setTimeout(resolve, config.shutdownTimeoutMs, false).unref());
-      if (!(await Promise.race([closed, late]))) {
-        logger.warn({ timeoutMs: config.shutdownTimeoutMs }, 'worker did not close in time; disconnecting it');
-        closed.catch(() => {});
-        await Promise.race([worker.disconnect(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
-      }
+      if (!(await closeQueueWorker(app, worker))) logger.warn({ timeoutMs: config.shutdownTimeoutMs }, 'worker did not close in time; disconnected it');
       await Promise.all([webhooksClosed, approvalsClosed]);
     },
   };

@@ -21,7 +21,7 @@ import { ForbiddenError, InvalidTransitionError, NotFoundError } from './errors.
 import { assertReadable, canCancel, canDecide } from './policy.js';
 import { describeDiff, payloadDiff } from './payload-diff.js';
 import type { PayloadEdit } from './lifecycle/steps.js';
-import { graceSecondsFor } from './safety.js';
+import { graceUntil } from './safety.js';
 
 /** An approval email to send once the creating statement has committed. */
 export interface PendingApprovalMail {
@@ -214,15 +214,14 @@ function validatedEdit(deps: EngineDeps, type: string, payload: unknown): { payl
 export async function graceUntilFor(deps: EngineDeps, action: { spaceId: string; type: string; scheduledFor: Date | null }): Promise<Date | null> {
   const definition = deps.types.find(action.type);
   if (!definition?.gracePeriod) return null;
-  const seconds = graceSecondsFor(await deps.configCache.safetyRules(action.spaceId, action.type), {
+  return graceUntil(await deps.configCache.safetyRules(action.spaceId, action.type), {
     type: action.type,
     spaceId: action.spaceId,
     gracePeriod: definition.gracePeriod,
     defaultSeconds: deps.config.graceSeconds,
+    now: deps.clock(),
+    scheduledFor: action.scheduledFor,
   });
-  if (seconds <= 0) return null;
-  const until = new Date(deps.clock().getTime() + seconds * 1000);
-  return action.scheduledFor && action.scheduledFor.getTime() >= until.getTime() ? null : until;
 }
 
 /** cancelAction: PENDING or APPROVED → CANCELLED. */

@@ -16,7 +16,7 @@ import {
   NotFoundError,
   SafetyUnavailableError,
 } from './errors.js';
-import { evaluateSafety, graceSecondsFor, type SafetyVerdict } from './safety.js';
+import { evaluateSafety, graceUntil as graceUntilOf, type SafetyVerdict } from './safety.js';
 import { findStandingApproval } from './standing-approvals.js';
 import { GRANT_DECIDER_PREFIX } from './queue.js';
 import { initialStatus } from './statuses.js';
@@ -106,13 +106,17 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
   const status = initialStatus({ blocked: refusal !== null, requiresApproval: verdict.requiresApproval });
   const now = deps.clock();
   // A type that cannot be undone may wait out a grace period once approved, cancellable.
-  let graceUntil: Date | null = null;
-  if (status === 'APPROVED') {
-    const definition = deps.types.get(input.type);
-    const seconds = graceSecondsFor(rules, { type: input.type, spaceId: principal.spaceId, gracePeriod: definition.gracePeriod, defaultSeconds: deps.config.graceSeconds });
-    const until = seconds > 0 ? new Date(now.getTime() + seconds * 1000) : null;
-    if (until && !(input.scheduledFor && input.scheduledFor.getTime() >= until.getTime())) graceUntil = until;
-  }
+  const graceUntil =
+    status === 'APPROVED'
+      ? graceUntilOf(rules, {
+          type: input.type,
+          spaceId: principal.spaceId,
+          gracePeriod: deps.types.get(input.type).gracePeriod,
+          defaultSeconds: deps.config.graceSeconds,
+          now,
+          scheduledFor: input.scheduledFor ?? null,
+        })
+      : null;
   const hash = payloadHash(payload);
   const expiresAt = status === 'PENDING' ? new Date(now.getTime() + deps.config.approvalTtlSeconds * 1000) : null;
   const newAction: NewAction = {

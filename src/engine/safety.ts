@@ -142,3 +142,17 @@ export function graceSecondsFor(rules: readonly SafetyRuleInput[], subject: { ty
   if (!subject.gracePeriod) return 0;
   return Math.max(subject.defaultSeconds, ...effectiveRules(rules, subject.type, subject.spaceId).map((r) => r.graceSeconds ?? 0));
 }
+
+/**
+ * Until when an action approved at `now` waits out its grace period (see {@link graceSecondsFor});
+ * null when none applies or a later `scheduledFor` already holds it back longer.
+ */
+export function graceUntil(
+  rules: readonly SafetyRuleInput[],
+  subject: { type: string; spaceId: string; gracePeriod: boolean; defaultSeconds: number; now: Date; scheduledFor: Date | null },
+): Date | null {
+  const seconds = graceSecondsFor(rules, subject);
+  if (seconds <= 0) return null;
+  const until = new Date(subject.now.getTime() + seconds * 1000);
+  return subject.scheduledFor && subject.scheduledFor.getTime() >= until.getTime() ? null : until;
+}

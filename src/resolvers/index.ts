@@ -12,6 +12,8 @@ import './webhooks.js';
 import './subscriptions.js';
 import './standing-approvals.js';
 import './console.js';
+import './stats.js';
+import './condition-test.js';
 
 let schema: GraphQLSchema | undefined;
 
