@@ -348,7 +348,7 @@ describe('the console admin pages in Chromium, offline', () => {
     expect(await typeTable.innerText()).toMatch(/create_document\s+3[\s\S]*move_file\s+1[\s\S]*send_email\s+1/);
     expect(await page.locator('#wait-title').locator('..').innerText()).toMatch(/1 decision: half within \d+ s/);
     const handlers = await page.locator('#handlers-table').innerText();
-    expect(handlers).toMatch(/create_document\.filesystem\s+3\s+3\s+0\s+0\s+100 %\s+0 %/);
+    expect(handlers).toMatch(/create_document\.filesystem\s+3\s+3\s+0\s+0\s+0\s+100 %\s+0 %/);
     await page.getByText(/Chain verified: \d+ entries/).waitFor({ timeout: 20_000 });
 
     // The type filter narrows the over-time chart and its summary.

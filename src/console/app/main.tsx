@@ -96,8 +96,14 @@ function App() {
     const key = storedKey();
     if (!key) return;
     request(key, MeQuery)
-      .then(({ me }) => start(key, me))
-      .catch(() => storeKey(null))
+      // Only if the key is still there: signing out (or clearing the tab's storage) while this
+      // check was under way must not bring it back.
+      .then(({ me }) => {
+        if (storedKey() === key) start(key, me);
+      })
+      .catch(() => {
+        if (storedKey() === key) storeKey(null);
+      })
       .finally(() => setChecking(false));
   }, []);
 

@@ -325,7 +325,10 @@ export const TestConditionQuery = graphql(`
   query ConsoleTestCondition($type: String!, $condition: String!, $payload: JSON!, $userId: ID) {
     testCondition(type: $type, condition: $condition, payload: $payload, userId: $userId) {
       matches
-      error {
+      evaluationError
+      line
+      column
+      errors {
         code
         message
         field
@@ -528,6 +531,7 @@ export const StatsQuery = graphql(`
       from
       to
       bucket
+      total
       byStatus {
         status
         count
@@ -554,14 +558,17 @@ export const StatsQuery = graphql(`
         succeeded
         failed
         fellBack
+        unfinished
         successRate
         fallbackRate
       }
       queue {
         pendingApproval
         queued
+        scheduled
         executing
         waitingOnProvider
+        waitingOnOperator
         openManualTasks
       }
     }

@@ -159,21 +159,25 @@ function ChainStatus({ apiKey }: { apiKey: string }) {
 
 function Queue({ stats }: { stats: Stats }) {
   const q = stats.queue;
-  const tiles: [string, number][] = [
+  const tiles: [string, number, string?][] = [
     ['Waiting for approval', q.pendingApproval],
-    ['Queued to run', q.queued],
+    ['Queued to run', q.queued, q.scheduled ? `${q.scheduled} scheduled later` : undefined],
     ['Executing', q.executing],
     ['Waiting on a provider', q.waitingOnProvider],
+    ['Waiting on an operator', q.waitingOnOperator],
     ['Open manual tasks', q.openManualTasks],
   ];
   return (
     <section aria-labelledby="queue-title">
       <h3 id="queue-title">Queues now</h3>
       <dl class="tiles">
-        {tiles.map(([label, n]) => (
+        {tiles.map(([label, n, note]) => (
           <div class="tile">
             <dt>{label}</dt>
-            <dd>{n}</dd>
+            <dd>
+              {n}
+              {note && <span class="tile-note">{note}</span>}
+            </dd>
           </div>
         ))}
       </dl>
@@ -356,6 +360,7 @@ function Handlers({ stats, charts }: { stats: Stats; charts: Charts | null }) {
                   <th scope="col">Succeeded</th>
                   <th scope="col">Failed</th>
                   <th scope="col">Fell back</th>
+                  <th scope="col">Unfinished</th>
                   <th scope="col">Success rate</th>
                   <th scope="col">Fallback rate</th>
                 </tr>
@@ -368,6 +373,7 @@ function Handlers({ stats, charts }: { stats: Stats; charts: Charts | null }) {
                     <td>{h.succeeded}</td>
                     <td>{h.failed}</td>
                     <td>{h.fellBack}</td>
+                    <td>{h.unfinished}</td>
                     <td>{pct(h.successRate)}</td>
                     <td>{pct(h.fallbackRate)}</td>
                   </tr>

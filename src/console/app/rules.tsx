@@ -424,7 +424,7 @@ function exampleOf(schema: unknown): string {
   return JSON.stringify(Array.isArray(examples) && examples.length ? examples[0] : {}, null, 2);
 }
 
-type TestResult = { kind: 'matches' } | { kind: 'no-match' } | { kind: 'error'; message: string };
+type TestResult = { kind: 'matches' } | { kind: 'no-match' } | { kind: 'unevaluated'; message: string } | { kind: 'error'; message: string };
 
 /** Runs the condition being edited against a sample payload (testCondition: compiled and evaluated as at run time, nothing written). */
 function ConditionTester(props: { apiKey: string; type: string; condition: string; schema: unknown; users: User[] }) {
@@ -458,10 +458,12 @@ function ConditionTester(props: { apiKey: string; type: string; condition: strin
     setBusy(true);
     try {
       const r = (await request(props.apiKey, TestConditionQuery, { type: props.type, condition: props.condition, payload: value, userId: userId || null })).testCondition;
-      if (r.error) {
-        if (r.error.field?.[0] === 'payload') setPayloadError(r.error.message);
-        setResult({ kind: 'error', message: `${r.error.code}: ${r.error.message}` });
-      } else setResult(r.matches ? { kind: 'matches' } : { kind: 'no-match' });
+      if (r.errors.length) {
+        const payloadErrors = r.errors.filter((e) => e.field?.[0] === 'payload');
+        if (payloadErrors.length) setPayloadError(payloadErrors.map((e) => (e.field!.length > 1 ? `${e.field!.slice(1).join('.')}: ${e.message}` : e.message)).join(' '));
+        setResult({ kind: 'error', message: r.errors.map((e) => `${e.code}: ${e.message}`).join(' ') });
+      } else if (r.evaluationError) setResult({ kind: 'unevaluated', message: r.evaluationError });
+      else setResult(r.matches ? { kind: 'matches' } : { kind: 'no-match' });
     } catch (e) {
       setResult({ kind: 'error', message: (e as Error).message });
     } finally {
@@ -509,6 +511,9 @@ function ConditionTester(props: { apiKey: string; type: string; condition: strin
           </span>
         )}
         {result?.kind === 'no-match' && <span class="verdict neutral">Result: does not match (the rule would not apply)</span>}
+        {result?.kind === 'unevaluated' && (
+          <span class="verdict warn-verdict">Result: matches, because the condition cannot be evaluated on this payload ({result.message}); at run time such a rule applies.</span>
+        )}
         {result?.kind === 'error' && <span class="verdict bad">Result: error. {result.message}</span>}
       </p>
     </div>
