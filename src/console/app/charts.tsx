@@ -51,7 +51,8 @@ export function BarChart(props: {
     chart.current?.destroy();
     chart.current = new Chart<'bar', number[], string>(canvas.current, {
       type: 'bar',
-      data: { labels: props.labels, datasets },
+      // A label with a line break is drawn on two lines.
+      data: { labels: props.labels.map((l) => (l.includes('\n') ? l.split('\n') : l)) as unknown as string[], datasets },
       options: {
         indexAxis: props.horizontal ? 'y' : 'x',
         responsive: true,

@@ -231,7 +231,7 @@ function ConfigEditor(props: { apiKey: string; config: Config | null; handlers: 
             rows={5}
             spellcheck={false}
             value={settings}
-            onInput={(e) => setSettings(e.currentTarget.value)}
+            onInput={(e) => (setSettings(e.currentTarget.value), setFieldErrors(({ settings: _, ...rest }) => rest))}
             {...describedBy('config-settings', true, fe.settings)}
           />
         </Field>
@@ -246,7 +246,10 @@ function ConfigEditor(props: { apiKey: string; config: Config | null; handlers: 
             const nameId = `secret-${i}-name`;
             const valueId = `secret-${i}-value`;
             const isStored = stored.has(s.name);
-            const update = (patch: Partial<SecretRow>) => setSecrets(secrets.map((x, j) => (j === i ? { ...x, ...patch } : x)));
+            const update = (patch: Partial<SecretRow>) => {
+              setSecrets(secrets.map((x, j) => (j === i ? { ...x, ...patch } : x)));
+              setFieldErrors(({ secrets: _, ...rest }) => rest);
+            };
             return (
               <div class="secret-row">
                 <div class="field">

@@ -231,7 +231,7 @@ function OverTime({ stats, charts, type, setType, window }: { stats: Stats; char
       {rows.length > 0 && (
         <details>
           <summary>Numbers per {stats.bucket.toLowerCase()}</summary>
-          <div class="table-wrap">
+          <div class="table-wrap" tabIndex={0} role="group" aria-label="Table (scrolls sideways on narrow screens)">
             <table id="time-table">
               <caption class="sr-only">Actions created per {stats.bucket.toLowerCase()}, by current status</caption>
               <thead>
@@ -278,7 +278,7 @@ function ByType({ stats, charts }: { stats: Stats; charts: Charts | null }) {
           height={Math.max(120, 36 * list.length + 40)}
         />
       )}
-      <div class="table-wrap">
+      <div class="table-wrap" tabIndex={0} role="group" aria-label="Table (scrolls sideways on narrow screens)">
         <table id="type-table" class="compact-table">
           <caption class="sr-only">Actions created, by type</caption>
           <thead>
@@ -340,7 +340,8 @@ function Handlers({ stats, charts }: { stats: Stats; charts: Charts | null }) {
             <charts.BarChart
               horizontal
               percent
-              labels={list.map((h) => h.handler)}
+              // Two lines (create_document / .filesystem) so long names fit a phone's width.
+              labels={list.map((h) => h.handler.replace(/\.(?=[^.]+$)/, '\n.'))}
               series={[
                 { label: 'success rate', data: list.map((h) => h.successRate), color: '#1b8a45' },
                 { label: 'fallback rate', data: list.map((h) => h.fallbackRate), color: '#e0a100' },
@@ -350,7 +351,7 @@ function Handlers({ stats, charts }: { stats: Stats; charts: Charts | null }) {
               height={Math.max(140, 52 * list.length + 60)}
             />
           )}
-          <div class="table-wrap">
+          <div class="table-wrap" tabIndex={0} role="group" aria-label="Table (scrolls sideways on narrow screens)">
             <table id="handlers-table">
               <caption class="sr-only">Executions per handler</caption>
               <thead>

@@ -192,7 +192,7 @@ function EndpointEditor(props: { apiKey: string; endpoint: Endpoint | null; onSa
       <h2 id="endpoint-editor-title">{ep ? 'Edit endpoint' : 'New endpoint'}</h2>
       <form onSubmit={save} noValidate autoComplete="off">
         <Field id="endpoint-url" label="URL" hint="http or https; an endpoint is known by its URL." error={fe.url}>
-          <input id="endpoint-url" type="url" value={url} readOnly={!!ep} onInput={(e) => setUrl(e.currentTarget.value)} {...describedBy('endpoint-url', true, fe.url)} />
+          <input id="endpoint-url" type="url" value={url} readOnly={!!ep} onInput={(e) => (setUrl(e.currentTarget.value), setFieldErrors(({ url: _, ...rest }) => rest))} {...describedBy('endpoint-url', true, fe.url)} />
         </Field>
         <Field
           id="endpoint-secret"
@@ -211,7 +211,7 @@ function EndpointEditor(props: { apiKey: string; endpoint: Endpoint | null; onSa
             autoComplete="new-password"
             spellcheck={false}
             value={secret}
-            onInput={(e) => setSecret(e.currentTarget.value)}
+            onInput={(e) => (setSecret(e.currentTarget.value), setFieldErrors(({ secret: _, ...rest }) => rest))}
             {...describedBy('endpoint-secret', true, fe.secret)}
           />
         </Field>
@@ -222,6 +222,7 @@ function EndpointEditor(props: { apiKey: string; endpoint: Endpoint | null; onSa
             onClick={() => {
               setSecret(newSecret());
               setShowSecret(true);
+              setFieldErrors(({ secret: _, ...rest }) => rest);
             }}
           >
             Generate secret
