@@ -9,7 +9,7 @@ type Key = ConsoleApiKeysQuery['apiKeys'][number];
 const ROLES: Role[] = ['AGENT', 'APPROVER', 'OPERATOR', 'ANALYST', 'ADMIN'];
 
 /** Admins: the space's API keys (never the keys themselves), creating one (shown once) and revoking one. */
-export function ApiKeysPage({ apiKey }: { apiKey: string }) {
+export function ApiKeysPage({ apiKey, principalId }: { apiKey: string; principalId: string }) {
   const [keys, setKeys] = useState<Key[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [created, setCreated] = useState<{ key: string; prefix: string } | null>(null);
@@ -84,6 +84,7 @@ export function ApiKeysPage({ apiKey }: { apiKey: string }) {
                     </h3>
                     <span class="badges">
                       <span class="badge">{k.role.toLowerCase()}</span>
+                      {k.principalId === principalId && <span class="badge own">you</span>}
                       {k.revokedAt && <span class="badge off">revoked</span>}
                     </span>
                   </div>
@@ -97,7 +98,7 @@ export function ApiKeysPage({ apiKey }: { apiKey: string }) {
                     )}
                   </p>
                   {!k.revokedAt && (
-                    <ConfirmButton label="Revoke" question={`Revoke key ${k.prefix}…? Anything using it stops working at once.`} busy={busy === k.id} onConfirm={() => void revoke(k)} />
+                    <ConfirmButton label="Revoke" question={`Revoke key ${k.prefix}…? Anything using it stops working at once.${k.principalId === principalId ? ' This is the key you are signed in with: the console stops working until you sign in with another.' : ''}`} busy={busy === k.id} onConfirm={() => void revoke(k)} />
                   )}
                 </li>
               );

@@ -108,6 +108,19 @@ export function ConfirmButton(props: { label: string; question: string; busy?: b
   );
 }
 
+/**
+ * For an editor that opens above a long list: on mount, scrolls its heading into view and moves
+ * focus there (tabIndex -1), so keyboard and screen-reader users land in the form they opened.
+ */
+export function useFocusHeading() {
+  const ref = useRef<HTMLHeadingElement>(null);
+  useEffect(() => {
+    ref.current?.scrollIntoView({ block: 'start' });
+    ref.current?.focus({ preventScroll: true });
+  }, []);
+  return ref;
+}
+
 /** Parses a JSON text area: the value, or a message for people saying why not. */
 export function parseJson(text: string, what: string): { ok: true; value: unknown } | { ok: false; error: string } {
   if (!text.trim()) return { ok: true, value: undefined };

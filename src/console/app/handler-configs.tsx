@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { request } from './api';
 import { AdminTypesQuery, HandlerConfigsQuery, UpsertHandlerConfigMutation } from './ops';
 import type { ConsoleHandlerConfigsQuery } from './generated/graphql';
-import { describedBy, errorsByField, Field, FormErrors, parseJson } from './form';
+import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, parseJson } from './form';
 import { Time } from './view';
 
 type Config = ConsoleHandlerConfigsQuery['handlerConfigs'][number];
@@ -136,6 +136,7 @@ interface SecretRow {
 }
 
 function ConfigEditor(props: { apiKey: string; config: Config | null; handlers: string[]; onSaved: (c: { handler: string; provider: string }) => void; onCancel: () => void }) {
+  const heading = useFocusHeading();
   const c = props.config;
   const [handler, setHandler] = useState(c?.handler ?? '');
   const [provider, setProvider] = useState(c?.provider ?? '*');
@@ -204,7 +205,7 @@ function ConfigEditor(props: { apiKey: string; config: Config | null; handlers: 
   const fe = fieldErrors;
   return (
     <section aria-labelledby="config-editor-title" class="card editor">
-      <h2 id="config-editor-title">{c ? `Edit ${c.handler} for ${c.provider === '*' ? 'every provider' : c.provider}` : 'New handler configuration'}</h2>
+      <h2 id="config-editor-title" ref={heading} tabIndex={-1}>{c ? `Edit ${c.handler} for ${c.provider === '*' ? 'every provider' : c.provider}` : 'New handler configuration'}</h2>
       <form onSubmit={save} noValidate autoComplete="off">
         <div class="grid2">
           <Field id="config-handler" label="Handler" error={fe.handler}>

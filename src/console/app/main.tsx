@@ -131,7 +131,7 @@ function App() {
   return (
     <>
       <header class="top">
-        <span class="brand">Action Engine</span>
+        <h1 class="brand">Action Engine</h1>
         <nav aria-label="Sections">
           {pages.filter((p) => !PAGES[p].admin).map(tab)}
           {adminPages.length > 0 && (
@@ -156,7 +156,7 @@ function App() {
         {page === 'overview' && <OverviewPage apiKey={key} role={me.role} />}
         {page === 'rules' && <RulesPage apiKey={key} />}
         {page === 'handlers' && <HandlerConfigsPage apiKey={key} />}
-        {page === 'keys' && <ApiKeysPage apiKey={key} />}
+        {page === 'keys' && <ApiKeysPage apiKey={key} principalId={me.principalId} />}
         {page === 'webhooks' && <WebhooksPage apiKey={key} />}
         {page === 'standing' && <StandingApprovalsPage apiKey={key} />}
       </main>

@@ -377,6 +377,7 @@ export const ApiKeysQuery = graphql(`
       id
       prefix
       role
+      principalId
       name
       userId
       userHandle

@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { request } from './api';
 import { AdminTypesQuery, SafetyRulesQuery, TestConditionQuery, UpsertSafetyRuleMutation } from './ops';
 import type { ConsoleAdminTypesQuery, ConsoleSafetyRuleFieldsFragment, SafetyRuleKind } from './generated/graphql';
-import { describedBy, errorsByField, Field, FormErrors, knownUsers } from './form';
+import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, knownUsers } from './form';
 import { Time } from './view';
 
 type Rule = ConsoleSafetyRuleFieldsFragment;
@@ -202,6 +202,7 @@ interface RuleForm {
 const num = (v: number | null | undefined) => (v == null ? '' : String(v));
 
 function RuleEditor(props: { apiKey: string; rule: Rule | null; types: Types; users: User[]; onSaved: (r: Rule) => void; onCancel: () => void }) {
+  const heading = useFocusHeading();
   const r = props.rule;
   const [form, setForm] = useState<RuleForm>(() => ({
     actionType: r?.actionType ?? props.types[0]?.type ?? '',
@@ -283,19 +284,20 @@ function RuleEditor(props: { apiKey: string; rule: Rule | null; types: Types; us
   const typeInfo = props.types.find((t) => t.type === form.actionType);
   return (
     <section aria-labelledby="rule-editor-title" class="card editor">
-      <h2 id="rule-editor-title">{r ? `Edit rule: ${r.actionType}, ${kindLabel(r.kind).toLowerCase()}` : 'New rule'}</h2>
+      <h2 id="rule-editor-title" ref={heading} tabIndex={-1}>{r ? `Edit rule: ${r.actionType}, ${kindLabel(r.kind).toLowerCase()}` : 'New rule'}</h2>
       {r && !r.spaceId && <p class="muted">This is a default rule: saving makes this space's own rule in its place (other spaces keep the default).</p>}
+      {r && <p class="muted small">A rule is known by its type and kind (and a rate limit by its window): for another type or kind, make a new rule.</p>}
       <form onSubmit={save} noValidate>
         <div class="grid2">
           <Field id="rule-actionType" label="Action type" error={fe.actionType}>
-            <select id="rule-actionType" value={form.actionType} onChange={(e) => set('actionType', e.currentTarget.value)} {...describedBy('rule-actionType', false, fe.actionType)}>
+            <select id="rule-actionType" value={form.actionType} disabled={!!r} onChange={(e) => set('actionType', e.currentTarget.value)} {...describedBy('rule-actionType', false, fe.actionType)}>
               {props.types.map((t) => (
                 <option value={t.type}>{t.type}</option>
               ))}
             </select>
           </Field>
           <Field id="rule-kind" label="Kind" error={fe.kind}>
-            <select id="rule-kind" value={form.kind} onChange={(e) => set('kind', e.currentTarget.value as SafetyRuleKind)} {...describedBy('rule-kind', false, fe.kind)}>
+            <select id="rule-kind" value={form.kind} disabled={!!r} onChange={(e) => set('kind', e.currentTarget.value as SafetyRuleKind)} {...describedBy('rule-kind', false, fe.kind)}>
               {KINDS.map((k) => (
                 <option value={k.kind}>{k.label}</option>
               ))}

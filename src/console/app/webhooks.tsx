@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { request } from './api';
 import { UpsertWebhookEndpointMutation, WebhookDeliveriesQuery, WebhookEndpointsQuery } from './ops';
 import type { ActionStatus, ConsoleWebhookDeliveriesQuery, ConsoleWebhookEndpointsQuery } from './generated/graphql';
-import { describedBy, errorsByField, Field, FormErrors } from './form';
+import { describedBy, errorsByField, Field, FormErrors, useFocusHeading } from './form';
 import { Status, Time } from './view';
 
 type Endpoint = ConsoleWebhookEndpointsQuery['webhookEndpoints'][number];
@@ -154,6 +154,7 @@ function DeliveryLog({ id, apiKey, endpointId }: { id: string; apiKey: string; e
 }
 
 function EndpointEditor(props: { apiKey: string; endpoint: Endpoint | null; onSaved: (url: string) => void; onCancel: () => void }) {
+  const heading = useFocusHeading();
   const ep = props.endpoint;
   const [url, setUrl] = useState(ep?.url ?? '');
   const [secret, setSecret] = useState('');
@@ -189,7 +190,7 @@ function EndpointEditor(props: { apiKey: string; endpoint: Endpoint | null; onSa
   const fe = fieldErrors;
   return (
     <section aria-labelledby="endpoint-editor-title" class="card editor">
-      <h2 id="endpoint-editor-title">{ep ? 'Edit endpoint' : 'New endpoint'}</h2>
+      <h2 id="endpoint-editor-title" ref={heading} tabIndex={-1}>{ep ? 'Edit endpoint' : 'New endpoint'}</h2>
       <form onSubmit={save} noValidate autoComplete="off">
         <Field id="endpoint-url" label="URL" hint="http or https; an endpoint is known by its URL." error={fe.url}>
           <input id="endpoint-url" type="url" value={url} readOnly={!!ep} onInput={(e) => (setUrl(e.currentTarget.value), setFieldErrors(({ url: _, ...rest }) => rest))} {...describedBy('endpoint-url', true, fe.url)} />
