@@ -208,8 +208,13 @@ describe('the console admin pages in Chromium, offline', () => {
     const item = card(/ci bot/);
     await item.waitFor();
     await shoot('admin-keys');
-    await item.getByRole('button', { name: 'Revoke' }).click();
-    await item.getByRole('button', { name: 'Confirm revoke' }).click();
+    // By keyboard: Enter on "Revoke" asks first, with the focus on "Confirm revoke"; Enter again revokes.
+    await item.getByRole('button', { name: 'Revoke' }).focus();
+    await page.keyboard.press('Enter');
+    const confirm = item.getByRole('button', { name: 'Confirm revoke' });
+    await expect.poll(() => confirm.evaluate((el) => el === document.activeElement)).toBe(true);
+    expect(await item.getByRole('group').getAttribute('aria-label')).toMatch(/^Revoke key ae_\S+…\? Anything using it stops working at once\.$/);
+    await page.keyboard.press('Enter');
     await page.getByRole('status').filter({ hasText: /revoked: it no longer authenticates/ }).waitFor();
     await expect.poll(() => item.innerText()).toMatch(/revoked/);
     expect(await item.getByRole('button', { name: /Revoke/ }).count()).toBe(0);
@@ -362,8 +367,10 @@ describe('the console admin pages in Chromium, offline', () => {
     await gql(CREATE, { input: { type: 'move_file', payload: { from: 'inbox/b.pdf', to: 'reports/b.pdf' } } }, keys.agent);
     await expect.poll(() => tile('Waiting for approval').innerText(), { timeout: 15_000 }).toBe('2');
 
-    // The 7-day window: the same actions, per day.
-    await page.getByLabel('7 d').check();
+    // The 7-day window (by keyboard: the window picker is a radio group): the same actions, per day.
+    await page.getByRole('radio', { name: '24 h' }).focus();
+    await page.keyboard.press('ArrowRight');
+    expect(await page.getByRole('radio', { name: '7 d' }).isChecked()).toBe(true);
     await expect.poll(() => summary.innerText()).toMatch(/^6 actions created in the last 7 days/);
 
     const origin = new URL(t.url).host;
