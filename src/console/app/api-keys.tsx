@@ -42,7 +42,7 @@ export function ApiKeysPage({ apiKey, principalId }: { apiKey: string; principal
   const revoked = (keys ?? []).filter((k) => k.revokedAt);
   return (
     <>
-      <section aria-labelledby="keys-title">
+      <section>
         <h2 id="keys-title">API keys</h2>
         <p class="muted">Each key acts in this space with one role. The key itself is shown once, when it is created; only its first characters are kept to tell keys apart.</p>
         {created ? (
@@ -58,7 +58,7 @@ export function ApiKeysPage({ apiKey, principalId }: { apiKey: string; principal
           />
         )}
       </section>
-      <section aria-labelledby="keys-list-title">
+      <section>
         <h2 id="keys-list-title">Keys {keys && <span class="count">({active.length} active)</span>}</h2>
         {error && (
           <p class="error" role="alert">
@@ -152,7 +152,7 @@ function CreateKeyForm({ apiKey, onCreated }: { apiKey: string; onCreated: (key:
 
   const fe = fieldErrors;
   return (
-    <form class="card editor" onSubmit={create} noValidate aria-labelledby="create-key-title">
+    <form class="card editor" onSubmit={create} noValidate>
       <h3 id="create-key-title">Create a key</h3>
       <div class="grid2">
         <Field id="key-role" label="Role" error={fe.role}>

@@ -32,7 +32,7 @@ export function HandlerConfigsPage({ apiKey }: { apiKey: string }) {
 
   return (
     <>
-      <section aria-labelledby="handlers-title">
+      <section>
         <h2 id="handlers-title">Handler configuration</h2>
         <p class="muted">How each handler reaches a provider (settings), with its credentials (secrets). Secrets are write-only: stored encrypted, never shown again.</p>
         {error && (
@@ -67,7 +67,7 @@ export function HandlerConfigsPage({ apiKey }: { apiKey: string }) {
           }}
         />
       )}
-      <section aria-labelledby="handlers-list-title">
+      <section>
         <h2 id="handlers-list-title">Configurations</h2>
         {configs === null ? (
           <p>Loading…</p>
@@ -204,7 +204,7 @@ function ConfigEditor(props: { apiKey: string; config: Config | null; handlers: 
 
   const fe = fieldErrors;
   return (
-    <section aria-labelledby="config-editor-title" class="card editor">
+    <section class="card editor">
       <h2 id="config-editor-title" ref={heading} tabIndex={-1}>{c ? `Edit ${c.handler} for ${c.provider === '*' ? 'every provider' : c.provider}` : 'New handler configuration'}</h2>
       <form onSubmit={save} noValidate autoComplete="off">
         <div class="grid2">

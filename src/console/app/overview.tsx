@@ -94,7 +94,7 @@ export function OverviewPage({ apiKey, role }: { apiKey: string; role: Role }) {
   const w = WINDOWS[win];
   return (
     <>
-      <section aria-labelledby="overview-title">
+      <section>
         <div class="section-head">
           <h2 id="overview-title">Overview</h2>
           <fieldset class="segmented">
@@ -140,7 +140,7 @@ function ChainStatus({ apiKey }: { apiKey: string }) {
       .catch((e: Error) => setError(e.message));
   }, [apiKey]);
   return (
-    <section aria-labelledby="chain-title">
+    <section>
       <h3 id="chain-title" class="sr-only">
         Audit chain
       </h3>
@@ -168,7 +168,7 @@ function Queue({ stats }: { stats: Stats }) {
     ['Open manual tasks', q.openManualTasks],
   ];
   return (
-    <section aria-labelledby="queue-title">
+    <section>
       <h3 id="queue-title">Queues now</h3>
       <dl class="tiles">
         {tiles.map(([label, n, note]) => (
@@ -203,11 +203,11 @@ function OverTime({ stats, charts, type, setType, window }: { stats: Stats; char
       : `${total} ${type ? `${type} ` : ''}action${total === 1 ? '' : 's'} created in ${window}: ${byStatus.map(([s, n]) => `${n} ${words(s)}`).join(', ')}.`;
   const rows = starts.map((t, i) => ({ t, counts: statuses.map((s) => grid.get(s)![i]!) })).filter((r) => r.counts.some((n) => n > 0));
   return (
-    <section aria-labelledby="time-title" class="card chart-card">
+    <section class="card chart-card">
       <div class="section-head">
         <h3 id="time-title">Actions over time, by status</h3>
         <div class="field inline">
-          <label for="overview-type">Type</label>
+          <label for="overview-type">Action type</label>
           <select id="overview-type" value={type} onChange={(e) => setType(e.currentTarget.value)}>
             <option value="">All types</option>
             {stats.byType.map((t) => (
@@ -265,7 +265,7 @@ function ByType({ stats, charts }: { stats: Stats; charts: Charts | null }) {
   const list = [...stats.byType].sort((a, b) => b.count - a.count);
   const summary = `By type: ${list.map((t) => `${t.count} ${t.type}`).join(', ')}.`;
   return (
-    <section aria-labelledby="type-title" class="card chart-card">
+    <section class="card chart-card">
       <h3 id="type-title">Actions by type</h3>
       <p class="summary">{summary}</p>
       {charts && (
@@ -309,7 +309,7 @@ function ApprovalWait({ stats, charts }: { stats: Stats; charts: Charts | null }
       ? 'No approval was decided in this window.'
       : `${a.count} decision${a.count === 1 ? '' : 's'}: half within ${d(a.p50Seconds)}, nine in ten within ${d(a.p90Seconds)}, the longest ${d(a.maxSeconds)}.`;
   return (
-    <section aria-labelledby="wait-title" class="card chart-card">
+    <section class="card chart-card">
       <h3 id="wait-title">Time waiting for approval</h3>
       <p class="summary">{summary}</p>
       {charts && a.count > 0 && (
@@ -329,7 +329,7 @@ function ApprovalWait({ stats, charts }: { stats: Stats; charts: Charts | null }
 function Handlers({ stats, charts }: { stats: Stats; charts: Charts | null }) {
   const list = stats.handlers;
   return (
-    <section aria-labelledby="handlers-chart-title" class="card chart-card">
+    <section class="card chart-card">
       <h3 id="handlers-chart-title">Handlers: success and fallback</h3>
       {list.length === 0 ? (
         <p class="summary">No handler ran in this window.</p>

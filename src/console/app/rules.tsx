@@ -52,7 +52,7 @@ export function RulesPage({ apiKey }: { apiKey: string }) {
 
   return (
     <>
-      <section aria-labelledby="rules-title">
+      <section>
         <h2 id="rules-title">Safety rules</h2>
         <p class="muted">
           Rules decide, per action type, what is blocked, limited or needs a person. Defaults apply to every space; changing one here makes this space's own rule in
@@ -97,7 +97,7 @@ export function RulesPage({ apiKey }: { apiKey: string }) {
           }}
         />
       )}
-      <section aria-labelledby="rules-list-title">
+      <section>
         <h2 id="rules-list-title">Rules in force</h2>
         {rules === null ? (
           <p>Loading…</p>
@@ -283,7 +283,7 @@ function RuleEditor(props: { apiKey: string; rule: Rule | null; types: Types; us
   const fe = fieldErrors;
   const typeInfo = props.types.find((t) => t.type === form.actionType);
   return (
-    <section aria-labelledby="rule-editor-title" class="card editor">
+    <section class="card editor">
       <h2 id="rule-editor-title" ref={heading} tabIndex={-1}>{r ? `Edit rule: ${r.actionType}, ${kindLabel(r.kind).toLowerCase()}` : 'New rule'}</h2>
       {r && !r.spaceId && <p class="muted">This is a default rule: saving makes this space's own rule in its place (other spaces keep the default).</p>}
       {r && <p class="muted small">A rule is known by its type and kind (and a rate limit by its window): for another type or kind, make a new rule.</p>}
@@ -474,7 +474,7 @@ function ConditionTester(props: { apiKey: string; type: string; condition: strin
   }
 
   return (
-    <div class="tester" role="group" aria-labelledby="tester-title">
+    <div class="tester">
       <h3 id="tester-title">Test condition</h3>
       <p class="muted small">Checks the condition above against a sample payload of {props.type || 'the type'}, as the engine would; nothing is saved.</p>
       <Field id="test-payload" label="Sample payload (JSON)" error={payloadError}>
@@ -509,14 +509,25 @@ function ConditionTester(props: { apiKey: string; type: string; condition: strin
       <p class="test-result" role="status" aria-live="polite">
         {result?.kind === 'matches' && (
           <span class="verdict ok">
-            Result: matches{props.condition.trim() ? '' : ' (no condition: the rule always applies)'}
+            Result: <strong>matches</strong>
+            {props.condition.trim() ? '' : ' (no condition: the rule always applies)'}
           </span>
         )}
-        {result?.kind === 'no-match' && <span class="verdict neutral">Result: does not match (the rule would not apply)</span>}
-        {result?.kind === 'unevaluated' && (
-          <span class="verdict warn-verdict">Result: matches, because the condition cannot be evaluated on this payload ({result.message}); at run time such a rule applies.</span>
+        {result?.kind === 'no-match' && (
+          <span class="verdict neutral">
+            Result: <strong>does not match</strong> (the rule would not apply)
+          </span>
         )}
-        {result?.kind === 'error' && <span class="verdict bad">Result: error. {result.message}</span>}
+        {result?.kind === 'unevaluated' && (
+          <span class="verdict warn-verdict">
+            Result: <strong>matches</strong>, because the condition cannot be evaluated on this payload ({result.message}); at run time such a rule applies.
+          </span>
+        )}
+        {result?.kind === 'error' && (
+          <span class="verdict bad">
+            Result: <strong>error</strong>. {result.message}
+          </span>
+        )}
       </p>
     </div>
   );

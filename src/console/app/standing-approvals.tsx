@@ -58,7 +58,7 @@ export function StandingApprovalsPage({ apiKey }: { apiKey: string }) {
 
   return (
     <>
-      <section aria-labelledby="standing-title">
+      <section>
         <h2 id="standing-title">Standing approvals</h2>
         <p class="muted">Approve in advance the actions of one type (for one user or everyone, optionally only those matching a condition) until a date. Payments never.</p>
         <GrantForm
@@ -71,7 +71,7 @@ export function StandingApprovalsPage({ apiKey }: { apiKey: string }) {
           }}
         />
       </section>
-      <section aria-labelledby="standing-list-title">
+      <section>
         <h2 id="standing-list-title">{showEnded ? 'All standing approvals' : 'In force'}</h2>
         <div class="field check">
           <input id="standing-ended" type="checkbox" checked={showEnded} onChange={(e) => setShowEnded(e.currentTarget.checked)} />
@@ -172,7 +172,7 @@ function GrantForm(props: { apiKey: string; types: string[]; users: User[]; onCr
 
   const fe = fieldErrors;
   return (
-    <form class="card editor" onSubmit={create} noValidate aria-labelledby="grant-form-title">
+    <form class="card editor" onSubmit={create} noValidate>
       <h3 id="grant-form-title">Approve in advance</h3>
       <div class="grid2">
         <Field id="grant-type" label="Action type" error={fe.type}>

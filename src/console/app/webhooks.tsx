@@ -31,7 +31,7 @@ export function WebhooksPage({ apiKey }: { apiKey: string }) {
 
   return (
     <>
-      <section aria-labelledby="webhooks-title">
+      <section>
         <h2 id="webhooks-title">Webhook endpoints</h2>
         <p class="muted">Every status change of this space's actions is sent to each endpoint, signed with its secret (Standard Webhooks). Secrets are write-only.</p>
         {error && (
@@ -65,7 +65,7 @@ export function WebhooksPage({ apiKey }: { apiKey: string }) {
           }}
         />
       )}
-      <section aria-labelledby="webhooks-list-title">
+      <section>
         <h2 id="webhooks-list-title">Endpoints</h2>
         {endpoints === null ? (
           <p>Loading…</p>
@@ -189,7 +189,7 @@ function EndpointEditor(props: { apiKey: string; endpoint: Endpoint | null; onSa
 
   const fe = fieldErrors;
   return (
-    <section aria-labelledby="endpoint-editor-title" class="card editor">
+    <section class="card editor">
       <h2 id="endpoint-editor-title" ref={heading} tabIndex={-1}>{ep ? 'Edit endpoint' : 'New endpoint'}</h2>
       <form onSubmit={save} noValidate autoComplete="off">
         <Field id="endpoint-url" label="URL" hint="http or https; an endpoint is known by its URL." error={fe.url}>
