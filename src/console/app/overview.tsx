@@ -40,7 +40,8 @@ function bucketStarts(from: string, to: string, bucket: StatsBucket): number[] {
 
 function bucketLabel(t: number, bucket: StatsBucket): string {
   const d = new Date(t);
-  if (bucket === 'DAY') return d.toLocaleDateString(undefined, { day: 'numeric', month: 'short' });
+  // Days are the server's, in UTC: named in UTC, or a day west of Greenwich would show as the one before.
+  if (bucket === 'DAY') return d.toLocaleDateString(undefined, { day: 'numeric', month: 'short', timeZone: 'UTC' });
   return d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
 }
 
@@ -236,7 +237,7 @@ function OverTime({ stats, charts, type, setType, window }: { stats: Stats; char
               <caption class="sr-only">Actions created per {stats.bucket.toLowerCase()}, by current status</caption>
               <thead>
                 <tr>
-                  <th scope="col">{stats.bucket === 'DAY' ? 'Day' : 'Hour from'}</th>
+                  <th scope="col">{stats.bucket === 'DAY' ? 'Day (UTC)' : 'Hour from'}</th>
                   {statuses.map((s) => (
                     <th scope="col">{words(s)}</th>
                   ))}
@@ -245,7 +246,7 @@ function OverTime({ stats, charts, type, setType, window }: { stats: Stats; char
               <tbody>
                 {rows.map((r) => (
                   <tr>
-                    <th scope="row">{new Date(r.t).toLocaleString(undefined, stats.bucket === 'DAY' ? { dateStyle: 'medium' } : { dateStyle: 'short', timeStyle: 'short' })}</th>
+                    <th scope="row">{new Date(r.t).toLocaleString(undefined, stats.bucket === 'DAY' ? { dateStyle: 'medium', timeZone: 'UTC' } : { dateStyle: 'short', timeStyle: 'short' })}</th>
                     {r.counts.map((n) => (
                       <td>{n}</td>
                     ))}
