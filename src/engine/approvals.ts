@@ -17,11 +17,12 @@ import {
 import { inTransaction, type Actor, type EngineDeps } from './deps.js';
 import type { TxEffects } from './status-event.js';
 import { applyStep, commitStep, readActionScope } from './lifecycle/index.js';
-import { ForbiddenError, InvalidTransitionError, NotFoundError } from './errors.js';
+import { BlockedError, ForbiddenError, InvalidTransitionError, KycRequiredError, NotFoundError } from './errors.js';
 import { assertReadable, canCancel, canDecide } from './policy.js';
 import { describeDiff, payloadDiff } from './payload-diff.js';
 import type { PayloadEdit } from './lifecycle/steps.js';
-import { graceUntil } from './safety.js';
+import { evaluateSafety, graceUntil } from './safety.js';
+import { loadSafetyRules, loadUser } from './rule-inputs.js';
 
 /** An approval email to send once the creating statement has committed. */
 export interface PendingApprovalMail {
@@ -140,8 +141,10 @@ export async function decideAction(
     );
   }
   const comment = cleanText(text);
-  // An edit is checked before anything is locked: a wrong payload names the field and changes nothing.
+  // An edit is checked before anything is locked: a wrong payload names the field and changes
+  // nothing; so does one the rules in force refuse. Its quorum comes from the rules too.
   const edited = payload === undefined || payload === null ? null : validatedEdit(deps, action.type, payload);
+  const editQuorum = edited ? await approvalsRequiredForEdit(deps, action, edited.payload) : 1;
   if (decision === 'reject' || (action.approvalsRequired <= 1 && !edited)) {
     // One statement: a rejection, or the one approval needed of the revision as it stands.
     const graceUntil = decision === 'approve' ? await graceUntilFor(deps, action) : null;
@@ -177,7 +180,9 @@ export async function decideAction(
       // The same approver twice counts once: nothing new is recorded.
       return tx.action.findUniqueOrThrow({ where: { id } });
     }
-    const quorum = { approvals: others + 1, required: current.approvalsRequired };
+    // An edit may raise the quorum (a rule's condition on the new payload asks more), never lower it.
+    const quorumRaised = Boolean(edit) && editQuorum > current.approvalsRequired;
+    const quorum = { approvals: others + 1, required: quorumRaised ? editQuorum : current.approvalsRequired };
     const done = quorum.approvals >= quorum.required;
     const graceUntil = done ? await graceUntilFor(deps, action) : null;
     // An edit voids the old links; while more approvals are needed, the user is asked again for this revision.
@@ -190,7 +195,7 @@ export async function decideAction(
     const result = await commitStep(
       deps,
       action,
-      { kind: 'decide', decision, text: comment, actor, graceUntil, revision, edit, quorum, reask: reask?.request.token ?? null },
+      { kind: 'decide', decision, text: comment, actor, graceUntil, revision, edit, quorum, quorumRaised, reask: reask?.request.token ?? null },
       { tx: { client: tx, effects } },
     );
     if (!result.action) throw new InvalidTransitionError(`cannot approve: the action is ${result.previous ?? 'gone'}, not PENDING`);
@@ -201,8 +206,31 @@ export async function decideAction(
   return decided;
 }
 
+/**
+ * The rules in force on an approver's edited payload, as on a new request (spec §5: "validated
+ * like a new one"): conditions see the new payload, so an edit cannot slip past a rule. A payload
+ * they would block (or refuse for KYC) is refused with that code, naming `payload`, and nothing
+ * changes; otherwise the approvals they ask of it (1 when none).
+ */
+async function approvalsRequiredForEdit(deps: EngineDeps, action: { spaceId: string; userId: string; type: string }, payload: Record<string, unknown>): Promise<number> {
+  const rules = await loadSafetyRules(deps, action.spaceId, action.type);
+  const needsUser = rules.some((rule) => rule.enabled && (rule.kind === 'REQUIRES_KYC' || rule.condition));
+  const user = needsUser ? await loadUser(deps, action.spaceId, action.userId) : null;
+  const verdict = evaluateSafety(rules, {
+    type: action.type,
+    spaceId: action.spaceId,
+    kycStatus: user?.kycStatus ?? 'NONE',
+    conditionSubject: { payload, type: action.type, user, now: deps.clock() },
+  });
+  if (verdict.refusal) {
+    const message = `the edited payload is refused: ${verdict.refusal.reason}; nothing was changed`;
+    throw verdict.refusal.code === 'BLOCKED' ? new BlockedError(message, ['payload']) : new KycRequiredError(message, ['payload']);
+  }
+  return verdict.requiresApproval ? verdict.approvalsRequired : 1;
+}
+
 /** A payload an approver sends with approveAction: validated like a new one, errors under `payload`. */
-function validatedEdit(deps: EngineDeps, type: string, payload: unknown): { payload: unknown; payloadHash: string } {
+function validatedEdit(deps: EngineDeps, type: string, payload: unknown): { payload: Record<string, unknown>; payloadHash: string } {
   const parsed = deps.types.validate(type, payload);
   return { payload: parsed, payloadHash: payloadHash(parsed) };
 }

@@ -13,11 +13,11 @@ import {
   IdempotencyConflictError,
   InvalidInputError,
   KycRequiredError,
-  NotFoundError,
   SafetyUnavailableError,
 } from './errors.js';
 import { evaluateSafety, graceUntil as graceUntilOf, type SafetyVerdict } from './safety.js';
 import { findStandingApproval } from './standing-approvals.js';
+import { loadSafetyRules, loadUser } from './rule-inputs.js';
 import { GRANT_DECIDER_PREFIX } from './queue.js';
 import { initialStatus } from './statuses.js';
 import { approvalRequestQuota, rateUnitId } from './quota.js';
@@ -266,17 +266,6 @@ async function findIdempotentResult(deps: EngineDeps, principal: Principal, key:
   return resultFor(action);
 }
 
-/** The safety rules of `type` that apply in the space (its own and the global ones). Fails closed. */
-async function loadSafetyRules(deps: EngineDeps, spaceId: string, type: string) {
-  try {
-    // Cached per process; every admin change is announced on Redis and drops it everywhere.
-    return await deps.configCache.safetyRules(spaceId, type);
-  } catch (error) {
-    deps.logger.error({ err: error }, 'safety rules could not be read');
-    throw new SafetyUnavailableError('the safety rules cannot be read right now; nothing was recorded, try again shortly');
-  }
-}
-
 /** The standing approval that covers the new action, if any. Fails closed. */
 async function findGrant(deps: EngineDeps, subject: Parameters<typeof findStandingApproval>[1]) {
   try {
@@ -287,17 +276,3 @@ async function findGrant(deps: EngineDeps, subject: Parameters<typeof findStandi
   }
 }
 
-/** What createAction needs of the user: KYC status for KYC rules, email and handle for the approval request. */
-async function loadUser(deps: EngineDeps, spaceId: string, userId: string) {
-  let user;
-  try {
-    // Read fresh, not cached: only KYC-ruled types and approval requests need it (not the hot path),
-    // and an email or KYC change must apply to the very next action whoever made it.
-    user = await deps.db.user.findFirst({ where: { id: userId, spaceId }, select: { id: true, email: true, handle: true, kycStatus: true } });
-  } catch (error) {
-    deps.logger.error({ err: error }, 'the user could not be read');
-    throw new SafetyUnavailableError('the safety rules cannot be checked right now; nothing was recorded, try again shortly');
-  }
-  if (!user) throw new NotFoundError(`no user with id ${userId} in this space`, ['userId']);
-  return user;
-}

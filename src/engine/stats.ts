@@ -172,8 +172,9 @@ export interface StatsStatement {
  *
  * - `created`: `Action (spaceId, createdAt)`; counts per UTC bucket × type × current status;
  * - `approvalWait`: `Action (spaceId, decidedAt)`;
- * - `handlers`: `Execution (startedAt)`, each joined to its action by primary key for the space,
- *   and `Execution (actionId, startedAt)` to see whether the chain moved on;
+ * - `handlers`: the window's actions as for `created`, each joined to its executions by
+ *   `Execution (actionId, startedAt)`, which also shows whether the chain moved on (the work
+ *   grows with the caller's space only, never with other tenants' traffic);
  * - `queue`: `Action (spaceId, status, createdAt)` for the statuses in flight, `ManualTask
  *   (spaceId, status, createdAt)`, and per executing action `Execution (actionId, startedAt)` and
  *   `ManualTask (actionId)`.
@@ -221,9 +222,9 @@ export function statsStatements(scope: StatsScope, window: StatsWindow, now: Dat
             SELECT 1 FROM "Execution" n
             WHERE n."actionId" = e."actionId" AND n."attempt" = e."attempt" AND n."handler" <> e."handler" AND n."startedAt" >= e."startedAt"
           ))::int AS "fellBack"
-        FROM "Execution" e
-        JOIN "Action" a ON a."id" = e."actionId"
-        WHERE e."startedAt" >= $2::timestamptz AND e."startedAt" < $3::timestamptz AND a."spaceId" = $1::uuid${user('a', 4)}
+        FROM "Action" a
+        JOIN "Execution" e ON e."actionId" = a."id"
+        WHERE a."spaceId" = $1::uuid AND a."createdAt" >= $2::timestamptz AND a."createdAt" < $3::timestamptz${user('a', 4)}
         GROUP BY e."handler"
         ORDER BY e."handler"`,
       values: withUser(range),

@@ -52,7 +52,14 @@ export async function handleMcpRoute(app: App, req: IncomingMessage, res: Server
     ip: req.socket.remoteAddress ?? null,
     userAgent: req.headers['user-agent']?.slice(0, 500) ?? null,
   });
-  const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: false });
+  const transport = new StreamableHTTPServerTransport({
+    sessionIdGenerator: undefined,
+    enableJsonResponse: false,
+    // The MCP transport spec: a browser page of another origin must not drive this endpoint (403).
+    // Clients that send no Origin (every non-browser client) are not affected.
+    enableDnsRebindingProtection: true,
+    allowedOrigins: [new URL(app.config.baseUrl).origin],
+  });
   // No request hangs: a stream still open after the longest allowed wait is ended.
   const deadline = setTimeout(() => {
     app.logger.warn({ path: MCP_PATH }, 'MCP request ran past its deadline; closing it');

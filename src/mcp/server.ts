@@ -38,6 +38,32 @@ export interface McpCaller {
 /** The most a wait_for_action call may wait (the issue: bounded by a timeout argument). */
 export const MAX_WAIT_SECONDS = 300;
 const DEFAULT_WAIT_SECONDS = 60;
+/**
+ * wait_for_action calls one API key may have running at once in one process: each holds a
+ * request, a Redis subscription and a timer for up to MAX_WAIT_SECONDS, so an agent looping on
+ * waits cannot tie up the server. One more is refused with RATE_LIMITED.
+ */
+export const MAX_WAITS_PER_KEY = 10;
+/** Waits running now, per principal, per app (process). */
+const runningWaits = new WeakMap<App, Map<string, number>>();
+
+/** Runs `wait` holding one of the principal's {@link MAX_WAITS_PER_KEY} wait slots; RATE_LIMITED when none is free. */
+async function withWaitSlot<T>(app: App, principalId: string, wait: () => Promise<T>): Promise<T> {
+  let waits = runningWaits.get(app);
+  if (!waits) runningWaits.set(app, (waits = new Map()));
+  const running = waits.get(principalId) ?? 0;
+  if (running >= MAX_WAITS_PER_KEY) {
+    throw new RateLimitedError(`this API key already has ${MAX_WAITS_PER_KEY} wait_for_action calls running (the most at once); let one end, or poll with get_action`, 5);
+  }
+  waits.set(principalId, running + 1);
+  try {
+    return await wait();
+  } finally {
+    const left = (waits.get(principalId) ?? 1) - 1;
+    if (left > 0) waits.set(principalId, left);
+    else waits.delete(principalId);
+  }
+}
 
 /** Tools that are not action types. Names an action type can never take (types use the same alphabet). */
 const GET_ACTION = 'get_action';
@@ -178,40 +204,42 @@ export function createMcpServer(app: App, caller: McpCaller): Server {
       if (name === WAIT_FOR_ACTION) {
         const { id, timeoutSeconds, until } = parseArgs(WaitArgs, args);
         const action = await readAction(app, principal, id);
-        const targets: ReadonlySet<ActionStatus> = until ? new Set(until) : DEFAULT_UNTIL;
-        const progressToken = extra._meta?.progressToken;
-        let progress = 0;
-        const notify = async (status: ActionStatus, message: string | null) => {
-          if (progressToken === undefined) return;
-          const notification: ServerNotification = {
-            method: 'notifications/progress',
-            params: { progressToken, progress: ++progress, message: message ? `${status}: ${message}` : status },
+        return await withWaitSlot(app, principal.id, async () => {
+          const targets: ReadonlySet<ActionStatus> = until ? new Set(until) : DEFAULT_UNTIL;
+          const progressToken = extra._meta?.progressToken;
+          let progress = 0;
+          const notify = async (status: ActionStatus, message: string | null) => {
+            if (progressToken === undefined) return;
+            const notification: ServerNotification = {
+              method: 'notifications/progress',
+              params: { progressToken, progress: ++progress, message: message ? `${status}: ${message}` : status },
+            };
+            // A client gone away must not fail the wait (its answer is lost anyway).
+            await extra.sendNotification(notification).catch(() => {});
           };
-          // A client gone away must not fail the wait (its answer is lost anyway).
-          await extra.sendNotification(notification).catch(() => {});
-        };
-        const steps: StatusStep[] = [];
-        let outcome = { status: action.status, timedOut: false };
-        if (!targets.has(action.status) && !isTerminal(action.status)) {
-          const latest = await app.db.statusUpdate.findFirst({ where: { actionId: action.id }, orderBy: { seq: 'desc' }, select: { message: true } });
-          await notify(action.status, latest?.message ?? null);
-          outcome = await waitForStatus(app, action, {
-            until: targets,
-            status: action.status,
-            afterSeq: action.statusSeq,
-            deadline: Date.now() + (timeoutSeconds ?? DEFAULT_WAIT_SECONDS) * 1000,
-            signal: extra.signal,
-            onStep: async (step) => {
-              steps.push(step);
-              await notify(step.status, step.message);
-            },
-          });
-        }
-        const now = await readAction(app, principal, id);
-        const text = outcome.timedOut
-          ? `Still ${now.status} after ${timeoutSeconds ?? DEFAULT_WAIT_SECONDS} s (waiting for ${[...targets].join(' or ')}); call wait_for_action again to keep waiting. ${statusLine(app, now)}`
-          : statusLine(app, now);
-        return answer({ ...(await actionDetail(app, now)), timedOut: outcome.timedOut, updates: steps }, text);
+          const steps: StatusStep[] = [];
+          let outcome = { status: action.status, timedOut: false };
+          if (!targets.has(action.status) && !isTerminal(action.status)) {
+            const latest = await app.db.statusUpdate.findFirst({ where: { actionId: action.id }, orderBy: { seq: 'desc' }, select: { message: true } });
+            await notify(action.status, latest?.message ?? null);
+            outcome = await waitForStatus(app, action, {
+              until: targets,
+              status: action.status,
+              afterSeq: action.statusSeq,
+              deadline: Date.now() + (timeoutSeconds ?? DEFAULT_WAIT_SECONDS) * 1000,
+              signal: extra.signal,
+              onStep: async (step) => {
+                steps.push(step);
+                await notify(step.status, step.message);
+              },
+            });
+          }
+          const now = await readAction(app, principal, id);
+          const text = outcome.timedOut
+            ? `Still ${now.status} after ${timeoutSeconds ?? DEFAULT_WAIT_SECONDS} s (waiting for ${[...targets].join(' or ')}); call wait_for_action again to keep waiting. ${statusLine(app, now)}`
+            : statusLine(app, now);
+          return answer({ ...(await actionDetail(app, now)), timedOut: outcome.timedOut, updates: steps }, text);
+        });
       }
       // An action type.
       const idempotencyKey = typeof extra._meta?.idempotencyKey === 'string' ? extra._meta.idempotencyKey : null;

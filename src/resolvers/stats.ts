@@ -61,10 +61,10 @@ const ApprovalWaitStatsRef = builder.objectRef<ApprovalWaitStats>('ApprovalWaitS
 
 const HandlerStatsRef = builder.objectRef<HandlerStats>('HandlerStats').implement({
   description:
-    'One handler\'s executions that started in the window (one execution: one handler trying one action in one queue attempt; a handler skipped for want of configuration has none).',
+    'One handler\'s executions of the actions created in the window (one execution: one handler trying one action in one queue attempt; a handler skipped for want of configuration has none).',
   fields: (t) => ({
     handler: t.exposeString('handler', { description: 'e.g. `send_email.smtp`, `order.webhook`, `manual`.' }),
-    attempts: t.exposeInt('attempts', { description: 'Executions started in the window: succeeded + failed + unfinished.' }),
+    attempts: t.exposeInt('attempts', { description: 'Executions of the actions created in the window: succeeded + failed + unfinished.' }),
     succeeded: t.exposeInt('succeeded', { description: 'Executions that carried the action out.' }),
     failed: t.exposeInt('failed', { description: 'Executions that failed: retryable errors, permanent ones, and attempts a stopped worker left behind.' }),
     fellBack: t.exposeInt('fellBack', {
@@ -116,7 +116,7 @@ const ActionStatsRef = builder.objectRef<ActionStats>('ActionStats').implement({
     approvalWait: t.field({ type: ApprovalWaitStatsRef, resolve: (s) => s.approvalWait }),
     handlers: t.field({
       type: [HandlerStatsRef],
-      description: 'Per handler, the executions started in the window (of the actions counted here, whenever those were created); by handler name.',
+      description: 'Per handler, the executions of the actions created in the window (the actions counted in `total`, whenever they ran); by handler name.',
       resolve: (s) => s.handlers,
     }),
     queue: t.field({ type: QueueDepthRef, resolve: (s) => s.queue }),

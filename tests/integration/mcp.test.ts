@@ -13,6 +13,7 @@ import { createApiKey } from '../../src/engine/api-keys.js';
 import { graphql } from '../generated/gql.js';
 import { testRedisUrl } from '../helpers/redis.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { MAX_WAITS_PER_KEY } from '../../src/mcp/server.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const bin = path.join(root, 'bin/action-engine.js');
@@ -309,6 +310,30 @@ describe('MCP over HTTP: limits and idempotency', () => {
       await client.close();
     }
   });
+  it(`refuses a wait_for_action over ${MAX_WAITS_PER_KEY} running at once for one key with RATE_LIMITED, and frees the slot when a wait ends`, async () => {
+    const waiter = await createApiKey(t.app.db, { role: 'AGENT', space: 'mcp', user: 'ada' });
+    const { client } = await connect('http', waiter.key);
+    try {
+      const created = await client.callTool({ name: 'move_file', arguments: { from: 'inbox/waits.txt', to: 'later/waits.txt' } });
+      const id = structured(created).action.id;
+      const waits = Array.from({ length: MAX_WAITS_PER_KEY }, () => client.callTool({ name: 'wait_for_action', arguments: { id, timeoutSeconds: 3 } }, undefined, { timeout: 20_000 }));
+      // Each wait takes its slot right after reading the action; give them that long.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const over = await client.callTool({ name: 'wait_for_action', arguments: { id, timeoutSeconds: 1 } });
+      expect(over.isError).toBe(true);
+      expect(structured(over).error.code).toBe('RATE_LIMITED');
+      expect(text(over)).toMatch(new RegExp(`already has ${MAX_WAITS_PER_KEY} wait_for_action calls running`));
+      // Only waits are capped: the key still reads.
+      const other = await client.callTool({ name: 'get_action', arguments: { id } });
+      expect(other.isError ?? false).toBe(false);
+      for (const result of await Promise.all(waits)) expect(structured(result)).toMatchObject({ timedOut: true, action: { status: 'PENDING' } });
+      const again = await client.callTool({ name: 'wait_for_action', arguments: { id, timeoutSeconds: 1 } });
+      expect(again.isError ?? false, text(again)).toBe(false);
+      expect(structured(again).timedOut).toBe(true);
+    } finally {
+      await client.close();
+    }
+  }, 30_000);
 });
 
 describe('MCP over HTTP: access', () => {
@@ -333,6 +358,16 @@ describe('MCP over HTTP: access', () => {
     await expect(
       client.connect(new StreamableHTTPClientTransport(new URL(`${t.url}/mcp`), { requestInit: { headers: { authorization: 'Bearer ae_wrong' } } })),
     ).rejects.toThrow();
+  });
+
+  it('refuses a request from a browser page of another origin (403) and serves the engine\'s own origin and clients that send none', async () => {
+    const evil = await post({ authorization: `Bearer ${agent.key}`, origin: 'https://evil.example' });
+    expect(evil.status).toBe(403);
+    expect(await evil.text()).toMatch(/Invalid Origin header: https:\/\/evil\.example/);
+    const own = await post({ authorization: `Bearer ${agent.key}`, origin: new URL(t.app.config.baseUrl).origin });
+    expect(own.status).toBe(200);
+    const none = await post({ authorization: `Bearer ${agent.key}` });
+    expect(none.status).toBe(200);
   });
 
   it('refuses a body over MAX_REQUEST_BYTES with 413 and GET with 405', async () => {

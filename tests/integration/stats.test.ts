@@ -446,7 +446,7 @@ describe('stats', () => {
     const meant: Record<string, { space: RegExp; approver: RegExp }> = {
       created: { space: by('Action_spaceId_createdAt_idx'), approver: by('Action_spaceId_userId_createdAt_idx') },
       approvalWait: { space: by('Action_spaceId_decidedAt_idx'), approver: by('Action_spaceId_decidedAt_idx') },
-      handlers: { space: by('Execution_startedAt_idx'), approver: by('Execution_startedAt_idx') },
+      handlers: { space: by('Action_spaceId_createdAt_idx'), approver: by('Action_spaceId_userId_createdAt_idx') },
       queue: { space: by('Action_spaceId_status_createdAt_idx'), approver: by('Action_spaceId_status_createdAt_idx', 'Action_spaceId_userId_createdAt_idx') },
     };
     const scopes: StatsScope[] = [

@@ -132,6 +132,7 @@ export function buildCommitSql(plan: Plan): { text: string; values: unknown[] } 
   if (s.payload !== undefined) sets.push(`"payload" = ${p.add(JSON.stringify(s.payload), 'jsonb')}`);
   if (s.payloadHash !== undefined) sets.push(`"payloadHash" = ${p.add(s.payloadHash)}`);
   if (s.revision !== undefined) sets.push(`"revision" = ${p.add(s.revision, 'int')}`);
+  if (s.approvalsRequired !== undefined) sets.push(`"approvalsRequired" = ${p.add(s.approvalsRequired, 'int')}`);
   if (s.scheduledFor !== undefined) sets.push(`"scheduledFor" = ${p.add(s.scheduledFor?.toISOString() ?? null, 'timestamptz')}`);
   if (s.approvalExpiresAt !== undefined) sets.push(`"approvalExpiresAt" = ${p.add(s.approvalExpiresAt?.toISOString() ?? null, 'timestamptz')}`);
 

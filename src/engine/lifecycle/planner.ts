@@ -20,6 +20,7 @@ export interface ActionColumns {
   payload?: unknown;
   payloadHash?: string;
   revision?: number;
+  approvalsRequired?: number;
 }
 
 /** A row besides the action's that a step writes, only when the move itself happens. */
@@ -126,7 +127,11 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
         if (e.original) plan.writes.push({ kind: 'revision.insert', revision: 1, payload: e.original.payload, payloadHash: e.original.payloadHash, author: e.original.author, diff: null, at });
         plan.writes.push({ kind: 'revision.insert', revision, payload: e.payload, payloadHash: e.payloadHash, author: step.actor.id, diff: e.diff, at });
         plan.messages.push(`Edited before approval (revision ${revision}): ${e.summary}`);
-        audit({ event: 'action.revised', data: { revision, payloadHash: e.payloadHash, diff: e.diff } }, step.actor);
+        audit({ event: 'action.revised', data: { revision, payloadHash: e.payloadHash, diff: e.diff, ...(step.quorumRaised && step.quorum ? { approvalsRequired: step.quorum.required } : {}) } }, step.actor);
+        if (step.quorumRaised && step.quorum) {
+          plan.set.approvalsRequired = step.quorum.required;
+          plan.messages.push(`The safety rules ask ${step.quorum.required} approvals of the edited payload`);
+        }
       }
       plan.writes.push({ kind: 'decision.insert', approver: step.actor.id, decision: step.decision, comment: step.text, revision, at });
       if (approve && step.quorum && step.quorum.approvals < step.quorum.required) {

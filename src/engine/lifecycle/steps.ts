@@ -22,6 +22,11 @@ export type Step =
       edit?: PayloadEdit;
       /** With a quorum: the distinct approvals of this revision, this one included; below `required` the action stays PENDING. */
       quorum?: { approvals: number; required: number };
+      /**
+       * With `edit`: the rules in force ask more approvals of the edited payload than the action
+       * asked so far; the action's `approvalsRequired` rises to `quorum.required`.
+       */
+      quorumRaised?: boolean;
       /** A new approval link for the user (an edit voids the old ones while approvals are still needed). */
       reask?: NewApprovalToken | null;
     }

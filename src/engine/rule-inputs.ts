@@ -1,0 +1,34 @@
+import type { EngineDeps } from './deps.js';
+import { NotFoundError, SafetyUnavailableError } from './errors.js';
+
+/**
+ * What the safety rules are evaluated with, for a new request (createAction) and for an
+ * approver's edit (approveAction with a payload): the rules in force and the user. Both fail
+ * closed: when they cannot be read nothing proceeds unchecked (SAFETY_UNAVAILABLE).
+ */
+
+/** The safety rules of `type` that apply in the space (its own and the global ones, cached). Fails closed: SAFETY_UNAVAILABLE when they cannot be read. */
+export async function loadSafetyRules(deps: EngineDeps, spaceId: string, type: string) {
+  try {
+    // Cached per process; every admin change is announced on Redis and drops it everywhere.
+    return await deps.configCache.safetyRules(spaceId, type);
+  } catch (error) {
+    deps.logger.error({ err: error }, 'safety rules could not be read');
+    throw new SafetyUnavailableError('the safety rules cannot be read right now; nothing was recorded, try again shortly');
+  }
+}
+
+/** What the rules need of the user an action is for (KYC status; email and handle for an approval request), read fresh. Fails closed. */
+export async function loadUser(deps: EngineDeps, spaceId: string, userId: string) {
+  let user;
+  try {
+    // Read fresh, not cached: only KYC-ruled types and approval requests need it (not the hot path),
+    // and an email or KYC change must apply to the very next action whoever made it.
+    user = await deps.db.user.findFirst({ where: { id: userId, spaceId }, select: { id: true, email: true, handle: true, kycStatus: true } });
+  } catch (error) {
+    deps.logger.error({ err: error }, 'the user could not be read');
+    throw new SafetyUnavailableError('the safety rules cannot be checked right now; nothing was recorded, try again shortly');
+  }
+  if (!user) throw new NotFoundError(`no user with id ${userId} in this space`, ['userId']);
+  return user;
+}
