@@ -2,7 +2,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { request } from './api';
 import { ApiKeysQuery, CreateApiKeyMutation, RevokeApiKeyMutation } from './ops';
 import type { ConsoleApiKeysQuery, Role } from './generated/graphql';
-import { ConfirmButton, describedBy, errorsByField, Field, FormErrors } from './form';
+import { ConfirmButton, describedBy, errorsByField, Field, FormErrors, focusFirstInvalid } from './form';
 import { Time } from './view';
 
 type Key = ConsoleApiKeysQuery['apiKeys'][number];
@@ -122,6 +122,7 @@ function CreateKeyForm({ apiKey, onCreated }: { apiKey: string; onCreated: (key:
 
   async function create(e: Event) {
     e.preventDefault();
+    const formEl = e.currentTarget as HTMLFormElement;
     setBusy(true);
     setFieldErrors({});
     setGeneral([]);
@@ -136,6 +137,7 @@ function CreateKeyForm({ apiKey, onCreated }: { apiKey: string; onCreated: (key:
       if (r.errors.length || !r.key) {
         const { byField, general: rest } = errorsByField(r.errors);
         setFieldErrors(byField);
+        focusFirstInvalid(formEl);
         setGeneral(rest.length || Object.keys(byField).length ? rest : ['The server did not return a key.']);
       } else {
         setName('');

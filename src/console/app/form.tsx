@@ -121,6 +121,11 @@ export function useFocusHeading() {
   return ref;
 }
 
+/** After a refusal has rendered: focus the first field marked invalid in `form`, so a keyboard user lands on what to fix. */
+export function focusFirstInvalid(form: HTMLFormElement | null) {
+  requestAnimationFrame(() => form?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus());
+}
+
 /** Parses a JSON text area: the value, or a message for people saying why not. */
 export function parseJson(text: string, what: string): { ok: true; value: unknown } | { ok: false; error: string } {
   if (!text.trim()) return { ok: true, value: undefined };

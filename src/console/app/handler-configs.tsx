@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { request } from './api';
 import { AdminTypesQuery, HandlerConfigsQuery, UpsertHandlerConfigMutation } from './ops';
 import type { ConsoleHandlerConfigsQuery } from './generated/graphql';
-import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, parseJson } from './form';
+import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, parseJson, focusFirstInvalid } from './form';
 import { Time } from './view';
 
 type Config = ConsoleHandlerConfigsQuery['handlerConfigs'][number];
@@ -156,6 +156,7 @@ function ConfigEditor(props: { apiKey: string; config: Config | null; handlers: 
 
   async function save(e: Event) {
     e.preventDefault();
+    const formEl = e.currentTarget as HTMLFormElement;
     const local: Record<string, string> = {};
     const parsed = parseJson(settings, 'Settings');
     if (!parsed.ok) local.settings = parsed.error;
@@ -163,7 +164,10 @@ function ConfigEditor(props: { apiKey: string; config: Config | null; handlers: 
     if (removeSecrets) secretsInput = null;
     else {
       const filled = secrets.filter((s) => s.value !== '');
-      if (filled.length) {
+      const dropped = [...stored].filter((name) => !secrets.some((s) => s.name === name));
+      if (!filled.length && dropped.length)
+        local.secrets = `${dropped.join(', ')} would stay stored: to remove every secret, tick “Remove the stored secrets”; to keep only some, enter the values of those you keep.`;
+      else if (filled.length) {
         // The stored secrets are replaced as a whole: a stored name left empty would be dropped.
         const missing = secrets.filter((s) => s.value === '' && s.name.trim());
         const unnamed = filled.filter((s) => !s.name.trim());
@@ -175,7 +179,7 @@ function ConfigEditor(props: { apiKey: string; config: Config | null; handlers: 
     }
     setFieldErrors(local);
     setGeneral([]);
-    if (Object.keys(local).length) return;
+    if (Object.keys(local).length) return focusFirstInvalid(formEl);
     setBusy(true);
     try {
       const input = {
@@ -189,6 +193,7 @@ function ConfigEditor(props: { apiKey: string; config: Config | null; handlers: 
       if (res.errors.length || !res.config) {
         const { byField, general: rest } = errorsByField(res.errors);
         setFieldErrors(byField);
+        focusFirstInvalid(formEl);
         setGeneral(rest);
       } else {
         // Forget what was typed at once: the values were sent, they are not kept in the page.
@@ -236,7 +241,7 @@ function ConfigEditor(props: { apiKey: string; config: Config | null; handlers: 
             {...describedBy('config-settings', true, fe.settings)}
           />
         </Field>
-        <fieldset class="secrets" aria-describedby="secrets-help">
+        <fieldset class="secrets" aria-describedby={fe.secrets ? 'secrets-help config-secrets-error' : 'secrets-help'}>
           <legend>Secrets</legend>
           <p id="secrets-help" class="hint">
             {stored.size

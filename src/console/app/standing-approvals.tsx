@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { request } from './api';
 import { AdminTypesQuery, CreateStandingApprovalMutation, RevokeStandingApprovalMutation, StandingApprovalsQuery } from './ops';
 import type { ConsoleStandingApprovalsQuery } from './generated/graphql';
-import { ConfirmButton, describedBy, errorsByField, Field, FormErrors, knownUsers } from './form';
+import { ConfirmButton, describedBy, errorsByField, Field, FormErrors, knownUsers, focusFirstInvalid } from './form';
 import { Time } from './view';
 
 type Grant = ConsoleStandingApprovalsQuery['standingApprovals'][number];
@@ -144,6 +144,7 @@ function GrantForm(props: { apiKey: string; types: string[]; users: User[]; onCr
 
   async function create(e: Event) {
     e.preventDefault();
+    const formEl = e.currentTarget as HTMLFormElement;
     const at = new Date(expires);
     if (!expires || Number.isNaN(at.getTime())) {
       setFieldErrors({ expiresAt: 'Pick a date and time.' });
@@ -158,6 +159,7 @@ function GrantForm(props: { apiKey: string; types: string[]; users: User[]; onCr
       if (r.errors.length || !r.standingApproval) {
         const { byField, general: rest } = errorsByField(r.errors);
         setFieldErrors(byField);
+        focusFirstInvalid(formEl);
         setGeneral(rest);
       } else {
         setCondition('');

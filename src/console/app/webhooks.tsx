@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { request } from './api';
 import { UpsertWebhookEndpointMutation, WebhookDeliveriesQuery, WebhookEndpointsQuery } from './ops';
 import type { ActionStatus, ConsoleWebhookDeliveriesQuery, ConsoleWebhookEndpointsQuery } from './generated/graphql';
-import { describedBy, errorsByField, Field, FormErrors, useFocusHeading } from './form';
+import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, focusFirstInvalid } from './form';
 import { Status, Time } from './view';
 
 type Endpoint = ConsoleWebhookEndpointsQuery['webhookEndpoints'][number];
@@ -167,6 +167,7 @@ function EndpointEditor(props: { apiKey: string; endpoint: Endpoint | null; onSa
 
   async function save(e: Event) {
     e.preventDefault();
+    const formEl = e.currentTarget as HTMLFormElement;
     setBusy(true);
     setFieldErrors({});
     setGeneral([]);
@@ -175,6 +176,7 @@ function EndpointEditor(props: { apiKey: string; endpoint: Endpoint | null; onSa
       if (r.errors.length || !r.endpoint) {
         const { byField, general: rest } = errorsByField(r.errors);
         setFieldErrors(byField);
+        focusFirstInvalid(formEl);
         setGeneral(rest);
       } else {
         setSecret('');
