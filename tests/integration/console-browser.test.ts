@@ -183,6 +183,10 @@ describe('the console in Chromium, offline', () => {
 
   it('an analyst sees the audit chain verify', async () => {
     await signIn(keys.analyst);
+    // Analysts land on the overview, which says whether the chain verifies; the Audit page has the detail.
+    await page.getByRole('heading', { name: 'Overview', level: 2 }).waitFor();
+    await page.getByText(/Chain verified: \d+ entries/).waitFor({ timeout: 20_000 });
+    await page.getByRole('navigation', { name: 'Sections' }).getByRole('button', { name: 'Audit', exact: true }).click();
     await page.getByText(/Chain verified: \d+ entries/).waitFor({ timeout: 20_000 });
     await page.getByText('action.approved').first().waitFor();
     await shoot('audit');

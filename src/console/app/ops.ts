@@ -268,3 +268,319 @@ export const AuditVerificationQuery = graphql(`
     }
   }
 `);
+
+// ---- Admin pages -------------------------------------------------------------------------
+
+
+export const SafetyRuleFieldsFragment = graphql(`
+  fragment ConsoleSafetyRuleFields on SafetyRule {
+    id
+    ruleKey
+    actionType
+    kind
+    limit
+    windowSeconds
+    condition
+    approvalsRequired
+    escalateAfterMinutes
+    escalateTo
+    graceSeconds
+    enabled
+    description
+    spaceId
+    updatedAt
+  }
+`);
+
+export const AdminTypesQuery = graphql(`
+  query ConsoleAdminTypes {
+    actionTypes {
+      type
+      description
+      handlers
+      payloadSchema
+    }
+    apiKeys {
+      userId
+      userHandle
+    }
+  }
+`);
+
+export const SafetyRulesQuery = graphql(`
+  query ConsoleSafetyRules {
+    safetyRules {
+      ...ConsoleSafetyRuleFields
+    }
+  }
+`);
+
+export const UpsertSafetyRuleMutation = graphql(`
+  mutation ConsoleUpsertSafetyRule($input: SafetyRuleInput!) {
+    upsertSafetyRule(input: $input) {
+      rule {
+        ...ConsoleSafetyRuleFields
+      }
+      errors {
+        code
+        message
+        field
+      }
+    }
+  }
+`);
+
+export const TestConditionQuery = graphql(`
+  query ConsoleTestCondition($type: String!, $condition: String!, $payload: JSON!, $userId: ID) {
+    testCondition(type: $type, condition: $condition, payload: $payload, userId: $userId) {
+      matches
+      evaluationError
+      line
+      column
+      errors {
+        code
+        message
+        field
+      }
+    }
+  }
+`);
+
+export const HandlerConfigsQuery = graphql(`
+  query ConsoleHandlerConfigs {
+    handlerConfigs {
+      id
+      handler
+      provider
+      settings
+      enabled
+      hasSecrets
+      secretNames
+      updatedAt
+    }
+  }
+`);
+
+export const UpsertHandlerConfigMutation = graphql(`
+  mutation ConsoleUpsertHandlerConfig($input: HandlerConfigInput!) {
+    upsertHandlerConfig(input: $input) {
+      config {
+        id
+        handler
+        provider
+        hasSecrets
+        secretNames
+      }
+      errors {
+        code
+        message
+        field
+      }
+    }
+  }
+`);
+
+export const ApiKeysQuery = graphql(`
+  query ConsoleApiKeys {
+    apiKeys {
+      id
+      prefix
+      role
+      principalId
+      name
+      userId
+      userHandle
+      createdAt
+      revokedAt
+    }
+  }
+`);
+
+export const CreateApiKeyMutation = graphql(`
+  mutation ConsoleCreateApiKey($input: ApiKeyInput!) {
+    createApiKey(input: $input) {
+      key
+      apiKey {
+        id
+        prefix
+        role
+        name
+        userHandle
+      }
+      errors {
+        code
+        message
+        field
+      }
+    }
+  }
+`);
+
+export const RevokeApiKeyMutation = graphql(`
+  mutation ConsoleRevokeApiKey($id: ID!) {
+    revokeApiKey(id: $id) {
+      apiKey {
+        id
+        revokedAt
+      }
+      errors {
+        code
+        message
+        field
+      }
+    }
+  }
+`);
+
+export const WebhookEndpointsQuery = graphql(`
+  query ConsoleWebhookEndpoints {
+    webhookEndpoints {
+      id
+      url
+      events
+      enabled
+      consecutiveFailures
+      disabledAt
+      disabledReason
+      createdAt
+      updatedAt
+    }
+  }
+`);
+
+export const UpsertWebhookEndpointMutation = graphql(`
+  mutation ConsoleUpsertWebhookEndpoint($input: WebhookEndpointInput!) {
+    upsertWebhookEndpoint(input: $input) {
+      endpoint {
+        id
+        url
+      }
+      errors {
+        code
+        message
+        field
+      }
+    }
+  }
+`);
+
+export const WebhookDeliveriesQuery = graphql(`
+  query ConsoleWebhookDeliveries($endpointId: ID!) {
+    webhookDeliveries(endpointId: $endpointId, first: 20) {
+      edges {
+        node {
+          id
+          actionId
+          seq
+          status
+          state
+          attempts
+          lastStatusCode
+          lastError
+          createdAt
+          deliveredAt
+          nextAttemptAt
+        }
+      }
+    }
+  }
+`);
+
+export const StandingApprovalsQuery = graphql(`
+  query ConsoleStandingApprovals($active: Boolean) {
+    standingApprovals(active: $active) {
+      id
+      type
+      userId
+      condition
+      expiresAt
+      createdAt
+      createdBy
+      revokedAt
+      active
+    }
+  }
+`);
+
+export const CreateStandingApprovalMutation = graphql(`
+  mutation ConsoleCreateStandingApproval($input: StandingApprovalInput!) {
+    createStandingApproval(input: $input) {
+      standingApproval {
+        id
+      }
+      errors {
+        code
+        message
+        field
+      }
+    }
+  }
+`);
+
+export const RevokeStandingApprovalMutation = graphql(`
+  mutation ConsoleRevokeStandingApproval($id: ID!) {
+    revokeStandingApproval(id: $id) {
+      standingApproval {
+        id
+        revokedAt
+      }
+      errors {
+        code
+        message
+        field
+      }
+    }
+  }
+`);
+
+// ---- Overview ----------------------------------------------------------------------------
+
+export const StatsQuery = graphql(`
+  query ConsoleStats($from: DateTime, $to: DateTime, $bucket: StatsBucket) {
+    stats(from: $from, to: $to, bucket: $bucket) {
+      from
+      to
+      bucket
+      total
+      byStatus {
+        status
+        count
+      }
+      byType {
+        type
+        count
+      }
+      series {
+        bucketStart
+        type
+        status
+        count
+      }
+      approvalWait {
+        count
+        p50Seconds
+        p90Seconds
+        maxSeconds
+      }
+      handlers {
+        handler
+        attempts
+        succeeded
+        failed
+        fellBack
+        unfinished
+        successRate
+        fallbackRate
+      }
+      queue {
+        pendingApproval
+        queued
+        scheduled
+        executing
+        waitingOnProvider
+        waitingOnOperator
+        openManualTasks
+      }
+    }
+  }
+`);
