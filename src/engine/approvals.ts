@@ -17,12 +17,12 @@ import {
 import { inTransaction, type Actor, type EngineDeps } from './deps.js';
 import type { TxEffects } from './status-event.js';
 import { applyStep, commitStep, readActionScope } from './lifecycle/index.js';
-import { BlockedError, ForbiddenError, InvalidTransitionError, KycRequiredError, NotFoundError } from './errors.js';
+import { ForbiddenError, InvalidTransitionError, NotFoundError } from './errors.js';
 import { assertReadable, canCancel, canDecide } from './policy.js';
 import { describeDiff, payloadDiff } from './payload-diff.js';
 import type { PayloadEdit } from './lifecycle/steps.js';
-import { evaluateSafety, graceUntil } from './safety.js';
-import { loadSafetyRules, loadUser } from './rule-inputs.js';
+import { graceUntil } from './safety.js';
+import { evaluateRulesOn, refusalError } from './rule-inputs.js';
 
 /** An approval email to send once the creating statement has committed. */
 export interface PendingApprovalMail {
@@ -131,6 +131,8 @@ export async function decideAction(
   decision: Decision,
   text: string | null | undefined,
   payload?: unknown,
+  /** The revision the approver reviewed (approveAction's `revision`): moved on since, the approval is refused. */
+  reviewed?: number | null,
 ): Promise<Action> {
   const action = assertReadable(principal, await readActionScope(deps, id), id);
   if (!canDecide(principal, action)) {
@@ -141,14 +143,19 @@ export async function decideAction(
     );
   }
   const comment = cleanText(text);
+  const revision = decision === 'approve' ? (reviewed ?? action.revision) : action.revision;
+  if (decision === 'approve' && reviewed !== undefined && reviewed !== null && reviewed !== action.revision) throw movedOn(action.revision, reviewed);
   // An edit is checked before anything is locked: a wrong payload names the field and changes
-  // nothing; so does one the rules in force refuse. Its quorum comes from the rules too.
+  // nothing; so does one the rules in force refuse (a changed one only). Its quorum comes from the rules too.
   const edited = payload === undefined || payload === null ? null : validatedEdit(deps, action.type, payload);
-  const editQuorum = edited ? await approvalsRequiredForEdit(deps, action, edited.payload) : 1;
+  if (edited && action.status !== 'PENDING') throw new InvalidTransitionError(`cannot approve: the action is ${action.status}, not PENDING`);
+  const changed = edited !== null && edited.payloadHash !== action.payloadHash;
+  const editQuorum = changed ? await approvalsRequiredForEdit(deps, action, edited.payload) : 1;
   if (decision === 'reject' || (action.approvalsRequired <= 1 && !edited)) {
-    // One statement: a rejection, or the one approval needed of the revision as it stands.
+    // One statement: a rejection, or the one approval needed of the revision reviewed (the
+    // statement checks it is still the current one: an edit meanwhile voids the approval).
     const graceUntil = decision === 'approve' ? await graceUntilFor(deps, action) : null;
-    return applyStep(deps, action, { kind: 'decide', decision, text: comment, actor, graceUntil, revision: action.revision });
+    return applyStep(deps, action, { kind: 'decide', decision, text: comment, actor, graceUntil, revision });
   }
   let reaskMail: PendingApprovalMail | null = null;
   const decided = await inTransaction(deps, async (tx, effects) => {
@@ -157,10 +164,12 @@ export async function decideAction(
       SELECT "status", "revision", "approvalsRequired", "payload", "payloadHash", "userId" FROM "Action" WHERE "id" = ${id}::uuid FOR UPDATE`;
     if (!current) throw new NotFoundError(`no action with id ${id}`, ['id']);
     if (current.status !== 'PENDING') throw new InvalidTransitionError(`cannot approve: the action is ${current.status}, not PENDING`);
-    let revision = current.revision;
+    // Edited by another approver since this request read it (or since the approver reviewed it): this decision is about an old revision.
+    if (current.revision !== revision) throw movedOn(current.revision, revision);
     let edit: PayloadEdit | undefined;
+    let next = current.revision;
     if (edited && edited.payloadHash !== current.payloadHash) {
-      revision += 1;
+      next += 1;
       const diff = payloadDiff(current.payload, edited.payload);
       const earlier = await tx.actionRevision.count({ where: { actionId: id } });
       edit = {
@@ -195,7 +204,7 @@ export async function decideAction(
     const result = await commitStep(
       deps,
       action,
-      { kind: 'decide', decision, text: comment, actor, graceUntil, revision, edit, quorum, quorumRaised, reask: reask?.request.token ?? null },
+      { kind: 'decide', decision, text: comment, actor, graceUntil, revision: next, edit, quorum, quorumRaised, reask: reask?.request.token ?? null },
       { tx: { client: tx, effects } },
     );
     if (!result.action) throw new InvalidTransitionError(`cannot approve: the action is ${result.previous ?? 'gone'}, not PENDING`);
@@ -213,20 +222,16 @@ export async function decideAction(
  * changes; otherwise the approvals they ask of it (1 when none).
  */
 async function approvalsRequiredForEdit(deps: EngineDeps, action: { spaceId: string; userId: string; type: string }, payload: Record<string, unknown>): Promise<number> {
-  const rules = await loadSafetyRules(deps, action.spaceId, action.type);
-  const needsUser = rules.some((rule) => rule.enabled && (rule.kind === 'REQUIRES_KYC' || rule.condition));
-  const user = needsUser ? await loadUser(deps, action.spaceId, action.userId) : null;
-  const verdict = evaluateSafety(rules, {
-    type: action.type,
-    spaceId: action.spaceId,
-    kycStatus: user?.kycStatus ?? 'NONE',
-    conditionSubject: { payload, type: action.type, user, now: deps.clock() },
-  });
-  if (verdict.refusal) {
-    const message = `the edited payload is refused: ${verdict.refusal.reason}; nothing was changed`;
-    throw verdict.refusal.code === 'BLOCKED' ? new BlockedError(message, ['payload']) : new KycRequiredError(message, ['payload']);
-  }
+  const { verdict } = await evaluateRulesOn(deps, { ...action, payload });
+  if (verdict.refusal) throw refusalError(verdict.refusal, (reason) => `the edited payload is refused: ${reason}; nothing was changed`, ['payload']);
   return verdict.requiresApproval ? verdict.approvalsRequired : 1;
+}
+
+/** An approval of `reviewed` while the action is at `current` (an approver's edit meanwhile). */
+function movedOn(current: number, reviewed: number): InvalidTransitionError {
+  return new InvalidTransitionError(
+    `cannot approve revision ${reviewed}: an approver edited the action meanwhile and it is at revision ${current} now; review revision ${current} and decide again`,
+  );
 }
 
 /** A payload an approver sends with approveAction: validated like a new one, errors under `payload`. */

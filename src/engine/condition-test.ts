@@ -1,7 +1,8 @@
 import type { Principal } from '../context.js';
 import { compileCondition, ConditionError, evaluateCondition } from './conditions.js';
 import type { EngineDeps } from './deps.js';
-import { eachRefusal, EngineError, ForbiddenError, InvalidConditionError, NotFoundError } from './errors.js';
+import { loadUser } from './rule-inputs.js';
+import { eachRefusal, EngineError, ForbiddenError, InvalidConditionError } from './errors.js';
 
 /** What a rule's condition would say about one sample action. */
 export interface ConditionTestResult {
@@ -32,7 +33,7 @@ export interface ConditionTestInput {
  * caller's space, and {@link evaluateCondition} building the same variables (`payload`, `type`,
  * `user`, `now`) from them. Reads only; writes nothing.
  */
-export async function testCondition(deps: Pick<EngineDeps, 'db' | 'types' | 'clock'>, principal: Principal, input: ConditionTestInput): Promise<ConditionTestResult> {
+export async function testCondition(deps: Pick<EngineDeps, 'db' | 'types' | 'clock' | 'logger'>, principal: Principal, input: ConditionTestInput): Promise<ConditionTestResult> {
   if (principal.role !== 'ADMIN') throw new ForbiddenError('only admins test rule conditions');
   const result: ConditionTestResult = { matches: null, evaluationError: null, line: null, column: null, errors: [] };
   try {
@@ -60,12 +61,8 @@ export async function testCondition(deps: Pick<EngineDeps, 'db' | 'types' | 'clo
   }
   if (result.errors.length || payload === null) return result;
 
-  let user = null;
-  if (input.userId) {
-    // The fields createAction reads of the user (see create-action.ts loadUser), fresh.
-    user = await deps.db.user.findFirst({ where: { id: input.userId, spaceId: principal.spaceId }, select: { id: true, email: true, handle: true, kycStatus: true } });
-    if (!user) throw new NotFoundError(`no user with id ${input.userId} in this space (give the user's id or handle)`, ['userId']);
-  }
+  // The user as a rule's condition sees them at run time (rule-inputs.ts loadUser: the same fields, read fresh).
+  const user = input.userId ? await loadUser(deps, principal.spaceId, input.userId) : null;
   const outcome = evaluateCondition(input.condition, { payload, type: input.type, user, now: deps.clock() });
   result.matches = outcome.applies;
   result.evaluationError = outcome.error;

@@ -15,9 +15,9 @@ import {
   KycRequiredError,
   SafetyUnavailableError,
 } from './errors.js';
-import { evaluateSafety, graceUntil as graceUntilOf, type SafetyVerdict } from './safety.js';
+import { graceUntil as graceUntilOf, type SafetyVerdict } from './safety.js';
 import { findStandingApproval } from './standing-approvals.js';
-import { loadSafetyRules, loadUser } from './rule-inputs.js';
+import { evaluateRulesOn, loadUser, refusalError } from './rule-inputs.js';
 import { GRANT_DECIDER_PREFIX } from './queue.js';
 import { initialStatus } from './statuses.js';
 import { approvalRequestQuota, rateUnitId } from './quota.js';
@@ -74,25 +74,13 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
     if (replay) return replay;
   }
 
-  const rules = await loadSafetyRules(deps, principal.spaceId, input.type);
-  // The user is read only when something needs it: a KYC rule, or an approval request to mail.
-  const kycRuled = rules.some((rule) => rule.enabled && rule.kind === 'REQUIRES_KYC');
-  // Conditions may look at the user too (`user.domain`, `user.kycStatus`).
-  const conditional = rules.some((rule) => rule.enabled && rule.condition);
-  let user = kycRuled || conditional ? await loadUser(deps, principal.spaceId, userId) : null;
-  const verdict = evaluateSafety(rules, {
-    type: input.type,
-    spaceId: principal.spaceId,
-    kycStatus: user?.kycStatus ?? 'NONE',
-    conditionSubject: conditional ? { payload, type: input.type, user, now: deps.clock() } : undefined,
-  });
+  // The user is read only when a rule needs it, or later an approval request to mail.
+  const evaluated = await evaluateRulesOn(deps, { spaceId: principal.spaceId, userId, type: input.type, payload });
+  const { rules, verdict } = evaluated;
+  let user = evaluated.user;
 
   const actionId = randomUUID();
-  const refusal = verdict.refusal
-    ? verdict.refusal.code === 'BLOCKED'
-      ? new BlockedError(verdict.refusal.reason)
-      : new KycRequiredError(verdict.refusal.reason)
-    : null;
+  const refusal = verdict.refusal ? refusalError(verdict.refusal) : null;
   // Payments wait for a person whatever the rules say (spec §6): no rule can switch this off. Set
   // before the quota, so such a request also counts against the approval-request limit.
   if (!refusal && deps.types.get(input.type).humanApproval) verdict.requiresApproval = true;

@@ -1,5 +1,6 @@
 import type { EngineDeps } from './deps.js';
-import { NotFoundError, SafetyUnavailableError } from './errors.js';
+import { BlockedError, KycRequiredError, NotFoundError, SafetyUnavailableError } from './errors.js';
+import { evaluateSafety, type SafetyRefusal, type SafetyVerdict } from './safety.js';
 
 /**
  * What the safety rules are evaluated with, for a new request (createAction) and for an
@@ -19,7 +20,7 @@ export async function loadSafetyRules(deps: EngineDeps, spaceId: string, type: s
 }
 
 /** What the rules need of the user an action is for (KYC status; email and handle for an approval request), read fresh. Fails closed. */
-export async function loadUser(deps: EngineDeps, spaceId: string, userId: string) {
+export async function loadUser(deps: Pick<EngineDeps, 'db' | 'logger'>, spaceId: string, userId: string) {
   let user;
   try {
     // Read fresh, not cached: only KYC-ruled types and approval requests need it (not the hot path),
@@ -31,4 +32,31 @@ export async function loadUser(deps: EngineDeps, spaceId: string, userId: string
   }
   if (!user) throw new NotFoundError(`no user with id ${userId} in this space`, ['userId']);
   return user;
+}
+
+/**
+ * The rules in force for `type` in the space, evaluated on `payload` for the user: the user is
+ * read only when a rule needs them (KYC, or a condition, which may look at `user`). The same
+ * verdict for a new request (createAction) and an approver's edit (approveAction).
+ */
+export async function evaluateRulesOn(
+  deps: EngineDeps,
+  subject: { spaceId: string; userId: string; type: string; payload: Record<string, unknown> },
+): Promise<{ rules: Awaited<ReturnType<typeof loadSafetyRules>>; user: Awaited<ReturnType<typeof loadUser>> | null; verdict: SafetyVerdict }> {
+  const rules = await loadSafetyRules(deps, subject.spaceId, subject.type);
+  const kycRuled = rules.some((rule) => rule.enabled && rule.kind === 'REQUIRES_KYC');
+  const conditional = rules.some((rule) => rule.enabled && rule.condition);
+  const user = kycRuled || conditional ? await loadUser(deps, subject.spaceId, subject.userId) : null;
+  const verdict = evaluateSafety(rules, {
+    type: subject.type,
+    spaceId: subject.spaceId,
+    kycStatus: user?.kycStatus ?? 'NONE',
+    conditionSubject: conditional ? { payload: subject.payload, type: subject.type, user, now: deps.clock() } : undefined,
+  });
+  return { rules, user, verdict };
+}
+
+/** The error a refusal answers with (BLOCKED or KYC_REQUIRED), its reason worded by `say`. */
+export function refusalError(refusal: SafetyRefusal, say: (reason: string) => string = (reason) => reason, field?: string[]): BlockedError | KycRequiredError {
+  return refusal.code === 'BLOCKED' ? new BlockedError(say(refusal.reason), field) : new KycRequiredError(say(refusal.reason), field);
 }

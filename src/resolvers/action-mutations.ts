@@ -70,9 +70,13 @@ builder.mutationFields((t) => ({
       id: t.arg.id({ required: true }),
       comment: t.arg.string({ required: false }),
       payload: t.arg({ type: 'JSON', required: false, description: 'The payload as the approver wants it run (the whole payload, not a patch).' }),
+      revision: t.arg.int({
+        required: false,
+        description: 'The revision the approver reviewed: when another approver has edited the action since, the approval is refused (INVALID_TRANSITION) instead of counting for a payload this approver has not seen. Without it, the revision current when the request arrives.',
+      }),
     },
-    resolve: (_root, { id, comment, payload }, ctx) =>
-      asPayload<{ action: Action | null }>(async () => ({ action: await decideAction(ctx.app.engine, ctx.principal!, actorOf(ctx), String(id), 'approve', comment, payload ?? undefined) }), {
+    resolve: (_root, { id, comment, payload, revision }, ctx) =>
+      asPayload<{ action: Action | null }>(async () => ({ action: await decideAction(ctx.app.engine, ctx.principal!, actorOf(ctx), String(id), 'approve', comment, payload ?? undefined, revision) }), {
         action: null,
       }),
   }),

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
+import { commitStep, notMovedError, readActionScope } from '../../src/engine/lifecycle/index.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 // An approver's edit meets the rules in force as a new request would (spec §5: "validated like a
@@ -19,6 +20,8 @@ beforeAll(async () => {
   for (const input of [
     { actionType: 'make_payment', kind: 'BLOCKED', condition: 'payload.amount > 10000.0' },
     { actionType: 'make_payment', kind: 'REQUIRES_APPROVAL', condition: 'payload.amount > 1000.0', approvalsRequired: 2 },
+    // pat's KYC status is not verified: a payment in dollars is refused for that.
+    { actionType: 'make_payment', kind: 'REQUIRES_KYC', condition: 'payload.currency == "USD"' },
   ]) {
     expect((await gql(rule, { input }, admin)).upsertSafetyRule.errors).toEqual([]);
   }
@@ -39,7 +42,7 @@ async function gql(query: string, variables: Record<string, unknown>, key: strin
 }
 
 const CREATE = `mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status approvalsRequired } errors { code message } } }`;
-const APPROVE = `mutation($id: ID!, $payload: JSON) { approveAction(id: $id, payload: $payload) {
+const APPROVE = `mutation($id: ID!, $payload: JSON, $revision: Int) { approveAction(id: $id, payload: $payload, revision: $revision) {
   action { id status revision approvalsRequired payload } errors { code message field } } }`;
 const payment = (amount: number) => ({ amount, currency: 'EUR', recipient: 'ACME Ltd' });
 
@@ -87,5 +90,45 @@ describe('an approver\'s edit meets the rules in force', () => {
     const edited = (await gql(APPROVE, { id, payload: payment(20) }, approvers[0]!)).approveAction;
     expect(edited.errors).toEqual([]);
     expect(edited.action).toMatchObject({ status: 'PENDING', revision: 2, approvalsRequired: 2 });
+  });
+
+  it('an edit the rules refuse for KYC is refused with KYC_REQUIRED naming the payload', async () => {
+    const id = await pendingPayment(50);
+    const refused = (await gql(APPROVE, { id, payload: { ...payment(50), currency: 'USD' } }, approvers[0]!)).approveAction;
+    expect(refused.action).toBeNull();
+    expect(refused.errors).toEqual([{ code: 'KYC_REQUIRED', field: ['payload'], message: "the edited payload is refused: make_payment needs a verified KYC status; the user's is NONE; nothing was changed" }]);
+    expect(await t.app.db.action.findUniqueOrThrow({ where: { id } })).toMatchObject({ status: 'PENDING', revision: 1 });
+  });
+
+  it('an approval of the revision reviewed is refused once another approver has edited it (and raised its quorum)', async () => {
+    const id = await pendingPayment(50);
+    const scope = await readActionScope(t.app.engine, id);
+    expect((await gql(APPROVE, { id, payload: payment(5_000) }, approvers[0]!)).approveAction.errors).toEqual([]);
+    // Over the API, naming the revision reviewed.
+    const stale = (await gql(APPROVE, { id, revision: 1 }, approvers[1]!)).approveAction;
+    expect(stale.action).toBeNull();
+    expect(stale.errors).toEqual([
+      { code: 'INVALID_TRANSITION', field: null, message: 'cannot approve revision 1: an approver edited the action meanwhile and it is at revision 2 now; review revision 2 and decide again' },
+    ]);
+    // The one-statement approval of a request that read the action before the edit: its statement checks the revision.
+    const principal = await t.app.db.principal.findFirstOrThrow({ where: { role: 'APPROVER', space: { slug: 'edit-rules' } }, orderBy: { createdAt: 'desc' } });
+    const raced = await commitStep(t.app.engine, scope!, { kind: 'decide', decision: 'approve', text: null, actor: { id: principal.id }, graceUntil: null, revision: scope!.revision });
+    expect(raced.action).toBeNull();
+    expect(notMovedError(raced.plan, raced.previous).message).toBe(
+      'cannot move the action to APPROVED: an approver edited it meanwhile (a new revision); review the new revision and decide again',
+    );
+    expect(await t.app.db.action.findUniqueOrThrow({ where: { id } })).toMatchObject({ status: 'PENDING', revision: 2, approvalsRequired: 2 });
+    expect(await t.app.db.approvalDecision.count({ where: { actionId: id } })).toBe(1);
+    // Reviewing revision 2, the second approver's approval completes the quorum.
+    const fresh = (await gql(APPROVE, { id, revision: 2 }, approvers[1]!)).approveAction;
+    expect(fresh.errors).toEqual([]);
+    expect(fresh.action).toMatchObject({ status: 'APPROVED', revision: 2 });
+  });
+
+  it('an edit of an action that is no longer PENDING answers INVALID_TRANSITION, whatever the rules say of the payload', async () => {
+    const id = await pendingPayment(50);
+    expect((await gql(APPROVE, { id }, approvers[0]!)).approveAction.action.status).toBe('APPROVED');
+    const late = (await gql(APPROVE, { id, payload: payment(20_000) }, approvers[1]!)).approveAction;
+    expect(late.errors).toEqual([{ code: 'INVALID_TRANSITION', field: null, message: 'cannot approve: the action is APPROVED, not PENDING' }]);
   });
 });

@@ -125,7 +125,7 @@ function InboxItem(props: { apiKey: string; action: Action; schema: unknown; onD
     }
   }
   const approve = (payload?: Record<string, unknown>, comment?: string) =>
-    decide(async () => (await request(props.apiKey, ApproveMutation, { id: a.id, comment: comment || null, payload: payload ?? null })).approveAction);
+    decide(async () => (await request(props.apiKey, ApproveMutation, { id: a.id, comment: comment || null, payload: payload ?? null, revision: a.revision })).approveAction);
   const reject = (e: Event) => {
     e.preventDefault();
     void decide(async () => (await request(props.apiKey, RejectMutation, { id: a.id, reason: reason.trim() || null })).rejectAction);

@@ -114,8 +114,8 @@ export const ActionEventsSubscription = graphql(`
 `);
 
 export const ApproveMutation = graphql(`
-  mutation ConsoleApprove($id: ID!, $comment: String, $payload: JSON) {
-    approveAction(id: $id, comment: $comment, payload: $payload) {
+  mutation ConsoleApprove($id: ID!, $comment: String, $payload: JSON, $revision: Int) {
+    approveAction(id: $id, comment: $comment, payload: $payload, revision: $revision) {
       action {
         id
         status

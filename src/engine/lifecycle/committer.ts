@@ -137,7 +137,7 @@ export function buildCommitSql(plan: Plan): { text: string; values: unknown[] } 
   if (s.approvalExpiresAt !== undefined) sets.push(`"approvalExpiresAt" = ${p.add(s.approvalExpiresAt?.toISOString() ?? null, 'timestamptz')}`);
 
   const ctes = [
-    `old AS (SELECT "id", "status", "scheduledFor", "auditSeq", "auditHead" FROM "Action" WHERE "id" = ${id} FOR UPDATE)`,
+    `old AS (SELECT "id", "status", "scheduledFor", "auditSeq", "auditHead"${plan.guards.some((g) => g.kind === 'revisionIs') ? ', "revision"' : ''} FROM "Action" WHERE "id" = ${id} FOR UPDATE)`,
     `c AS (SELECT old."id", old."auditSeq" AS "prevSeq", old."auditHead" AS "prevHead"${audit.count ? `, ${audit.links('old')} AS "links"` : ''}
       FROM old${conditions.length ? ` WHERE ${conditions.join(' AND ')}` : ''})`,
     `moved AS (UPDATE "Action" a SET ${sets.join(', ')} FROM c WHERE a."id" = c."id" RETURNING ${columnsOf('a', FULL_ROW_STEPS.has(plan.step))})`,
@@ -169,6 +169,8 @@ function guardSql(p: SqlParams, guard: Guard): string {
       return `EXISTS (SELECT 1 FROM "ManualTask" t WHERE t."id" = ${p.add(guard.id, 'uuid')} AND t."actionId" = old."id" AND t."status" = 'OPEN')`;
     case 'tokenUsable':
       return `EXISTS (SELECT 1 FROM "ApprovalToken" t WHERE t."id" = ${p.add(guard.id, 'uuid')} AND t."actionId" = old."id" AND t."usedAt" IS NULL AND t."voidedAt" IS NULL)`;
+    case 'revisionIs':
+      return `old."revision" = ${p.add(guard.revision, 'int')}`;
   }
 }
 

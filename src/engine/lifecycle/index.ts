@@ -70,6 +70,7 @@ const GUARD_TEXT: Record<Guard['kind'], string> = {
   due: 'it is scheduled for later',
   taskOpen: 'the manual task is no longer OPEN',
   tokenUsable: 'the approval link was used or voided meanwhile',
+  revisionIs: 'an approver edited it meanwhile (a new revision); review the new revision and decide again',
 };
 
 /** The status events, queue and dequeue requests of a committed plan. */
@@ -126,12 +127,14 @@ export interface ActionScopeRow {
   scheduledFor: Date | null;
   revision: number;
   approvalsRequired: number;
+  status: Action['status'];
+  payloadHash: string;
 }
 
 /** Reads an action's scope in one short statement (the pool directly where there is one); null when there is none. */
 export async function readActionScope(deps: Pick<LifecycleDeps, 'db'>, id: string): Promise<ActionScopeRow | null> {
   const [row] = await prismaRunner(deps.db).query<ActionScopeRow>(
-    'SELECT "id", "spaceId", "userId", "requestedById", "type", "priority", "scheduledFor", "revision", "approvalsRequired" FROM "Action" WHERE "id" = $1::uuid',
+    'SELECT "id", "spaceId", "userId", "requestedById", "type", "priority", "scheduledFor", "revision", "approvalsRequired", "status", "payloadHash" FROM "Action" WHERE "id" = $1::uuid',
     [id],
   );
   return row ?? null;

@@ -54,7 +54,9 @@ export type Guard =
   /** Not before its scheduled time (50 ms of clock slack). */
   | { kind: 'due'; now: Date }
   | { kind: 'taskOpen'; id: string }
-  | { kind: 'tokenUsable'; id: string };
+  | { kind: 'tokenUsable'; id: string }
+  /** A decision on the revision the decider saw: an edit since then (a new revision, maybe a larger quorum) voids it. */
+  | { kind: 'revisionIs'; revision: number };
 
 /** Everything one step writes and asks of the world, planned from the action and the step alone. */
 export interface Plan {
@@ -146,6 +148,8 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
         break;
       }
       move(['PENDING'], approve ? 'APPROVED' : 'REJECTED');
+      // An approval is of one revision: moved on since (an approver's edit), it does not count.
+      if (approve && !step.edit && step.revision !== undefined) plan.guards.push({ kind: 'revisionIs', revision: step.revision });
       plan.set = { ...plan.set, decidedAt: at, decidedBy: step.actor.id, approvalExpiresAt: null };
       plan.messages.push(approve ? 'Approved' : `Rejected${step.text ? `: ${step.text}` : ''}`);
       if (step.via) {
