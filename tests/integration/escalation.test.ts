@@ -4,6 +4,7 @@ import { createApiKey } from '../../src/engine/api-keys.js';
 import { approvalJobId, escalateAction } from '../../src/engine/approval-jobs.js';
 import { approvalToken, readOutbox } from '../helpers/outbox.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { graphqlData } from '../helpers/http.js';
 
 // One "minute" of escalateAfterMinutes is 300 ms here; approval windows last 0.002 h (7 s: whole seconds).
 // Neither the expiry sweep nor the reconciler runs during the tests (both every hour, after the
@@ -29,7 +30,7 @@ beforeAll(async () => {
   // dana is a user of the space with an address; nomail is one without.
   await createApiKey(t.app.db, { role: 'APPROVER', space: 'esc', user: 'dana', email: 'dana@example.com' });
   await createApiKey(t.app.db, { role: 'APPROVER', space: 'esc', user: 'nomail' });
-  const saved = await gql(RULE, { input: { actionType: 'create_document', kind: 'REQUIRES_APPROVAL', escalateAfterMinutes: AFTER_MINUTES, escalateTo: ['boss@example.com', 'dana', 'nomail', 'erin@example.com'] } }, admin);
+  const saved = await graphqlData(t.url, admin, RULE, { input: { actionType: 'create_document', kind: 'REQUIRES_APPROVAL', escalateAfterMinutes: AFTER_MINUTES, escalateTo: ['boss@example.com', 'dana', 'nomail', 'erin@example.com'] } });
   expect(saved.upsertSafetyRule).toEqual({
     rule: { escalateAfterMinutes: AFTER_MINUTES, escalateTo: ['boss@example.com', 'dana', 'nomail', 'erin@example.com'] },
     errors: [],
@@ -42,21 +43,10 @@ afterAll(async () => {
 const RULE = `mutation($input: SafetyRuleInput!) { upsertSafetyRule(input: $input) { rule { escalateAfterMinutes escalateTo } errors { code field message } } }`;
 const CREATE = `mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status createdAt } errors { code message } } }`;
 
-async function gql(query: string, variables: Record<string, unknown>, key: string) {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.json()) as { data?: any; errors?: unknown[] };
-  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
-  return body.data;
-}
-
 let n = 0;
 async function createPending(): Promise<{ id: string; createdAt: number }> {
   n += 1;
-  const out = (await gql(CREATE, { input: { type: 'create_document', payload: { title: `Plan ${n}`, content: 'x' } } }, agent)).createAction;
+  const out = (await graphqlData(t.url, agent, CREATE, { input: { type: 'create_document', payload: { title: `Plan ${n}`, content: 'x' } } })).createAction;
   expect(out.errors).toEqual([]);
   expect(out.action.status).toBe('PENDING');
   return { id: out.action.id, createdAt: new Date(out.action.createdAt).getTime() };
@@ -82,7 +72,7 @@ const ESCALATED_MESSAGE = `Asked boss@example.com and dana@example.com as well: 
 
 describe('escalation rule fields', () => {
   it('refuses escalation on a rule that does not wait for approval, out-of-range minutes, one field without the other, and entries that are neither an address nor a handle of the space, naming the field; nothing is saved', async () => {
-    const refused = async (input: Record<string, unknown>) => (await gql(RULE, { input: { actionType: 'send_email', kind: 'REQUIRES_APPROVAL', ...input } }, admin)).upsertSafetyRule;
+    const refused = async (input: Record<string, unknown>) => (await graphqlData(t.url, admin, RULE, { input: { actionType: 'send_email', kind: 'REQUIRES_APPROVAL', ...input } })).upsertSafetyRule;
     expect(await refused({ kind: 'RATE_LIMIT', limit: 5, windowSeconds: 60, escalateAfterMinutes: 5, escalateTo: ['a@example.com'] })).toMatchObject({
       rule: null,
       errors: [{ code: 'INVALID_INPUT', field: ['input', 'escalateAfterMinutes'] }],
@@ -149,7 +139,7 @@ describe('escalation by a delayed job', () => {
   it('asks nobody when the action is decided in time: the job fires and does nothing', async () => {
     const action = await createPending();
     const title = `Plan ${n}`;
-    const approved = await gql(`mutation($id: ID!) { approveAction(id: $id) { action { status } errors { code } } }`, { id: action.id }, approver);
+    const approved = await graphqlData(t.url, approver, `mutation($id: ID!) { approveAction(id: $id) { action { status } errors { code } } }`, { id: action.id });
     expect(approved.approveAction.errors).toEqual([]);
     const job = await t.app.engine.approvalJobs!.queue.getJob(approvalJobId('escalate', action.id));
     expect(job).toBeDefined();
