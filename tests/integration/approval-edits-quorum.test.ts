@@ -5,6 +5,7 @@ import { inspectApprovalLink } from '../../src/engine/approvals.js';
 import { approvalToken, readOutbox } from '../helpers/outbox.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { graphqlData, postGraphql } from '../helpers/http.js';
+import { waitForActionStatus } from '../helpers/wait.js';
 
 let t: TestServer;
 let admin: string;
@@ -28,14 +29,6 @@ const APPROVE = `mutation($id: ID!, $payload: JSON, $comment: String) { approveA
   action { id status revision payload } errors { code message field } } }`;
 const REJECT = `mutation($id: ID!) { rejectAction(id: $id, reason: "no") { action { status } errors { code } } }`;
 
-async function settled(id: string, statuses: string[]) {
-  for (const until = Date.now() + 15_000; Date.now() < until; await sleep(50)) {
-    const row = await t.app.db.action.findUniqueOrThrow({ where: { id } });
-    if (statuses.includes(row.status)) return row;
-  }
-  throw new Error(`action ${id} never reached ${statuses.join('|')}`);
-}
-
 describe('approve with edits', () => {
   it('an approver edits the subject: revision 2 runs, revision 1 is kept, the audit has the diff, the agent sees the edit, the old link is void', async () => {
     const email = { to: ['bob@example.com'], subject: 'Hi', body: 'See you' };
@@ -54,7 +47,7 @@ describe('approve with edits', () => {
     expect(approved.errors).toEqual([]);
     expect(approved.action).toMatchObject({ status: 'APPROVED', revision: 2, payload: { ...email, subject: 'Hello' } });
 
-    const done = await settled(created.action.id, ['COMPLETED', 'FAILED']);
+    const done = await waitForActionStatus(t.app.db, created.action.id, ['COMPLETED', 'FAILED']);
     expect(done.status).toBe('COMPLETED');
     const sent = (await readOutbox(t.app.config.outboxDir)).filter((m) => m.to.includes('bob@example.com'));
     expect(sent.map((m) => m.subject)).toEqual(['Hello']);

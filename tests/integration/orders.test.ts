@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { graphqlData } from '../helpers/http.js';
+import { waitFor, waitForActionStatus } from '../helpers/wait.js';
 
 // Real peers, started here on free ports: a provider's HTTP server (ordering API, webhooks) and
 // an SMTP server. The engine runs in process with its worker, over its own database and Redis.
@@ -153,26 +154,6 @@ const orderPayload = (providerName: string) => ({
   special_instructions: 'Extra napkins, please',
 });
 
-async function waitForStatus(id: string, statuses: string[], server = t, timeoutMs = 15_000) {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const row = await server.app.db.action.findUniqueOrThrow({ where: { id } });
-    if (statuses.includes(row.status)) return row;
-    if (Date.now() > until) throw new Error(`action ${id} is ${row.status}, not ${statuses.join('|')}`);
-    await sleep(30);
-  }
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(30);
-  }
-}
-
 /** The action as the API shows it: executions, status updates, audit log, receipts. */
 async function look(id: string, key = admin, server = t) {
   const out = await graphqlData(
@@ -245,7 +226,7 @@ describe('order.api', () => {
     await configure('order.api', 'cafe-api', { baseUrl: base }, { apiKey });
 
     const { id } = await create('order', orderPayload('cafe-api'));
-    await waitForStatus(id, ['COMPLETED']);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED']);
 
     const [sent, ...more] = provider.to('cafe-api');
     expect(more).toEqual([]);
@@ -277,7 +258,7 @@ describe('order.api', () => {
     await configure('order.api', 'busy-cafe', { baseUrl: base }, { apiKey: 'k' });
 
     const { id } = await create('order', orderPayload('busy-cafe'));
-    await waitForStatus(id, ['COMPLETED', 'FAILED']);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED', 'FAILED']);
 
     const sent = provider.to('busy-cafe');
     expect(sent).toHaveLength(3);
@@ -301,7 +282,7 @@ describe('order.api', () => {
     await configure('order.webhook', 'down-cafe', { url: hook }, { secret: whsec() });
 
     const { id } = await create('order', orderPayload('down-cafe'));
-    const row = await waitForStatus(id, ['FAILED', 'COMPLETED']);
+    const row = await waitForActionStatus(t.app.db, id, ['FAILED', 'COMPLETED']);
     expect(row.status).toBe('FAILED');
     expect(row.error).toBe("Failed after 3 attempts: down-cafe's ordering API answered 500");
     expect(provider.to('down-cafe')).toHaveLength(3);
@@ -315,7 +296,7 @@ describe('order.api', () => {
     await configure('order.api', 'flaky-cafe', { baseUrl: base }, { apiKey: 'k' });
     await configure('order.webhook', 'flaky-cafe', { url: hook }, { secret: whsec() });
     const { id } = await create('order', orderPayload('flaky-cafe'));
-    const row = await waitForStatus(id, ['FAILED', 'COMPLETED']);
+    const row = await waitForActionStatus(t.app.db, id, ['FAILED', 'COMPLETED']);
     expect(row.status).toBe('FAILED');
     expect(row.error).toMatch(/answered 422: duplicate order; an earlier attempt may have reached the provider, so no other route is tried/);
     expect(provider.to('flaky-cafe-hook')).toHaveLength(0);
@@ -328,7 +309,7 @@ describe('order.api', () => {
     await configure('order.api', 'mute-cafe', { baseUrl: base }, { apiKey: 'k' });
     await configure('order.webhook', 'mute-cafe', { url: hook }, { secret: whsec() });
     const { id } = await create('order', orderPayload('mute-cafe'));
-    const row = await waitForStatus(id, ['FAILED', 'COMPLETED']);
+    const row = await waitForActionStatus(t.app.db, id, ['FAILED', 'COMPLETED']);
     expect(row.status).toBe('FAILED');
     expect(row.error).toMatch(/without a reference \(the field "reference" must be a non-empty string\)/);
     expect(provider.to('mute-cafe')).toHaveLength(1);
@@ -343,7 +324,7 @@ describe('order.api', () => {
     });
     await configure('order.api', 'undo-cafe', { baseUrl: `${base}/` }, { apiKey: 'undo-key' });
     const { id } = await create('order', orderPayload('undo-cafe'));
-    await waitForStatus(id, ['COMPLETED']);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED']);
 
     const out = await graphqlData(t.url, admin, `mutation($id: ID!) { rollbackAction(id: $id, reason: "customer changed their mind") { action { status } errors { code message } } }`, { id });
     expect(out.rollbackAction).toEqual({ action: { status: 'ROLLED_BACK' }, errors: [] });
@@ -367,7 +348,7 @@ describe('order.webhook and the callback route', () => {
     await configure('order.webhook', 'picky-cafe', { url: hook }, { secret });
 
     const { id } = await create('order', orderPayload('picky-cafe'));
-    await waitForStatus(id, ['COMPLETED']);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED']);
 
     expect(provider.to('picky-cafe')).toHaveLength(1);
     const [delivery] = provider.to('picky-hook');
@@ -508,7 +489,7 @@ describe('order.webhook and the callback route', () => {
     });
     await configure('order.webhook', 'hook-undo', { url: hook }, { secret });
     const { id } = await create('order', orderPayload('hook-undo'));
-    await waitForStatus(id, ['COMPLETED']);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED']);
     const out = await graphqlData(t.url, admin, `mutation($id: ID!) { rollbackAction(id: $id, reason: "wrong cafe") { action { status } errors { code } } }`, { id });
     expect(out.rollbackAction).toEqual({ action: { status: 'ROLLED_BACK' }, errors: [] });
     expect(bodies.map((b) => b.type)).toEqual(['order.requested', 'order.cancelled']);
@@ -520,7 +501,7 @@ describe('order.email and manual', () => {
   it('with only an email address, the provider gets a structured order mail and the receipt says so', async () => {
     await configure('order.email', 'mail-cafe', { email: 'orders@mail-cafe.example' });
     const { id } = await create('order', orderPayload('mail-cafe'));
-    await waitForStatus(id, ['COMPLETED']);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED']);
 
     const mail = mails.find((m) => m.to.includes('orders@mail-cafe.example'));
     expect(mail).toBeDefined();
@@ -587,7 +568,7 @@ describe('make_purchase through the order-style chain', () => {
 
     const approved = await graphqlData(t.url, approver, `mutation($id: ID!) { approveAction(id: $id) { errors { code } } }`, { id });
     expect(approved.approveAction.errors).toEqual([]);
-    await waitForStatus(id, ['COMPLETED']);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED']);
     const [sent] = provider.to('lamp-shop');
     expect(JSON.parse(sent!.body)).toEqual({ actionId: id, items: [{ name: 'Desk lamp', price: 20, quantity: 2 }], merchant: 'Lamp Shop', total: 40, currency: 'EUR' });
     expect(sent!.headers['idempotency-key']).toBe(`action:${id}`);
@@ -641,7 +622,7 @@ describe('payment.webhook', () => {
       await graphqlData(s.url, adminKey, `mutation { upsertSafetyRule(input: { actionType: "make_payment", kind: BLOCKED, enabled: false }) { errors { code } } }`, {});
       const { id } = await create('make_payment', { amount: 10, currency: 'EUR', recipient: 'ACME Ltd' }, agentKey, s);
       await graphqlData(s.url, approverKey, `mutation($id: ID!) { approveAction(id: $id) { errors { code } } }`, { id });
-      const row = await waitForStatus(id, ['FAILED', 'COMPLETED'], s);
+      const row = await waitForActionStatus(s.app.db, id, ['FAILED', 'COMPLETED']);
       expect(row.status).toBe('FAILED');
       expect(row.error).toBe('Failed: no handler could carry it out (none configured)');
       expect(await s.app.db.manualTask.count({ where: { actionId: id } })).toBe(0);

@@ -6,6 +6,7 @@ import { defineHandler } from '../../src/handlers/define-handler.js';
 import { approvalToken, readOutbox } from '../helpers/outbox.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { graphqlData, postGraphql } from '../helpers/http.js';
+import { waitForActionStatus } from '../helpers/wait.js';
 
 // A payment integration of the test's own, first in make_payment's chain: it counts what it pays.
 const paid: string[] = [];
@@ -51,16 +52,6 @@ async function createPayment(amount: number) {
   return out as { action: { id: string; status: string }; requiresApproval: boolean };
 }
 
-async function waitForStatus(id: string, statuses: string[], timeoutMs = 10_000) {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const row = await t.app.db.action.findUniqueOrThrow({ where: { id } });
-    if (statuses.includes(row.status)) return row;
-    if (Date.now() > until) throw new Error(`action ${id} is ${row.status}, not ${statuses.join('|')}`);
-    await sleep(50);
-  }
-}
-
 describe('payments never run without a person', () => {
   it('with the default block switched off and no approval rule, make_payment waits PENDING and runs only after an approver approves', async () => {
     const off = await graphqlData(
@@ -87,7 +78,7 @@ describe('payments never run without a person', () => {
 
     const approved = await graphqlData(t.url, approver, `mutation($id: ID!) { approveAction(id: $id) { action { status } errors { code } } }`, { id });
     expect(approved.approveAction.errors).toEqual([]);
-    await waitForStatus(id, ['COMPLETED']);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED'], 10_000);
     expect(paid.filter((p) => p === id)).toHaveLength(1);
   });
 
@@ -104,7 +95,7 @@ describe('payments never run without a person', () => {
       body: `decision=approve&code=${code}`,
     });
     expect(res.status).toBe(200);
-    await waitForStatus(id, ['COMPLETED']);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED'], 10_000);
     expect(paid.filter((p) => p === id)).toHaveLength(1);
   });
 
@@ -115,7 +106,7 @@ describe('payments never run without a person', () => {
       const forged = await t.app.db.action.update({ where: { id: action.id }, data: { status: 'APPROVED', decidedBy, decidedAt: new Date() } });
       await t.app.engine.queue.enqueue(forged);
 
-      const failed = await waitForStatus(action.id, ['FAILED', 'COMPLETED', 'EXECUTING']);
+      const failed = await waitForActionStatus(t.app.db, action.id, ['FAILED', 'COMPLETED', 'EXECUTING'], 10_000);
       expect(failed.status).toBe('FAILED');
       expect(failed.error).toMatch(/^Refused before execution: make_payment runs only after a person approves it.*nothing was executed$/);
       expect(paid).not.toContain(action.id);

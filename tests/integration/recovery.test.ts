@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { jobIdFor } from '../../src/engine/queue.js';
 import { startWorker, type ActionWorker } from '../../src/worker.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { waitForActionStatus } from '../helpers/wait.js';
 
 // A server without a worker: each test starts one when the stranded state is set up, so the
 // worker's first reconcile is what must find it.
@@ -35,17 +35,6 @@ async function createDocument(key: string, title: string): Promise<string> {
   return body.data.createAction.action.id;
 }
 
-async function waitForStatus(id: string, status: string, timeoutMs = 10_000): Promise<string> {
-  const until = Date.now() + timeoutMs;
-  let current = '';
-  while (Date.now() < until) {
-    current = (await t.app.db.action.findUniqueOrThrow({ where: { id } })).status;
-    if (current === status) return current;
-    await sleep(50);
-  }
-  return current;
-}
-
 describe('recovery of stranded actions', () => {
   it('runs again an EXECUTING action whose job is gone, as a worker killed mid-write leaves it (job removed, a stale .tmp beside the target), removes that .tmp, and writes the document once', async () => {
     const { key } = await createApiKey(t.app.db, { role: 'AGENT', space: 'stranded', user: 'hana' });
@@ -66,7 +55,7 @@ describe('recovery of stranded actions', () => {
 
     const worker = startWorker(t.app);
     workers.push(worker);
-    expect(await waitForStatus(id, 'COMPLETED')).toBe('COMPLETED');
+    expect((await waitForActionStatus(t.app.db, id, 'COMPLETED', 10_000)).status).toBe('COMPLETED');
 
     const files = (await readdir(folder)).sort();
     expect(files).toEqual([otherTemp, name].sort());
@@ -121,7 +110,7 @@ describe('recovery of stranded actions', () => {
 
     const worker = startWorker(t.app);
     workers.push(worker);
-    expect(await waitForStatus(due, 'COMPLETED')).toBe('COMPLETED');
+    expect((await waitForActionStatus(t.app.db, due, 'COMPLETED', 10_000)).status).toBe('COMPLETED');
     // The far-future ones were not queued early.
     const farIds = (await t.app.db.action.findMany({ where: { spaceId: template.spaceId, status: 'APPROVED' }, select: { id: true }, take: 5 })).map((a) => a.id);
     for (const id of farIds) expect(await t.app.engine.queue.state(id)).toBeNull();
