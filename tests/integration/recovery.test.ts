@@ -6,6 +6,7 @@ import { createApiKey } from '../../src/engine/api-keys.js';
 import { jobIdFor } from '../../src/engine/queue.js';
 import { startWorker, type ActionWorker } from '../../src/worker.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { postGraphql } from '../helpers/http.js';
 import { waitForActionStatus } from '../helpers/wait.js';
 
 // A server without a worker: each test starts one when the stranded state is set up, so the
@@ -22,15 +23,12 @@ afterAll(async () => {
 });
 
 async function createDocument(key: string, title: string): Promise<string> {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({
-      query: 'mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status } errors { code message } } }',
-      variables: { input: { type: 'create_document', payload: { title, content: `# ${title}\n` } } },
-    }),
-  });
-  const body = (await res.json()) as { data: { createAction: { action: { id: string; status: string } } } };
+  const { body } = await postGraphql(
+    t.url,
+    key,
+    'mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status } errors { code message } } }',
+    { input: { type: 'create_document', payload: { title, content: `# ${title}\n` } } },
+  );
   expect(body.data.createAction.action.status).toBe('APPROVED');
   return body.data.createAction.action.id;
 }
