@@ -2,6 +2,7 @@ import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { postGraphql } from '../helpers/http.js';
 
 /** A raw graphql-transport-ws connection: every message and the close code, as the wire has them. */
 interface RawWs {
@@ -59,15 +60,6 @@ function rawWs(url: string, init: Record<string, unknown> | null): RawWs {
   return w;
 }
 
-async function post(t: TestServer, query: string, key?: string, variables?: Record<string, unknown>) {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) },
-    body: JSON.stringify({ query, variables }),
-  });
-  return { status: res.status, body: (await res.json()) as { data?: any; errors?: Array<{ message: string; extensions?: { code?: string } }> } };
-}
-
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const STATUS = 'subscription S($id: ID!) { actionStatus(actionId: $id) { status seq } }';
@@ -98,17 +90,17 @@ async function newAgentKey(server: TestServer, user = 'alice') {
 }
 
 async function createMove(server: TestServer, key: string): Promise<string> {
-  const { body } = await post(
-    server,
-    'mutation { createAction(input: {type: "move_file", payload: {from: "inbox/a.txt", to: "archive/a.txt"}}) { action { id } errors { code message } } }',
+  const { body } = await postGraphql(
+    server.url,
     key,
+    'mutation { createAction(input: {type: "move_file", payload: {from: "inbox/a.txt", to: "archive/a.txt"}}) { action { id } errors { code message } } }',
   );
   expect(body.data?.createAction.errors).toEqual([]);
   return body.data!.createAction.action.id as string;
 }
 
 async function approve(server: TestServer, id: string) {
-  const { body } = await post(server, 'mutation A($id: ID!) { approveAction(id: $id) { errors { code } } }', keys.approver, { id });
+  const { body } = await postGraphql(server.url, keys.approver, 'mutation A($id: ID!) { approveAction(id: $id) { errors { code } } }', { id });
   expect(body.data?.approveAction.errors).toEqual([]);
 }
 
@@ -117,12 +109,12 @@ const REVOKE = 'mutation R($id: ID!) { revokeApiKey(id: $id) { apiKey { id prefi
 describe('revokeApiKey and apiKeys', () => {
   it('an admin revokes a key of its own space: audited with before/after, never the key; the key stops working', async () => {
     const victim = await newAgentKey(t);
-    expect((await post(t, '{ me { role } }', victim.key)).body.data).toEqual({ me: { role: 'AGENT' } });
-    const { body } = await post(t, REVOKE, keys.admin, { id: victim.apiKeyId });
+    expect((await postGraphql(t.url, victim.key, '{ me { role } }')).body.data).toEqual({ me: { role: 'AGENT' } });
+    const { body } = await postGraphql(t.url, keys.admin, REVOKE, { id: victim.apiKeyId });
     expect(body.data.revokeApiKey.errors).toEqual([]);
     expect(body.data.revokeApiKey.apiKey.id).toBe(victim.apiKeyId);
     expect(body.data.revokeApiKey.apiKey.revokedAt).toMatch(/^\d{4}-/);
-    const me = await post(t, '{ me { role } }', victim.key);
+    const me = await postGraphql(t.url, victim.key, '{ me { role } }');
     expect(me.body.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
 
     const entry = await t.app.db.auditEntry.findFirstOrThrow({ where: { event: 'api_key.revoked', actor: { not: 'x' } }, orderBy: { id: 'desc' } });
@@ -136,55 +128,55 @@ describe('revokeApiKey and apiKeys', () => {
   it('takes the key prefix apiKeys lists as well as the id; another space\'s prefix is NOT_FOUND', async () => {
     const victim = await newAgentKey(t);
     const prefix = victim.key.slice(0, 10);
-    const other = await post(t, REVOKE, keys.otherAdmin, { id: prefix });
+    const other = await postGraphql(t.url, keys.otherAdmin, REVOKE, { id: prefix });
     expect(other.body.data.revokeApiKey.errors[0].code).toBe('NOT_FOUND');
-    const { body } = await post(t, REVOKE, keys.admin, { id: prefix });
+    const { body } = await postGraphql(t.url, keys.admin, REVOKE, { id: prefix });
     expect(body.data.revokeApiKey.errors).toEqual([]);
     expect(body.data.revokeApiKey.apiKey.id).toBe(victim.apiKeyId);
-    expect((await post(t, '{ me { role } }', victim.key)).body.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    expect((await postGraphql(t.url, victim.key, '{ me { role } }')).body.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
   });
 
   it('refuses other-space and malformed ids (NOT_FOUND), an already revoked key (REVOKED), and non-admins (FORBIDDEN), changing nothing', async () => {
     const victim = await newAgentKey(t);
-    const other = await post(t, REVOKE, keys.otherAdmin, { id: victim.apiKeyId });
+    const other = await postGraphql(t.url, keys.otherAdmin, REVOKE, { id: victim.apiKeyId });
     expect(other.body.data.revokeApiKey.errors).toEqual([{ code: 'NOT_FOUND', message: `no API key with id ${victim.apiKeyId}`, field: ['id'] }]);
     for (const bad of ['not-a-uuid', 'x'.repeat(100_000), '00000000-0000-4000-8000-000000000000']) {
-      const res = await post(t, REVOKE, keys.admin, { id: bad });
+      const res = await postGraphql(t.url, keys.admin, REVOKE, { id: bad });
       expect(res.body.data.revokeApiKey.errors[0].code).toBe('NOT_FOUND');
       expect(res.body.data.revokeApiKey.errors[0].message.length).toBeLessThan(120);
     }
-    const agent = await post(t, REVOKE, keys.agent, { id: victim.apiKeyId });
+    const agent = await postGraphql(t.url, keys.agent, REVOKE, { id: victim.apiKeyId });
     expect(agent.body.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
     expect((await t.app.db.apiKey.findUniqueOrThrow({ where: { id: victim.apiKeyId } })).revokedAt).toBeNull();
 
-    expect((await post(t, REVOKE, keys.admin, { id: victim.apiKeyId })).body.data.revokeApiKey.errors).toEqual([]);
-    const again = await post(t, REVOKE, keys.admin, { id: victim.apiKeyId });
+    expect((await postGraphql(t.url, keys.admin, REVOKE, { id: victim.apiKeyId })).body.data.revokeApiKey.errors).toEqual([]);
+    const again = await postGraphql(t.url, keys.admin, REVOKE, { id: victim.apiKeyId });
     expect(again.body.data.revokeApiKey.errors[0]).toMatchObject({ code: 'REVOKED', field: ['id'] });
     expect(again.body.data.revokeApiKey.errors[0].message).toMatch(/already revoked/);
     expect(await t.app.db.auditEntry.count({ where: { event: 'api_key.revoked', data: { path: ['apiKeyId'], equals: victim.apiKeyId } } })).toBe(1);
   });
 
   it('Query.apiKeys lists the keys of the admin\'s space only, revoked ones marked, never a hash; admins only', async () => {
-    const { body } = await post(t, '{ apiKeys { id prefix role userHandle createdAt revokedAt } }', keys.admin);
+    const { body } = await postGraphql(t.url, keys.admin, '{ apiKeys { id prefix role userHandle createdAt revokedAt } }');
     const listed = body.data.apiKeys as Array<{ id: string; prefix: string; role: string; userHandle: string | null; revokedAt: string | null }>;
     expect(listed.map((k) => k.id)).toContain(ids.agent);
     expect(listed.map((k) => k.id)).not.toContain(ids.otherAdmin);
     expect(listed.find((k) => k.id === ids.agent)).toMatchObject({ role: 'AGENT', userHandle: 'alice', revokedAt: null, prefix: keys.agent.slice(0, 10) });
     const hashes = (await t.app.db.apiKey.findMany({ select: { keyHash: true } })).map((r) => r.keyHash);
     for (const hash of hashes) expect(JSON.stringify(body)).not.toContain(hash);
-    expect((await post(t, '{ apiKeys { id } }', keys.agent)).body.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    expect((await postGraphql(t.url, keys.agent, '{ apiKeys { id } }')).body.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
     // createApiKey answers with the new key's listing, which revokeApiKey takes.
-    const made = await post(t, 'mutation { createApiKey(input: {role: OPERATOR}) { key apiKey { id prefix role revokedAt } errors { code } } }', keys.admin);
+    const made = await postGraphql(t.url, keys.admin, 'mutation { createApiKey(input: {role: OPERATOR}) { key apiKey { id prefix role revokedAt } errors { code } } }');
     const out = made.body.data.createApiKey;
     expect(out.apiKey).toMatchObject({ prefix: out.key.slice(0, 10), role: 'OPERATOR', revokedAt: null });
-    expect((await post(t, REVOKE, keys.admin, { id: out.apiKey.id })).body.data.revokeApiKey.errors).toEqual([]);
+    expect((await postGraphql(t.url, keys.admin, REVOKE, { id: out.apiKey.id })).body.data.revokeApiKey.errors).toEqual([]);
   });
 });
 
 describe('graphql-ws connection_init', () => {
   it('closes 4401 without a key and 4403 for an unknown, malformed or revoked key, before any subscription', async () => {
     const revoked = await newAgentKey(t);
-    await post(t, REVOKE, keys.admin, { id: revoked.apiKeyId });
+    await postGraphql(t.url, keys.admin, REVOKE, { id: revoked.apiKeyId });
     const cases: Array<[Record<string, unknown>, number]> = [
       [{}, 4401],
       [{ authorization: '' }, 4401],
@@ -304,15 +296,15 @@ describe('a bad operation on graphql-ws', () => {
 describe('introspection', () => {
   it('needs a valid key; apiVersion and __typename stay public', async () => {
     for (const query of ['{ __schema { queryType { name } } }', '{ __type(name: "Action") { name } }', 'query { ...F } fragment F on Query { __schema { types { name } } }']) {
-      const anonymous = await post(t, query);
+      const anonymous = await postGraphql(t.url, undefined, query);
       expect(anonymous.body.data ?? null).toBeNull();
       expect(anonymous.body.errors?.[0]?.extensions?.code, query).toBe('UNAUTHENTICATED');
-      const bogus = await post(t, query, 'ae_' + 'y'.repeat(43));
+      const bogus = await postGraphql(t.url, 'ae_' + 'y'.repeat(43), query);
       expect(bogus.body.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
-      const withKey = await post(t, query, keys.agent);
+      const withKey = await postGraphql(t.url, keys.agent, query);
       expect(withKey.body.errors, query).toBeUndefined();
     }
-    expect((await post(t, '{ apiVersion __typename }')).body.errors).toBeUndefined();
+    expect((await postGraphql(t.url, undefined, '{ apiVersion __typename }')).body.errors).toBeUndefined();
   });
 });
 
@@ -321,9 +313,9 @@ describe('/metrics', () => {
     const series = async () => (await (await fetch(`${t.url}/metrics`)).text()).split('\n').filter((l) => l.startsWith('action_engine_graphql_operations_total{')).length;
     const before = await series();
     const run = async (i: number) => {
-      await post(t, `query Anon${i} { apiVersion }`); // unauthenticated
-      if (i % 4 === 0) await post(t, `query Known${i} { apiVersion }`, keys.agent); // authenticated, valid: 125 names
-      if (i % 10 === 0) await post(t, `query Bad${i} { nope }`, keys.agent); // fails validation
+      await postGraphql(t.url, undefined, `query Anon${i} { apiVersion }`); // unauthenticated
+      if (i % 4 === 0) await postGraphql(t.url, keys.agent, `query Known${i} { apiVersion }`); // authenticated, valid: 125 names
+      if (i % 10 === 0) await postGraphql(t.url, keys.agent, `query Bad${i} { nope }`); // fails validation
     };
     for (let i = 0; i < 500; i += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => run(i + j)));
     const text = await (await fetch(`${t.url}/metrics`)).text();
@@ -348,10 +340,10 @@ describe('revocation on every API process', () => {
       ws.send({ id: 's', type: 'subscribe', payload: { query: STATUS, variables: { id: action } } });
       await ws.until((m) => m.id === 's' && m.type === 'next', 'the current state');
       // Both processes have the key in their caches.
-      for (const server of [t, b]) expect((await post(server, '{ me { role } }', victim.key)).body.data).toEqual({ me: { role: 'AGENT' } });
+      for (const server of [t, b]) expect((await postGraphql(server.url, victim.key, '{ me { role } }')).body.data).toEqual({ me: { role: 'AGENT' } });
 
       const revokedAt = Date.now();
-      expect((await post(b, REVOKE, keys.admin, { id: victim.apiKeyId })).body.data.revokeApiKey.errors).toEqual([]);
+      expect((await postGraphql(b.url, keys.admin, REVOKE, { id: victim.apiKeyId })).body.data.revokeApiKey.errors).toEqual([]);
       const closed = await ws.closed;
       expect(closed.code).toBe(4403);
       expect(closed.reason).toMatch(/revoked/);
@@ -359,7 +351,7 @@ describe('revocation on every API process', () => {
       const eventsBefore = ws.messages.length;
       await approve(b, action);
       for (const server of [t, b]) {
-        const me = await post(server, '{ me { role } }', victim.key);
+        const me = await postGraphql(server.url, victim.key, '{ me { role } }');
         expect(me.body.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
       }
       expect(Date.now() - revokedAt).toBeLessThan(5000);
@@ -434,7 +426,7 @@ describe('revocation on every API process', () => {
     };
     await readUntil(() => text.includes('PENDING'), 5000);
     const at = Date.now();
-    expect((await post(t, REVOKE, keys.admin, { id: victim.apiKeyId })).body.data.revokeApiKey.errors).toEqual([]);
+    expect((await postGraphql(t.url, keys.admin, REVOKE, { id: victim.apiKeyId })).body.data.revokeApiKey.errors).toEqual([]);
     await readUntil(() => text.includes('API key revoked'), 5000);
     expect(Date.now() - at).toBeLessThan(5000);
     expect(text).toMatch(/UNAUTHENTICATED/);

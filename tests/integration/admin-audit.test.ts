@@ -2,6 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { runCli } from '../helpers/cli.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { graphqlData } from '../helpers/http.js';
+
+/** The user-agent the audit entries are expected to record. */
+const asTest = { headers: { 'user-agent': 'admin-audit-test' } };
 
 let t: TestServer;
 let admin: string;
@@ -19,23 +23,14 @@ afterAll(async () => {
   await t?.close();
 });
 
-async function gql(query: string, variables: Record<string, unknown> = {}, key = admin) {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, 'user-agent': 'admin-audit-test' },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.json()) as { data?: any; errors?: unknown[] };
-  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
-  return body.data;
-}
-
 /** Admin entries of the space, read back as an analyst would through `auditLog`. */
 async function entries(event: string) {
-  const data = await gql(
+  const data = await graphqlData(
+    t.url,
+    analyst,
     `query($filter: AuditFilter) { auditLog(filter: $filter, first: 100) { edges { node { event actor userAgent data } } } }`,
     { filter: { event: [event] } },
-    analyst,
+    asTest,
   );
   return data.auditLog.edges.map((e: any) => e.node) as Array<{ event: string; actor: string; userAgent: string | null; data: any }>;
 }
@@ -45,8 +40,8 @@ const UPSERT_RULE = `mutation($input: SafetyRuleInput!) { upsertSafetyRule(input
 describe('admin changes are audited with before and after', () => {
   it('upsertSafetyRule: before is null for a new rule, then the rule as it was', async () => {
     const input = { actionType: 'send_email', kind: 'RATE_LIMIT', limit: 10, windowSeconds: 60, description: 'ten a minute' };
-    expect((await gql(UPSERT_RULE, { input })).upsertSafetyRule.errors).toEqual([]);
-    expect((await gql(UPSERT_RULE, { input: { ...input, limit: 3, enabled: false } })).upsertSafetyRule.errors).toEqual([]);
+    expect((await graphqlData(t.url, admin, UPSERT_RULE, { input }, asTest)).upsertSafetyRule.errors).toEqual([]);
+    expect((await graphqlData(t.url, admin, UPSERT_RULE, { input: { ...input, limit: 3, enabled: false } }, asTest)).upsertSafetyRule.errors).toEqual([]);
 
     const [created, changed] = await entries('safety_rule.upserted');
     expect(created).toMatchObject({ actor: adminPrincipal, userAgent: 'admin-audit-test' });
@@ -59,8 +54,8 @@ describe('admin changes are audited with before and after', () => {
   it('setKycStatus: the status before and after', async () => {
     const { userId } = await createApiKey(t.app.db, { role: 'AGENT', space: 'audited', user: 'kim' });
     const set = `mutation($id: ID!, $s: KycStatus!) { setKycStatus(userId: $id, status: $s) { user { kycStatus } errors { code } } }`;
-    await gql(set, { id: userId, s: 'PENDING' });
-    await gql(set, { id: userId, s: 'VERIFIED' });
+    await graphqlData(t.url, admin, set, { id: userId, s: 'PENDING' }, asTest);
+    await graphqlData(t.url, admin, set, { id: userId, s: 'VERIFIED' }, asTest);
     const kyc = (await entries('user.kyc_changed')).map((e) => e.data);
     expect(kyc).toEqual([
       expect.objectContaining({ userId, before: 'NONE', after: 'PENDING' }),
@@ -70,13 +65,13 @@ describe('admin changes are audited with before and after', () => {
 
   it("createApiKey replacing a user's approval email, by mutation and by `keys create`, records user.email_changed", async () => {
     const create = `mutation($input: ApiKeyInput!) { createApiKey(input: $input) { userId errors { code message } } }`;
-    const first = (await gql(create, { input: { role: 'APPROVER', userHandle: 'lee', email: 'lee@example.com' } })).createApiKey;
+    const first = (await graphqlData(t.url, admin, create, { input: { role: 'APPROVER', userHandle: 'lee', email: 'lee@example.com' } }, asTest)).createApiKey;
     expect(first.errors).toEqual([]);
     // Same address again: nothing changes, nothing to audit.
-    await gql(create, { input: { role: 'AGENT', userHandle: 'lee', email: 'lee@example.com' } });
+    await graphqlData(t.url, admin, create, { input: { role: 'AGENT', userHandle: 'lee', email: 'lee@example.com' } }, asTest);
     expect(await entries('user.email_changed')).toEqual([]);
 
-    await gql(create, { input: { role: 'AGENT', userHandle: 'lee', email: 'attacker@evil.test' } });
+    await graphqlData(t.url, admin, create, { input: { role: 'AGENT', userHandle: 'lee', email: 'attacker@evil.test' } }, asTest);
     const cli = await runCli(['keys', 'create', '--role', 'agent', '--space', 'audited', '--user', 'lee', '--email', 'lee@new.example.com'], {
       DATA_DIR: t.app.config.dataDir,
       DATABASE_URL: t.app.config.databaseUrl!,

@@ -4,6 +4,8 @@ import { createApiKey } from '../../src/engine/api-keys.js';
 import { inspectApprovalLink } from '../../src/engine/approvals.js';
 import { approvalToken, readOutbox } from '../helpers/outbox.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { graphqlData, postGraphql } from '../helpers/http.js';
+import { waitForActionStatus } from '../helpers/wait.js';
 
 let t: TestServer;
 let admin: string;
@@ -16,64 +18,47 @@ beforeAll(async () => {
   agent = (await createApiKey(t.app.db, { role: 'AGENT', space: 'edits', user: 'ed', email: 'ed@example.com' })).key;
   for (let i = 0; i < 5; i++) approvers.push((await createApiKey(t.app.db, { role: 'APPROVER', space: 'edits', user: 'ed' })).key);
   const rule = `mutation($input: SafetyRuleInput!) { upsertSafetyRule(input: $input) { errors { code message } } }`;
-  expect((await gql(rule, { input: { actionType: 'send_email', kind: 'REQUIRES_APPROVAL' } }, admin)).upsertSafetyRule.errors).toEqual([]);
-  expect((await gql(rule, { input: { actionType: 'order', kind: 'REQUIRES_APPROVAL', approvalsRequired: 3 } }, admin)).upsertSafetyRule.errors).toEqual([]);
+  expect((await graphqlData(t.url, admin, rule, { input: { actionType: 'send_email', kind: 'REQUIRES_APPROVAL' } })).upsertSafetyRule.errors).toEqual([]);
+  expect((await graphqlData(t.url, admin, rule, { input: { actionType: 'order', kind: 'REQUIRES_APPROVAL', approvalsRequired: 3 } })).upsertSafetyRule.errors).toEqual([]);
 });
 afterAll(async () => {
   await t?.close();
 });
-
-async function post(query: string, variables: Record<string, unknown>, key: string) {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  return (await res.json()) as { data?: any; errors?: unknown[] };
-}
-async function gql(query: string, variables: Record<string, unknown>, key: string) {
-  const body = await post(query, variables, key);
-  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
-  return body.data;
-}
 const CREATE = `mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status approvalsRequired } errors { code message } } }`;
 const APPROVE = `mutation($id: ID!, $payload: JSON, $comment: String) { approveAction(id: $id, payload: $payload, comment: $comment) {
   action { id status revision payload } errors { code message field } } }`;
 const REJECT = `mutation($id: ID!) { rejectAction(id: $id, reason: "no") { action { status } errors { code } } }`;
 
-async function settled(id: string, statuses: string[]) {
-  for (const until = Date.now() + 15_000; Date.now() < until; await sleep(50)) {
-    const row = await t.app.db.action.findUniqueOrThrow({ where: { id } });
-    if (statuses.includes(row.status)) return row;
-  }
-  throw new Error(`action ${id} never reached ${statuses.join('|')}`);
-}
-
 describe('approve with edits', () => {
   it('an approver edits the subject: revision 2 runs, revision 1 is kept, the audit has the diff, the agent sees the edit, the old link is void', async () => {
     const email = { to: ['bob@example.com'], subject: 'Hi', body: 'See you' };
-    const created = (await gql(CREATE, { input: { type: 'send_email', payload: email } }, agent)).createAction;
+    const created = (await graphqlData(t.url, agent, CREATE, { input: { type: 'send_email', payload: email } })).createAction;
     expect(created.action.status).toBe('PENDING');
     const link = approvalToken((await readOutbox(t.app.config.outboxDir)).find((m) => m.text.includes(created.action.id))!);
     expect((await inspectApprovalLink(t.app.engine, link)).state).toBe('valid');
 
     // A wrong edit names the field and changes nothing.
-    const wrong = (await gql(APPROVE, { id: created.action.id, payload: { ...email, to: ['not an address'] } }, approvers[0]!)).approveAction;
+    const wrong = (await graphqlData(t.url, approvers[0]!, APPROVE, { id: created.action.id, payload: { ...email, to: ['not an address'] } })).approveAction;
     expect(wrong.action).toBeNull();
     expect(wrong.errors[0]).toMatchObject({ code: 'INVALID_PAYLOAD', field: ['payload', 'to', '0'] });
     expect(await t.app.db.action.findUniqueOrThrow({ where: { id: created.action.id } })).toMatchObject({ status: 'PENDING', revision: 1, payload: email });
 
-    const approved = (await gql(APPROVE, { id: created.action.id, payload: { ...email, subject: 'Hello' }, comment: 'friendlier' }, approvers[0]!)).approveAction;
+    const approved = (await graphqlData(t.url, approvers[0]!, APPROVE, { id: created.action.id, payload: { ...email, subject: 'Hello' }, comment: 'friendlier' })).approveAction;
     expect(approved.errors).toEqual([]);
     expect(approved.action).toMatchObject({ status: 'APPROVED', revision: 2, payload: { ...email, subject: 'Hello' } });
 
-    const done = await settled(created.action.id, ['COMPLETED', 'FAILED']);
+    const done = await waitForActionStatus(t.app.db, created.action.id, ['COMPLETED', 'FAILED']);
     expect(done.status).toBe('COMPLETED');
     const sent = (await readOutbox(t.app.config.outboxDir)).filter((m) => m.to.includes('bob@example.com'));
     expect(sent.map((m) => m.subject)).toEqual(['Hello']);
 
-    const view = (await gql(`query($id: ID!) { action(id: $id) { revision revisions { revision payload author diff } decisions { decision revision }
-      statusUpdates { status message } } }`, { id: created.action.id }, agent)).action;
+    const view = (await graphqlData(
+      t.url,
+      agent,
+      `query($id: ID!) { action(id: $id) { revision revisions { revision payload author diff } decisions { decision revision }
+      statusUpdates { status message } } }`,
+      { id: created.action.id },
+    )).action;
     expect(view.revisions.map((r: any) => [r.revision, r.payload.subject])).toEqual([[1, 'Hi'], [2, 'Hello']]);
     expect(view.revisions[1].diff).toEqual([{ path: 'subject', from: 'Hi', to: 'Hello' }]);
     expect(view.decisions).toEqual([{ decision: 'approve', revision: 2 }]);
@@ -87,7 +72,7 @@ describe('approve with edits', () => {
 
 describe('quorum', () => {
   async function order() {
-    const out = (await gql(CREATE, { input: { type: 'order', payload: { provider: 'cafe', items: [{ name: 'tea', price: 2, quantity: 1 }] } } }, agent)).createAction;
+    const out = (await graphqlData(t.url, agent, CREATE, { input: { type: 'order', payload: { provider: 'cafe', items: [{ name: 'tea', price: 2, quantity: 1 }] } } })).createAction;
     expect(out.errors).toEqual([]);
     expect(out.action).toMatchObject({ status: 'PENDING', approvalsRequired: 3 });
     return out.action.id as string;
@@ -95,11 +80,11 @@ describe('quorum', () => {
 
   it('needs 3 distinct approvers; the same approver twice counts once; the third approval runs it', async () => {
     const id = await order();
-    expect((await gql(APPROVE, { id }, approvers[0]!)).approveAction.action.status).toBe('PENDING');
-    expect((await gql(APPROVE, { id }, approvers[0]!)).approveAction.action.status).toBe('PENDING');
-    expect((await gql(APPROVE, { id }, approvers[1]!)).approveAction.action.status).toBe('PENDING');
+    expect((await graphqlData(t.url, approvers[0]!, APPROVE, { id })).approveAction.action.status).toBe('PENDING');
+    expect((await graphqlData(t.url, approvers[0]!, APPROVE, { id })).approveAction.action.status).toBe('PENDING');
+    expect((await graphqlData(t.url, approvers[1]!, APPROVE, { id })).approveAction.action.status).toBe('PENDING');
     expect(await t.app.db.approvalDecision.count({ where: { actionId: id } })).toBe(2);
-    expect((await gql(APPROVE, { id }, approvers[2]!)).approveAction.action.status).toBe('APPROVED');
+    expect((await graphqlData(t.url, approvers[2]!, APPROVE, { id })).approveAction.action.status).toBe('APPROVED');
     const messages = (await t.app.db.statusUpdate.findMany({ where: { actionId: id }, orderBy: { seq: 'asc' } })).map((u) => u.message);
     expect(messages).toContain('Approval 1 of 3 recorded for revision 1; waiting for 2 more approvers');
     expect(messages).toContain('Approval 2 of 3 recorded for revision 1; waiting for 1 more approver');
@@ -107,7 +92,7 @@ describe('quorum', () => {
     // No integration for the café: an operator (here the admin) completes it; the signed receipt binds all three approvals.
     let task = null;
     for (const until = Date.now() + 10_000; !task && Date.now() < until; await sleep(50)) task = await t.app.db.manualTask.findFirst({ where: { actionId: id, status: 'OPEN' } });
-    const done = await gql(`mutation($id: ID!) { completeManualTask(id: $id, outcome: { reference: "Q-1" }) { errors { code message } } }`, { id: task!.id }, admin);
+    const done = await graphqlData(t.url, admin, `mutation($id: ID!) { completeManualTask(id: $id, outcome: { reference: "Q-1" }) { errors { code message } } }`, { id: task!.id });
     expect(done.completeManualTask.errors).toEqual([]);
     const receipt = await t.app.db.receipt.findFirstOrThrow({ where: { actionId: id } });
     const bound = (JSON.parse(receipt.statement!) as { approvals: Array<{ decidedBy: string }> }).approvals;
@@ -122,9 +107,9 @@ describe('quorum', () => {
     const firstLink = approvalToken(before[0]!);
     const page1 = await (await fetch(`${t.url}/approvals/${firstLink}`)).text();
     expect(page1).toContain('3 different approvers needed; 0 so far for this revision');
-    await gql(APPROVE, { id }, approvers[0]!);
+    await graphqlData(t.url, approvers[0]!, APPROVE, { id });
 
-    const edited = (await gql(APPROVE, { id, payload: { provider: 'cafe', items: [{ name: 'coffee', price: 2, quantity: 1 }] } }, approvers[1]!)).approveAction;
+    const edited = (await graphqlData(t.url, approvers[1]!, APPROVE, { id, payload: { provider: 'cafe', items: [{ name: 'coffee', price: 2, quantity: 1 }] } })).approveAction;
     expect(edited.errors).toEqual([]);
     expect(edited.action).toMatchObject({ status: 'PENDING', revision: 2 });
     // Only the editor's approval counts for revision 2.
@@ -142,13 +127,13 @@ describe('quorum', () => {
 
   it('one rejection rejects', async () => {
     const id = await order();
-    await gql(APPROVE, { id }, approvers[0]!);
-    expect((await gql(REJECT, { id }, approvers[1]!)).rejectAction).toEqual({ action: { status: 'REJECTED' }, errors: [] });
+    await graphqlData(t.url, approvers[0]!, APPROVE, { id });
+    expect((await graphqlData(t.url, approvers[1]!, REJECT, { id })).rejectAction).toEqual({ action: { status: 'REJECTED' }, errors: [] });
   });
 
   it('50 racing decisions end in one consistent outcome', async () => {
     const id = await order();
-    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => post(APPROVE, { id }, approvers[i % 5]!)));
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => postGraphql(t.url, approvers[i % 5]!, APPROVE, { id }).then((r) => r.body)));
     expect(results.every((r) => r.errors === undefined)).toBe(true);
     const row = await t.app.db.action.findUniqueOrThrow({ where: { id } });
     expect(row.status).not.toBe('PENDING');

@@ -3,6 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { parse } from 'graphql';
 import { executeOverWs, startTestServer, type TestServer } from '../helpers/server.js';
+import { postGraphql } from '../helpers/http.js';
+
+const acceptJson = { headers: { accept: 'application/json' } };
 
 let t: TestServer;
 let agent: string;
@@ -12,19 +15,8 @@ let operator: string;
 let analyst: string;
 let userId: string;
 
-type Body = { data?: Record<string, any> | null; errors?: Array<{ message: string; extensions?: Record<string, unknown> }> };
-
 /** A JSON value nested `depth` levels deep, as text (JSON.stringify itself overflows on it). */
 const DEEP = (depth: number) => `${'{"a":'.repeat(depth)}"leaf"${'}'.repeat(depth)}`;
-
-async function gql(query: string, variables: Record<string, unknown> | string = {}, apiKey = agent): Promise<Body & { status: number }> {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${apiKey}` },
-    body: typeof variables === 'string' ? `{"query":${JSON.stringify(query)},"variables":${variables}}` : JSON.stringify({ query, variables }),
-  });
-  return { ...((await res.json()) as Body), status: res.status };
-}
 
 async function actionCount() {
   return t.app.db.action.count();
@@ -88,10 +80,10 @@ describe('malformed ids', () => {
       ['100 kB long', HUGE],
     ] as const) {
       it(`${name} answers NOT_FOUND naming the argument for an id that is ${label}, with a short message`, async () => {
-        const out = await gql(query.replace(/\$v/g, '$v'), { v: value }, keys()[role]);
-        expect(out.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
-        expect(out.errors?.[0]?.extensions?.field).toEqual(field.map((f) => (f === 'v' ? 'id' : f)));
-        expect(out.errors?.[0]?.message).not.toMatch(/Unexpected error/);
+        const out = await postGraphql(t.url, keys()[role], query.replace(/\$v/g, '$v'), { v: value }, acceptJson);
+        expect(out.body.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+        expect(out.body.errors?.[0]?.extensions?.field).toEqual(field.map((f) => (f === 'v' ? 'id' : f)));
+        expect(out.body.errors?.[0]?.message).not.toMatch(/Unexpected error/);
         expect(JSON.stringify(out).length).toBeLessThan(2000);
       });
     }
@@ -115,9 +107,9 @@ describe('malformed ids', () => {
     it(`${name} answers a malformed or 100 kB id with a NOT_FOUND UserError naming the field, changing nothing`, async () => {
       const before = await actionCount();
       for (const value of ['not-a-uuid', HUGE]) {
-        const out = await gql(query, { v: value }, keys()[role]);
-        expect(out.errors).toBeUndefined();
-        const payload = Object.values(out.data!)[0] as { errors: Array<{ code: string; field: string[]; message: string }> };
+        const out = await postGraphql(t.url, keys()[role], query, { v: value }, acceptJson);
+        expect(out.body.errors).toBeUndefined();
+        const payload = Object.values(out.body.data!)[0] as { errors: Array<{ code: string; field: string[]; message: string }> };
         expect(payload.errors).toEqual([expect.objectContaining({ code: 'NOT_FOUND', field })]);
         expect(payload.errors[0]!.message.length).toBeLessThan(200);
       }
@@ -126,11 +118,11 @@ describe('malformed ids', () => {
   }
 
   it('a malformed id in a literal argument is refused the same way as in a variable', async () => {
-    const out = await gql('{ action(id: "nope") { id } }', {}, approver);
-    expect(out.errors?.[0]?.extensions).toMatchObject({ code: 'NOT_FOUND', field: ['id'] });
-    expect(out.errors?.[0]?.message).toBe('no action with id nope');
-    const task = await gql('mutation { completeManualTask(id: "nope") { errors { message } } }', {}, operator);
-    expect(task.data!.completeManualTask.errors[0].message).toBe('no manual task with id nope');
+    const out = await postGraphql(t.url, approver, '{ action(id: "nope") { id } }', {}, acceptJson);
+    expect(out.body.errors?.[0]?.extensions).toMatchObject({ code: 'NOT_FOUND', field: ['id'] });
+    expect(out.body.errors?.[0]?.message).toBe('no action with id nope');
+    const task = await postGraphql(t.url, operator, 'mutation { completeManualTask(id: "nope") { errors { message } } }', {}, acceptJson);
+    expect(task.body.data!.completeManualTask.errors[0].message).toBe('no manual task with id nope');
   });
 
   it('actionStatus(actionId) and actionEvents(filter.userId) refuse malformed ids over graphql-ws with NOT_FOUND', async () => {
@@ -148,33 +140,37 @@ describe('malformed ids', () => {
   });
 
   it('a cursor that was never given out is refused as INVALID_INPUT, not an internal error', async () => {
-    const out = await gql('query($c: String) { actions(first: 2, after: $c) { edges { node { id } } } }', { c: 'garbage' }, approver);
-    expect(out.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['after'] });
+    const out = await postGraphql(t.url, approver, 'query($c: String) { actions(first: 2, after: $c) { edges { node { id } } } }', { c: 'garbage' }, acceptJson);
+    expect(out.body.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['after'] });
   });
 });
 
 describe('users by handle', () => {
   it('rateLimits, actions(filter) and createAction accept the user\'s handle as well as the id', async () => {
-    const byHandle = await gql('{ rateLimits(userId: "alice", type: "send_email") { current limit } }', {}, approver);
-    const byId = await gql(`{ rateLimits(userId: "${userId}", type: "send_email") { current limit } }`, {}, approver);
-    expect(byHandle.errors).toBeUndefined();
-    expect(byHandle.data).toEqual(byId.data);
+    const byHandle = await postGraphql(t.url, approver, '{ rateLimits(userId: "alice", type: "send_email") { current limit } }', {}, acceptJson);
+    const byId = await postGraphql(t.url, approver, `{ rateLimits(userId: "${userId}", type: "send_email") { current limit } }`, {}, acceptJson);
+    expect(byHandle.body.errors).toBeUndefined();
+    expect(byHandle.body.data).toEqual(byId.body.data);
 
-    const created = await gql(
+    const created = await postGraphql(
+      t.url,
+      agent,
       'mutation { createAction(input: { type: "create_document", userId: "alice", payload: { title: "By handle", content: "x" } }) { action { id userId } errors { code field message } } }',
+      {},
+      acceptJson,
     );
-    expect(created.data!.createAction.errors).toEqual([]);
-    expect(created.data!.createAction.action.userId).toBe(userId);
+    expect(created.body.data!.createAction.errors).toEqual([]);
+    expect(created.body.data!.createAction.action.userId).toBe(userId);
 
-    const listed = await gql('{ actions(filter: { userId: "alice" }) { edges { node { id } } } }', {}, approver);
-    expect(listed.data!.actions.edges.map((e: { node: { id: string } }) => e.node.id)).toContain(created.data!.createAction.action.id);
+    const listed = await postGraphql(t.url, approver, '{ actions(filter: { userId: "alice" }) { edges { node { id } } } }', {}, acceptJson);
+    expect(listed.body.data!.actions.edges.map((e: { node: { id: string } }) => e.node.id)).toContain(created.body.data!.createAction.action.id);
   });
 
   it('setKycStatus takes a handle; an unknown handle is NOT_FOUND naming userId', async () => {
-    const ok = await gql('mutation { setKycStatus(userId: "alice", status: PENDING) { user { id kycStatus } errors { code } } }', {}, admin);
-    expect(ok.data!.setKycStatus).toEqual({ user: { id: userId, kycStatus: 'PENDING' }, errors: [] });
-    const missing = await gql('mutation { setKycStatus(userId: "bob", status: PENDING) { user { id } errors { code field } } }', {}, admin);
-    expect(missing.data!.setKycStatus).toEqual({ user: null, errors: [{ code: 'NOT_FOUND', field: ['userId'] }] });
+    const ok = await postGraphql(t.url, admin, 'mutation { setKycStatus(userId: "alice", status: PENDING) { user { id kycStatus } errors { code } } }', {}, acceptJson);
+    expect(ok.body.data!.setKycStatus).toEqual({ user: { id: userId, kycStatus: 'PENDING' }, errors: [] });
+    const missing = await postGraphql(t.url, admin, 'mutation { setKycStatus(userId: "bob", status: PENDING) { user { id } errors { code field } } }', {}, acceptJson);
+    expect(missing.body.data!.setKycStatus).toEqual({ user: null, errors: [{ code: 'NOT_FOUND', field: ['userId'] }] });
   });
 });
 
@@ -190,9 +186,9 @@ describe('createApiKey input', () => {
       [{ role: 'AGENT', userHandle: userId }, 'userHandle'],
       [{ role: 'AGENT', userHandle: '00000000-0000-0000-0000-000000000000' }, 'userHandle'],
     ] as const) {
-      const out = await gql(create, { input }, admin);
-      const errors = out.data!.createApiKey.errors as Array<{ code: string; field: string[]; message: string }>;
-      expect(out.data!.createApiKey.key).toBeNull();
+      const out = await postGraphql(t.url, admin, create, { input }, acceptJson);
+      const errors = out.body.data!.createApiKey.errors as Array<{ code: string; field: string[]; message: string }>;
+      expect(out.body.data!.createApiKey.key).toBeNull();
       expect(errors).toHaveLength(1);
       expect(errors[0]).toMatchObject({ code: 'INVALID_INPUT', field: ['input', field] });
       expect(errors[0]!.message.length).toBeLessThan(200);
@@ -207,12 +203,12 @@ describe('strings, dates and depth at the edge', () => {
   it('refuses NUL characters and unpaired surrogates in variables and literals with INVALID_INPUT naming the field; nothing is written', async () => {
     const before = await actionCount();
     for (const bad of ['a\u0000b', 'a\ud800b', 'x\udc00']) {
-      const out = await gql(create, { input: { type: 'create_document', payload: { title: bad, content: 'c' } } });
-      expect(out.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'payload', 'title'] });
+      const out = await postGraphql(t.url, agent, create, { input: { type: 'create_document', payload: { title: bad, content: 'c' } } }, acceptJson);
+      expect(out.body.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'payload', 'title'] });
     }
-    const literal = await gql('mutation { cancelAction(id: "00000000-0000-4000-8000-000000000000", reason: "a\\u0000b") { errors { code } } }');
-    expect(literal.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['reason'] });
-    expect(literal.errors?.[0]?.message).toMatch(/cancelAction\(reason\).*NUL/);
+    const literal = await postGraphql(t.url, agent, 'mutation { cancelAction(id: "00000000-0000-4000-8000-000000000000", reason: "a\\u0000b") { errors { code } } }', {}, acceptJson);
+    expect(literal.body.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['reason'] });
+    expect(literal.body.errors?.[0]?.message).toMatch(/cancelAction\(reason\).*NUL/);
     expect(await actionCount()).toBe(before);
   });
 
@@ -230,35 +226,39 @@ describe('strings, dates and depth at the edge', () => {
     const email = (subject: string, body = 'b') => ({ input: { type: 'send_email', payload: { to: ['a@b.co'], subject, body } } });
     // In a variable, anywhere in the payload (keys too), and in other arguments.
     for (const c of ['\u0001', '\u0008', '\u000b', '\u001b', '\u007f', '\u0080', '\u009f']) {
-      const out = await gql(create, email('s', `x${c}y`));
-      expect(out.errors?.[0]?.extensions, JSON.stringify(c)).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'payload', 'body'] });
-      expect(out.errors?.[0]?.message).toMatch(/control character U\+00[0-9A-F]{2}, which is not allowed/);
+      const out = await postGraphql(t.url, agent, create, email('s', `x${c}y`), acceptJson);
+      expect(out.body.errors?.[0]?.extensions, JSON.stringify(c)).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'payload', 'body'] });
+      expect(out.body.errors?.[0]?.message).toMatch(/control character U\+00[0-9A-F]{2}, which is not allowed/);
     }
-    const key = await gql(create, { input: { type: 'create_document', payload: { title: 't', content: 'c', ['x\u0007']: 1 } } });
-    expect(key.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'payload', 'x\u0007'] });
-    const idem = await gql(create, { input: { type: 'create_document', payload: { title: 't', content: 'c' }, idempotencyKey: 'k\u001b' } });
-    expect(idem.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'idempotencyKey'] });
+    const key = await postGraphql(t.url, agent, create, { input: { type: 'create_document', payload: { title: 't', content: 'c', ['x\u0007']: 1 } } }, acceptJson);
+    expect(key.body.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'payload', 'x\u0007'] });
+    const idem = await postGraphql(t.url, agent, create, { input: { type: 'create_document', payload: { title: 't', content: 'c' }, idempotencyKey: 'k\u001b' } }, acceptJson);
+    expect(idem.body.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'idempotencyKey'] });
     // Written in the query as a literal.
-    const literal = await gql('mutation { createAction(input: { type: "create_document", payload: { title: "a\\u0085b", content: "c" } }) { errors { code } } }');
-    expect(literal.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'payload', 'title'] });
+    const literal = await postGraphql(t.url, agent, 'mutation { createAction(input: { type: "create_document", payload: { title: "a\\u0085b", content: "c" } }) { errors { code } } }', {}, acceptJson);
+    expect(literal.body.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['input', 'payload', 'title'] });
     // In the other JSON arguments (settings, outcome).
-    const settings = await gql(
+    const settings = await postGraphql(
+      t.url,
+      admin,
       'mutation($s: JSON!) { upsertHandlerConfig(input: { handler: "manual", provider: "*", settings: $s }) { errors { code } } }',
       { s: { note: 'a\u007fb' } },
-      admin,
+      acceptJson,
     );
-    expect(settings.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['s', 'note'] });
-    const outcome = await gql(
+    expect(settings.body.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['s', 'note'] });
+    const outcome = await postGraphql(
+      t.url,
+      operator,
       'mutation { completeManualTask(id: "00000000-0000-4000-8000-000000000000", outcome: { note: "a\\u0002b" }) { errors { code } } }',
       {},
-      operator,
+      acceptJson,
     );
-    expect(outcome.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['outcome', 'note'] });
+    expect(outcome.body.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_INPUT', field: ['outcome', 'note'] });
 
     // Header injection in a single-line field: a payload error naming the field and what is not allowed.
-    const injected = await gql(create, email('hi\r\nBcc: evil@x.co'));
-    expect(injected.errors).toBeUndefined();
-    expect(injected.data!.createAction).toEqual({
+    const injected = await postGraphql(t.url, agent, create, email('hi\r\nBcc: evil@x.co'), acceptJson);
+    expect(injected.body.errors).toBeUndefined();
+    expect(injected.body.data!.createAction).toEqual({
       action: null,
       errors: [
         {
@@ -268,15 +268,15 @@ describe('strings, dates and depth at the edge', () => {
         },
       ],
     });
-    const bidi = await gql(create, { input: { type: 'create_document', payload: { title: 'invoice\u202Efdp.exe', content: 'c' } } });
-    expect(bidi.data!.createAction.errors).toEqual([
+    const bidi = await postGraphql(t.url, agent, create, { input: { type: 'create_document', payload: { title: 'invoice\u202Efdp.exe', content: 'c' } } }, acceptJson);
+    expect(bidi.body.data!.createAction.errors).toEqual([
       expect.objectContaining({ code: 'INVALID_PAYLOAD', field: ['payload', 'title'], message: expect.stringMatching(/U\+202E; override and isolate characters/) }),
     ]);
     expect(await actionCount()).toBe(before);
 
     // Multi-line fields keep CR, LF and TAB.
-    const ok = await gql(create, email('Report', 'line 1\r\nline 2\n\tindented'));
-    expect(ok.data!.createAction.errors).toEqual([]);
+    const ok = await postGraphql(t.url, agent, create, email('Report', 'line 1\r\nline 2\n\tindented'), acceptJson);
+    expect(ok.body.data!.createAction.errors).toEqual([]);
     expect(await actionCount()).toBe(before + 1);
   });
 
@@ -289,37 +289,43 @@ describe('strings, dates and depth at the edge', () => {
       [1_000_001, 3600, 'limit'],
       [0, 3600, 'limit'],
     ] as const) {
-      const out = await gql(upsert, { input: { actionType: 'send_email', kind: 'RATE_LIMIT', limit, windowSeconds } }, admin);
-      expect(out.data!.upsertSafetyRule, `${limit}/${windowSeconds}`).toEqual({
+      const out = await postGraphql(t.url, admin, upsert, { input: { actionType: 'send_email', kind: 'RATE_LIMIT', limit, windowSeconds } }, acceptJson);
+      expect(out.body.data!.upsertSafetyRule, `${limit}/${windowSeconds}`).toEqual({
         rule: null,
         errors: [{ code: 'INVALID_INPUT', field: ['input', field], message: expect.stringMatching(field === 'limit' ? /limit from 1 to 1,000,000/ : /windowSeconds from 1 to 31,622,400 \(366 days\)/) }],
       });
     }
     expect(await t.app.db.safetyRule.count()).toBe(before);
-    const notRate = await gql(upsert, { input: { actionType: 'send_email', kind: 'BLOCKED', windowSeconds: 60 } }, admin);
-    expect(notRate.data!.upsertSafetyRule.errors).toEqual([expect.objectContaining({ code: 'INVALID_INPUT', field: ['input', 'windowSeconds'] })]);
+    const notRate = await postGraphql(t.url, admin, upsert, { input: { actionType: 'send_email', kind: 'BLOCKED', windowSeconds: 60 } }, acceptJson);
+    expect(notRate.body.data!.upsertSafetyRule.errors).toEqual([expect.objectContaining({ code: 'INVALID_INPUT', field: ['input', 'windowSeconds'] })]);
     expect(await t.app.db.safetyRule.count()).toBe(before);
-    const edge = await gql(upsert, { input: { actionType: 'send_email', kind: 'RATE_LIMIT', limit: 1_000_000, windowSeconds: 366 * 86_400 } }, admin);
-    expect(edge.data!.upsertSafetyRule.errors).toEqual([]);
+    const edge = await postGraphql(t.url, admin, upsert, { input: { actionType: 'send_email', kind: 'RATE_LIMIT', limit: 1_000_000, windowSeconds: 366 * 86_400 } }, acceptJson);
+    expect(edge.body.data!.upsertSafetyRule.errors).toEqual([]);
   });
 
   it('refuses impossible dates (2030-02-31, year 0000, hour 24) in DateTime arguments', async () => {
     for (const when of ['2030-02-31T10:00:00Z', '0000-01-01T00:00:00Z', '2030-01-01T24:00:00Z']) {
-      const out = await gql(create, { input: { type: 'create_document', payload: { title: 't', content: 'c' }, scheduledFor: when } });
-      expect(out.errors?.[0]?.message).toMatch(/scheduledFor/);
-      expect(out.errors?.[0]?.message).not.toMatch(/Unexpected error/);
+      const out = await postGraphql(t.url, agent, create, { input: { type: 'create_document', payload: { title: 't', content: 'c' }, scheduledFor: when } }, acceptJson);
+      expect(out.body.errors?.[0]?.message).toMatch(/scheduledFor/);
+      expect(out.body.errors?.[0]?.message).not.toMatch(/Unexpected error/);
     }
-    const literal = await gql('{ auditLog(filter: { from: "2030-02-31T00:00:00Z" }) { edges { node { id } } } }', {}, analyst);
-    expect(literal.errors?.[0]?.message).toMatch(/no day 31/);
-    const leap = await gql(create, { input: { type: 'create_document', payload: { title: 'leap', content: 'c' }, scheduledFor: '2028-02-29T10:00:00Z' } });
-    expect(leap.errors).toBeUndefined();
+    const literal = await postGraphql(t.url, analyst, '{ auditLog(filter: { from: "2030-02-31T00:00:00Z" }) { edges { node { id } } } }', {}, acceptJson);
+    expect(literal.body.errors?.[0]?.message).toMatch(/no day 31/);
+    const leap = await postGraphql(t.url, agent, create, { input: { type: 'create_document', payload: { title: 'leap', content: 'c' }, scheduledFor: '2028-02-29T10:00:00Z' } }, acceptJson);
+    expect(leap.body.errors).toBeUndefined();
   });
 
   it('refuses impossible dates in payload date fields (start_time/end_time) naming the field', async () => {
-    const out = await gql(create, {
-      input: { type: 'create_calendar_event', payload: { title: 'x', start_time: '2030-02-31T10:00:00Z', end_time: '0000-03-01T10:00:00Z' } },
-    });
-    const errors = out.data!.createAction.errors as Array<{ code: string; field: string[] }>;
+    const out = await postGraphql(
+      t.url,
+      agent,
+      create,
+      {
+        input: { type: 'create_calendar_event', payload: { title: 'x', start_time: '2030-02-31T10:00:00Z', end_time: '0000-03-01T10:00:00Z' } },
+      },
+      acceptJson,
+    );
+    const errors = out.body.data!.createAction.errors as Array<{ code: string; field: string[] }>;
     expect(errors).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ code: 'INVALID_PAYLOAD', field: ['payload', 'start_time'] }),
@@ -332,30 +338,36 @@ describe('strings, dates and depth at the edge', () => {
     const deep = DEEP(5000);
     const before = await actionCount();
     const started = Date.now();
-    const out = await gql(create, `{"input":{"type":"create_document","payload":{"title":"t","content":"c","folder":${deep}}}}`);
-    expect(out.errors?.[0]?.extensions?.code).toBe('INVALID_INPUT');
-    expect(out.errors?.[0]?.message).toMatch(/nested more than/);
-    const settings = await gql(
+    const out = await postGraphql(t.url, agent, create, `{"input":{"type":"create_document","payload":{"title":"t","content":"c","folder":${deep}}}}`, acceptJson);
+    expect(out.body.errors?.[0]?.extensions?.code).toBe('INVALID_INPUT');
+    expect(out.body.errors?.[0]?.message).toMatch(/nested more than/);
+    const settings = await postGraphql(
+      t.url,
+      admin,
       'mutation($s: JSON!) { upsertHandlerConfig(input: { handler: "manual", provider: "*", settings: $s }) { errors { code } } }',
       `{"s":${deep}}`,
-      admin,
+      acceptJson,
     );
-    expect(settings.errors?.[0]?.message).toMatch(/nested more than/);
-    const outcome = await gql(
+    expect(settings.body.errors?.[0]?.message).toMatch(/nested more than/);
+    const outcome = await postGraphql(
+      t.url,
+      operator,
       'mutation($o: JSON) { completeManualTask(id: "00000000-0000-4000-8000-000000000000", outcome: $o) { errors { code } } }',
       `{"o":${deep}}`,
-      operator,
+      acceptJson,
     );
-    expect(outcome.errors?.[0]?.message).toMatch(/nested more than/);
+    expect(outcome.body.errors?.[0]?.message).toMatch(/nested more than/);
     // 33 levels inside the JSON scalar: refused by the scalar, naming where.
     let d33: unknown = 1;
     for (let i = 0; i < 33; i++) d33 = [d33];
-    const scalar = await gql(
+    const scalar = await postGraphql(
+      t.url,
+      operator,
       'mutation($o: JSON) { completeManualTask(id: "00000000-0000-4000-8000-000000000000", outcome: $o) { errors { code } } }',
       { o: d33 },
-      operator,
+      acceptJson,
     );
-    expect(scalar.errors?.[0]?.message).toMatch(/\$o.*nested more than 32 levels/s);
+    expect(scalar.body.errors?.[0]?.message).toMatch(/\$o.*nested more than 32 levels/s);
     expect(Date.now() - started).toBeLessThan(3000);
     expect(await actionCount()).toBe(before);
   });
@@ -419,10 +431,10 @@ describe('payload errors through createAction', () => {
 
   it('reports every problem of a payload, one UserError each, with its field and what was expected; nothing is recorded', async () => {
     const before = await actionCount();
-    const out = await gql(create, { input: { type: 'send_email', payload: { to: 5, subject: 3, extra: true } } });
-    expect(out.errors).toBeUndefined();
-    expect(out.data!.createAction.action).toBeNull();
-    expect(out.data!.createAction.errors).toEqual([
+    const out = await postGraphql(t.url, agent, create, { input: { type: 'send_email', payload: { to: 5, subject: 3, extra: true } } }, acceptJson);
+    expect(out.body.errors).toBeUndefined();
+    expect(out.body.data!.createAction.action).toBeNull();
+    expect(out.body.data!.createAction.errors).toEqual([
       { code: 'INVALID_PAYLOAD', field: ['payload', 'to'], message: 'payload.to: expected an array, got a whole number' },
       { code: 'INVALID_PAYLOAD', field: ['payload', 'subject'], message: 'payload.subject: expected a string, got a whole number' },
       { code: 'INVALID_PAYLOAD', field: ['payload', 'body'], message: 'payload.body: is required' },
@@ -433,17 +445,17 @@ describe('payload errors through createAction', () => {
 
   it('refuses a purchase without a currency, or whose total is not the sum of its items, naming payload.total with both numbers', async () => {
     const items = [{ name: 'Chair', price: 50, quantity: 2 }];
-    const noCurrency = await gql(create, { input: { type: 'make_purchase', payload: { items, merchant: 'Shop', total: 100 } } });
-    expect(noCurrency.data!.createAction.errors).toEqual([expect.objectContaining({ code: 'INVALID_PAYLOAD', field: ['payload', 'currency'] })]);
-    const wrongTotal = await gql(create, { input: { type: 'make_purchase', payload: { items, merchant: 'Shop', total: 90, currency: 'EUR' } } });
-    expect(wrongTotal.data!.createAction.errors).toEqual([
+    const noCurrency = await postGraphql(t.url, agent, create, { input: { type: 'make_purchase', payload: { items, merchant: 'Shop', total: 100 } } }, acceptJson);
+    expect(noCurrency.body.data!.createAction.errors).toEqual([expect.objectContaining({ code: 'INVALID_PAYLOAD', field: ['payload', 'currency'] })]);
+    const wrongTotal = await postGraphql(t.url, agent, create, { input: { type: 'make_purchase', payload: { items, merchant: 'Shop', total: 90, currency: 'EUR' } } }, acceptJson);
+    expect(wrongTotal.body.data!.createAction.errors).toEqual([
       expect.objectContaining({ code: 'INVALID_PAYLOAD', field: ['payload', 'total'], message: expect.stringMatching(/90\.00.*100\.00/) }),
     ]);
   });
 
   it('actionTypes publishes the checks in the JSON Schema and derives reversible from the handler chain', async () => {
-    const out = await gql('{ actionTypes { type reversible handlers payloadSchema } }');
-    const byType = Object.fromEntries((out.data!.actionTypes as Array<{ type: string }>).map((t) => [t.type, t])) as Record<string, any>;
+    const out = await postGraphql(t.url, agent, '{ actionTypes { type reversible handlers payloadSchema } }', {}, acceptJson);
+    const byType = Object.fromEntries((out.body.data!.actionTypes as Array<{ type: string }>).map((t) => [t.type, t])) as Record<string, any>;
     expect(byType.move_file.handlers).toEqual(['move_file.filesystem', 'manual']);
     expect(byType.move_file.reversible).toBe(true);
     expect(byType.create_document.reversible).toBe(true);
@@ -454,12 +466,12 @@ describe('payload errors through createAction', () => {
   });
 
   it('rollbackAction answers NOT_REVERSIBLE for a move_file completed by an operator (the manual handler cannot undo it)', async () => {
-    const created = await gql(create, { input: { type: 'move_file', payload: { from: 'a.txt', to: 'b.txt' } } });
-    const id = created.data!.createAction.action.id as string;
+    const created = await postGraphql(t.url, agent, create, { input: { type: 'move_file', payload: { from: 'a.txt', to: 'b.txt' } } }, acceptJson);
+    const id = created.body.data!.createAction.action.id as string;
     // As if an operator had carried it out (the manual handler completes it).
     await t.app.db.action.update({ where: { id }, data: { status: 'COMPLETED' } });
-    const out = await gql(`mutation { rollbackAction(id: "${id}", reason: "undo") { errors { code message } } }`, {}, admin);
-    expect(out.data!.rollbackAction.errors).toEqual([expect.objectContaining({ code: 'NOT_REVERSIBLE' })]);
+    const out = await postGraphql(t.url, admin, `mutation { rollbackAction(id: "${id}", reason: "undo") { errors { code message } } }`, {}, acceptJson);
+    expect(out.body.data!.rollbackAction.errors).toEqual([expect.objectContaining({ code: 'NOT_REVERSIBLE' })]);
   });
 });
 

@@ -14,6 +14,7 @@ import { PermanentHandlerError, type HandlerContext } from '../../src/handlers/t
 import { startRadicale, type TestRadicale } from '../helpers/radicale.js';
 import { startSmtpServer, type TestSmtpServer, type ReceivedMail } from '../helpers/smtp.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { waitForActionStatus } from '../helpers/wait.js';
 
 const MAIL_FROM = 'Action Engine <engine@cal.example.test>';
 const EVENT = {
@@ -49,18 +50,6 @@ async function approvedEvent(app: App, payload: Record<string, unknown> = EVENT)
   return { action, space, admin: { id: admin.id, role: 'ADMIN' as const, spaceId: space.id, userId: null } };
 }
 
-async function waitForStatus(app: App, id: string, status: string, timeoutMs = 20_000) {
-  const until = Date.now() + timeoutMs;
-  let current = '';
-  while (Date.now() < until) {
-    current = (await app.db.action.findUniqueOrThrow({ where: { id } })).status;
-    if (current === status) return;
-    await sleep(50);
-  }
-  const executions = await app.db.execution.findMany({ where: { actionId: id } });
-  throw new Error(`action ${id} is ${current}, not ${status}, after ${timeoutMs} ms: ${JSON.stringify(executions.map((e) => [e.handler, e.status, e.error]))}`);
-}
-
 function deps(t: TestServer) {
   return { ...t.app.engine, handlers: t.app.handlers, services: t.app.handlerServices };
 }
@@ -94,7 +83,7 @@ describe('calendar.caldav against Radicale', () => {
   it('creates the event (CALDAV_URL with credentials): read back with its times, time zone, attendees and location; a repeat does not duplicate it; rollback deletes it', async () => {
     const { action, admin } = await approvedEvent(t.app);
     await t.app.engine.queue.enqueue(action);
-    await waitForStatus(t.app, action.id, 'COMPLETED');
+    await waitForActionStatus(t.app.db, action.id, 'COMPLETED', 20_000);
 
     const objectUrl = new URL(`action-${action.id}.ics`, calendarUrl).href;
     const done = await t.app.db.action.findUniqueOrThrow({ where: { id: action.id }, include: { receipts: true, statusUpdates: { orderBy: { seq: 'asc' } } } });
@@ -200,7 +189,7 @@ describe('calendar.caldav configured per space (settings.url, secrets username a
       secrets: { username: radicale.username, password: radicale.password },
     });
     await t.app.engine.queue.enqueue(action);
-    await waitForStatus(t.app, action.id, 'COMPLETED');
+    await waitForActionStatus(t.app.db, action.id, 'COMPLETED', 20_000);
     const receipt = await t.app.db.receipt.findFirstOrThrow({ where: { actionId: action.id } });
     expect(receipt).toMatchObject({ handler: 'calendar.caldav', externalRef: new URL(`action-${action.id}.ics`, calendarUrl).href });
     expect(await calendarObjects(calendarUrl)).toHaveLength(1);
@@ -216,7 +205,7 @@ describe('calendar.caldav configured per space (settings.url, secrets username a
       secrets: { username: radicale.username, password: 'wrong' },
     });
     await t.app.engine.queue.enqueue(action);
-    await waitForStatus(t.app, action.id, 'COMPLETED');
+    await waitForActionStatus(t.app.db, action.id, 'COMPLETED', 20_000);
     const executions = await t.app.db.execution.findMany({ where: { actionId: action.id }, orderBy: { startedAt: 'asc' } });
     expect(executions.map((e) => [e.handler, e.status])).toEqual([
       ['calendar.caldav', 'FAILED'],
@@ -262,7 +251,7 @@ describe('calendar.ics (no CalDAV server configured)', () => {
     const { action, admin } = await approvedEvent(t.app);
     const before = smtp.received.length;
     await t.app.engine.queue.enqueue(action);
-    await waitForStatus(t.app, action.id, 'COMPLETED');
+    await waitForActionStatus(t.app.db, action.id, 'COMPLETED', 20_000);
 
     const uid = `action-${action.id}@cal.example.test`;
     const folder = path.join(t.app.config.filesRoot, action.spaceId, action.userId, 'calendar');
@@ -313,7 +302,7 @@ describe('calendar.ics (no CalDAV server configured)', () => {
     const { action } = await approvedEvent(t.app, { ...EVENT, attendees: undefined, timezone: undefined });
     const before = smtp.received.length;
     await t.app.engine.queue.enqueue(action);
-    await waitForStatus(t.app, action.id, 'COMPLETED');
+    await waitForActionStatus(t.app.db, action.id, 'COMPLETED', 20_000);
     const uid = `action-${action.id}@cal.example.test`;
     const file = await readFile(path.join(t.app.config.filesRoot, action.spaceId, action.userId, 'calendar', `${uid}.ics`), 'utf8');
     expect(file).toMatch(/^DTSTART:20261121T110000Z\r?$/m);

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { testRedisUrl } from '../helpers/redis.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { postGraphql } from '../helpers/http.js';
 
 let t: TestServer;
 let dataDir: string;
@@ -64,12 +65,8 @@ describe('action-engine keys list / keys revoke', () => {
     const closed = await socket.closed;
     expect(closed.code).toBe(4403);
     expect(closed.at - started).toBeLessThan(10_000); // includes starting the CLI process
-    const me = await fetch(`${t.url}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-      body: JSON.stringify({ query: '{ me { role } }' }),
-    });
-    expect(((await me.json()) as { errors: Array<{ extensions: { code: string } }> }).errors[0]!.extensions.code).toBe('UNAUTHENTICATED');
+    const me = await postGraphql(t.url, key, '{ me { role } }');
+    expect(me.body.errors![0]!.extensions!.code).toBe('UNAUTHENTICATED');
 
     const id = /\(([0-9a-f-]{36})\)/.exec(revoked.stdout)![1]!;
     const again = await runCli(['keys', 'revoke', id], env());

@@ -7,6 +7,7 @@ import { runCli, startService } from '../helpers/cli.js';
 import { closedPort } from '../helpers/ports.js';
 import { createEmptyDatabase, createTestDatabase } from '../helpers/postgres.js';
 import { testRedisUrl, uniqueRedisPrefix, deleteRedisPrefix } from '../helpers/redis.js';
+import { postGraphql } from '../helpers/http.js';
 
 const redisPrefix = uniqueRedisPrefix('cli');
 let dataDir: string;
@@ -35,12 +36,8 @@ describe('action-engine start', () => {
       expect(await readdir(path.join(dataDir, 'pglite'))).not.toHaveLength(0);
       const key = /\b(ae_[A-Za-z0-9_-]{43})\b/.exec(service.stderr())?.[1];
       expect(key, service.stderr()).toBeDefined();
-      const me = await fetch(`${service.url}/graphql`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-        body: JSON.stringify({ query: '{ me { role } }' }),
-      });
-      expect(await me.json()).toEqual({ data: { me: { role: 'ADMIN' } } });
+      const me = await postGraphql(service.url, key, '{ me { role } }');
+      expect(me.body).toEqual({ data: { me: { role: 'ADMIN' } } });
     } finally {
       code = await service.stop('SIGTERM');
     }

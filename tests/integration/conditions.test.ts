@@ -4,6 +4,7 @@ import { defineActionType } from '../../src/engine/action-types.js';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { defineHandler } from '../../src/handlers/define-handler.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { graphqlData } from '../helpers/http.js';
 
 // A spending type of the test's own (no default rules), so a rule's condition alone decides.
 const spend = defineActionType({
@@ -35,29 +36,18 @@ afterAll(async () => {
   await t?.close();
 });
 
-async function gql(query: string, variables: Record<string, unknown>, key: string) {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.json()) as { data?: any; errors?: unknown[] };
-  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
-  return body.data;
-}
-
 const UPSERT = `mutation($input: SafetyRuleInput!) { upsertSafetyRule(input: $input) { rule { ruleKey condition enabled } errors { code message field } } }`;
 const CREATE = `mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status statusUpdates { message } } requiresApproval errors { code message } } }`;
 
 async function create(payload: Record<string, unknown>) {
-  const out = (await gql(CREATE, { input: { type: 'test_spend', payload } }, agent)).createAction;
+  const out = (await graphqlData(t.url, agent, CREATE, { input: { type: 'test_spend', payload } })).createAction;
   expect(out.errors).toEqual([]);
   return out as { action: { id: string; status: string; statusUpdates: Array<{ message: string }> }; requiresApproval: boolean };
 }
 
 describe('conditional safety rules (CEL)', () => {
   it('a rule with payload.amount > 100 requires approval for 150 and not for 50, and the audit keeps each outcome', async () => {
-    const saved = (await gql(UPSERT, { input: { actionType: 'test_spend', kind: 'REQUIRES_APPROVAL', condition: 'payload.amount > 100' } }, admin)).upsertSafetyRule;
+    const saved = (await graphqlData(t.url, admin, UPSERT, { input: { actionType: 'test_spend', kind: 'REQUIRES_APPROVAL', condition: 'payload.amount > 100' } })).upsertSafetyRule;
     expect(saved.errors).toEqual([]);
     expect(saved.rule.condition).toBe('payload.amount > 100');
 
@@ -76,7 +66,7 @@ describe('conditional safety rules (CEL)', () => {
 
   it('conditions see the user: a recipient outside the user\'s own domain needs approval', async () => {
     const saved = (
-      await gql(UPSERT, { input: { actionType: 'test_spend', kind: 'REQUIRES_APPROVAL', condition: 'has(payload.note) && !payload.note.endsWith("@" + user.domain)' } }, admin)
+      await graphqlData(t.url, admin, UPSERT, { input: { actionType: 'test_spend', kind: 'REQUIRES_APPROVAL', condition: 'has(payload.note) && !payload.note.endsWith("@" + user.domain)' } })
     ).upsertSafetyRule;
     expect(saved.errors).toEqual([]);
     expect((await create({ amount: 1, currency: 'EUR', note: 'bob@example.com' })).action.status).toBe('APPROVED');
@@ -85,7 +75,7 @@ describe('conditional safety rules (CEL)', () => {
   });
 
   it('a condition that fails at run time applies the rule and the status says why', async () => {
-    const saved = (await gql(UPSERT, { input: { actionType: 'test_spend', kind: 'REQUIRES_APPROVAL', condition: 'payload.limit > 10' } }, admin)).upsertSafetyRule;
+    const saved = (await graphqlData(t.url, admin, UPSERT, { input: { actionType: 'test_spend', kind: 'REQUIRES_APPROVAL', condition: 'payload.limit > 10' } })).upsertSafetyRule;
     expect(saved.errors).toEqual([]);
     const out = await create({ amount: 5, currency: 'EUR' });
     expect(out.action.status).toBe('PENDING');
@@ -100,7 +90,7 @@ describe('conditional safety rules (CEL)', () => {
       ['payload.amount > 100 &&\n  payload.currency = "EUR"', /line 2, column 20/],
       ['amout > 100', /unknown variable "amout"/],
     ] as const) {
-      const out = (await gql(UPSERT, { input: { actionType: 'test_spend', kind: 'BLOCKED', condition } }, admin)).upsertSafetyRule;
+      const out = (await graphqlData(t.url, admin, UPSERT, { input: { actionType: 'test_spend', kind: 'BLOCKED', condition } })).upsertSafetyRule;
       expect(out.rule).toBeNull();
       expect(out.errors).toHaveLength(1);
       expect(out.errors[0].code).toBe('INVALID_CONDITION');
@@ -112,10 +102,10 @@ describe('conditional safety rules (CEL)', () => {
   });
 
   it('a BLOCKED rule with a condition blocks only what matches', async () => {
-    const saved = (await gql(UPSERT, { input: { actionType: 'test_spend', kind: 'BLOCKED', condition: 'payload.currency == "XAU"' } }, admin)).upsertSafetyRule;
+    const saved = (await graphqlData(t.url, admin, UPSERT, { input: { actionType: 'test_spend', kind: 'BLOCKED', condition: 'payload.currency == "XAU"' } })).upsertSafetyRule;
     expect(saved.errors).toEqual([]);
-    await gql(UPSERT, { input: { actionType: 'test_spend', kind: 'REQUIRES_APPROVAL', enabled: false } }, admin);
-    const gold = (await gql(CREATE, { input: { type: 'test_spend', payload: { amount: 1, currency: 'XAU' } } }, agent)).createAction;
+    await graphqlData(t.url, admin, UPSERT, { input: { actionType: 'test_spend', kind: 'REQUIRES_APPROVAL', enabled: false } });
+    const gold = (await graphqlData(t.url, agent, CREATE, { input: { type: 'test_spend', payload: { amount: 1, currency: 'XAU' } } })).createAction;
     expect(gold.errors[0].code).toBe('BLOCKED');
     expect((await create({ amount: 1, currency: 'EUR' })).action.status).toBe('APPROVED');
   });

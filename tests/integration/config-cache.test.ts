@@ -9,6 +9,7 @@ import { runCli } from '../helpers/cli.js';
 import type { CacheRequest } from '../helpers/config-cache-process.js';
 import { startOwnRedis, type OwnRedis } from '../helpers/own-services.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { postGraphql } from '../helpers/http.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const childScript = path.join(root, 'tests/helpers/config-cache-process.ts');
@@ -89,15 +90,6 @@ class CacheProcess {
   }
 }
 
-async function gql(server: TestServer, key: string, query: string, variables: Record<string, unknown>) {
-  const res = await fetch(`${server.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  return (await res.json()) as { data?: Record<string, any>; errors?: unknown[] };
-}
-
 /** A cache of this test's own over process A's connections, with options of the test's choosing. */
 function ownCache(server: TestServer, options: Partial<ConfigCacheOptions> = {}): ConfigCache {
   const cache = new ConfigCache({
@@ -160,9 +152,14 @@ describe('configuration cache across two processes (A in this process, B a child
     expect(cached.stats.loads).toBe(loadsAfterFirst);
     expect(cached.stats.hits).toBeGreaterThan(first.stats.hits);
 
-    const upserted = await gql(a, adminKey, 'mutation($input: SafetyRuleInput!) { upsertSafetyRule(input: $input) { rule { ruleKey } errors { code message } } }', {
-      input: { actionType: 'send_email', kind: 'REQUIRES_APPROVAL', description: 'emails need approval in this space' },
-    });
+    const upserted = (await postGraphql(
+      a.url,
+      adminKey,
+      'mutation($input: SafetyRuleInput!) { upsertSafetyRule(input: $input) { rule { ruleKey } errors { code message } } }',
+      {
+        input: { actionType: 'send_email', kind: 'REQUIRES_APPROVAL', description: 'emails need approval in this space' },
+      },
+    )).body;
     expect(upserted.data?.upsertSafetyRule.errors).toEqual([]);
     const { answer, ms } = await b.askUntil({ op: 'safetyRules', spaceId, type: 'send_email' }, (x) => x.result.length === 4);
     expect(answer.result.map((r: { kind: string; limit: number | null }) => `${r.kind}:${r.limit}`).sort()).toEqual([
@@ -177,9 +174,14 @@ describe('configuration cache across two processes (A in this process, B a child
   it("B drops its cached handler configurations when A's admin upserts one through GraphQL", async () => {
     const before = await b.ask({ op: 'handlerConfigs', spaceId, provider: 'acme' });
     expect(before.result).toEqual({});
-    const saved = await gql(a, adminKey, 'mutation($input: HandlerConfigInput!) { upsertHandlerConfig(input: $input) { config { id } errors { code message } } }', {
-      input: { handler: 'manual', provider: 'acme', settings: { queue: 'acme-desk' } },
-    });
+    const saved = (await postGraphql(
+      a.url,
+      adminKey,
+      'mutation($input: HandlerConfigInput!) { upsertHandlerConfig(input: $input) { config { id } errors { code message } } }',
+      {
+        input: { handler: 'manual', provider: 'acme', settings: { queue: 'acme-desk' } },
+      },
+    )).body;
     expect(saved.data?.upsertHandlerConfig.errors).toEqual([]);
     const { answer, ms } = await b.askUntil({ op: 'handlerConfigs', spaceId, provider: 'acme' }, (x) => 'manual' in x.result);
     expect(answer.result.manual).toMatchObject({ provider: 'acme', spaceId, settings: { queue: 'acme-desk' } });
@@ -190,7 +192,7 @@ describe('configuration cache across two processes (A in this process, B a child
     const before = await b.ask({ op: 'userSafety', spaceId, userId });
     expect(before.result).toMatchObject({ id: userId, handle: 'carla', email: 'carla@example.test', kycStatus: 'NONE' });
 
-    const kyc = await gql(a, adminKey, 'mutation($id: ID!) { setKycStatus(userId: $id, status: VERIFIED) { user { kycStatus } errors { code } } }', { id: userId });
+    const kyc = (await postGraphql(a.url, adminKey, 'mutation($id: ID!) { setKycStatus(userId: $id, status: VERIFIED) { user { kycStatus } errors { code } } }', { id: userId })).body;
     expect(kyc.data?.setKycStatus).toEqual({ user: { kycStatus: 'VERIFIED' }, errors: [] });
     const afterKyc = await b.askUntil({ op: 'userSafety', spaceId, userId }, (x) => x.result.kycStatus === 'VERIFIED');
     expect(afterKyc.ms).toBeLessThan(2000);

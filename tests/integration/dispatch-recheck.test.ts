@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { graphqlData } from '../helpers/http.js';
 
 let t: TestServer;
 let filesRoot: string;
@@ -25,17 +26,6 @@ afterAll(async () => {
   await t?.close();
   await rm(filesRoot, { recursive: true, force: true });
 });
-
-async function gql(query: string, variables: Record<string, unknown>, key: string) {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.json()) as { data?: any; errors?: unknown[] };
-  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
-  return body.data;
-}
 const CREATE = `mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status } errors { code message } } }`;
 
 async function settled(id: string) {
@@ -49,10 +39,10 @@ async function settled(id: string) {
 describe('recheck at dispatch', () => {
   it('a rule that blocks the type after approval, before execution, stops the action with the reason and runs nothing', async () => {
     const scheduledFor = new Date(Date.now() + 2500).toISOString();
-    const out = (await gql(CREATE, { input: { type: 'create_document', payload: { title: 'Plan', content: 'x' }, scheduledFor } }, agent)).createAction;
+    const out = (await graphqlData(t.url, agent, CREATE, { input: { type: 'create_document', payload: { title: 'Plan', content: 'x' }, scheduledFor } })).createAction;
     expect(out.errors).toEqual([]);
     expect(out.action.status).toBe('APPROVED');
-    const blocked = await gql(`mutation { upsertSafetyRule(input: { actionType: "create_document", kind: BLOCKED }) { errors { code } } }`, {}, admin);
+    const blocked = await graphqlData(t.url, admin, `mutation { upsertSafetyRule(input: { actionType: "create_document", kind: BLOCKED }) { errors { code } } }`, {});
     expect(blocked.upsertSafetyRule.errors).toEqual([]);
 
     const row = await settled(out.action.id);
@@ -62,20 +52,20 @@ describe('recheck at dispatch', () => {
     expect(row.receipts).toEqual([]);
     expect(await readdir(filesRoot)).toEqual([]);
     expect(await t.app.db.auditEntry.count({ where: { actionId: row.id, event: 'execution.refused' } })).toBe(1);
-    await gql(`mutation { upsertSafetyRule(input: { actionType: "create_document", kind: BLOCKED, enabled: false }) { errors { code } } }`, {}, admin);
+    await graphqlData(t.url, admin, `mutation { upsertSafetyRule(input: { actionType: "create_document", kind: BLOCKED, enabled: false }) { errors { code } } }`, {});
   });
 
   it('a KYC status withdrawn after approval stops a purchase at dispatch', async () => {
     const kyc = `mutation($id: ID!, $s: KycStatus!) { setKycStatus(userId: $id, status: $s) { errors { code } } }`;
-    await gql(kyc, { id: userId, s: 'VERIFIED' }, admin);
+    await graphqlData(t.url, admin, kyc, { id: userId, s: 'VERIFIED' });
     const purchase = { items: [{ name: 'Lamp', price: 20, quantity: 1 }], merchant: 'Lamp Shop', total: 20, currency: 'EUR' };
     const scheduledFor = new Date(Date.now() + 2500).toISOString();
-    const out = (await gql(CREATE, { input: { type: 'make_purchase', payload: purchase, scheduledFor } }, agent)).createAction;
+    const out = (await graphqlData(t.url, agent, CREATE, { input: { type: 'make_purchase', payload: purchase, scheduledFor } })).createAction;
     expect(out.errors).toEqual([]);
     expect(out.action.status).toBe('PENDING');
-    const approved = await gql(`mutation($id: ID!) { approveAction(id: $id) { action { status } errors { code } } }`, { id: out.action.id }, approver);
+    const approved = await graphqlData(t.url, approver, `mutation($id: ID!) { approveAction(id: $id) { action { status } errors { code } } }`, { id: out.action.id });
     expect(approved.approveAction).toEqual({ action: { status: 'APPROVED' }, errors: [] });
-    await gql(kyc, { id: userId, s: 'REJECTED' }, admin);
+    await graphqlData(t.url, admin, kyc, { id: userId, s: 'REJECTED' });
 
     const row = await settled(out.action.id);
     expect(row.status).toBe('FAILED');
@@ -84,16 +74,20 @@ describe('recheck at dispatch', () => {
   });
 
   it('an action a standing approval approved does not run once the grant is revoked before dispatch', async () => {
-    await gql(`mutation { upsertSafetyRule(input: { actionType: "send_email", kind: REQUIRES_APPROVAL }) { errors { code } } }`, {}, admin);
+    await graphqlData(t.url, admin, `mutation { upsertSafetyRule(input: { actionType: "send_email", kind: REQUIRES_APPROVAL }) { errors { code } } }`, {});
     const granted = (
-      await gql(`mutation($input: StandingApprovalInput!) { createStandingApproval(input: $input) { standingApproval { id } errors { code } } }`,
-        { input: { type: 'send_email', expiresAt: new Date(Date.now() + 3600_000).toISOString() } }, approver)
+      await graphqlData(
+        t.url,
+        approver,
+        `mutation($input: StandingApprovalInput!) { createStandingApproval(input: $input) { standingApproval { id } errors { code } } }`,
+        { input: { type: 'send_email', expiresAt: new Date(Date.now() + 3600_000).toISOString() } },
+      )
     ).createStandingApproval;
     expect(granted.errors).toEqual([]);
     const scheduledFor = new Date(Date.now() + 2500).toISOString();
-    const out = (await gql(CREATE, { input: { type: 'send_email', payload: { to: ['x@example.com'], subject: 'S', body: 'B' }, scheduledFor } }, agent)).createAction;
+    const out = (await graphqlData(t.url, agent, CREATE, { input: { type: 'send_email', payload: { to: ['x@example.com'], subject: 'S', body: 'B' }, scheduledFor } })).createAction;
     expect(out.action.status).toBe('APPROVED');
-    await gql(`mutation($id: ID!) { revokeStandingApproval(id: $id) { errors { code } } }`, { id: granted.standingApproval.id }, approver);
+    await graphqlData(t.url, approver, `mutation($id: ID!) { revokeStandingApproval(id: $id) { errors { code } } }`, { id: granted.standingApproval.id });
 
     const row = await settled(out.action.id);
     expect(row.status).toBe('FAILED');
@@ -103,7 +97,7 @@ describe('recheck at dispatch', () => {
 
   it('with nothing changed, a scheduled action runs', async () => {
     const scheduledFor = new Date(Date.now() + 500).toISOString();
-    const out = (await gql(CREATE, { input: { type: 'create_document', payload: { title: 'Fine', content: 'y' }, scheduledFor } }, agent)).createAction;
+    const out = (await graphqlData(t.url, agent, CREATE, { input: { type: 'create_document', payload: { title: 'Fine', content: 'y' }, scheduledFor } })).createAction;
     expect((await settled(out.action.id)).status).toBe('COMPLETED');
   });
 });

@@ -4,6 +4,9 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { postGraphql } from '../helpers/http.js';
+
+const acceptJson = { headers: { accept: 'application/json' } };
 
 let t: TestServer;
 let agent: string;
@@ -12,17 +15,6 @@ let analyst: string;
 let userId: string;
 let spaceId: string;
 const logLines: string[] = [];
-
-type Body = { data?: Record<string, any> | null; errors?: Array<{ message: string; extensions?: Record<string, unknown> }> };
-
-async function gql(query: string, variables: Record<string, unknown> = {}, apiKey = agent): Promise<Body> {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${apiKey}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  return (await res.json()) as Body;
-}
 
 beforeAll(async () => {
   t = await startTestServer({
@@ -51,13 +43,11 @@ describe('errors a caller sees name the problem, not the machine', () => {
     // A regular file where the user's folder is expected: mkdir fails with EEXIST on an absolute path.
     await mkdir(path.join(t.app.config.filesRoot, spaceId), { recursive: true });
     await writeFile(path.join(t.app.config.filesRoot, spaceId, userId), 'not a folder');
-    const created = await gql('mutation { createAction(input: { type: "create_document", payload: { title: "Plan", content: "x" } }) { action { id } errors { code } } }');
+    const created = (await postGraphql(t.url, agent, 'mutation { createAction(input: { type: "create_document", payload: { title: "Plan", content: "x" } }) { action { id } errors { code } } }', {}, acceptJson)).body;
     const id = created.data!.createAction.action.id as string;
     let action: any;
     for (let i = 0; i < 200; i++) {
-      action = (
-        await gql(`{ action(id: "${id}") { status error executions { error } statusUpdates { message } auditLog { data } } }`, {}, analyst)
-      ).data!.action;
+      action = (await postGraphql(t.url, analyst, `{ action(id: "${id}") { status error executions { error } statusUpdates { message } auditLog { data } } }`, {}, acceptJson)).body.data!.action;
       if (action.status === 'FAILED') break;
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -79,9 +69,9 @@ describe('logs carry a bounded prefix of input', () => {
   it('a 100 kB argument is not written to the log, nor is any 100 kB string logged directly', async () => {
     const marker = 'Z'.repeat(100_000);
     logLines.length = 0;
-    await gql('query($id: ID!) { action(id: $id) { id } }', { id: marker }, approver);
-    await gql(`mutation { cancelAction(id: "00000000-0000-4000-8000-000000000000", reason: "${marker}") { errors { code } } }`, {}, approver);
-    await gql(`{ nosuchfield(arg: "${marker}") }`, {}, approver);
+    await postGraphql(t.url, approver, 'query($id: ID!) { action(id: $id) { id } }', { id: marker }, acceptJson);
+    await postGraphql(t.url, approver, `mutation { cancelAction(id: "00000000-0000-4000-8000-000000000000", reason: "${marker}") { errors { code } } }`, {}, acceptJson);
+    await postGraphql(t.url, approver, `{ nosuchfield(arg: "${marker}") }`, {}, acceptJson);
     t.app.logger.error({ input: marker, nested: { deeper: [marker] }, err: new Error(marker) }, marker);
     expect(logLines.length).toBeGreaterThan(0);
     for (const line of logLines) {

@@ -4,6 +4,8 @@ import { createApiKey } from '../../src/engine/api-keys.js';
 import { approvalJobId, escalateAction } from '../../src/engine/approval-jobs.js';
 import { approvalToken, readOutbox } from '../helpers/outbox.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { graphqlData } from '../helpers/http.js';
+import { waitFor } from '../helpers/wait.js';
 
 // One "minute" of escalateAfterMinutes is 300 ms here; approval windows last 0.002 h (7 s: whole seconds).
 // Neither the expiry sweep nor the reconciler runs during the tests (both every hour, after the
@@ -29,7 +31,7 @@ beforeAll(async () => {
   // dana is a user of the space with an address; nomail is one without.
   await createApiKey(t.app.db, { role: 'APPROVER', space: 'esc', user: 'dana', email: 'dana@example.com' });
   await createApiKey(t.app.db, { role: 'APPROVER', space: 'esc', user: 'nomail' });
-  const saved = await gql(RULE, { input: { actionType: 'create_document', kind: 'REQUIRES_APPROVAL', escalateAfterMinutes: AFTER_MINUTES, escalateTo: ['boss@example.com', 'dana', 'nomail', 'erin@example.com'] } }, admin);
+  const saved = await graphqlData(t.url, admin, RULE, { input: { actionType: 'create_document', kind: 'REQUIRES_APPROVAL', escalateAfterMinutes: AFTER_MINUTES, escalateTo: ['boss@example.com', 'dana', 'nomail', 'erin@example.com'] } });
   expect(saved.upsertSafetyRule).toEqual({
     rule: { escalateAfterMinutes: AFTER_MINUTES, escalateTo: ['boss@example.com', 'dana', 'nomail', 'erin@example.com'] },
     errors: [],
@@ -42,21 +44,10 @@ afterAll(async () => {
 const RULE = `mutation($input: SafetyRuleInput!) { upsertSafetyRule(input: $input) { rule { escalateAfterMinutes escalateTo } errors { code field message } } }`;
 const CREATE = `mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status createdAt } errors { code message } } }`;
 
-async function gql(query: string, variables: Record<string, unknown>, key: string) {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.json()) as { data?: any; errors?: unknown[] };
-  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
-  return body.data;
-}
-
 let n = 0;
 async function createPending(): Promise<{ id: string; createdAt: number }> {
   n += 1;
-  const out = (await gql(CREATE, { input: { type: 'create_document', payload: { title: `Plan ${n}`, content: 'x' } } }, agent)).createAction;
+  const out = (await graphqlData(t.url, agent, CREATE, { input: { type: 'create_document', payload: { title: `Plan ${n}`, content: 'x' } } })).createAction;
   expect(out.errors).toEqual([]);
   expect(out.action.status).toBe('PENDING');
   return { id: out.action.id, createdAt: new Date(out.action.createdAt).getTime() };
@@ -70,19 +61,11 @@ async function mailsAbout(title: string) {
   return (await readOutbox(t.app.config.outboxDir)).filter((m) => m.text.includes(title));
 }
 
-async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | null | undefined | false>): Promise<T> {
-  for (const deadline = Date.now() + ms; Date.now() < deadline; await sleep(50)) {
-    const value = await probe();
-    if (value) return value;
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 const ESCALATED_MESSAGE = `Asked boss@example.com and dana@example.com as well: no decision after ${AFTER_MINUTES} minutes (nomail: no email address known)`;
 
 describe('escalation rule fields', () => {
   it('refuses escalation on a rule that does not wait for approval, out-of-range minutes, one field without the other, and entries that are neither an address nor a handle of the space, naming the field; nothing is saved', async () => {
-    const refused = async (input: Record<string, unknown>) => (await gql(RULE, { input: { actionType: 'send_email', kind: 'REQUIRES_APPROVAL', ...input } }, admin)).upsertSafetyRule;
+    const refused = async (input: Record<string, unknown>) => (await graphqlData(t.url, admin, RULE, { input: { actionType: 'send_email', kind: 'REQUIRES_APPROVAL', ...input } })).upsertSafetyRule;
     expect(await refused({ kind: 'RATE_LIMIT', limit: 5, windowSeconds: 60, escalateAfterMinutes: 5, escalateTo: ['a@example.com'] })).toMatchObject({
       rule: null,
       errors: [{ code: 'INVALID_INPUT', field: ['input', 'escalateAfterMinutes'] }],
@@ -111,8 +94,10 @@ describe('escalation by a delayed job', () => {
     const requested = (await auditEvents(action.id)).find((e) => e.event === 'approval.requested')!;
     expect(requested.data).toMatchObject({ escalation: { afterMinutes: AFTER_MINUTES, to: ['boss@example.com', 'dana', 'nomail', 'erin@example.com'] } });
 
-    const update = await waitFor('the escalation', ESCALATES_AFTER_MS + 5000, () =>
-      t.app.db.statusUpdate.findFirst({ where: { actionId: action.id, message: { startsWith: 'Asked' } } }),
+    const update = await waitFor(
+      'the escalation',
+      () => t.app.db.statusUpdate.findFirst({ where: { actionId: action.id, message: { startsWith: 'Asked' } } }),
+      ESCALATES_AFTER_MS + 5000,
     );
     expect(update.createdAt.getTime() - action.createdAt).toBeGreaterThanOrEqual(ESCALATES_AFTER_MS);
     expect(update).toMatchObject({ status: 'PENDING', message: ESCALATED_MESSAGE });
@@ -122,10 +107,10 @@ describe('escalation by a delayed job', () => {
     ]);
 
     // erin (the user, asked already) is not mailed again.
-    const mails = await waitFor('the escalation mails', 3000, async () => {
+    const mails = await waitFor('the escalation mails', async () => {
       const all = await mailsAbout(title);
       return all.length === 3 ? all : null;
-    });
+    }, 3000);
     expect(mails.map((m) => m.to).sort()).toEqual(['boss@example.com', 'dana@example.com', 'erin@example.com']);
     const boss = mails.find((m) => m.to === 'boss@example.com')!;
     expect(boss.text).toContain(`nobody has decided on this request in ${AFTER_MINUTES} minutes`);
@@ -149,11 +134,11 @@ describe('escalation by a delayed job', () => {
   it('asks nobody when the action is decided in time: the job fires and does nothing', async () => {
     const action = await createPending();
     const title = `Plan ${n}`;
-    const approved = await gql(`mutation($id: ID!) { approveAction(id: $id) { action { status } errors { code } } }`, { id: action.id }, approver);
+    const approved = await graphqlData(t.url, approver, `mutation($id: ID!) { approveAction(id: $id) { action { status } errors { code } } }`, { id: action.id });
     expect(approved.approveAction.errors).toEqual([]);
     const job = await t.app.engine.approvalJobs!.queue.getJob(approvalJobId('escalate', action.id));
     expect(job).toBeDefined();
-    await waitFor('the escalation job to run', ESCALATES_AFTER_MS + 5000, async () => (await job!.getState()) === 'completed');
+    await waitFor('the escalation job to run', async () => (await job!.getState()) === 'completed', ESCALATES_AFTER_MS + 5000);
     expect((await auditEvents(action.id)).map((e) => e.event)).not.toContain('approval.escalated');
     expect(await t.app.db.statusUpdate.count({ where: { actionId: action.id, message: { startsWith: 'Asked' } } })).toBe(0);
     expect((await mailsAbout(title)).map((m) => m.to)).toEqual(['erin@example.com']);
@@ -166,7 +151,7 @@ describe('escalation by a delayed job', () => {
     const runs = await Promise.all([escalateAction(t.app.engine, data), escalateAction(t.app.engine, data)]);
     expect(runs.sort()).toEqual([false, true]);
     const job = await t.app.engine.approvalJobs!.queue.getJob(approvalJobId('escalate', action.id));
-    await waitFor('the escalation job to run', ESCALATES_AFTER_MS + 5000, async () => (await job!.getState()) === 'completed');
+    await waitFor('the escalation job to run', async () => (await job!.getState()) === 'completed', ESCALATES_AFTER_MS + 5000);
     expect(await escalateAction(t.app.engine, data)).toBe(false);
     expect((await auditEvents(action.id)).filter((e) => e.event === 'approval.escalated')).toHaveLength(1);
     expect(await t.app.db.statusUpdate.count({ where: { actionId: action.id, message: { startsWith: 'Asked' } } })).toBe(1);
@@ -181,7 +166,7 @@ describe('escalation by a delayed job', () => {
     expect(await queue.getJob(approvalJobId('escalate', action.id))).toBeUndefined();
     expect(await t.worker!.reconcileApprovals()).toBe(2);
     expect(await (await queue.getJob(approvalJobId('expire', action.id)))!.getState()).toBe('delayed');
-    await waitFor('the escalation', ESCALATES_AFTER_MS + 5000, () => t.app.db.statusUpdate.findFirst({ where: { actionId: action.id, message: ESCALATED_MESSAGE } }));
+    await waitFor('the escalation', () => t.app.db.statusUpdate.findFirst({ where: { actionId: action.id, message: ESCALATED_MESSAGE } }), ESCALATES_AFTER_MS + 5000);
     // Nothing is missing any more.
     expect(await t.worker!.reconcileApprovals()).toBe(0);
   });
@@ -195,10 +180,10 @@ describe('expiry by a delayed job', () => {
     expect(deadline - action.createdAt).toBe(TTL_MS);
     await sleep(Math.max(0, deadline - Date.now() - 500));
     expect((await t.app.db.action.findUniqueOrThrow({ where: { id: action.id } })).status).toBe('PENDING');
-    const expired = await waitFor('the expiry', 5000, async () => {
+    const expired = await waitFor('the expiry', async () => {
       const r = await t.app.db.action.findUniqueOrThrow({ where: { id: action.id } });
       return r.status === 'EXPIRED' ? r : null;
-    });
+    }, 5000);
     expect(expired.updatedAt.getTime()).toBeGreaterThanOrEqual(deadline);
     const last = await t.app.db.statusUpdate.findFirstOrThrow({ where: { actionId: action.id }, orderBy: { seq: 'desc' } });
     expect(last).toMatchObject({ status: 'EXPIRED', message: 'The approval window closed without a decision' });

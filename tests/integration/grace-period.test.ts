@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { graphqlData } from '../helpers/http.js';
 
 let t: TestServer;
 let admin: string;
@@ -14,27 +15,17 @@ beforeAll(async () => {
   agent = (await createApiKey(t.app.db, { role: 'AGENT', space: 'grace', user: 'gail', email: 'gail@example.com' })).key;
   approver = (await createApiKey(t.app.db, { role: 'APPROVER', space: 'grace', user: 'gail' })).key;
   // send_email's hourly limit, with a 2 s grace period on top of GRACE_SECONDS=1.
-  const rule = await gql(
+  const rule = await graphqlData(
+    t.url,
+    admin,
     `mutation { upsertSafetyRule(input: { actionType: "send_email", kind: RATE_LIMIT, limit: 50, windowSeconds: 3600, graceSeconds: 2 }) { rule { graceSeconds } errors { code } } }`,
     {},
-    admin,
   );
   expect(rule.upsertSafetyRule).toEqual({ rule: { graceSeconds: 2 }, errors: [] });
 });
 afterAll(async () => {
   await t?.close();
 });
-
-async function gql(query: string, variables: Record<string, unknown>, key: string) {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.json()) as { data?: any; errors?: unknown[] };
-  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
-  return body.data;
-}
 const CREATE = `mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status scheduledFor statusUpdates { status message } } errors { code message } } }`;
 const email = { to: ['bob@example.com'], subject: 'Hi', body: 'Hello' };
 
@@ -45,7 +36,7 @@ async function row(id: string) {
 describe('grace period for types that cannot be undone', () => {
   it('an approved email waits, the status says until when, and cancelAction stops it before it is sent', async () => {
     const before = Date.now();
-    const out = (await gql(CREATE, { input: { type: 'send_email', payload: email } }, agent)).createAction;
+    const out = (await graphqlData(t.url, agent, CREATE, { input: { type: 'send_email', payload: email } })).createAction;
     expect(out.errors).toEqual([]);
     expect(out.action.status).toBe('APPROVED');
     const until = new Date(out.action.scheduledFor).getTime();
@@ -53,7 +44,7 @@ describe('grace period for types that cannot be undone', () => {
     expect(until - before).toBeLessThan(4000);
     expect(out.action.statusUpdates.at(-1)).toEqual({ status: 'APPROVED', message: `Grace period: runs at ${new Date(until).toISOString()} unless cancelled before then` });
 
-    const cancelled = await gql(`mutation($id: ID!) { cancelAction(id: $id, reason: "wrong person") { action { status } errors { code } } }`, { id: out.action.id }, agent);
+    const cancelled = await graphqlData(t.url, agent, `mutation($id: ID!) { cancelAction(id: $id, reason: "wrong person") { action { status } errors { code } } }`, { id: out.action.id });
     expect(cancelled.cancelAction).toEqual({ action: { status: 'CANCELLED' }, errors: [] });
     await sleep(until - Date.now() + 1000);
     const after = await row(out.action.id);
@@ -62,7 +53,7 @@ describe('grace period for types that cannot be undone', () => {
   });
 
   it('left alone, it runs once the grace period is over, not before', async () => {
-    const out = (await gql(CREATE, { input: { type: 'send_email', payload: email } }, agent)).createAction;
+    const out = (await graphqlData(t.url, agent, CREATE, { input: { type: 'send_email', payload: email } })).createAction;
     const until = new Date(out.action.scheduledFor).getTime();
     await sleep(Math.max(0, until - Date.now() - 600));
     expect((await row(out.action.id)).status).toBe('APPROVED');
@@ -81,25 +72,25 @@ describe('grace period for types that cannot be undone', () => {
   it('an approval by a person starts the grace period too (GRACE_SECONDS for a type without its own), orders included; documents do not wait', async () => {
     const kyc = `mutation($id: ID!) { setKycStatus(userId: $id, status: VERIFIED) { errors { code } } }`;
     const user = await t.app.db.user.findFirstOrThrow({ where: { handle: 'gail' } });
-    await gql(kyc, { id: user.id }, admin);
+    await graphqlData(t.url, admin, kyc, { id: user.id });
     const purchase = { items: [{ name: 'Lamp', price: 20, quantity: 1 }], merchant: 'Lamp Shop', total: 20, currency: 'EUR' };
-    const out = (await gql(CREATE, { input: { type: 'make_purchase', payload: purchase } }, agent)).createAction;
+    const out = (await graphqlData(t.url, agent, CREATE, { input: { type: 'make_purchase', payload: purchase } })).createAction;
     expect(out.action.status).toBe('PENDING');
     const before = Date.now();
-    const approved = await gql(`mutation($id: ID!) { approveAction(id: $id) { action { status scheduledFor statusUpdates { message } } errors { code } } }`, { id: out.action.id }, approver);
+    const approved = await graphqlData(t.url, approver, `mutation($id: ID!) { approveAction(id: $id) { action { status scheduledFor statusUpdates { message } } errors { code } } }`, { id: out.action.id });
     expect(approved.approveAction.errors).toEqual([]);
     const until = new Date(approved.approveAction.action.scheduledFor).getTime();
     expect(until - before).toBeGreaterThanOrEqual(900);
     expect(until - before).toBeLessThan(3000);
     expect(approved.approveAction.action.statusUpdates.at(-1).message).toMatch(/^Grace period: runs at .* unless cancelled before then$/);
 
-    const doc = (await gql(CREATE, { input: { type: 'create_document', payload: { title: 'Now', content: 'x' } } }, agent)).createAction;
+    const doc = (await graphqlData(t.url, agent, CREATE, { input: { type: 'create_document', payload: { title: 'Now', content: 'x' } } })).createAction;
     expect(doc.action.scheduledFor).toBeNull();
 
     // An order can be cancelled with the provider, but not always in time: it waits too (spec §5).
-    const order = (await gql(CREATE, { input: { type: 'order', payload: { provider: 'cafe', items: [{ name: 'tea', price: 2, quantity: 1 }] } } }, agent)).createAction;
+    const order = (await graphqlData(t.url, agent, CREATE, { input: { type: 'order', payload: { provider: 'cafe', items: [{ name: 'tea', price: 2, quantity: 1 }] } } })).createAction;
     expect(order.action.status).toBe('PENDING');
-    const ordered = await gql(`mutation($id: ID!) { approveAction(id: $id) { action { status scheduledFor } errors { code } } }`, { id: order.action.id }, approver);
+    const ordered = await graphqlData(t.url, approver, `mutation($id: ID!) { approveAction(id: $id) { action { status scheduledFor } errors { code } } }`, { id: order.action.id });
     expect(ordered.approveAction.action.status).toBe('APPROVED');
     expect(new Date(ordered.approveAction.action.scheduledFor).getTime()).toBeGreaterThan(Date.now());
   });

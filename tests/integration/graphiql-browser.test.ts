@@ -6,6 +6,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { postGraphql } from '../helpers/http.js';
 
 // Debian's chromium (.ci/run installs it when missing); never a downloaded browser.
 const CHROMIUM = '/usr/bin/chromium';
@@ -51,15 +52,6 @@ afterAll(async () => {
   if (profile) await rm(profile, { recursive: true, force: true });
 });
 
-async function post(query: string, key: string, variables?: Record<string, unknown>) {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  return (await res.json()) as { data: any };
-}
-
 /** Replaces the whole text of a Monaco editor (no auto-closed brackets: inserted, not typed). */
 async function setEditor(selector: string, text: string) {
   const editor = page.locator(selector).first();
@@ -77,10 +69,11 @@ describe('GraphiQL in Chromium, offline', () => {
     expect(csp).not.toMatch(/https?:|unpkg|jsdelivr|cdn/);
     expect(await res.text()).not.toMatch(/https?:\/\/(?!localhost)[a-z]/i);
 
-    const created = await post(
-      'mutation { createAction(input: {type: "move_file", payload: {from: "inbox/a.txt", to: "archive/a.txt"}}) { action { id status } } }',
+    const created = (await postGraphql(
+      t.url,
       keys.agent,
-    );
+      'mutation { createAction(input: {type: "move_file", payload: {from: "inbox/a.txt", to: "archive/a.txt"}}) { action { id status } } }',
+    )).body;
     const actionId = created.data.createAction.action.id as string;
     expect(created.data.createAction.action.status).toBe('PENDING');
 
@@ -97,7 +90,7 @@ describe('GraphiQL in Chromium, offline', () => {
 
     const response = page.locator('.graphiql-response');
     await expect.poll(() => response.innerText(), { timeout: 15_000 }).toMatch(/"status":\s*"PENDING"/);
-    const approved = await post('mutation A($id: ID!) { approveAction(id: $id) { errors { code } } }', keys.approver, { id: actionId });
+    const approved = (await postGraphql(t.url, keys.approver, 'mutation A($id: ID!) { approveAction(id: $id) { errors { code } } }', { id: actionId })).body;
     expect(approved.data.approveAction.errors).toEqual([]);
     await expect.poll(() => response.innerText(), { timeout: 10_000 }).toMatch(/"status":\s*"APPROVED"/);
       await page.screenshot({ path: SCREENSHOT });

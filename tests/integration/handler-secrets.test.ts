@@ -18,6 +18,7 @@ import { createApiServer, type ApiServer } from '../../src/server.js';
 import { startWorker, type ActionWorker } from '../../src/worker.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { deleteRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '../helpers/redis.js';
+import { postGraphql } from '../helpers/http.js';
 
 // Distinctive values, searched for in every byte the service stores, answers and logs.
 const SECRET = `sk_live_${randomBytes(12).toString('hex')}`;
@@ -96,16 +97,6 @@ afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
-async function gql(query: string, variables: Record<string, unknown> = {}, key = admin) {
-  const res = await fetch(`${url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  const text = await res.text();
-  return { status: res.status, text, body: JSON.parse(text) as { data?: any; errors?: Array<{ message: string }> } };
-}
-
 async function storedRows() {
   const client = new pg.Client({ connectionString: database.url });
   await client.connect();
@@ -127,10 +118,11 @@ async function actionStatus(id: string) {
 }
 
 async function runProbe(): Promise<string> {
-  const created = await gql(
+  const created = await postGraphql(
+    url,
+    agent,
     `mutation { createAction(input: { type: "secret_probe", payload: { provider: "acme" } }) { action { id status } errors { code message } } }`,
     {},
-    agent,
   );
   expect(created.body.data.createAction.errors).toEqual([]);
   const id = created.body.data.createAction.action.id as string;
@@ -148,9 +140,14 @@ async function runProbe(): Promise<string> {
 
 describe('handler secrets (upsertHandlerConfig)', () => {
   it('stores secrets encrypted, never returns them, hands them decrypted to the handler, and audits before/after without them', async () => {
-    const saved = await gql(UPSERT, {
-      input: { handler: 'probe.api', provider: 'acme', settings: { url: 'https://acme.test/api' }, secrets: { apiKey: SECRET, signingKey: SECRET_2 } },
-    });
+    const saved = await postGraphql(
+      url,
+      admin,
+      UPSERT,
+      {
+        input: { handler: 'probe.api', provider: 'acme', settings: { url: 'https://acme.test/api' }, secrets: { apiKey: SECRET, signingKey: SECRET_2 } },
+      },
+    );
     expect(saved.body.data.upsertHandlerConfig).toMatchObject({
       errors: [],
       config: { handler: 'probe.api', provider: 'acme', enabled: true, settings: { url: 'https://acme.test/api' }, hasSecrets: true, secretNames: ['apiKey', 'signingKey'] },
@@ -163,12 +160,12 @@ describe('handler secrets (upsertHandlerConfig)', () => {
     expect(JSON.stringify(row)).not.toContain(SECRET);
     expect(JSON.stringify(row)).not.toContain(SECRET_2);
 
-    const listed = await gql(CONFIGS);
+    const listed = await postGraphql(url, admin, CONFIGS, {});
     expect(listed.body.data.handlerConfigs).toEqual([
       { handler: 'probe.api', provider: 'acme', enabled: true, settings: { url: 'https://acme.test/api' }, hasSecrets: true, secretNames: ['apiKey', 'signingKey'] },
     ]);
     expect(listed.text).not.toContain(SECRET);
-    expect((await gql(CONFIGS, {}, agent)).body.errors?.[0]?.message).toBeTruthy();
+    expect((await postGraphql(url, agent, CONFIGS, {})).body.errors?.[0]?.message).toBeTruthy();
 
     // The handler gets them decrypted at execution time.
     received.length = 0;
@@ -176,14 +173,14 @@ describe('handler secrets (upsertHandlerConfig)', () => {
     expect(received).toEqual([{ secrets: { apiKey: SECRET, signingKey: SECRET_2 }, settings: { url: 'https://acme.test/api' } }]);
 
     // Omitting secrets keeps them (a settings-only change).
-    const settingsOnly = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'acme', settings: { url: 'https://acme.test/v2' } } });
+    const settingsOnly = await postGraphql(url, admin, UPSERT, { input: { handler: 'probe.api', provider: 'acme', settings: { url: 'https://acme.test/v2' } } });
     expect(settingsOnly.body.data.upsertHandlerConfig.config).toMatchObject({ hasSecrets: true, secretNames: ['apiKey', 'signingKey'] });
     received.length = 0;
     await runProbe();
     expect(received[0]!.secrets).toEqual({ apiKey: SECRET, signingKey: SECRET_2 });
 
     // secrets: null removes them.
-    const removed = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'acme', secrets: null } });
+    const removed = await postGraphql(url, admin, UPSERT, { input: { handler: 'probe.api', provider: 'acme', secrets: null } });
     expect(removed.body.data.upsertHandlerConfig.config).toMatchObject({ hasSecrets: false, secretNames: [], settings: { url: 'https://acme.test/v2' } });
     expect((await storedRows())[0]!.secretsCiphertext).toBeNull();
     received.length = 0;
@@ -191,7 +188,7 @@ describe('handler secrets (upsertHandlerConfig)', () => {
     // None stored: the handler's schema reads them from {} (all optional here), so it gets none.
     expect(received[0]!.secrets).toEqual({});
 
-    const audit = await gql(AUDIT, { filter: { event: ['handler_config.upserted'] } });
+    const audit = await postGraphql(url, admin, AUDIT, { filter: { event: ['handler_config.upserted'] } });
     expect(audit.text).not.toContain(SECRET);
     expect(audit.text).not.toContain(SECRET_2);
     const entries = audit.body.data.auditLog.edges.map((e: any) => e.node);
@@ -225,7 +222,7 @@ describe('handler secrets (upsertHandlerConfig)', () => {
       [{ auth: { headers: [{ 'X-Api-Key': SECRET }] } }, ['input', 'settings', 'auth', 'headers', '0', 'X-Api-Key']],
       [{ oauth: { client_secret: SECRET } }, ['input', 'settings', 'oauth', 'client_secret']],
     ] as const) {
-      const out = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'acme', settings } });
+      const out = await postGraphql(url, admin, UPSERT, { input: { handler: 'probe.api', provider: 'acme', settings } });
       expect(out.body.data.upsertHandlerConfig.config).toBeNull();
       expect(out.body.data.upsertHandlerConfig.errors).toEqual([
         { code: 'INVALID_INPUT', field, message: expect.stringMatching(/looks like a secret: .*put it in secrets/) },
@@ -233,7 +230,7 @@ describe('handler secrets (upsertHandlerConfig)', () => {
       expect(out.text).not.toContain(SECRET);
     }
     for (const secrets of [[SECRET], SECRET, 42]) {
-      const out = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'acme', secrets } });
+      const out = await postGraphql(url, admin, UPSERT, { input: { handler: 'probe.api', provider: 'acme', secrets } });
       expect(out.body.data.upsertHandlerConfig.errors).toEqual([
         { code: 'INVALID_INPUT', field: ['input', 'secrets'], message: expect.stringMatching(/secrets must be a JSON object/) },
       ]);
@@ -245,17 +242,17 @@ describe('handler secrets (upsertHandlerConfig)', () => {
       return deep;
     };
     // Deeper than secrets may be (20) but within what the JSON scalar takes (32): the engine refuses.
-    const tooDeep = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'acme', secrets: { apiKey: nest(25) } } });
+    const tooDeep = await postGraphql(url, admin, UPSERT, { input: { handler: 'probe.api', provider: 'acme', secrets: { apiKey: nest(25) } } });
     expect(tooDeep.body.data.upsertHandlerConfig.errors).toEqual([
       { code: 'INVALID_INPUT', field: ['input', 'secrets'], message: 'secrets nest deeper than 20 levels' },
     ]);
     expect(tooDeep.text).not.toContain(SECRET);
     // Deeper than any JSON argument may be: refused at the edge, still without echoing the secret.
-    const farTooDeep = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'acme', secrets: { apiKey: nest(200) } } });
+    const farTooDeep = await postGraphql(url, admin, UPSERT, { input: { handler: 'probe.api', provider: 'acme', secrets: { apiKey: nest(200) } } });
     expect(farTooDeep.body.data?.upsertHandlerConfig ?? null).toBeNull();
     expect(farTooDeep.body.errors?.[0]?.message).toMatch(/deep|nest/i);
     expect(farTooDeep.text).not.toContain(SECRET);
-    const badProvider = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'x'.repeat(101) } });
+    const badProvider = await postGraphql(url, admin, UPSERT, { input: { handler: 'probe.api', provider: 'x'.repeat(101) } });
     expect(badProvider.body.data.upsertHandlerConfig.errors).toEqual([
       { code: 'INVALID_INPUT', field: ['input', 'provider'], message: expect.stringMatching(/provider must be 1 to 100 printable characters/) },
     ]);
@@ -264,18 +261,23 @@ describe('handler secrets (upsertHandlerConfig)', () => {
 
   it('refuses settings and secrets that do not fit what the handler declares, naming the field (never a secret), and stores nothing', async () => {
     const before = await storedRows();
-    const badUrl = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'schema-check', settings: { url: 'not a url' } } });
+    const badUrl = await postGraphql(url, admin, UPSERT, { input: { handler: 'probe.api', provider: 'schema-check', settings: { url: 'not a url' } } });
     expect(badUrl.body.data.upsertHandlerConfig.config).toBeNull();
     expect(badUrl.body.data.upsertHandlerConfig.errors).toEqual([
       { code: 'INVALID_INPUT', field: ['input', 'settings', 'url'], message: expect.stringMatching(/^settings\.url does not fit what the handler needs: /) },
     ]);
-    const missingUrl = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'schema-check', settings: {} } });
+    const missingUrl = await postGraphql(url, admin, UPSERT, { input: { handler: 'probe.api', provider: 'schema-check', settings: {} } });
     expect(missingUrl.body.data.upsertHandlerConfig.errors).toEqual([
       { code: 'INVALID_INPUT', field: ['input', 'settings', 'url'], message: expect.stringMatching(/^settings\.url does not fit/) },
     ]);
-    const badSecret = await gql(UPSERT, {
-      input: { handler: 'probe.api', provider: 'schema-check', settings: { url: 'https://acme.test' }, secrets: { apiKey: 42, signingKey: SECRET } },
-    });
+    const badSecret = await postGraphql(
+      url,
+      admin,
+      UPSERT,
+      {
+        input: { handler: 'probe.api', provider: 'schema-check', settings: { url: 'https://acme.test' }, secrets: { apiKey: 42, signingKey: SECRET } },
+      },
+    );
     expect(badSecret.body.data.upsertHandlerConfig.errors).toEqual([
       { code: 'INVALID_INPUT', field: ['input', 'secrets', 'apiKey'], message: 'secrets.apiKey does not fit what the handler needs: must be string' },
     ]);
@@ -290,15 +292,15 @@ describe('handler secrets (upsertHandlerConfig)', () => {
     await app.db.handlerConfig.create({
       data: { configKey: `${spaceId}:probe.api:legacy`, spaceId, handler: 'probe.api', provider: 'legacy', settings: { baseUrl: 'https://legacy.example', apiKey: SECRET_2, auth: `Bearer ${SECRET_2}` } },
     });
-    const listed = await gql(CONFIGS, {}, admin);
+    const listed = await postGraphql(url, admin, CONFIGS, {});
     expect(listed.text).not.toContain(SECRET_2);
     const legacy = listed.body.data.handlerConfigs.find((c: { provider: string }) => c.provider === 'legacy');
     expect(legacy.settings).toEqual({ baseUrl: 'https://legacy.example', apiKey: expect.stringMatching(/redacted/), auth: expect.stringMatching(/redacted/) });
     // Changing only `enabled` keeps the stored settings; the audit's before/after show them redacted.
-    const updated = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'legacy', enabled: false } }, admin);
+    const updated = await postGraphql(url, admin, UPSERT, { input: { handler: 'probe.api', provider: 'legacy', enabled: false } });
     expect(updated.body.data.upsertHandlerConfig.errors).toEqual([]);
     expect(updated.text).not.toContain(SECRET_2);
-    const audit = await gql(AUDIT, { filter: { event: ['handler_config.upserted'] } }, admin);
+    const audit = await postGraphql(url, admin, AUDIT, { filter: { event: ['handler_config.upserted'] } });
     const entry = audit.body.data.auditLog.edges.map((e: any) => e.node).find((n: any) => n.data.provider === 'legacy');
     expect(entry.data.before.settings.apiKey).toMatch(/redacted/);
     expect(entry.data.after).toMatchObject({ enabled: false, settings: { baseUrl: 'https://legacy.example' } });
@@ -306,7 +308,7 @@ describe('handler secrets (upsertHandlerConfig)', () => {
   });
 
   it('cannot be opened with another SECRETS_KEY: the handler fails with a clear, permanent error naming the keys', async () => {
-    await gql(UPSERT, { input: { handler: 'probe.api', provider: 'other', secrets: { apiKey: SECRET } } });
+    await postGraphql(url, admin, UPSERT, { input: { handler: 'probe.api', provider: 'other', secrets: { apiKey: SECRET } } });
     const row = (await app.db.handlerConfig.findMany({ where: { provider: 'other' } }))[0]!;
     expect(openHandlerSecrets(app.engine, row)).toEqual({ apiKey: SECRET });
     const otherKey = createSecretsBox({ key: randomBytes(32), keyFile: path.join(dataDir, 'none'), logger: { warn: () => undefined } });
@@ -323,9 +325,9 @@ describe('handler secrets (upsertHandlerConfig)', () => {
 
   it('never logs a secret, even at LOG_LEVEL=trace and on a request GraphQL refuses', async () => {
     // An unknown input field: graphql-js echoes the whole input (secrets included) to the caller.
-    const refused = await gql(UPSERT, { input: { handler: 'probe.api', provider: 'acme', secrets: { apiKey: SECRET }, bogus: 1 } });
+    const refused = await postGraphql(url, admin, UPSERT, { input: { handler: 'probe.api', provider: 'acme', secrets: { apiKey: SECRET }, bogus: 1 } });
     expect(refused.body.errors?.length).toBeGreaterThan(0);
-    await gql(UPSERT, { input: { handler: 'no.such.handler', provider: 'acme', secrets: { apiKey: SECRET } } });
+    await postGraphql(url, admin, UPSERT, { input: { handler: 'no.such.handler', provider: 'acme', secrets: { apiKey: SECRET } } });
     await sleep(100);
     const log = logLines.join('');
     expect(logLines.length).toBeGreaterThan(5);

@@ -9,6 +9,7 @@ import { closedPort } from '../helpers/ports.js';
 import { graphql } from '../generated/gql.js';
 import { approvalToken, readOutbox } from '../helpers/outbox.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { postGraphql } from '../helpers/http.js';
 
 const CreateAction = graphql(`
   mutation CreateAction($input: CreateActionInput!) {
@@ -492,12 +493,7 @@ describe('GraphQL hardening', () => {
   it('refuses a 40-level-deep query and keeps serving', async () => {
     let selection = 'id';
     for (let i = 0; i < 20; i++) selection = `action { receipts { ${selection} } }`;
-    const res = await fetch(`${t.url}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${keys.agent}` },
-      body: JSON.stringify({ query: `{ actions { edges { node { receipts { ${selection} } } } } }` }),
-    });
-    const body = (await res.json()) as { errors?: Array<{ message: string }> };
+    const { body } = await postGraphql(t.url, keys.agent, `{ actions { edges { node { receipts { ${selection} } } } } }`);
     expect(body.errors?.map((e) => e.message).join('\n')).toMatch(/(depth|Cost) limit of \d+ exceeded/);
     const me = await t.graphql(Me, undefined, { apiKey: keys.agent });
     expect(me.data?.me.role).toBe('AGENT');
@@ -506,12 +502,7 @@ describe('GraphQL hardening', () => {
   it('refuses a query deeper than 12 levels even when it is cheap', async () => {
     let selection = 'id';
     for (let i = 0; i < 7; i++) selection = `action { executions { ${selection} } }`;
-    const res = await fetch(`${t.url}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${keys.agent}` },
-      body: JSON.stringify({ query: `{ action(id: "00000000-0000-0000-0000-000000000000") { executions { ${selection} } } }` }),
-    });
-    const body = (await res.json()) as { errors?: Array<{ message: string }> };
+    const { body } = await postGraphql(t.url, keys.agent, `{ action(id: "00000000-0000-0000-0000-000000000000") { executions { ${selection} } } }`);
     expect(body.errors?.map((e) => e.message).join('\n')).toMatch(/Query depth limit of 12 exceeded/);
   });
 });

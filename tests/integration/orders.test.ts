@@ -7,6 +7,8 @@ import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { graphqlData } from '../helpers/http.js';
+import { waitFor, waitForActionStatus } from '../helpers/wait.js';
 
 // Real peers, started here on free ports: a provider's HTTP server (ordering API, webhooks) and
 // an SMTP server. The engine runs in process with its worker, over its own database and Redis.
@@ -109,7 +111,7 @@ beforeAll(async () => {
   approver = (await createApiKey(t.app.db, { role: 'APPROVER', space: 'orders', user: 'pat' })).key;
   userId = (await t.app.db.user.findFirstOrThrow({ where: { handle: 'pat' } })).id;
   // Orders here run without the default approval (it is tested elsewhere); purchases and payments keep theirs.
-  await gql(`mutation { upsertSafetyRule(input: { actionType: "order", kind: REQUIRES_APPROVAL, enabled: false }) { errors { code } } }`, {}, admin);
+  await graphqlData(t.url, admin, `mutation { upsertSafetyRule(input: { actionType: "order", kind: REQUIRES_APPROVAL, enabled: false }) { errors { code } } }`, {});
 });
 afterAll(async () => {
   await t?.close();
@@ -117,34 +119,23 @@ afterAll(async () => {
   await new Promise<void>((resolve) => smtp?.close(() => resolve()));
 });
 
-async function gql(query: string, variables: Record<string, unknown>, key: string, server: TestServer = t) {
-  const res = await fetch(`${server.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.json()) as { data?: any; errors?: unknown[] };
-  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
-  return body.data;
-}
-
 async function configure(handler: string, providerName: string, settings: Record<string, unknown>, secrets?: Record<string, unknown>, key = admin, server = t) {
-  const out = await gql(
+  const out = await graphqlData(
+    server.url,
+    key,
     `mutation($input: HandlerConfigInput!) { upsertHandlerConfig(input: $input) { config { handler provider } errors { code message } } }`,
     { input: { handler, provider: providerName, settings, ...(secrets ? { secrets } : {}) } },
-    key,
-    server,
   );
   expect(out.upsertHandlerConfig.errors).toEqual([]);
 }
 
 async function create(type: string, payload: Record<string, unknown>, key = agent, server = t) {
   const out = (
-    await gql(
+    await graphqlData(
+      server.url,
+      key,
       `mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status } errors { code message } } }`,
       { input: { type, payload } },
-      key,
-      server,
     )
   ).createAction;
   expect(out.errors).toEqual([]);
@@ -163,29 +154,11 @@ const orderPayload = (providerName: string) => ({
   special_instructions: 'Extra napkins, please',
 });
 
-async function waitForStatus(id: string, statuses: string[], server = t, timeoutMs = 15_000) {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const row = await server.app.db.action.findUniqueOrThrow({ where: { id } });
-    if (statuses.includes(row.status)) return row;
-    if (Date.now() > until) throw new Error(`action ${id} is ${row.status}, not ${statuses.join('|')}`);
-    await sleep(30);
-  }
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(30);
-  }
-}
-
 /** The action as the API shows it: executions, status updates, audit log, receipts. */
 async function look(id: string, key = admin, server = t) {
-  const out = await gql(
+  const out = await graphqlData(
+    server.url,
+    key,
     `query($id: ID!) { action(id: $id) {
       status error
       executions { handler status error externalRef attempt }
@@ -194,8 +167,6 @@ async function look(id: string, key = admin, server = t) {
       receipts { handler provider externalRef data }
     } }`,
     { id },
-    key,
-    server,
   );
   return out.action as {
     status: string;
@@ -255,7 +226,7 @@ describe('order.api', () => {
     await configure('order.api', 'cafe-api', { baseUrl: base }, { apiKey });
 
     const { id } = await create('order', orderPayload('cafe-api'));
-    await waitForStatus(id, ['COMPLETED']);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED']);
 
     const [sent, ...more] = provider.to('cafe-api');
     expect(more).toEqual([]);
@@ -287,7 +258,7 @@ describe('order.api', () => {
     await configure('order.api', 'busy-cafe', { baseUrl: base }, { apiKey: 'k' });
 
     const { id } = await create('order', orderPayload('busy-cafe'));
-    await waitForStatus(id, ['COMPLETED', 'FAILED']);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED', 'FAILED']);
 
     const sent = provider.to('busy-cafe');
     expect(sent).toHaveLength(3);
@@ -311,7 +282,7 @@ describe('order.api', () => {
     await configure('order.webhook', 'down-cafe', { url: hook }, { secret: whsec() });
 
     const { id } = await create('order', orderPayload('down-cafe'));
-    const row = await waitForStatus(id, ['FAILED', 'COMPLETED']);
+    const row = await waitForActionStatus(t.app.db, id, ['FAILED', 'COMPLETED']);
     expect(row.status).toBe('FAILED');
     expect(row.error).toBe("Failed after 3 attempts: down-cafe's ordering API answered 500");
     expect(provider.to('down-cafe')).toHaveLength(3);
@@ -325,7 +296,7 @@ describe('order.api', () => {
     await configure('order.api', 'flaky-cafe', { baseUrl: base }, { apiKey: 'k' });
     await configure('order.webhook', 'flaky-cafe', { url: hook }, { secret: whsec() });
     const { id } = await create('order', orderPayload('flaky-cafe'));
-    const row = await waitForStatus(id, ['FAILED', 'COMPLETED']);
+    const row = await waitForActionStatus(t.app.db, id, ['FAILED', 'COMPLETED']);
     expect(row.status).toBe('FAILED');
     expect(row.error).toMatch(/answered 422: duplicate order; an earlier attempt may have reached the provider, so no other route is tried/);
     expect(provider.to('flaky-cafe-hook')).toHaveLength(0);
@@ -338,7 +309,7 @@ describe('order.api', () => {
     await configure('order.api', 'mute-cafe', { baseUrl: base }, { apiKey: 'k' });
     await configure('order.webhook', 'mute-cafe', { url: hook }, { secret: whsec() });
     const { id } = await create('order', orderPayload('mute-cafe'));
-    const row = await waitForStatus(id, ['FAILED', 'COMPLETED']);
+    const row = await waitForActionStatus(t.app.db, id, ['FAILED', 'COMPLETED']);
     expect(row.status).toBe('FAILED');
     expect(row.error).toMatch(/without a reference \(the field "reference" must be a non-empty string\)/);
     expect(provider.to('mute-cafe')).toHaveLength(1);
@@ -353,9 +324,9 @@ describe('order.api', () => {
     });
     await configure('order.api', 'undo-cafe', { baseUrl: `${base}/` }, { apiKey: 'undo-key' });
     const { id } = await create('order', orderPayload('undo-cafe'));
-    await waitForStatus(id, ['COMPLETED']);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED']);
 
-    const out = await gql(`mutation($id: ID!) { rollbackAction(id: $id, reason: "customer changed their mind") { action { status } errors { code message } } }`, { id }, admin);
+    const out = await graphqlData(t.url, admin, `mutation($id: ID!) { rollbackAction(id: $id, reason: "customer changed their mind") { action { status } errors { code message } } }`, { id });
     expect(out.rollbackAction).toEqual({ action: { status: 'ROLLED_BACK' }, errors: [] });
     const cancel = provider.to('undo-cafe').at(-1)!;
     expect(cancel.method).toBe('POST');
@@ -377,7 +348,7 @@ describe('order.webhook and the callback route', () => {
     await configure('order.webhook', 'picky-cafe', { url: hook }, { secret });
 
     const { id } = await create('order', orderPayload('picky-cafe'));
-    await waitForStatus(id, ['COMPLETED']);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED']);
 
     expect(provider.to('picky-cafe')).toHaveLength(1);
     const [delivery] = provider.to('picky-hook');
@@ -518,8 +489,8 @@ describe('order.webhook and the callback route', () => {
     });
     await configure('order.webhook', 'hook-undo', { url: hook }, { secret });
     const { id } = await create('order', orderPayload('hook-undo'));
-    await waitForStatus(id, ['COMPLETED']);
-    const out = await gql(`mutation($id: ID!) { rollbackAction(id: $id, reason: "wrong cafe") { action { status } errors { code } } }`, { id }, admin);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED']);
+    const out = await graphqlData(t.url, admin, `mutation($id: ID!) { rollbackAction(id: $id, reason: "wrong cafe") { action { status } errors { code } } }`, { id });
     expect(out.rollbackAction).toEqual({ action: { status: 'ROLLED_BACK' }, errors: [] });
     expect(bodies.map((b) => b.type)).toEqual(['order.requested', 'order.cancelled']);
     expect(bodies[1]).toEqual({ type: 'order.cancelled', actionId: id, reference: 'HU-1' });
@@ -530,7 +501,7 @@ describe('order.email and manual', () => {
   it('with only an email address, the provider gets a structured order mail and the receipt says so', async () => {
     await configure('order.email', 'mail-cafe', { email: 'orders@mail-cafe.example' });
     const { id } = await create('order', orderPayload('mail-cafe'));
-    await waitForStatus(id, ['COMPLETED']);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED']);
 
     const mail = mails.find((m) => m.to.includes('orders@mail-cafe.example'));
     expect(mail).toBeDefined();
@@ -583,21 +554,21 @@ describe('make_purchase through the order-style chain', () => {
     const purchase = { items: [{ name: 'Desk lamp', price: 20, quantity: 2 }], merchant: 'Lamp Shop', total: 40, currency: 'EUR' };
 
     const refused = (
-      await gql(`mutation($input: CreateActionInput!) { createAction(input: $input) { action { status } errors { code } } }`, { input: { type: 'make_purchase', payload: purchase } }, agent)
+      await graphqlData(t.url, agent, `mutation($input: CreateActionInput!) { createAction(input: $input) { action { status } errors { code } } }`, { input: { type: 'make_purchase', payload: purchase } })
     ).createAction;
     expect(refused.action?.status ?? refused.errors[0]?.code).toMatch(/BLOCKED|KYC_REQUIRED/);
     expect(provider.to('lamp-shop')).toHaveLength(0);
 
-    const kyc = await gql(`mutation($id: ID!) { setKycStatus(userId: $id, status: VERIFIED) { errors { code } } }`, { id: userId }, admin);
+    const kyc = await graphqlData(t.url, admin, `mutation($id: ID!) { setKycStatus(userId: $id, status: VERIFIED) { errors { code } } }`, { id: userId });
     expect(kyc.setKycStatus.errors).toEqual([]);
     const { id, status } = await create('make_purchase', purchase);
     expect(status).toBe('PENDING');
     await sleep(300);
     expect(provider.to('lamp-shop')).toHaveLength(0);
 
-    const approved = await gql(`mutation($id: ID!) { approveAction(id: $id) { errors { code } } }`, { id }, approver);
+    const approved = await graphqlData(t.url, approver, `mutation($id: ID!) { approveAction(id: $id) { errors { code } } }`, { id });
     expect(approved.approveAction.errors).toEqual([]);
-    await waitForStatus(id, ['COMPLETED']);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED']);
     const [sent] = provider.to('lamp-shop');
     expect(JSON.parse(sent!.body)).toEqual({ actionId: id, items: [{ name: 'Desk lamp', price: 20, quantity: 2 }], merchant: 'Lamp Shop', total: 40, currency: 'EUR' });
     expect(sent!.headers['idempotency-key']).toBe(`action:${id}`);
@@ -615,7 +586,7 @@ describe('payment.webhook', () => {
     });
     await configure('payment.webhook', '*', { url: hook }, { secret });
     // A rule change alone (the default block switched off) does not let a payment run.
-    const off = await gql(`mutation { upsertSafetyRule(input: { actionType: "make_payment", kind: BLOCKED, enabled: false }) { errors { code } } }`, {}, admin);
+    const off = await graphqlData(t.url, admin, `mutation { upsertSafetyRule(input: { actionType: "make_payment", kind: BLOCKED, enabled: false }) { errors { code } } }`, {});
     expect(off.upsertSafetyRule.errors).toEqual([]);
 
     const { id, status } = await create('make_payment', { amount: 42.5, currency: 'EUR', recipient: 'ACME Ltd', memo: 'Invoice 7' });
@@ -624,7 +595,7 @@ describe('payment.webhook', () => {
     expect(provider.to('bank')).toHaveLength(0);
     expect((await t.app.db.action.findUniqueOrThrow({ where: { id } })).status).toBe('PENDING');
 
-    const approved = await gql(`mutation($id: ID!) { approveAction(id: $id) { errors { code } } }`, { id }, approver);
+    const approved = await graphqlData(t.url, approver, `mutation($id: ID!) { approveAction(id: $id) { errors { code } } }`, { id });
     expect(approved.approveAction.errors).toEqual([]);
     await waitFor('the payment webhook', () => provider.to('bank').length === 1 && t.app.db.execution.findFirst({ where: { actionId: id, status: 'WAITING' } }));
     expect(verified[0]).toMatchObject({
@@ -648,10 +619,10 @@ describe('payment.webhook', () => {
       const adminKey = (await createApiKey(s.app.db, { role: 'ADMIN', space: 'no-bank' })).key;
       const agentKey = (await createApiKey(s.app.db, { role: 'AGENT', space: 'no-bank', user: 'quinn' })).key;
       const approverKey = (await createApiKey(s.app.db, { role: 'APPROVER', space: 'no-bank', user: 'quinn' })).key;
-      await gql(`mutation { upsertSafetyRule(input: { actionType: "make_payment", kind: BLOCKED, enabled: false }) { errors { code } } }`, {}, adminKey, s);
+      await graphqlData(s.url, adminKey, `mutation { upsertSafetyRule(input: { actionType: "make_payment", kind: BLOCKED, enabled: false }) { errors { code } } }`, {});
       const { id } = await create('make_payment', { amount: 10, currency: 'EUR', recipient: 'ACME Ltd' }, agentKey, s);
-      await gql(`mutation($id: ID!) { approveAction(id: $id) { errors { code } } }`, { id }, approverKey, s);
-      const row = await waitForStatus(id, ['FAILED', 'COMPLETED'], s);
+      await graphqlData(s.url, approverKey, `mutation($id: ID!) { approveAction(id: $id) { errors { code } } }`, { id });
+      const row = await waitForActionStatus(s.app.db, id, ['FAILED', 'COMPLETED']);
       expect(row.status).toBe('FAILED');
       expect(row.error).toBe('Failed: no handler could carry it out (none configured)');
       expect(await s.app.db.manualTask.count({ where: { actionId: id } })).toBe(0);

@@ -5,6 +5,8 @@ import { makePayment } from '../../src/engine/action-types/make-payment.js';
 import { defineHandler } from '../../src/handlers/define-handler.js';
 import { approvalToken, readOutbox } from '../helpers/outbox.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { graphqlData, postGraphql } from '../helpers/http.js';
+import { waitForActionStatus } from '../helpers/wait.js';
 
 // A payment integration of the test's own, first in make_payment's chain: it counts what it pays.
 const paid: string[] = [];
@@ -37,48 +39,29 @@ afterAll(async () => {
   await t?.close();
 });
 
-async function gql(query: string, variables: Record<string, unknown>, key: string) {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.json()) as { data?: any; errors?: unknown[] };
-  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
-  return body.data;
-}
-
 async function createPayment(amount: number) {
   const out = (
-    await gql(
+    await graphqlData(
+      t.url,
+      agent,
       `mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status } requiresApproval errors { code message } } }`,
       { input: { type: 'make_payment', payload: { amount, currency: 'EUR', recipient: 'ACME Ltd' } } },
-      agent,
     )
   ).createAction;
   expect(out.errors).toEqual([]);
   return out as { action: { id: string; status: string }; requiresApproval: boolean };
 }
 
-async function waitForStatus(id: string, statuses: string[], timeoutMs = 10_000) {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const row = await t.app.db.action.findUniqueOrThrow({ where: { id } });
-    if (statuses.includes(row.status)) return row;
-    if (Date.now() > until) throw new Error(`action ${id} is ${row.status}, not ${statuses.join('|')}`);
-    await sleep(50);
-  }
-}
-
 describe('payments never run without a person', () => {
   it('with the default block switched off and no approval rule, make_payment waits PENDING and runs only after an approver approves', async () => {
-    const off = await gql(
+    const off = await graphqlData(
+      t.url,
+      admin,
       `mutation { upsertSafetyRule(input: { actionType: "make_payment", kind: BLOCKED, enabled: false }) { rule { enabled } errors { code } } }`,
       {},
-      admin,
     );
     expect(off.upsertSafetyRule).toEqual({ rule: { enabled: false }, errors: [] });
-    const rules = await gql(`{ safetyRules(type: "make_payment") { kind enabled spaceId } }`, {}, admin);
+    const rules = await graphqlData(t.url, admin, `{ safetyRules(type: "make_payment") { kind enabled spaceId } }`, {});
     // The space's override switches the default block off, and no rule asks for approval.
     expect(rules.safetyRules).toContainEqual({ kind: 'BLOCKED', enabled: false, spaceId: expect.any(String) });
     expect(rules.safetyRules.filter((r: any) => r.kind === 'REQUIRES_APPROVAL')).toEqual([]);
@@ -93,9 +76,9 @@ describe('payments never run without a person', () => {
     expect(paid).not.toContain(id);
     expect(await t.app.db.execution.count({ where: { actionId: id } })).toBe(0);
 
-    const approved = await gql(`mutation($id: ID!) { approveAction(id: $id) { action { status } errors { code } } }`, { id }, approver);
+    const approved = await graphqlData(t.url, approver, `mutation($id: ID!) { approveAction(id: $id) { action { status } errors { code } } }`, { id });
     expect(approved.approveAction.errors).toEqual([]);
-    await waitForStatus(id, ['COMPLETED']);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED'], 10_000);
     expect(paid.filter((p) => p === id)).toHaveLength(1);
   });
 
@@ -112,7 +95,7 @@ describe('payments never run without a person', () => {
       body: `decision=approve&code=${code}`,
     });
     expect(res.status).toBe(200);
-    await waitForStatus(id, ['COMPLETED']);
+    await waitForActionStatus(t.app.db, id, ['COMPLETED'], 10_000);
     expect(paid.filter((p) => p === id)).toHaveLength(1);
   });
 
@@ -123,7 +106,7 @@ describe('payments never run without a person', () => {
       const forged = await t.app.db.action.update({ where: { id: action.id }, data: { status: 'APPROVED', decidedBy, decidedAt: new Date() } });
       await t.app.engine.queue.enqueue(forged);
 
-      const failed = await waitForStatus(action.id, ['FAILED', 'COMPLETED', 'EXECUTING']);
+      const failed = await waitForActionStatus(t.app.db, action.id, ['FAILED', 'COMPLETED', 'EXECUTING'], 10_000);
       expect(failed.status).toBe('FAILED');
       expect(failed.error).toMatch(/^Refused before execution: make_payment runs only after a person approves it.*nothing was executed$/);
       expect(paid).not.toContain(action.id);
@@ -141,23 +124,18 @@ describe('payments and the approval-request limit', () => {
     try {
       const adminKey = (await createApiKey(s.app.db, { role: 'ADMIN', space: 'pay-limit' })).key;
       const agentKey = (await createApiKey(s.app.db, { role: 'AGENT', space: 'pay-limit', user: 'quinn' })).key;
-      const post = async (query: string, variables: Record<string, unknown>, key: string) => {
-        const res = await fetch(`${s.url}/graphql`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-          body: JSON.stringify({ query, variables }),
-        });
-        return ((await res.json()) as { data: any }).data;
-      };
-      const off = await post(`mutation { upsertSafetyRule(input: { actionType: "make_payment", kind: BLOCKED, enabled: false }) { errors { code } } }`, {}, adminKey);
+      const off = (await postGraphql(s.url, adminKey, `mutation { upsertSafetyRule(input: { actionType: "make_payment", kind: BLOCKED, enabled: false }) { errors { code } } }`, {})).body.data;
       expect(off.upsertSafetyRule.errors).toEqual([]);
       const results = [];
       for (let i = 0; i < 3; i += 1) {
-        const out = await post(
-          `mutation($input: CreateActionInput!) { createAction(input: $input) { action { status } errors { code retryAfterSeconds } } }`,
-          { input: { type: 'make_payment', payload: { amount: 10 + i, currency: 'EUR', recipient: 'ACME Ltd' } } },
-          agentKey,
-        );
+        const out = (
+          await postGraphql(
+            s.url,
+            agentKey,
+            `mutation($input: CreateActionInput!) { createAction(input: $input) { action { status } errors { code retryAfterSeconds } } }`,
+            { input: { type: 'make_payment', payload: { amount: 10 + i, currency: 'EUR', recipient: 'ACME Ltd' } } },
+          )
+        ).body.data;
         results.push(out.createAction);
       }
       expect(results.slice(0, 2).map((r) => r.action?.status)).toEqual(['PENDING', 'PENDING']);

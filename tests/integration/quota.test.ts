@@ -4,6 +4,9 @@ import { ruleKey } from '../../src/engine/safety.js';
 import { approvalToken, readOutbox } from '../helpers/outbox.js';
 import { startOwnRedis, type OwnRedis } from '../helpers/own-services.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { postGraphql } from '../helpers/http.js';
+
+const acceptGraphqlResponse = { headers: { accept: 'application/graphql-response+json, application/json' } };
 
 /*
  * Quota and approval abuse (issue #7): units are consumed only by recorded actions, counters
@@ -29,21 +32,12 @@ interface CreateResult {
   errors: Array<{ code: string; message: string; field: string[] | null; retryAfterSeconds: number | null }>;
 }
 
-async function gql<T>(t: TestServer, apiKey: string, query: string, variables: Record<string, unknown>): Promise<{ data?: T; errors?: Array<{ message: string; extensions?: { code?: string } }> }> {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', authorization: `Bearer ${apiKey}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  return (await res.json()) as never;
-}
-
 async function create(t: TestServer, apiKey: string, input: Record<string, unknown>) {
-  return gql<{ createAction: CreateResult }>(t, apiKey, CREATE, { input });
+  return postGraphql<{ createAction: CreateResult }>(t.url, apiKey, CREATE, { input }, acceptGraphqlResponse).then((r) => r.body);
 }
 
 async function current(t: TestServer, apiKey: string, userId: string, type: string): Promise<number[]> {
-  const res = await gql<{ rateLimits: Array<{ current: number; limit: number; windowSeconds: number }> }>(t, apiKey, RATE_LIMITS, { userId, type });
+  const res = (await postGraphql<{ rateLimits: Array<{ current: number; limit: number; windowSeconds: number }> }>(t.url, apiKey, RATE_LIMITS, { userId, type }, acceptGraphqlResponse)).body;
   if (!res.data) throw new Error(`rateLimits failed: ${JSON.stringify(res.errors)}`);
   return res.data.rateLimits.map((r) => r.current);
 }
@@ -153,7 +147,7 @@ describe('quota on the shared services', () => {
     expect(mails.length - before).toBe(20);
     // rateLimits shows both: the rule's window and the approval-request limit.
     expect(await current(t, a.key, a.userId, 'move_file')).toEqual([20, 20]);
-    const shown = await gql<{ rateLimits: Array<{ current: number; limit: number; windowSeconds: number }> }>(t, a.key, RATE_LIMITS, { userId: a.userId, type: 'move_file' });
+    const shown = (await postGraphql<{ rateLimits: Array<{ current: number; limit: number; windowSeconds: number }> }>(t.url, a.key, RATE_LIMITS, { userId: a.userId, type: 'move_file' }, acceptGraphqlResponse)).body;
     expect(shown.data!.rateLimits[1]).toEqual({ current: 20, limit: 20, windowSeconds: 3600 });
     // Still refused afterwards; each type that needs approval has its own limit; other types are not affected.
     const again = await create(t, a.key, { type: 'move_file', payload: { from: 'inbox/x.txt', to: 'archive/x.txt' } });
@@ -254,7 +248,7 @@ describe('code guesses racing a decision through the API', () => {
       const mails = (await readOutbox(t.app.config.outboxDir)).slice(before);
       const token = approvalToken(mails.find((m) => /\/approvals\//.test(m.text))!);
       const [api, ...pages] = await Promise.all([
-        gql<{ approveAction: { action: { status: string } | null; errors: unknown[] } }>(t, approver.key, 'mutation($id: ID!) { approveAction(id: $id) { action { status } errors { code } } }', { id }),
+        postGraphql<{ approveAction: { action: { status: string } | null; errors: unknown[] } }>(t.url, approver.key, 'mutation($id: ID!) { approveAction(id: $id) { action { status } errors { code } } }', { id }, acceptGraphqlResponse).then((r) => r.body),
         ...Array.from({ length: 8 }, (_, i) => post(t, token, `decision=approve&code=0000000${i}`)),
       ]);
       expect(api.data!.approveAction.action!.status).toBe('APPROVED');

@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { jobIdFor } from '../../src/engine/queue.js';
 import { startWorker, type ActionWorker } from '../../src/worker.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { postGraphql } from '../helpers/http.js';
+import { waitForActionStatus } from '../helpers/wait.js';
 
 // A server without a worker: each test starts one when the stranded state is set up, so the
 // worker's first reconcile is what must find it.
@@ -22,28 +23,14 @@ afterAll(async () => {
 });
 
 async function createDocument(key: string, title: string): Promise<string> {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({
-      query: 'mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status } errors { code message } } }',
-      variables: { input: { type: 'create_document', payload: { title, content: `# ${title}\n` } } },
-    }),
-  });
-  const body = (await res.json()) as { data: { createAction: { action: { id: string; status: string } } } };
+  const { body } = await postGraphql(
+    t.url,
+    key,
+    'mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status } errors { code message } } }',
+    { input: { type: 'create_document', payload: { title, content: `# ${title}\n` } } },
+  );
   expect(body.data.createAction.action.status).toBe('APPROVED');
   return body.data.createAction.action.id;
-}
-
-async function waitForStatus(id: string, status: string, timeoutMs = 10_000): Promise<string> {
-  const until = Date.now() + timeoutMs;
-  let current = '';
-  while (Date.now() < until) {
-    current = (await t.app.db.action.findUniqueOrThrow({ where: { id } })).status;
-    if (current === status) return current;
-    await sleep(50);
-  }
-  return current;
 }
 
 describe('recovery of stranded actions', () => {
@@ -66,7 +53,7 @@ describe('recovery of stranded actions', () => {
 
     const worker = startWorker(t.app);
     workers.push(worker);
-    expect(await waitForStatus(id, 'COMPLETED')).toBe('COMPLETED');
+    expect((await waitForActionStatus(t.app.db, id, 'COMPLETED', 10_000)).status).toBe('COMPLETED');
 
     const files = (await readdir(folder)).sort();
     expect(files).toEqual([otherTemp, name].sort());
@@ -121,7 +108,7 @@ describe('recovery of stranded actions', () => {
 
     const worker = startWorker(t.app);
     workers.push(worker);
-    expect(await waitForStatus(due, 'COMPLETED')).toBe('COMPLETED');
+    expect((await waitForActionStatus(t.app.db, due, 'COMPLETED', 10_000)).status).toBe('COMPLETED');
     // The far-future ones were not queued early.
     const farIds = (await t.app.db.action.findMany({ where: { spaceId: template.spaceId, status: 'APPROVED' }, select: { id: true }, take: 5 })).map((a) => a.id);
     for (const id of farIds) expect(await t.app.engine.queue.state(id)).toBeNull();

@@ -4,6 +4,7 @@ import { createApiKey } from '../../src/engine/api-keys.js';
 import { startOwnRedis, type OwnRedis } from '../helpers/own-services.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { postGraphqlTimed } from '../helpers/http.js';
+import { waitForActionStatus } from '../helpers/wait.js';
 
 // A Redis of this file's own, stopped on purpose (it comes back empty, as after a crash).
 let redis: OwnRedis;
@@ -22,17 +23,6 @@ const post = (key: string, query: string, variables?: Record<string, unknown>) =
 
 const CREATE = 'mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status } errors { code message retryAfterSeconds } } }';
 const CANCEL = 'mutation($id: ID!) { cancelAction(id: $id, reason: "not now") { action { status } errors { code message } } }';
-
-async function waitForStatus(id: string, status: string, timeoutMs: number): Promise<string> {
-  const until = Date.now() + timeoutMs;
-  let current = '';
-  while (Date.now() < until) {
-    current = (await t.app.db.action.findUniqueOrThrow({ where: { id } })).status;
-    if (current === status) return current;
-    await sleep(100);
-  }
-  return current;
-}
 
 interface Received {
   events: Array<{ status: string; seq: number }>;
@@ -110,7 +100,7 @@ describe('Redis outage', () => {
       await redis.start();
       restarted = true;
       // Redis came back empty: the job is gone; the reconciler queues the committed action.
-      expect(await waitForStatus(id, 'COMPLETED', 15_000)).toBe('COMPLETED');
+      expect((await waitForActionStatus(t.app.db, id, 'COMPLETED', 15_000)).status).toBe('COMPLETED');
       let readyAgain = 0;
       for (let i = 0; i < 50 && readyAgain !== 200; i++) {
         readyAgain = (await fetch(`${t.url}/readyz`)).status;

@@ -11,6 +11,7 @@ import type { PrismaClient } from '../../src/generated/prisma/client.js';
 import { startService, type ServiceProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { deleteRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '../helpers/redis.js';
+import { postGraphql } from '../helpers/http.js';
 
 const prefix = uniqueRedisPrefix('scale');
 let db: TestDatabase;
@@ -46,15 +47,6 @@ afterAll(async () => {
   expect(codes.every((c) => c === 0)).toBe(true);
 });
 
-async function gql(base: string, key: string, query: string, variables?: Record<string, unknown>) {
-  const res = await fetch(`${base}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  return (await res.json()) as { data?: Record<string, any>; errors?: unknown[] };
-}
-
 describe('two API processes and two worker processes on one Redis and one Postgres', () => {
   it('a subscriber on API A sees every status of actions created on API B and executed by the workers; each runs exactly once', async () => {
     const { key } = await createApiKey(prisma, { role: 'AGENT', space: 'scale', user: 'gina' });
@@ -84,12 +76,12 @@ describe('two API processes and two worker processes on one Redis and one Postgr
       // The server subscribes to Redis a moment after the socket connects: prove the stream is
       // live with sentinel actions before counting on it.
       const create = async (title: string) => {
-        const out = await gql(
+        const out = (await postGraphql(
           apiB.url,
           key,
           'mutation($i: CreateActionInput!) { createAction(input: $i) { action { id status } errors { code message } } }',
           { i: { type: 'create_document', payload: { title, content: title } } },
-        );
+        )).body;
         expect(out.data?.createAction.errors).toEqual([]);
         return out.data!.createAction.action.id as string;
       };

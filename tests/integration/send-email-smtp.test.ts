@@ -16,6 +16,7 @@ import { startService, type ServiceProcess } from '../helpers/cli.js';
 import { readOutbox } from '../helpers/outbox.js';
 import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { waitForActionStatus } from '../helpers/wait.js';
 
 const workerScript = path.resolve(import.meta.dirname, '../helpers/worker-process.ts');
 const MAIL_FROM = 'Action Engine <engine@mail.example.test>';
@@ -52,17 +53,6 @@ async function approvedEmail(app: App, payload: Record<string, unknown>, enqueue
   return { action, space, operator, admin };
 }
 
-async function waitForStatus(app: App, id: string, status: string, timeoutMs = 20_000) {
-  const until = Date.now() + timeoutMs;
-  let current = '';
-  while (Date.now() < until) {
-    current = (await app.db.action.findUniqueOrThrow({ where: { id } })).status;
-    if (current === status) return;
-    await sleep(50);
-  }
-  throw new Error(`action ${id} is ${current}, not ${status}, after ${timeoutMs} ms`);
-}
-
 describe('send_email.smtp', () => {
   it('delivers to a real SMTP server: From, To, Cc, Subject, the action-derived Message-ID, text and HTML; Bcc only on the envelope; the receipt names the Message-ID', async () => {
     const payload = {
@@ -75,7 +65,7 @@ describe('send_email.smtp', () => {
     };
     const before = smtp.received.length;
     const { action, space, admin } = await approvedEmail(t.app, payload);
-    await waitForStatus(t.app, action.id, 'COMPLETED');
+    await waitForActionStatus(t.app.db, action.id, 'COMPLETED', 20_000);
 
     expect(smtp.received).toHaveLength(before + 1);
     const mail = smtp.received[before]!;

@@ -11,6 +11,7 @@ import { startService } from '../helpers/cli.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { deleteRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '../helpers/redis.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { postGraphql } from '../helpers/http.js';
 
 describe('GET /.well-known/action-engine-keys', () => {
   let server: TestServer;
@@ -77,13 +78,8 @@ describe('GET /.well-known/action-engine-keys', () => {
     await app.db.receipt.create({ data: { ...common, receiptNumber: 'RCP-20261127-SIGNED00', createdAt, ...signed } });
     await app.db.receipt.create({ data: { ...common, receiptNumber: 'RCP-20261127-LEGACY00', createdAt: new Date(createdAt.getTime() - 1000) } });
 
-    const res = await fetch(`${server.url}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${admin.key}` },
-      body: JSON.stringify({ query: '{ receipts(first: 5) { edges { node { receiptNumber signature keyId } } } }' }),
-    });
-    const body = (await res.json()) as { data: { receipts: { edges: Array<{ node: { receiptNumber: string; signature: string; keyId: string } }> } } };
-    expect(body.data.receipts.edges.map((e) => e.node)).toEqual([
+    const { body } = await postGraphql(server.url, admin.key, '{ receipts(first: 5) { edges { node { receiptNumber signature keyId } } } }');
+    expect(body.data.receipts.edges.map((e: { node: unknown }) => e.node)).toEqual([
       { receiptNumber: 'RCP-20261127-SIGNED00', signature: signed.signature, keyId: app.signer.keyId },
       { receiptNumber: 'RCP-20261127-LEGACY00', signature: '', keyId: '' },
     ]);

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { postGraphql } from '../helpers/http.js';
 
 /**
  * Spec §11 / issue #8: at most this many SQL statements per auto-approved action, end to end
@@ -46,12 +47,8 @@ describe('statement budget', () => {
       { next: (v) => v.data?.actionEvents.status === 'COMPLETED' && completed.add(v.data.actionEvents.actionId), error: () => {}, complete: () => {} },
     );
     const run = async () => {
-      const res = await fetch(`${t.url}/graphql`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-        body: JSON.stringify({ query: 'mutation { createAction(input: { type: "noop", payload: {} }) { action { id status } } }' }),
-      });
-      const id = ((await res.json()) as { data: { createAction: { action: { id: string } } } }).data.createAction.action.id;
+      const { body } = await postGraphql(t.url, key, 'mutation { createAction(input: { type: "noop", payload: {} }) { action { id status } } }');
+      const id = body.data.createAction.action.id as string;
       for (let i = 0; i < 200 && !completed.has(id); i++) await sleep(25);
       expect(completed.has(id)).toBe(true);
     };

@@ -7,6 +7,7 @@ import { statsStatements, type StatsScope, type StatsWindow } from '../../src/en
 import { defineHandler } from '../../src/handlers/define-handler.js';
 import { PermanentHandlerError } from '../../src/handlers/types.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { graphqlData, postGraphql } from '../helpers/http.js';
 
 // Two types of the test's own, one of them gated by an approval rule, served by one chain of two
 // handlers (api, then webhook) whose outcome the payload picks.
@@ -58,26 +59,6 @@ afterAll(async () => {
   await t?.close();
 });
 
-interface GqlResult {
-  data?: any;
-  errors?: Array<{ message: string; extensions?: { code?: string; field?: string[] } }>;
-}
-
-async function gql(query: string, variables: Record<string, unknown>, key: string): Promise<GqlResult> {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  return (await res.json()) as GqlResult;
-}
-
-async function ok(query: string, variables: Record<string, unknown>, key: string) {
-  const out = await gql(query, variables, key);
-  expect(out.errors, JSON.stringify(out.errors)).toBeUndefined();
-  return out.data;
-}
-
 const STATS = `query($from: DateTime, $to: DateTime, $bucket: StatsBucket) {
   stats(from: $from, to: $to, bucket: $bucket) {
     from to bucket total
@@ -102,13 +83,13 @@ async function space(slug: string) {
   const approver = (await createApiKey(t.app.db, { role: 'APPROVER', space: slug, user: 'u1' })).key;
   const analyst = (await createApiKey(t.app.db, { role: 'ANALYST', space: slug })).key;
   const operator = (await createApiKey(t.app.db, { role: 'OPERATOR', space: slug })).key;
-  expect((await ok(GATE, { type: 'stats_beta' }, admin)).upsertSafetyRule.errors).toEqual([]);
+  expect((await graphqlData(t.url, admin, GATE, { type: 'stats_beta' })).upsertSafetyRule.errors).toEqual([]);
   const spaceId = (await t.app.db.space.findUniqueOrThrow({ where: { slug } })).id;
   return { admin, agent: agent.key, userId: agent.userId!, approver, analyst, operator, spaceId };
 }
 
 async function create(agent: string, type: string, mode: (typeof MODES)[number], extra: Record<string, unknown> = {}): Promise<string> {
-  const out = (await ok(CREATE, { input: { type, payload: { mode }, ...extra } }, agent)).createAction;
+  const out = (await graphqlData(t.url, agent, CREATE, { input: { type, payload: { mode }, ...extra } })).createAction;
   expect(out.errors).toEqual([]);
   return out.action.id as string;
 }
@@ -164,8 +145,8 @@ describe('stats', () => {
     const ofU2 = await create(agent2, 'stats_alpha', 'ok');
 
     await sleep(30); // a measurable wait before the decisions
-    for (const id of [ids.approved, ids.approvedFails]) expect((await ok(APPROVE, { id }, main.approver)).approveAction.errors).toEqual([]);
-    expect((await ok(REJECT, { id: ids.rejected }, main.approver)).rejectAction.errors).toEqual([]);
+    for (const id of [ids.approved, ids.approvedFails]) expect((await graphqlData(t.url, main.approver, APPROVE, { id })).approveAction.errors).toEqual([]);
+    expect((await graphqlData(t.url, main.approver, REJECT, { id: ids.rejected })).rejectAction.errors).toEqual([]);
 
     for (const id of [ids.ok1, ids.ok2, ids.fallback, ids.approved, ofU2]) await reaches(id, 'COMPLETED');
     for (const id of [ids.fail, ids.approvedFails]) await reaches(id, 'FAILED');
@@ -175,7 +156,7 @@ describe('stats', () => {
     expect((await t.app.db.action.findUniqueOrThrow({ where: { id: otherPending } })).status).toBe('PENDING');
 
     const window = { from: started.toISOString(), to: new Date(Date.now() + 60_000).toISOString(), bucket: 'MINUTE' };
-    const all = (await ok(STATS, window, main.admin)).stats;
+    const all = (await graphqlData(t.url, main.admin, STATS, window)).stats;
     expect(all.from).toBe(window.from);
     expect(all.to).toBe(window.to);
     expect(all.bucket).toBe('MINUTE');
@@ -231,11 +212,11 @@ describe('stats', () => {
     expect(all.queue).toEqual({ pendingApproval: 1, queued: 1, scheduled: 1, executing: 1, waitingOnProvider: 1, waitingOnOperator: 1, openManualTasks: 1 });
 
     // Analysts and operators read the space's actions: the same numbers.
-    expect((await ok(STATS, window, main.analyst)).stats).toEqual(all);
-    expect((await ok(STATS, window, main.operator)).stats).toEqual(all);
+    expect((await graphqlData(t.url, main.analyst, STATS, window)).stats).toEqual(all);
+    expect((await graphqlData(t.url, main.operator, STATS, window)).stats).toEqual(all);
 
     // u1's approver: everything but u2's action.
-    const own = (await ok(STATS, window, main.approver)).stats;
+    const own = (await graphqlData(t.url, main.approver, STATS, window)).stats;
     expect(own.total).toBe(12);
     expect(own.byStatus.find((s: any) => s.status === 'COMPLETED').count).toBe(4);
     expect(own.byType).toEqual([
@@ -247,27 +228,27 @@ describe('stats', () => {
     expect(own.queue).toEqual(all.queue);
     // u2's approver sees u2's one action, and none of u1's queue.
     const approver2 = (await createApiKey(t.app.db, { role: 'APPROVER', space: 'stats-main', user: 'u2' })).key;
-    const ofOne = (await ok(STATS, window, approver2)).stats;
+    const ofOne = (await graphqlData(t.url, approver2, STATS, window)).stats;
     expect(ofOne.total).toBe(1);
     expect(ofOne.handlers).toEqual([{ handler: 'stats.api', attempts: 1, succeeded: 1, failed: 0, fellBack: 0, unfinished: 0, successRate: 1, fallbackRate: 0 }]);
     expect(ofOne.queue).toEqual({ pendingApproval: 0, queued: 0, scheduled: 0, executing: 0, waitingOnProvider: 0, waitingOnOperator: 0, openManualTasks: 0 });
 
     // The other space sees only its own three.
-    const theirs = (await ok(STATS, window, other.analyst)).stats;
+    const theirs = (await graphqlData(t.url, other.analyst, STATS, window)).stats;
     expect(theirs.total).toBe(3);
     expect(theirs.queue.pendingApproval).toBe(1);
     expect(theirs.handlers.map((h: any) => h.handler)).toEqual(['stats.api', 'stats.webhook']);
     expect(theirs.handlers[0].attempts).toBe(2);
 
     // Agents are refused.
-    const refused = await gql(STATS, window, main.agent);
+    const refused = (await postGraphql(t.url, main.agent, STATS, window)).body;
     expect(refused.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
     expect(refused.data).toBeNull();
 
     // Once the blocked handler finishes, queue depth follows.
     release();
     await reaches(ids.block, 'COMPLETED');
-    expect((await ok(STATS, window, main.admin)).stats.queue.executing).toBe(0);
+    expect((await graphqlData(t.url, main.admin, STATS, window)).stats.queue.executing).toBe(0);
   });
 
   it('puts actions in whole UTC hour, day and minute buckets with from inclusive and to exclusive, and gives exact approval-wait percentiles', async () => {
@@ -284,15 +265,15 @@ describe('stats', () => {
     for (const p of plan) {
       const id = await create(s.agent, 'stats_beta', 'ok');
       if (p.decision === 'approve') {
-        expect((await ok(APPROVE, { id }, s.approver)).approveAction.errors).toEqual([]);
+        expect((await graphqlData(t.url, s.approver, APPROVE, { id })).approveAction.errors).toEqual([]);
         await reaches(id, 'COMPLETED');
       } else {
-        expect((await ok(REJECT, { id }, s.approver)).rejectAction.errors).toEqual([]);
+        expect((await graphqlData(t.url, s.approver, REJECT, { id })).rejectAction.errors).toEqual([]);
       }
       await t.app.db.action.update({ where: { id }, data: { createdAt: at(p.created), decidedAt: at(p.decided) } });
       if (p.ran) await t.app.db.execution.updateMany({ where: { actionId: id }, data: { startedAt: at(p.ran) } });
     }
-    const stats = async (from: string, to: string, bucket: string) => (await ok(STATS, { from, to, bucket }, s.admin)).stats;
+    const stats = async (from: string, to: string, bucket: string) => (await graphqlData(t.url, s.admin, STATS, { from, to, bucket })).stats;
 
     const hours = await stats('2026-03-01T10:00:00Z', '2026-03-01T12:00:00Z', 'HOUR');
     expect(hours.total).toBe(3);
@@ -351,7 +332,7 @@ describe('stats', () => {
     const s = await space('stats-defaults');
     await create(s.agent, 'stats_beta', 'ok');
     const before = Date.now();
-    const out = (await ok('{ stats { from to bucket total byStatus { status count } queue { pendingApproval } } }', {}, s.operator)).stats;
+    const out = (await graphqlData(t.url, s.operator, '{ stats { from to bucket total byStatus { status count } queue { pendingApproval } } }', {})).stats;
     const to = Date.parse(out.to);
     expect(to).toBeGreaterThanOrEqual(before - 1000);
     expect(to).toBeLessThanOrEqual(Date.now() + 1000);
@@ -361,14 +342,14 @@ describe('stats', () => {
     expect(out.byStatus).toEqual([{ status: 'PENDING', count: 1 }]);
     expect(out.queue.pendingApproval).toBe(1);
     // Only `to`: from is 24 hours before it.
-    const only = (await ok('{ stats(to: "2026-03-02T00:00:00Z") { from to } }', {}, s.operator)).stats;
+    const only = (await graphqlData(t.url, s.operator, '{ stats(to: "2026-03-02T00:00:00Z") { from to } }', {})).stats;
     expect(only).toEqual({ from: '2026-03-01T00:00:00.000Z', to: '2026-03-02T00:00:00.000Z' });
   });
 
   it('refuses bad windows with INVALID_INPUT naming the argument: from not before to, longer than 93 days, more than 2,000 buckets', async () => {
     const s = await space('stats-bad');
     const refusal = async (vars: Record<string, unknown>) => {
-      const out = await gql(STATS, vars, s.admin);
+      const out = (await postGraphql(t.url, s.admin, STATS, vars)).body;
       expect(out.data).toBeNull();
       expect(out.errors).toHaveLength(1);
       return { code: out.errors![0]!.extensions?.code, field: out.errors![0]!.extensions?.field, message: out.errors![0]!.message };
@@ -388,7 +369,7 @@ describe('stats', () => {
     expect(long).toMatchObject({ code: 'INVALID_INPUT', field: ['from'] });
     expect(long.message).toMatch(/^the window from 2026-01-01T00:00:00.000Z to 2026-04-04T00:00:00.001Z is 93\.000 days long; at most 93 days/);
     // Exactly 93 days is allowed.
-    expect((await ok(STATS, { from: '2026-01-01T00:00:00Z', to: '2026-04-04T00:00:00Z', bucket: 'DAY' }, s.admin)).stats.total).toBe(0);
+    expect((await graphqlData(t.url, s.admin, STATS, { from: '2026-01-01T00:00:00Z', to: '2026-04-04T00:00:00Z', bucket: 'DAY' })).stats.total).toBe(0);
 
     // 93 days in hours: 2,232 buckets.
     const hours = await refusal({ from: '2026-01-01T00:00:00Z', to: '2026-04-04T00:00:00Z', bucket: 'HOUR' });
@@ -397,14 +378,14 @@ describe('stats', () => {
     // 2,000 whole minutes are allowed; 2,001, or 2,000 minutes that straddle 2,001 buckets, are not.
     const start = Date.parse('2026-03-01T00:00:00Z');
     const iso = (ms: number) => new Date(ms).toISOString();
-    expect((await ok(STATS, { from: iso(start), to: iso(start + 2000 * 60_000), bucket: 'MINUTE' }, s.admin)).stats.total).toBe(0);
+    expect((await graphqlData(t.url, s.admin, STATS, { from: iso(start), to: iso(start + 2000 * 60_000), bucket: 'MINUTE' })).stats.total).toBe(0);
     const minutes = await refusal({ from: iso(start), to: iso(start + 2001 * 60_000), bucket: 'MINUTE' });
     expect(minutes).toMatchObject({ code: 'INVALID_INPUT', field: ['bucket'] });
     expect(minutes.message).toMatch(/into 2,001 buckets; at most 2,000 are allowed: choose a wider bucket \(HOUR or DAY\) or a shorter window$/);
     expect(await refusal({ from: iso(start + 30_000), to: iso(start + 30_000 + 2000 * 60_000), bucket: 'MINUTE' })).toMatchObject({ code: 'INVALID_INPUT', field: ['bucket'] });
 
     // A date that is not one is refused by the DateTime scalar before anything runs.
-    const bad = await gql(STATS, { from: '2026-02-31T00:00:00Z' }, s.admin);
+    const bad = (await postGraphql(t.url, s.admin, STATS, { from: '2026-02-31T00:00:00Z' })).body;
     expect(bad.errors?.[0]?.message).toMatch(/DateTime|2026-02-31/);
   });
 

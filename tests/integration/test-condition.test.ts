@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { postGraphql } from '../helpers/http.js';
 
 let t: TestServer;
 let admin: string;
@@ -17,20 +18,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await t?.close();
 });
-
-interface GqlResult {
-  data?: any;
-  errors?: Array<{ message: string; extensions?: { code?: string; field?: string[] } }>;
-}
-
-async function gql(query: string, variables: Record<string, unknown>, key: string): Promise<GqlResult> {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  return (await res.json()) as GqlResult;
-}
 
 const TEST = `query($type: String!, $condition: String!, $payload: JSON!, $userId: ID) {
   testCondition(type: $type, condition: $condition, payload: $payload, userId: $userId) {
@@ -50,7 +37,7 @@ interface ConditionTest {
 }
 
 async function test(type: string, condition: string, payload: unknown, userId?: string, key = admin): Promise<ConditionTest> {
-  const out = await gql(TEST, { type, condition, payload, ...(userId ? { userId } : {}) }, key);
+  const out = (await postGraphql(t.url, key, TEST, { type, condition, payload, ...(userId ? { userId } : {}) })).body;
   expect(out.errors, JSON.stringify(out.errors)).toBeUndefined();
   return out.data.testCondition as ConditionTest;
 }
@@ -64,14 +51,15 @@ describe('testCondition', () => {
     expect(await test('order', BIG_LINE, small)).toEqual({ matches: false, evaluationError: null, line: null, column: null, error: null, errors: [] });
     expect(await test('order', BIG_LINE, big)).toEqual({ matches: true, evaluationError: null, line: null, column: null, error: null, errors: [] });
 
-    const rule = await gql(
+    const rule = (await postGraphql(
+      t.url,
+      admin,
       `mutation($condition: String!) { upsertSafetyRule(input: { actionType: "order", kind: REQUIRES_APPROVAL, condition: $condition }) { errors { code } } }`,
       { condition: BIG_LINE },
-      admin,
-    );
+    )).body;
     expect(rule.data.upsertSafetyRule.errors).toEqual([]);
     const create = async (payload: unknown) =>
-      (await gql(`mutation($payload: JSON!) { createAction(input: { type: "order", payload: $payload }) { requiresApproval errors { code } } }`, { payload }, agent)).data.createAction;
+      (await postGraphql(t.url, agent, `mutation($payload: JSON!) { createAction(input: { type: "order", payload: $payload }) { requiresApproval errors { code } } }`, { payload })).body.data.createAction;
     expect(await create(small)).toEqual({ requiresApproval: false, errors: [] });
     expect(await create(big)).toEqual({ requiresApproval: true, errors: [] });
   });
@@ -164,7 +152,7 @@ describe('testCondition', () => {
       (await createApiKey(t.app.db, { role: 'ANALYST', space: 'rules' })).key,
     ];
     for (const key of keys) {
-      const out = await gql(TEST, { type: 'order', condition: 'true', payload: small }, key);
+      const out = (await postGraphql(t.url, key, TEST, { type: 'order', condition: 'true', payload: small })).body;
       expect(out.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
       expect(out.data).toBeNull();
     }

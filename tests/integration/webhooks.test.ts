@@ -9,6 +9,7 @@ import { sweepWebhookDeliveries } from '../../src/engine/webhook-delivery.js';
 import { checkWebhookUrl } from '../../src/engine/webhook-endpoints.js';
 import { graphql } from '../generated/gql.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { waitFor } from '../helpers/wait.js';
 
 const OUTBOUND_TIMEOUT_MS = 6000;
 const MAX_FAILURES = 3;
@@ -197,16 +198,6 @@ async function runAction(apiKey: string): Promise<{ id: string; ms: number }> {
   throw new Error(`action ${id} did not complete`);
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
-
 const bodyOf = (r: Received) => JSON.parse(r.body) as { type: string; actionId: string; status: string; seq: number; message: string | null; timestamp: string };
 const forAction = (prefix: string, actionId: string) => received.filter((r) => r.path.startsWith(prefix) && bodyOf(r).actionId === actionId);
 
@@ -224,10 +215,10 @@ describe('outbound event webhooks', () => {
     expect(updates.map((u) => u.status)).toContain('EXECUTING');
     expect(updates.at(-1)!.status).toBe('COMPLETED');
 
-    const got = await until('every status update at /ok/all', () => {
+    const got = await waitFor('every status update at /ok/all', () => {
       const r = forAction('/ok/all', id);
       return r.length >= updates.length && r;
-    });
+    }, 10_000);
     // Exactly the status updates, once each, in the order of seq, as the body contract says.
     expect(got.map(bodyOf)).toEqual(
       updates.map((u) => ({ type: 'action.status', actionId: id, status: u.status, seq: u.seq, message: u.message, timestamp: u.createdAt.toISOString() })),
@@ -243,7 +234,7 @@ describe('outbound event webhooks', () => {
     expect(new Set(got.map((r) => r.headers['webhook-id'])).size).toBe(got.length);
 
     // The filtered endpoint: the COMPLETED update only.
-    const only = await until('the COMPLETED update at /ok/completed-only', () => forAction('/ok/completed-only', id).length > 0 && forAction('/ok/completed-only', id));
+    const only = await waitFor('the COMPLETED update at /ok/completed-only', () => forAction('/ok/completed-only', id).length > 0 && forAction('/ok/completed-only', id), 10_000);
     await sleep(300);
     expect(forAction('/ok/completed-only', id).map((r) => bodyOf(r).status)).toEqual(['COMPLETED']);
     expect(() => new Webhook(filteredSecret).verify(only[0]!.body, only[0]!.headers)).not.toThrow();
@@ -268,7 +259,7 @@ describe('outbound event webhooks', () => {
     const updates = await t.app.db.statusUpdate.findMany({ where: { actionId: id }, orderBy: { seq: 'asc' } });
     expect(updates[0]!.status).toBe('PENDING');
     expect(updates.at(-1)!.status).toBe('REJECTED');
-    const got = await until('both updates at /ok/all', () => forAction('/ok/all', id).length >= updates.length && forAction('/ok/all', id));
+    const got = await waitFor('both updates at /ok/all', () => forAction('/ok/all', id).length >= updates.length && forAction('/ok/all', id), 10_000);
     expect(got.map((r) => [bodyOf(r).seq, bodyOf(r).status, bodyOf(r).message])).toEqual(updates.map((u) => [u.seq, u.status, u.message]));
     // The COMPLETED-only endpoint got neither.
     expect(forAction('/ok/completed-only', id)).toEqual([]);
@@ -279,11 +270,11 @@ describe('outbound event webhooks', () => {
     const endpoint = await register(keys.flakyAdmin, { url: `${receiverUrl}/flaky`, secret });
     const { id } = await runAction(keys.flakyAgent);
     const updates = await t.app.db.statusUpdate.findMany({ where: { actionId: id }, orderBy: { seq: 'asc' } });
-    const accepted = await until('every update accepted', async () => {
+    const accepted = await waitFor('every update accepted', async () => {
       const log = await t.graphql(Deliveries, { endpointId: endpoint.id, first: 50 }, { apiKey: keys.flakyAdmin });
       const nodes = log.data!.webhookDeliveries.edges.map((e) => e.node);
       return nodes.length === updates.length && nodes.every((n) => n.state === 'DELIVERED') && nodes;
-    });
+    }, 10_000);
     const got = forAction('/flaky', id);
     // Two 503s for the first update, then every update once, in order.
     expect(got.map((r) => bodyOf(r).seq)).toEqual([1, 1, ...updates.map((u) => u.seq)]);
@@ -302,11 +293,11 @@ describe('outbound event webhooks', () => {
     const { id, ms } = await runAction(keys.failAgent);
     expect(ms).toBeLessThan(OUTBOUND_TIMEOUT_MS / 2);
 
-    const disabled = await until('the endpoint disabled', async () => {
+    const disabled = await waitFor('the endpoint disabled', async () => {
       const res = await t.graphql(Endpoints, {}, { apiKey: keys.failAdmin });
       const e = res.data!.webhookEndpoints.find((x) => x.id === endpoint.id)!;
       return !e.enabled && e;
-    });
+    }, 10_000);
     expect(disabled.consecutiveFailures).toBe(MAX_FAILURES);
     expect(disabled.disabledReason).toContain(`${MAX_FAILURES} failed delivery attempts in a row`);
     expect(disabled.disabledReason).toContain('HTTP 503');
@@ -340,12 +331,12 @@ describe('outbound event webhooks', () => {
     const endpoint = await register(keys.hangAdmin, { url: `${receiverUrl}/hang`, secret: newSecret() });
     const { id, ms } = await runAction(keys.hangAgent);
     // The endpoint got the first update and is holding it while the action completed.
-    await until('the hanging request', () => forAction('/hang', id).length > 0);
+    await waitFor('the hanging request', () => forAction('/hang', id).length > 0, 10_000);
     expect(ms).toBeLessThan(OUTBOUND_TIMEOUT_MS / 2);
     const pending = await t.app.db.webhookDelivery.findMany({ where: { endpointId: endpoint.id }, orderBy: { position: 'asc' } });
     expect(pending[0]!.state).toBe('PENDING');
     // The hang ends in a recorded timeout, not a stuck worker.
-    const timedOut = await until(
+    const timedOut = await waitFor(
       'the timeout recorded',
       async () => (await t.app.db.webhookDelivery.findFirst({ where: { endpointId: endpoint.id, actionId: id, seq: 1, attempts: { gte: 1 } } })) ?? undefined,
       OUTBOUND_TIMEOUT_MS + 5000,
@@ -374,7 +365,7 @@ describe('outbound event webhooks', () => {
     expect(waiting.map((d) => [d.seq, d.state])).toEqual(updates.map((u) => [u.seq, 'PENDING']));
 
     expect(await sweepWebhookDeliveries({ db: t.app.db, clock: () => new Date(), webhooks: queue })).toBeGreaterThanOrEqual(1);
-    const got = await until('the swept deliveries', () => forAction('/ok/lost', id).length >= updates.length && forAction('/ok/lost', id));
+    const got = await waitFor('the swept deliveries', () => forAction('/ok/lost', id).length >= updates.length && forAction('/ok/lost', id), 10_000);
     expect(got.map((r) => bodyOf(r).seq)).toEqual(updates.map((u) => u.seq));
     for (const r of got) expect(() => new Webhook(secret).verify(r.body, r.headers)).not.toThrow();
   });

@@ -7,6 +7,7 @@ import { createApiKey } from '../../src/engine/api-keys.js';
 import { startService, type ServiceProcess } from '../helpers/cli.js';
 import { sideEffectType } from '../helpers/side-effect-type.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { postGraphql } from '../helpers/http.js';
 
 const workerScript = path.resolve(import.meta.dirname, '../helpers/worker-process.ts');
 
@@ -60,15 +61,12 @@ describe('a worker killed with SIGKILL while its handler runs', () => {
     const first = await startWorkerProcess();
     workers.push(first);
     const { key } = await createApiKey(t.app.db, { role: 'AGENT', space: 'crash', user: 'frank' });
-    const res = await fetch(`${t.url}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-      body: JSON.stringify({
-        query: 'mutation { createAction(input: { type: "test_side_effect", payload: { ms: 4000 } }) { action { id status } errors { code message } } }',
-      }),
-    });
-    const body = (await res.json()) as { data: { createAction: { action: { id: string; status: string } } } };
-    const id = body.data.createAction.action.id;
+    const { body } = await postGraphql(
+      t.url,
+      key,
+      'mutation { createAction(input: { type: "test_side_effect", payload: { ms: 4000 } }) { action { id status } errors { code message } } }',
+    );
+    const id = body.data.createAction.action.id as string;
 
     for (let i = 0; i < 200 && (await effects()).length === 0; i++) await sleep(50);
     expect(await effects()).toHaveLength(1);
@@ -95,15 +93,12 @@ describe('a worker killed with SIGKILL while its handler runs', () => {
     const first = await startWorkerProcess(false);
     workers.push(first);
     const { key } = await createApiKey(t.app.db, { role: 'AGENT', space: 'crash-defaults', user: 'gina' });
-    const res = await fetch(`${t.url}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-      body: JSON.stringify({
-        query: 'mutation { createAction(input: { type: "test_side_effect", payload: { ms: 10000 } }) { action { id status } errors { code message } } }',
-      }),
-    });
-    const body = (await res.json()) as { data: { createAction: { action: { id: string; status: string } } } };
-    const id = body.data.createAction.action.id;
+    const { body } = await postGraphql(
+      t.url,
+      key,
+      'mutation { createAction(input: { type: "test_side_effect", payload: { ms: 10000 } }) { action { id status } errors { code message } } }',
+    );
+    const id = body.data.createAction.action.id as string;
     const mine = async () => (await effects()).filter((line) => line.startsWith(id));
     for (let i = 0; i < 200 && (await mine()).length === 0; i++) await sleep(50);
     expect(await mine()).toHaveLength(1);
