@@ -6,12 +6,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
+import { graphqlData } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 // Every list in the console reaches its end: more pending actions, open tasks or audit entries
 // than one page are shown with "Show more" / "Older entries", never silently cut.
 const CHROMIUM = '/usr/bin/chromium';
-const PENDING = 25; // inbox pages of 20
+// Over the server's 100-per-page cap, so "Show more" must page by cursor: inbox pages of 20.
+const PENDING = 105;
 const TASKS = 55; // task pages of 50
 
 let t: TestServer;
@@ -20,16 +22,6 @@ let browser: BrowserContext;
 let page: Page;
 const keys = {} as Record<'admin' | 'agent' | 'approver' | 'operator' | 'analyst', string>;
 
-async function gql(query: string, variables: Record<string, unknown>, key: string) {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.json()) as { data?: any; errors?: unknown[] };
-  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
-  return body.data;
-}
 const CREATE = 'mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status } errors { code message } } }';
 const RULE = 'mutation($input: SafetyRuleInput!) { upsertSafetyRule(input: $input) { errors { code message } } }';
 
@@ -43,15 +35,15 @@ beforeAll(async () => {
   keys.operator = (await createApiKey(t.app.db, { role: 'OPERATOR', space: 'paging' })).key;
   keys.analyst = (await createApiKey(t.app.db, { role: 'ANALYST', space: 'paging' })).key;
   // Documents wait for approval; orders run at once, and with no integration each opens a manual task.
-  expect((await gql(RULE, { input: { actionType: 'create_document', kind: 'REQUIRES_APPROVAL' } }, keys.admin)).upsertSafetyRule.errors).toEqual([]);
-  expect((await gql(RULE, { input: { actionType: 'order', kind: 'REQUIRES_APPROVAL', enabled: false } }, keys.admin)).upsertSafetyRule.errors).toEqual([]);
+  expect((await graphqlData(t.url, keys.admin, RULE, { input: { actionType: 'create_document', kind: 'REQUIRES_APPROVAL' } })).upsertSafetyRule.errors).toEqual([]);
+  expect((await graphqlData(t.url, keys.admin, RULE, { input: { actionType: 'order', kind: 'REQUIRES_APPROVAL', enabled: false } })).upsertSafetyRule.errors).toEqual([]);
   for (let i = 1; i <= PENDING; i++) {
-    const out = (await gql(CREATE, { input: { type: 'create_document', payload: { title: `Memo ${i}`, content: 'x' } } }, keys.agent)).createAction;
+    const out = (await graphqlData(t.url, keys.agent, CREATE, { input: { type: 'create_document', payload: { title: `Memo ${i}`, content: 'x' } } })).createAction;
     expect(out.errors).toEqual([]);
     expect(out.action.status).toBe('PENDING');
   }
   for (let i = 1; i <= TASKS; i++) {
-    const out = (await gql(CREATE, { input: { type: 'order', payload: { provider: 'deli', items: [{ name: `Bagel ${i}`, price: 1, quantity: 1 }] } } }, keys.agent)).createAction;
+    const out = (await graphqlData(t.url, keys.agent, CREATE, { input: { type: 'order', payload: { provider: 'deli', items: [{ name: `Bagel ${i}`, price: 1, quantity: 1 }] } } })).createAction;
     expect(out.errors).toEqual([]);
   }
   for (const until = Date.now() + 60_000; (await t.app.db.manualTask.count({ where: { status: 'OPEN' } })) < TASKS; await sleep(100)) {
@@ -89,18 +81,20 @@ async function signOut() {
 }
 
 describe('console lists reach their end', () => {
-  it(`the approver's inbox shows 20 of ${PENDING} pending actions, then all of them with "Show more"`, async () => {
+  it(`the approver's inbox shows 20 of ${PENDING} pending actions, then all of them with "Show more", past the server's 100-item page`, async () => {
     await signIn(keys.approver, 'Inbox');
     const cards = page.locator('section[aria-labelledby="inbox-title"] ul.cards > *');
     await expect.poll(() => cards.count(), { timeout: 20_000 }).toBe(20);
-    await page.getByRole('button', { name: 'Show more' }).click();
-    await expect.poll(() => cards.count(), { timeout: 20_000 }).toBe(PENDING);
+    for (let shown = 20; shown < PENDING; shown += 20) {
+      await page.getByRole('button', { name: 'Show more' }).click();
+      await expect.poll(() => cards.count(), { timeout: 20_000 }).toBe(Math.min(PENDING, shown + 20));
+    }
     await expect.poll(() => page.getByRole('button', { name: 'Show more' }).count()).toBe(0);
     await expect.poll(() => page.locator('#inbox-title').innerText()).toMatch(new RegExp(`\\(${PENDING}\\)`));
     // The oldest one is there too.
     await page.getByRole('article', { name: /Memo 1\W/ }).waitFor();
     await signOut();
-  }, 60_000);
+  }, 90_000);
 
   it(`the operator's queue shows 50 of ${TASKS} open tasks, then all of them with "Show more"`, async () => {
     await signIn(keys.operator, 'Manual tasks');
@@ -116,10 +110,10 @@ describe('console lists reach their end', () => {
     await signIn(keys.admin, 'Actions');
     const rows = page.locator('section[aria-labelledby="actions-title"] ul.rows > li');
     await expect.poll(() => rows.count(), { timeout: 20_000 }).toBe(30);
-    await page.getByRole('button', { name: 'Show more' }).click();
-    await expect.poll(() => rows.count(), { timeout: 20_000 }).toBe(60);
-    await page.getByRole('button', { name: 'Show more' }).click();
-    await expect.poll(() => rows.count(), { timeout: 20_000 }).toBe(PENDING + TASKS);
+    for (let shown = 30; shown < PENDING + TASKS; shown += 30) {
+      await page.getByRole('button', { name: 'Show more' }).click();
+      await expect.poll(() => rows.count(), { timeout: 20_000 }).toBe(Math.min(PENDING + TASKS, shown + 30));
+    }
     await expect.poll(() => page.getByRole('button', { name: 'Show more' }).count()).toBe(0);
     await signOut();
   }, 60_000);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { commitStep, notMovedError, readActionScope } from '../../src/engine/lifecycle/index.js';
+import { graphqlData } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 // An approver's edit meets the rules in force as a new request would (spec §5: "validated like a
@@ -23,23 +24,13 @@ beforeAll(async () => {
     // pat's KYC status is not verified: a payment in dollars is refused for that.
     { actionType: 'make_payment', kind: 'REQUIRES_KYC', condition: 'payload.currency == "USD"' },
   ]) {
-    expect((await gql(rule, { input }, admin)).upsertSafetyRule.errors).toEqual([]);
+    expect((await graphqlData(t.url, admin, rule, { input })).upsertSafetyRule.errors).toEqual([]);
   }
 });
 afterAll(async () => {
   await t?.close();
 });
 
-async function gql(query: string, variables: Record<string, unknown>, key: string) {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.json()) as { data?: any; errors?: unknown[] };
-  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
-  return body.data;
-}
 
 const CREATE = `mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status approvalsRequired } errors { code message } } }`;
 const APPROVE = `mutation($id: ID!, $payload: JSON, $revision: Int) { approveAction(id: $id, payload: $payload, revision: $revision) {
@@ -47,7 +38,7 @@ const APPROVE = `mutation($id: ID!, $payload: JSON, $revision: Int) { approveAct
 const payment = (amount: number) => ({ amount, currency: 'EUR', recipient: 'ACME Ltd' });
 
 async function pendingPayment(amount: number): Promise<string> {
-  const out = (await gql(CREATE, { input: { type: 'make_payment', payload: payment(amount) } }, agent)).createAction;
+  const out = (await graphqlData(t.url, agent, CREATE, { input: { type: 'make_payment', payload: payment(amount) } })).createAction;
   expect(out.errors).toEqual([]);
   expect(out.action).toMatchObject({ status: 'PENDING', approvalsRequired: 1 });
   return out.action.id;
@@ -57,7 +48,7 @@ describe('an approver\'s edit meets the rules in force', () => {
   it('an edit the rules would block is refused with BLOCKED naming the payload, and nothing changes', async () => {
     const id = await pendingPayment(50);
     const before = await t.app.db.action.findUniqueOrThrow({ where: { id } });
-    const refused = (await gql(APPROVE, { id, payload: payment(20_000) }, approvers[0]!)).approveAction;
+    const refused = (await graphqlData(t.url, approvers[0]!, APPROVE, { id, payload: payment(20_000) })).approveAction;
     expect(refused.action).toBeNull();
     expect(refused.errors).toEqual([
       { code: 'BLOCKED', field: ['payload'], message: expect.stringMatching(/^the edited payload is refused: make_payment actions are blocked by a safety rule; nothing was changed$/) },
@@ -70,7 +61,7 @@ describe('an approver\'s edit meets the rules in force', () => {
 
   it('an edit that a rule asks more approvals of raises the quorum: the editor counts once, a second approver runs it', async () => {
     const id = await pendingPayment(50);
-    const edited = (await gql(APPROVE, { id, payload: payment(5_000) }, approvers[0]!)).approveAction;
+    const edited = (await graphqlData(t.url, approvers[0]!, APPROVE, { id, payload: payment(5_000) })).approveAction;
     expect(edited.errors).toEqual([]);
     expect(edited.action).toMatchObject({ status: 'PENDING', revision: 2, approvalsRequired: 2, payload: payment(5_000) });
     const messages = (await t.app.db.statusUpdate.findMany({ where: { actionId: id }, orderBy: { seq: 'asc' } })).map((u) => u.message);
@@ -79,22 +70,22 @@ describe('an approver\'s edit meets the rules in force', () => {
     const revised = await t.app.db.auditEntry.findFirstOrThrow({ where: { actionId: id, event: 'action.revised' } });
     expect(revised.data).toMatchObject({ revision: 2, approvalsRequired: 2 });
 
-    const second = (await gql(APPROVE, { id }, approvers[1]!)).approveAction;
+    const second = (await graphqlData(t.url, approvers[1]!, APPROVE, { id })).approveAction;
     expect(second.errors).toEqual([]);
     expect(second.action).toMatchObject({ status: 'APPROVED', revision: 2, approvalsRequired: 2 });
   });
 
   it('an edit that needs fewer approvals than the action asks does not lower its quorum', async () => {
-    const id = (await gql(CREATE, { input: { type: 'make_payment', payload: payment(2_000) } }, agent)).createAction.action.id;
+    const id = (await graphqlData(t.url, agent, CREATE, { input: { type: 'make_payment', payload: payment(2_000) } })).createAction.action.id;
     expect((await t.app.db.action.findUniqueOrThrow({ where: { id } })).approvalsRequired).toBe(2);
-    const edited = (await gql(APPROVE, { id, payload: payment(20) }, approvers[0]!)).approveAction;
+    const edited = (await graphqlData(t.url, approvers[0]!, APPROVE, { id, payload: payment(20) })).approveAction;
     expect(edited.errors).toEqual([]);
     expect(edited.action).toMatchObject({ status: 'PENDING', revision: 2, approvalsRequired: 2 });
   });
 
   it('an edit the rules refuse for KYC is refused with KYC_REQUIRED naming the payload', async () => {
     const id = await pendingPayment(50);
-    const refused = (await gql(APPROVE, { id, payload: { ...payment(50), currency: 'USD' } }, approvers[0]!)).approveAction;
+    const refused = (await graphqlData(t.url, approvers[0]!, APPROVE, { id, payload: { ...payment(50), currency: 'USD' } })).approveAction;
     expect(refused.action).toBeNull();
     expect(refused.errors).toEqual([{ code: 'KYC_REQUIRED', field: ['payload'], message: "the edited payload is refused: make_payment needs a verified KYC status; the user's is NONE; nothing was changed" }]);
     expect(await t.app.db.action.findUniqueOrThrow({ where: { id } })).toMatchObject({ status: 'PENDING', revision: 1 });
@@ -103,9 +94,9 @@ describe('an approver\'s edit meets the rules in force', () => {
   it('an approval of the revision reviewed is refused once another approver has edited it (and raised its quorum)', async () => {
     const id = await pendingPayment(50);
     const scope = await readActionScope(t.app.engine, id);
-    expect((await gql(APPROVE, { id, payload: payment(5_000) }, approvers[0]!)).approveAction.errors).toEqual([]);
+    expect((await graphqlData(t.url, approvers[0]!, APPROVE, { id, payload: payment(5_000) })).approveAction.errors).toEqual([]);
     // Over the API, naming the revision reviewed.
-    const stale = (await gql(APPROVE, { id, revision: 1 }, approvers[1]!)).approveAction;
+    const stale = (await graphqlData(t.url, approvers[1]!, APPROVE, { id, revision: 1 })).approveAction;
     expect(stale.action).toBeNull();
     expect(stale.errors).toEqual([
       { code: 'INVALID_TRANSITION', field: null, message: 'cannot approve revision 1: an approver edited the action meanwhile and it is at revision 2 now; review revision 2 and decide again' },
@@ -120,15 +111,15 @@ describe('an approver\'s edit meets the rules in force', () => {
     expect(await t.app.db.action.findUniqueOrThrow({ where: { id } })).toMatchObject({ status: 'PENDING', revision: 2, approvalsRequired: 2 });
     expect(await t.app.db.approvalDecision.count({ where: { actionId: id } })).toBe(1);
     // Reviewing revision 2, the second approver's approval completes the quorum.
-    const fresh = (await gql(APPROVE, { id, revision: 2 }, approvers[1]!)).approveAction;
+    const fresh = (await graphqlData(t.url, approvers[1]!, APPROVE, { id, revision: 2 })).approveAction;
     expect(fresh.errors).toEqual([]);
     expect(fresh.action).toMatchObject({ status: 'APPROVED', revision: 2 });
   });
 
   it('an edit of an action that is no longer PENDING answers INVALID_TRANSITION, whatever the rules say of the payload', async () => {
     const id = await pendingPayment(50);
-    expect((await gql(APPROVE, { id }, approvers[0]!)).approveAction.action.status).toBe('APPROVED');
-    const late = (await gql(APPROVE, { id, payload: payment(20_000) }, approvers[1]!)).approveAction;
+    expect((await graphqlData(t.url, approvers[0]!, APPROVE, { id })).approveAction.action.status).toBe('APPROVED');
+    const late = (await graphqlData(t.url, approvers[1]!, APPROVE, { id, payload: payment(20_000) })).approveAction;
     expect(late.errors).toEqual([{ code: 'INVALID_TRANSITION', field: null, message: 'cannot approve: the action is APPROVED, not PENDING' }]);
   });
 });

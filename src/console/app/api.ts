@@ -103,3 +103,26 @@ export function subscribe<R, V>(
     },
   );
 }
+
+/** One page of a Relay connection, as the console's list queries select it. */
+export interface ConnectionPage<N> {
+  edges: Array<{ node: N }>;
+  pageInfo: { hasNextPage: boolean; endCursor?: string | null };
+}
+
+/**
+ * The first `pages` pages of a connection, read one after the other by cursor (each page under
+ * the server's 100-item cap), for lists that grow with "Show more" and reload when something
+ * changes; `more`: whether there is a next page.
+ */
+export async function loadPages<N>(pages: number, page: (after: string | null) => Promise<ConnectionPage<N>>): Promise<{ nodes: N[]; more: boolean }> {
+  const nodes: N[] = [];
+  let after: string | null = null;
+  for (let i = 0; i < pages; i++) {
+    const p: ConnectionPage<N> = await page(after);
+    nodes.push(...p.edges.map((e) => e.node));
+    if (!p.pageInfo.hasNextPage || !p.pageInfo.endCursor) return { nodes, more: false };
+    after = p.pageInfo.endCursor;
+  }
+  return { nodes, more: true };
+}

@@ -1,5 +1,5 @@
-import { useEffect, useState } from 'preact/hooks';
-import { request, subscribe } from './api';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { loadPages, request, subscribe } from './api';
 import { ActionEventsSubscription, ActionTypesQuery, ApproveMutation, PendingActionsQuery, RejectMutation } from './ops';
 import type { ConsoleActionFieldsFragment, ConsoleActionTypesQuery } from './generated/graphql';
 import { SchemaForm } from './schema-form';
@@ -20,20 +20,21 @@ export function Inbox({ apiKey }: { apiKey: string }) {
   const [followed, setFollowed] = useState<string[]>([]);
   const [error, setError] = useState<string | null>(null);
   const [live, setLive] = useState(false);
-  // Pending actions shown: the newest PAGE at first, PAGE more for each "Show more".
-  const [limit, setLimit] = useState(PAGE);
+  // Pages of pending actions shown: the newest PAGE at first, PAGE more for each "Show more".
+  const [pages, setPages] = useState(1);
   const [more, setMore] = useState(false);
+  // Actions seen leaving PENDING since the page opened: a reload that raced their event must not bring them back.
+  const gone = useRef(new Set<string>());
 
   useEffect(() => {
-    let stop = () => {};
-    let cancelled = false;
     // Subscribe first, then load: nothing created in between is missed (upserts are idempotent).
-    stop = subscribe(
+    const stop = subscribe(
       apiKey,
       ActionEventsSubscription,
       {},
       ({ actionEvents: e }) => {
         setLive(true);
+        if (e.status !== 'PENDING') gone.current.add(e.actionId);
         setPending((list) => {
           const rest = (list ?? []).filter((a) => a.id !== e.actionId);
           return e.status === 'PENDING' ? [e.action, ...rest].sort((a, b) => b.createdAt.localeCompare(a.createdAt)) : rest;
@@ -42,23 +43,30 @@ export function Inbox({ apiKey }: { apiKey: string }) {
       (m) => setError(`Live updates stopped: ${m}`),
     );
     setLive(true);
-    Promise.all([request(apiKey, PendingActionsQuery, { first: limit }), request(apiKey, ActionTypesQuery)])
-      .then(([p, t]) => {
+    request(apiKey, ActionTypesQuery)
+      .then((t) => setTypes(t.actionTypes))
+      .catch((e: Error) => setError(e.message));
+    return stop;
+  }, [apiKey]);
+
+  useEffect(() => {
+    let cancelled = false;
+    loadPages(pages, async (after) => (await request(apiKey, PendingActionsQuery, { first: PAGE, after })).actions)
+      .then(({ nodes, more: next }) => {
         if (cancelled) return;
-        setTypes(t.actionTypes);
-        setMore(p.actions.pageInfo.hasNextPage);
+        setMore(next);
         setPending((now) => {
-          const loaded = p.actions.edges.map((e) => e.node);
-          const seen = new Set(loaded.map((a) => a.id));
-          return [...(now ?? []).filter((a) => !seen.has(a.id)), ...loaded];
+          const seen = new Set(nodes.map((a) => a.id));
+          return [...(now ?? []).filter((a) => !seen.has(a.id)), ...nodes]
+            .filter((a) => !gone.current.has(a.id))
+            .sort((x, y) => y.createdAt.localeCompare(x.createdAt));
         });
       })
       .catch((e: Error) => setError(e.message));
     return () => {
       cancelled = true;
-      stop();
     };
-  }, [apiKey, limit]);
+  }, [apiKey, pages]);
 
   const decided = (id: string) => setFollowed((f) => [id, ...f.filter((x) => x !== id)].slice(0, 5));
 
@@ -86,7 +94,7 @@ export function Inbox({ apiKey }: { apiKey: string }) {
           </ul>
         )}
         {more && (
-          <button type="button" class="secondary" onClick={() => setLimit((n) => n + PAGE)}>
+          <button type="button" class="secondary" onClick={() => setPages((n) => n + 1)}>
             Show more
           </button>
         )}

@@ -56,8 +56,8 @@ export const ActionFieldsFragment = graphql(`
 `);
 
 export const PendingActionsQuery = graphql(`
-  query ConsolePendingActions($first: Int!) {
-    actions(first: $first, filter: { status: [PENDING] }) {
+  query ConsolePendingActions($first: Int!, $after: String) {
+    actions(first: $first, after: $after, filter: { status: [PENDING] }) {
       edges {
         node {
           ...ConsoleActionFields
@@ -65,14 +65,15 @@ export const PendingActionsQuery = graphql(`
       }
       pageInfo {
         hasNextPage
+        endCursor
       }
     }
   }
 `);
 
 export const RecentActionsQuery = graphql(`
-  query ConsoleRecentActions($filter: ActionFilter, $first: Int!) {
-    actions(first: $first, filter: $filter) {
+  query ConsoleRecentActions($filter: ActionFilter, $first: Int!, $after: String) {
+    actions(first: $first, after: $after, filter: $filter) {
       edges {
         node {
           id
@@ -84,6 +85,7 @@ export const RecentActionsQuery = graphql(`
       }
       pageInfo {
         hasNextPage
+        endCursor
       }
     }
   }
@@ -194,8 +196,8 @@ export const ActionStatusSubscription = graphql(`
 `);
 
 export const ManualTasksQuery = graphql(`
-  query ConsoleManualTasks($first: Int!) {
-    manualTasks(first: $first, status: OPEN) {
+  query ConsoleManualTasks($first: Int!, $after: String) {
+    manualTasks(first: $first, after: $after, status: OPEN) {
       edges {
         node {
           id
@@ -212,6 +214,7 @@ export const ManualTasksQuery = graphql(`
       }
       pageInfo {
         hasNextPage
+        endCursor
       }
     }
   }

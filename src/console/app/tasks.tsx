@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { request, subscribe } from './api';
+import { loadPages, request, subscribe } from './api';
 import { ActionEventsSubscription, CompleteTaskMutation, ManualTasksQuery } from './ops';
 import type { ConsoleManualTasksQuery } from './generated/graphql';
 import { Status, Time } from './view';
@@ -13,15 +13,15 @@ export function TasksPage({ apiKey }: { apiKey: string }) {
   const [tasks, setTasks] = useState<Task[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [done, setDone] = useState<string[]>([]);
-  const [limit, setLimit] = useState(PAGE);
+  const [pages, setPages] = useState(1);
   const [more, setMore] = useState(false);
 
   useEffect(() => {
     const load = () =>
-      request(apiKey, ManualTasksQuery, { first: limit })
-        .then((r) => {
-          setTasks(r.manualTasks.edges.map((e) => e.node));
-          setMore(r.manualTasks.pageInfo.hasNextPage);
+      loadPages(pages, async (after) => (await request(apiKey, ManualTasksQuery, { first: PAGE, after })).manualTasks)
+        .then(({ nodes, more: next }) => {
+          setTasks(nodes);
+          setMore(next);
         })
         .catch((e: Error) => setError(e.message));
     // A task opens when an action starts executing by hand: reload on every execution event.
@@ -30,7 +30,7 @@ export function TasksPage({ apiKey }: { apiKey: string }) {
     });
     void load();
     return stop;
-  }, [apiKey, limit]);
+  }, [apiKey, pages]);
 
   return (
     <section aria-labelledby="tasks-title">
@@ -61,7 +61,7 @@ export function TasksPage({ apiKey }: { apiKey: string }) {
         </ul>
       )}
       {more && (
-        <button type="button" class="secondary" onClick={() => setLimit((n) => n + PAGE)}>
+        <button type="button" class="secondary" onClick={() => setPages((n) => n + 1)}>
           Show more
         </button>
       )}

@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { request, subscribe } from './api';
+import { loadPages, request, subscribe } from './api';
 import { ActionStatusSubscription, ActionTimelineQuery, RecentActionsQuery } from './ops';
 import type { ConsoleActionTimelineQuery, ConsoleRecentActionsQuery } from './generated/graphql';
 import { Approvals, Details, Revisions, Status, Time } from './view';
@@ -115,18 +115,18 @@ export function ActionsPage({ apiKey }: { apiKey: string }) {
   const [search, setSearch] = useState('');
   const [open, setOpen] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const [limit, setLimit] = useState(PAGE);
+  const [pages, setPages] = useState(1);
   const [more, setMore] = useState(false);
 
   useEffect(() => {
     const filter = { ...(status ? { status: [status as never] } : {}), ...(type.trim() ? { type: [type.trim()] } : {}) };
-    request(apiKey, RecentActionsQuery, { filter, first: limit })
-      .then((r) => {
-        setRows(r.actions.edges.map((e) => e.node));
-        setMore(r.actions.pageInfo.hasNextPage);
+    loadPages(pages, async (after) => (await request(apiKey, RecentActionsQuery, { filter, first: PAGE, after })).actions)
+      .then(({ nodes, more: next }) => {
+        setRows(nodes);
+        setMore(next);
       })
       .catch((e: Error) => setError(e.message));
-  }, [apiKey, status, type, limit]);
+  }, [apiKey, status, type, pages]);
 
   const shown = (rows ?? []).filter((r) => !search || `${r.headline} ${r.id}`.toLowerCase().includes(search.toLowerCase()));
   return (
@@ -173,7 +173,7 @@ export function ActionsPage({ apiKey }: { apiKey: string }) {
           </ul>
         )}
         {more && (
-          <button type="button" class="secondary" onClick={() => setLimit((n) => n + PAGE)}>
+          <button type="button" class="secondary" onClick={() => setPages((n) => n + 1)}>
             Show more
           </button>
         )}
