@@ -26,6 +26,13 @@ export async function handleMcpRoute(app: App, req: IncomingMessage, res: Server
     sendJsonRpcError(res, 401, -32001, given ? 'the API key is unknown or revoked' : 'an API key is required: Authorization: Bearer ae_…', { 'www-authenticate': challenge });
     return true;
   }
+  // The MCP transport spec: a browser page of another origin must not drive this endpoint. Clients
+  // that send no Origin (every non-browser client) are not affected.
+  const origin = req.headers.origin;
+  if (origin !== undefined && origin !== new URL(app.config.baseUrl).origin) {
+    sendJsonRpcError(res, 403, -32000, `Invalid Origin header: ${origin.slice(0, 200)} (only ${new URL(app.config.baseUrl).origin}, BASE_URL's origin, may call from a browser)`);
+    return true;
+  }
   if (req.method !== 'POST') {
     sendJsonRpcError(res, 405, -32000, 'this MCP endpoint is stateless: send JSON-RPC requests with POST (no standalone stream, no sessions to delete)', { allow: 'POST' });
     return true;
@@ -55,10 +62,6 @@ export async function handleMcpRoute(app: App, req: IncomingMessage, res: Server
   const transport = new StreamableHTTPServerTransport({
     sessionIdGenerator: undefined,
     enableJsonResponse: false,
-    // The MCP transport spec: a browser page of another origin must not drive this endpoint (403).
-    // Clients that send no Origin (every non-browser client) are not affected.
-    enableDnsRebindingProtection: true,
-    allowedOrigins: [new URL(app.config.baseUrl).origin],
   });
   // No request hangs: a stream still open after the longest allowed wait is ended.
   const deadline = setTimeout(() => {

@@ -47,6 +47,11 @@ export const MAX_WAITS_PER_KEY = 10;
 /** Waits running now, per principal, per app (process). */
 const runningWaits = new WeakMap<App, Map<string, number>>();
 
+/** wait_for_action calls the principal has running now in this process (for tests and metrics). */
+export function runningWaitsOf(app: App, principalId: string): number {
+  return runningWaits.get(app)?.get(principalId) ?? 0;
+}
+
 /** Runs `wait` holding one of the principal's {@link MAX_WAITS_PER_KEY} wait slots; RATE_LIMITED when none is free. */
 async function withWaitSlot<T>(app: App, principalId: string, wait: () => Promise<T>): Promise<T> {
   let waits = runningWaits.get(app);

@@ -13,7 +13,7 @@ import { createApiKey } from '../../src/engine/api-keys.js';
 import { graphql } from '../generated/gql.js';
 import { testRedisUrl } from '../helpers/redis.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { MAX_WAITS_PER_KEY } from '../../src/mcp/server.js';
+import { MAX_WAITS_PER_KEY, runningWaitsOf } from '../../src/mcp/server.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const bin = path.join(root, 'bin/action-engine.js');
@@ -317,8 +317,8 @@ describe('MCP over HTTP: limits and idempotency', () => {
       const created = await client.callTool({ name: 'move_file', arguments: { from: 'inbox/waits.txt', to: 'later/waits.txt' } });
       const id = structured(created).action.id;
       const waits = Array.from({ length: MAX_WAITS_PER_KEY }, () => client.callTool({ name: 'wait_for_action', arguments: { id, timeoutSeconds: 3 } }, undefined, { timeout: 20_000 }));
-      // Each wait takes its slot right after reading the action; give them that long.
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      // Each wait takes its slot right after reading the action.
+      await expect.poll(() => runningWaitsOf(t.app, waiter.principalId), { timeout: 10_000 }).toBe(MAX_WAITS_PER_KEY);
       const over = await client.callTool({ name: 'wait_for_action', arguments: { id, timeoutSeconds: 1 } });
       expect(over.isError).toBe(true);
       expect(structured(over).error.code).toBe('RATE_LIMITED');

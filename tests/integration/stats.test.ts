@@ -389,7 +389,7 @@ describe('stats', () => {
     expect(bad.errors?.[0]?.message).toMatch(/DateTime|2026-02-31/);
   });
 
-  it('serves each statement with the index meant for it, over a populated database (90 days of actions in three spaces), for a space and for an approver\'s user', async () => {
+  it('has for each statement the index meant for it: with sequential scans disabled, over a populated database (90 days of actions in three spaces), for a space and for an approver\'s user, each plan uses that index', async () => {
     // Three spaces with 6,000 actions each over 90 days (one every 21 minutes), a fifth of them
     // decided, most with an execution; then ANALYZE, so the planner sees real proportions.
     const spaces = [];
