@@ -28,7 +28,7 @@ export interface ApprovalWorker {
  * `RECONCILE_SECONDS`, re-creates missing jobs.
  */
 export function startApprovalWorker(app: App): ApprovalWorker {
-  const { config, logger } = app;
+  const { logger } = app;
   const jobs = app.engine.approvalJobs;
   if (!jobs) throw new Error('startApprovalWorker needs app.engine.approvalJobs (the approval queue)');
 

@@ -1,36 +1,31 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
+import type { Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
+import { openOfflineBrowser, type OfflineBrowser } from '../helpers/browser.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 // The admin pages and the overview in Chromium (Debian's /usr/bin/chromium, never a downloaded
 // browser), offline: everything the page asks of another host is aborted.
-const CHROMIUM = '/usr/bin/chromium';
 const DIST = path.resolve('dist/console/index.html');
 // SCREENSHOTS=1 writes them into docs/screenshots (the README shows them); else a temp folder.
 const SHOTS = process.env.SCREENSHOTS === '1' ? path.resolve('docs/screenshots') : path.join(tmpdir(), 'ae-console-shots');
 
 let t: TestServer;
-let profile: string;
-let browser: BrowserContext;
+let browser: OfflineBrowser;
 let page: Page;
 let receiver: Server;
 let receiverUrl: string;
 const received: string[] = [];
-const requests: string[] = [];
-const cspViolations: string[] = [];
-const pageErrors: string[] = [];
 const keys = {} as Record<'admin' | 'agent' | 'approver' | 'analyst', string>;
 let aliceId: string;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
   if (!existsSync(DIST)) throw new Error(`${DIST} is missing: npm ci (or npm run generate) builds the console`);
   await mkdir(SHOTS, { recursive: true });
   t = await startTestServer({ worker: true });
@@ -51,32 +46,15 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
   receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks/action-engine`;
 
-  profile = await mkdtemp(path.join(tmpdir(), 'ae-chromium-'));
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1280, height: 900 },
-  });
-  page = browser.pages()[0] ?? (await browser.newPage());
-  const origin = new URL(t.url).origin;
-  await browser.route(
-    (url) => url.origin !== origin,
-    (route) => route.abort('internetdisconnected'),
-  );
-  page.on('request', (r) => requests.push(r.url()));
-  page.on('websocket', (ws) => requests.push(ws.url()));
-  page.on('console', (m) => {
-    if (/Content.Security.Policy/i.test(m.text())) cspViolations.push(m.text());
-  });
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  // Offline for real: every request to another origin is aborted, as with no internet.
+  browser = await openOfflineBrowser(t.url, { width: 1280, height: 900 });
+  page = browser.page;
 }, 60_000);
 
 afterAll(async () => {
   await browser?.close();
   await t?.close();
   await new Promise((resolve) => receiver?.close(resolve));
-  if (profile) await rm(profile, { recursive: true, force: true });
 });
 
 async function post(query: string, variables: Record<string, unknown>, key: string) {
@@ -374,9 +352,9 @@ describe('the console admin pages in Chromium, offline', () => {
     await expect.poll(() => summary.innerText()).toMatch(/^6 actions created in the last 7 days/);
 
     const origin = new URL(t.url).host;
-    const foreign = requests.filter((u) => !u.startsWith('data:') && !u.startsWith('blob:') && new URL(u).host !== origin);
+    const foreign = browser.requests.filter((u) => !u.startsWith('data:') && !u.startsWith('blob:') && new URL(u).host !== origin);
     expect(foreign).toEqual([]);
-    expect(cspViolations).toEqual([]);
-    expect(pageErrors).toEqual([]);
+    expect(browser.cspViolations).toEqual([]);
+    expect(browser.pageErrors).toEqual([]);
   }, 120_000);
 });

@@ -1,28 +1,23 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
+import { openOfflineBrowser, type OfflineBrowser } from '../helpers/browser.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
-// Debian's chromium (.ci/run installs it when missing); never a downloaded browser.
-const CHROMIUM = '/usr/bin/chromium';
 const DIST = path.resolve('dist/console/index.html');
 // SCREENSHOTS=1 writes them into docs/screenshots (the README shows them); else a temp folder.
 const SHOTS = process.env.SCREENSHOTS === '1' ? path.resolve('docs/screenshots') : path.join(tmpdir(), 'ae-console-shots');
 
 let t: TestServer;
-let profile: string;
-let browser: BrowserContext;
+let browser: OfflineBrowser;
 let page: Page;
-const requests: string[] = [];
-const cspViolations: string[] = [];
 const keys = {} as Record<'admin' | 'agent' | 'approver' | 'operator' | 'analyst', string>;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
   if (!existsSync(DIST)) throw new Error(`${DIST} is missing: npm ci (or npm run generate) builds the console`);
   await mkdir(SHOTS, { recursive: true });
   t = await startTestServer({ worker: true });
@@ -37,31 +32,14 @@ beforeAll(async () => {
     keys.admin,
   );
   expect(rule.upsertSafetyRule.errors).toEqual([]);
-  profile = await mkdtemp(path.join(tmpdir(), 'ae-chromium-'));
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1280, height: 900 },
-  });
-  page = browser.pages()[0] ?? (await browser.newPage());
-  // Offline for real: every request to another host is aborted, as with no internet.
-  const origin = new URL(t.url).origin;
-  await browser.route(
-    (url) => url.origin !== origin,
-    (route) => route.abort('internetdisconnected'),
-  );
-  page.on('request', (r) => requests.push(r.url()));
-  page.on('websocket', (ws) => requests.push(ws.url()));
-  page.on('console', (m) => {
-    if (/Content.Security.Policy/i.test(m.text())) cspViolations.push(m.text());
-  });
+  // Offline for real: every request to another origin is aborted, as with no internet.
+  browser = await openOfflineBrowser(t.url, { width: 1280, height: 900 });
+  page = browser.page;
 }, 60_000);
 
 afterAll(async () => {
   await browser?.close();
   await t?.close();
-  if (profile) await rm(profile, { recursive: true, force: true });
 });
 
 async function gql(query: string, variables: Record<string, unknown>, key: string) {
@@ -193,9 +171,9 @@ describe('the console in Chromium, offline', () => {
     await signOut();
 
     const origin = new URL(t.url).host;
-    const foreign = requests.filter((u) => !u.startsWith('data:') && !u.startsWith('blob:') && new URL(u).host !== origin);
+    const foreign = browser.requests.filter((u) => !u.startsWith('data:') && !u.startsWith('blob:') && new URL(u).host !== origin);
     expect(foreign).toEqual([]);
-    expect(requests.some((u) => u.startsWith(`ws://${origin}/graphql`))).toBe(true);
-    expect(cspViolations).toEqual([]);
+    expect(browser.requests.some((u) => u.startsWith(`ws://${origin}/graphql`))).toBe(true);
+    expect(browser.cspViolations).toEqual([]);
   }, 60_000);
 });

@@ -1,24 +1,19 @@
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { graphqlData } from '../helpers/http.js';
+import { openOfflineBrowser, type OfflineBrowser } from '../helpers/browser.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 // Every list in the console reaches its end: more pending actions, open tasks or audit entries
 // than one page are shown with "Show more" / "Older entries", never silently cut.
-const CHROMIUM = '/usr/bin/chromium';
 // Over the server's 100-per-page cap, so "Show more" must page by cursor: inbox pages of 20.
 const PENDING = 105;
 const TASKS = 55; // task pages of 50
 
 let t: TestServer;
-let profile: string;
-let browser: BrowserContext;
+let browser: OfflineBrowser;
 let page: Page;
 const keys = {} as Record<'admin' | 'agent' | 'approver' | 'operator' | 'analyst', string>;
 
@@ -26,8 +21,7 @@ const CREATE = 'mutation($input: CreateActionInput!) { createAction(input: $inpu
 const RULE = 'mutation($input: SafetyRuleInput!) { upsertSafetyRule(input: $input) { errors { code message } } }';
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
-  // More approval requests for one user than the default hourly limit allows.
+  // More approval browser.requests for one user than the default hourly limit allows.
   t = await startTestServer({ worker: true, env: { RECONCILE_SECONDS: '3600', APPROVAL_REQUESTS_PER_HOUR: '1000' } });
   keys.admin = (await createApiKey(t.app.db, { role: 'ADMIN', space: 'paging' })).key;
   keys.agent = (await createApiKey(t.app.db, { role: 'AGENT', space: 'paging', user: 'pia' })).key;
@@ -49,20 +43,14 @@ beforeAll(async () => {
   for (const until = Date.now() + 60_000; (await t.app.db.manualTask.count({ where: { status: 'OPEN' } })) < TASKS; await sleep(100)) {
     if (Date.now() > until) throw new Error('the orders did not all reach a manual task');
   }
-  profile = await mkdtemp(path.join(tmpdir(), 'ae-chromium-'));
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1280, height: 900 },
-  });
-  page = browser.pages()[0] ?? (await browser.newPage());
+  // Offline for real: every request to another origin is aborted, as with no internet.
+  browser = await openOfflineBrowser(t.url, { width: 1280, height: 900 });
+  page = browser.page;
 }, 120_000);
 
 afterAll(async () => {
   await browser?.close();
   await t?.close();
-  if (profile) await rm(profile, { recursive: true, force: true });
 });
 
 async function signIn(key: string, section: string) {

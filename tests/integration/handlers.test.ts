@@ -7,7 +7,6 @@ import { ActionTypeRegistry, BUILT_IN_ACTION_TYPES } from '../../src/engine/acti
 import { createDocumentHandler } from '../../src/handlers/create-document.js';
 import { manualHandler } from '../../src/handlers/manual.js';
 import {
-  PermanentHandlerError,
   RefusedPayloadError,
   type HandlerAction,
   type HandlerContext,

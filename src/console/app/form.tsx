@@ -142,3 +142,21 @@ export function knownUsers(keys: readonly { userId?: string | null; userHandle?:
   for (const k of keys) if (k.userId && !seen.has(k.userId)) seen.set(k.userId, k.userHandle ?? k.userId);
   return [...seen].map(([id, handle]) => ({ id, handle })).sort((a, b) => a.handle.localeCompare(b.handle));
 }
+
+/** A page's last error (announced at once) and last success message (announced politely). */
+export function Notices({ error, saved }: { error: string | null; saved: string | null }) {
+  return (
+    <>
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+      {saved && (
+        <p class="ok" role="status">
+          {saved}
+        </p>
+      )}
+    </>
+  );
+}

@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { request } from './api';
 import { AdminTypesQuery, HandlerConfigsQuery, UpsertHandlerConfigMutation } from './ops';
 import type { ConsoleHandlerConfigsQuery } from './generated/graphql';
-import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, parseJson, focusFirstInvalid } from './form';
+import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, parseJson, focusFirstInvalid, Notices } from './form';
 import { Time } from './view';
 
 type Config = ConsoleHandlerConfigsQuery['handlerConfigs'][number];
@@ -35,16 +35,7 @@ export function HandlerConfigsPage({ apiKey }: { apiKey: string }) {
       <section>
         <h2 id="handlers-title">Handler configuration</h2>
         <p class="muted">How each handler reaches a provider (settings), with its credentials (secrets). Secrets are write-only: stored encrypted, never shown again.</p>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
-        {saved && (
-          <p class="ok" role="status">
-            {saved}
-          </p>
-        )}
+        <Notices error={error} saved={saved} />
         {editing === null && (
           <div class="buttons">
             <button type="button" onClick={() => (setSaved(null), setEditing('new'))}>

@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { request } from './api';
 import { AdminTypesQuery, SafetyRulesQuery, TestConditionQuery, UpsertSafetyRuleMutation } from './ops';
 import type { ConsoleAdminTypesQuery, ConsoleSafetyRuleFieldsFragment, SafetyRuleKind } from './generated/graphql';
-import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, knownUsers } from './form';
+import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, knownUsers, Notices } from './form';
 import { Time } from './view';
 
 type Rule = ConsoleSafetyRuleFieldsFragment;
@@ -58,16 +58,7 @@ export function RulesPage({ apiKey }: { apiKey: string }) {
           Rules decide, per action type, what is blocked, limited or needs a person. Defaults apply to every space; changing one here makes this space's own rule in
           its place.
         </p>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
-        {saved && (
-          <p class="ok" role="status">
-            {saved}
-          </p>
-        )}
+        <Notices error={error} saved={saved} />
         {editing === null && (
           <div class="buttons">
             <button

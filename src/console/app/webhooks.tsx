@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { request } from './api';
 import { UpsertWebhookEndpointMutation, WebhookDeliveriesQuery, WebhookEndpointsQuery } from './ops';
 import type { ActionStatus, ConsoleWebhookDeliveriesQuery, ConsoleWebhookEndpointsQuery } from './generated/graphql';
-import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, focusFirstInvalid } from './form';
+import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, focusFirstInvalid, Notices } from './form';
 import { Status, Time } from './view';
 
 type Endpoint = ConsoleWebhookEndpointsQuery['webhookEndpoints'][number];
@@ -34,16 +34,7 @@ export function WebhooksPage({ apiKey }: { apiKey: string }) {
       <section>
         <h2 id="webhooks-title">Webhook endpoints</h2>
         <p class="muted">Every status change of this space's actions is sent to each endpoint, signed with its secret (Standard Webhooks). Secrets are write-only.</p>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
-        {saved && (
-          <p class="ok" role="status">
-            {saved}
-          </p>
-        )}
+        <Notices error={error} saved={saved} />
         {editing === null && (
           <div class="buttons">
             <button type="button" onClick={() => (setSaved(null), setEditing('new'))}>
