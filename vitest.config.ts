@@ -12,6 +12,9 @@ export default defineConfig({
     // Files run in parallel, each in its own process; every integration file has its own
     // database and Redis prefix (tests/helpers), so they never see each other's data.
     pool: 'forks',
+    // Two files at a time (Vitest's default on 2 cores is one): they mostly wait on PostgreSQL,
+    // Redis, timers and child processes, so two overlap well and the suite stays under 10 minutes.
+    maxWorkers: 2,
     testTimeout: 30_000,
     hookTimeout: 60_000,
     teardownTimeout: 10_000,

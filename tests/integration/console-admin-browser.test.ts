@@ -280,7 +280,10 @@ describe('the console admin pages in Chromium, offline', () => {
     await page.getByLabel('For', { exact: true }).selectOption({ label: 'alice' });
     await page.getByLabel('Condition').fill('payload.to.startsWith("reports/")');
     await page.getByRole('button', { name: 'Create standing approval' }).click();
-    await page.getByRole('status').filter({ hasText: /Created: move_file for alice/ }).waitFor();
+    // The confirmation, or the refusal the page shows instead (so a failure says why).
+    const outcome = page.getByRole('status').filter({ hasText: /Created: / }).or(page.getByRole('alert'));
+    await outcome.first().waitFor();
+    expect(await outcome.first().innerText()).toMatch(/Created: move_file for alice/);
     const item = card('move_file for alice');
     await item.waitFor();
     expect(await item.innerText()).toMatch(/in force[\s\S]*payload\.to\.startsWith\("reports\/"\)/);

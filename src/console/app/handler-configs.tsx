@@ -142,7 +142,8 @@ function ConfigEditor(props: { apiKey: string; config: Config | null; handlers: 
   const stored = new Set(c?.secretNames ?? []);
 
   useEffect(() => {
-    if (!handler && props.handlers[0]) setHandler(props.handlers[0]);
+    // A choice made meanwhile wins over the default (this effect runs after the render that brought the handlers).
+    setHandler((chosen) => chosen || props.handlers[0] || '');
   }, [props.handlers]);
 
   async function save(e: Event) {

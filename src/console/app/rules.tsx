@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useState, useRef } from 'preact/hooks';
 import { request } from './api';
 import { AdminTypesQuery, SafetyRulesQuery, TestConditionQuery, UpsertSafetyRuleMutation } from './ops';
 import type { ConsoleAdminTypesQuery, ConsoleSafetyRuleFieldsFragment, SafetyRuleKind } from './generated/graphql';
@@ -422,14 +422,15 @@ type TestResult = { kind: 'matches' } | { kind: 'no-match' } | { kind: 'unevalua
 /** Runs the condition being edited against a sample payload (testCondition: compiled and evaluated as at run time, nothing written). */
 function ConditionTester(props: { apiKey: string; type: string; condition: string; schema: unknown; users: User[] }) {
   const [payload, setPayload] = useState(() => exampleOf(props.schema));
-  const [edited, setEdited] = useState(false);
+  // A ref, not state: the effect below runs after its render and must see typing done meanwhile.
+  const edited = useRef(false);
   const [userId, setUserId] = useState('');
   const [result, setResult] = useState<TestResult | null>(null);
   const [payloadError, setPayloadError] = useState<string | undefined>(undefined);
   const [busy, setBusy] = useState(false);
   // A new type brings its own example, unless the admin already wrote a payload.
   useEffect(() => {
-    if (!edited) setPayload(exampleOf(props.schema));
+    if (!edited.current) setPayload(exampleOf(props.schema));
     setResult(null);
   }, [props.type, props.schema]);
   useEffect(() => setResult(null), [props.condition]);
@@ -476,7 +477,7 @@ function ConditionTester(props: { apiKey: string; type: string; condition: strin
           spellcheck={false}
           value={payload}
           onInput={(e) => {
-            setEdited(true);
+            edited.current = true;
             setPayload(e.currentTarget.value);
           }}
           {...describedBy('test-payload', false, payloadError)}

@@ -139,7 +139,8 @@ function GrantForm(props: { apiKey: string; types: string[]; users: User[]; onCr
   const [general, setGeneral] = useState<string[]>([]);
   const [busy, setBusy] = useState(false);
   useEffect(() => {
-    if (!type && props.types[0]) setType(props.types[0]);
+    // A choice made meanwhile wins over the default (this effect runs after the render that brought the types).
+    setType((chosen) => chosen || props.types[0] || '');
   }, [props.types]);
 
   async function create(e: Event) {
