@@ -29,8 +29,9 @@ export async function handleMcpRoute(app: App, req: IncomingMessage, res: Server
   // The MCP transport spec: a browser page of another origin must not drive this endpoint. Clients
   // that send no Origin (every non-browser client) are not affected.
   const origin = req.headers.origin;
-  if (origin !== undefined && origin !== new URL(app.config.baseUrl).origin) {
-    sendJsonRpcError(res, 403, -32000, `Invalid Origin header: ${origin.slice(0, 200)} (only ${new URL(app.config.baseUrl).origin}, BASE_URL's origin, may call from a browser)`);
+  const own = new URL(app.config.baseUrl).origin;
+  if (origin !== undefined && origin !== own) {
+    sendJsonRpcError(res, 403, -32000, `Invalid Origin header: ${origin.slice(0, 200)} (only ${own}, BASE_URL's origin, may call from a browser)`);
     return true;
   }
   if (req.method !== 'POST') {
@@ -59,10 +60,7 @@ export async function handleMcpRoute(app: App, req: IncomingMessage, res: Server
     ip: req.socket.remoteAddress ?? null,
     userAgent: req.headers['user-agent']?.slice(0, 500) ?? null,
   });
-  const transport = new StreamableHTTPServerTransport({
-    sessionIdGenerator: undefined,
-    enableJsonResponse: false,
-  });
+  const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: false });
   // No request hangs: a stream still open after the longest allowed wait is ended.
   const deadline = setTimeout(() => {
     app.logger.warn({ path: MCP_PATH }, 'MCP request ran past its deadline; closing it');

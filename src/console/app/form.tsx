@@ -160,3 +160,17 @@ export function Notices({ error, saved }: { error: string | null; saved: string 
     </>
   );
 }
+
+/** An editor's "Save …" (submits its form) and "Cancel" buttons. */
+export function SaveCancel({ label, busy, onCancel }: { label: string; busy: boolean; onCancel: () => void }) {
+  return (
+    <div class="buttons">
+      <button type="submit" disabled={busy}>
+        {label}
+      </button>
+      <button type="button" class="secondary" onClick={onCancel}>
+        Cancel
+      </button>
+    </div>
+  );
+}

@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { request } from './api';
 import { AdminTypesQuery, HandlerConfigsQuery, UpsertHandlerConfigMutation } from './ops';
 import type { ConsoleHandlerConfigsQuery } from './generated/graphql';
-import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, parseJson, focusFirstInvalid, Notices } from './form';
+import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, parseJson, focusFirstInvalid, Notices, SaveCancel } from './form';
 import { Time } from './view';
 
 type Config = ConsoleHandlerConfigsQuery['handlerConfigs'][number];
@@ -297,14 +297,7 @@ function ConfigEditor(props: { apiKey: string; config: Config | null; handlers: 
           <input id="config-enabled" type="checkbox" checked={enabled} onChange={(e) => setEnabled(e.currentTarget.checked)} />
         </Field>
         <FormErrors messages={general} />
-        <div class="buttons">
-          <button type="submit" disabled={busy}>
-            Save configuration
-          </button>
-          <button type="button" class="secondary" onClick={props.onCancel}>
-            Cancel
-          </button>
-        </div>
+        <SaveCancel label="Save configuration" busy={busy} onCancel={props.onCancel} />
       </form>
     </section>
   );

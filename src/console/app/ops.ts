@@ -2,6 +2,15 @@ import { graphql } from './generated';
 
 // Every operation the console sends, typed by graphql-codegen against schema/schema.graphql.
 
+/** A refusal as every mutation payload carries it (spec §10 `UserError`). */
+export const UserErrorFields = graphql(`
+  fragment ConsoleUserError on UserError {
+    code
+    message
+    field
+  }
+`);
+
 export const MeQuery = graphql(`
   query ConsoleMe {
     me {
@@ -124,9 +133,7 @@ export const ApproveMutation = graphql(`
         revision
       }
       errors {
-        code
-        message
-        field
+        ...ConsoleUserError
       }
     }
   }
@@ -140,9 +147,7 @@ export const RejectMutation = graphql(`
         status
       }
       errors {
-        code
-        message
-        field
+        ...ConsoleUserError
       }
     }
   }
@@ -228,9 +233,7 @@ export const CompleteTaskMutation = graphql(`
         status
       }
       errors {
-        code
-        message
-        field
+        ...ConsoleUserError
       }
     }
   }
@@ -325,9 +328,7 @@ export const UpsertSafetyRuleMutation = graphql(`
         ...ConsoleSafetyRuleFields
       }
       errors {
-        code
-        message
-        field
+        ...ConsoleUserError
       }
     }
   }
@@ -341,9 +342,7 @@ export const TestConditionQuery = graphql(`
       line
       column
       errors {
-        code
-        message
-        field
+        ...ConsoleUserError
       }
     }
   }
@@ -375,9 +374,7 @@ export const UpsertHandlerConfigMutation = graphql(`
         secretNames
       }
       errors {
-        code
-        message
-        field
+        ...ConsoleUserError
       }
     }
   }
@@ -411,9 +408,7 @@ export const CreateApiKeyMutation = graphql(`
         userHandle
       }
       errors {
-        code
-        message
-        field
+        ...ConsoleUserError
       }
     }
   }
@@ -427,9 +422,7 @@ export const RevokeApiKeyMutation = graphql(`
         revokedAt
       }
       errors {
-        code
-        message
-        field
+        ...ConsoleUserError
       }
     }
   }
@@ -459,9 +452,7 @@ export const UpsertWebhookEndpointMutation = graphql(`
         url
       }
       errors {
-        code
-        message
-        field
+        ...ConsoleUserError
       }
     }
   }
@@ -512,9 +503,7 @@ export const CreateStandingApprovalMutation = graphql(`
         id
       }
       errors {
-        code
-        message
-        field
+        ...ConsoleUserError
       }
     }
   }
@@ -528,9 +517,7 @@ export const RevokeStandingApprovalMutation = graphql(`
         revokedAt
       }
       errors {
-        code
-        message
-        field
+        ...ConsoleUserError
       }
     }
   }

@@ -2,7 +2,7 @@ import { useEffect, useState, useRef } from 'preact/hooks';
 import { request } from './api';
 import { AdminTypesQuery, SafetyRulesQuery, TestConditionQuery, UpsertSafetyRuleMutation } from './ops';
 import type { ConsoleAdminTypesQuery, ConsoleSafetyRuleFieldsFragment, SafetyRuleKind } from './generated/graphql';
-import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, knownUsers, Notices } from './form';
+import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, knownUsers, Notices, SaveCancel } from './form';
 import { Time } from './view';
 
 type Rule = ConsoleSafetyRuleFieldsFragment;
@@ -383,14 +383,7 @@ function RuleEditor(props: { apiKey: string; rule: Rule | null; types: Types; us
           <input id="rule-enabled" type="checkbox" checked={form.enabled} onChange={(e) => set('enabled', e.currentTarget.checked)} />
         </Field>
         <FormErrors messages={general} />
-        <div class="buttons">
-          <button type="submit" disabled={busy}>
-            Save rule
-          </button>
-          <button type="button" class="secondary" onClick={props.onCancel}>
-            Cancel
-          </button>
-        </div>
+        <SaveCancel label="Save rule" busy={busy} onCancel={props.onCancel} />
       </form>
       <ConditionTester apiKey={props.apiKey} type={form.actionType} condition={form.condition} schema={typeInfo?.payloadSchema} users={props.users} />
     </section>

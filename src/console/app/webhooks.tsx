@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { request } from './api';
 import { UpsertWebhookEndpointMutation, WebhookDeliveriesQuery, WebhookEndpointsQuery } from './ops';
 import type { ActionStatus, ConsoleWebhookDeliveriesQuery, ConsoleWebhookEndpointsQuery } from './generated/graphql';
-import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, focusFirstInvalid, Notices } from './form';
+import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, focusFirstInvalid, Notices, SaveCancel } from './form';
 import { Status, Time } from './view';
 
 type Endpoint = ConsoleWebhookEndpointsQuery['webhookEndpoints'][number];
@@ -243,14 +243,7 @@ function EndpointEditor(props: { apiKey: string; endpoint: Endpoint | null; onSa
           <input id="endpoint-enabled" type="checkbox" checked={enabled} onChange={(e) => setEnabled(e.currentTarget.checked)} />
         </Field>
         <FormErrors messages={general} />
-        <div class="buttons">
-          <button type="submit" disabled={busy}>
-            Save endpoint
-          </button>
-          <button type="button" class="secondary" onClick={props.onCancel}>
-            Cancel
-          </button>
-        </div>
+        <SaveCancel label="Save endpoint" busy={busy} onCancel={props.onCancel} />
       </form>
     </section>
   );
