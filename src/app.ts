@@ -10,6 +10,7 @@ import type { Logger } from './logger.js';
 import { createMailer, type Mailer } from './mail/mailer.js';
 import { createMetrics, registerQueueDepth, type Metrics } from './metrics.js';
 import { ActionTypeRegistry, builtInActionTypes, type ActionTypeDefinition } from './engine/action-types.js';
+import { PendingScopes } from './engine/pending-scopes.js';
 import { builtInHandlers } from './handlers/index.js';
 import { HandlerRegistry } from './handlers/registry.js';
 import type { ActionHandler, HandlerServices } from './handlers/types.js';
@@ -216,6 +217,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
     const statusEvents = createStatusPublisher(pubsub, config.redisPrefix, logger, config.redisCommandTimeoutMs);
     const engine: EngineDeps = {
       queue,
+      pendingScopes: new PendingScopes(),
       statusPublisher: {
         publish(events) {
           for (const e of events) metrics.actionStatusChanges.inc({ type: e.type, status: e.status });

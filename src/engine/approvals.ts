@@ -16,7 +16,7 @@ import {
 } from './approval-tokens.js';
 import { inTransaction, type Actor, type EngineDeps } from './deps.js';
 import type { TxEffects } from './status-event.js';
-import { applyStep, commitStep, readActionScope } from './lifecycle/index.js';
+import { applyStep, commitStep, readActionScope, type ActionScopeRow } from './lifecycle/index.js';
 import { ForbiddenError, InvalidTransitionError, NotFoundError } from './errors.js';
 import { assertReadable, canCancel, canDecide } from './policy.js';
 import { describeDiff, payloadDiff } from './payload-diff.js';
@@ -134,6 +134,15 @@ export async function decideAction(
   /** The revision the approver reviewed (approveAction's `revision`): moved on since, the approval is refused. */
   reviewed?: number | null,
 ): Promise<Action> {
+  // The one approval needed of an unedited payload is one statement that checks the status and
+  // the revision itself: what this process remembers of the action will do for it.
+  const known = decision === 'approve' && (payload === undefined || payload === null) ? deps.pendingScopes?.get(id) : null;
+  if (known && known.approvalsRequired <= 1 && (reviewed ?? known.revision) === known.revision) {
+    const decided = await decideInOneStatement(deps, principal, actor, known, decision, cleanText(text), known.revision, false);
+    // Moved on meanwhile (another process decided it, an approver edited it): from a fresh read,
+    // the same request gets the same answer as if nothing had been remembered.
+    if (decided) return decided;
+  }
   const action = assertReadable(principal, await readActionScope(deps, id), id);
   if (!canDecide(principal, action)) {
     throw new ForbiddenError(
@@ -152,10 +161,7 @@ export async function decideAction(
   const changed = edited !== null && edited.payloadHash !== action.payloadHash;
   const editQuorum = changed ? await approvalsRequiredForEdit(deps, action, edited.payload) : 1;
   if (decision === 'reject' || (action.approvalsRequired <= 1 && !edited)) {
-    // One statement: a rejection, or the one approval needed of the revision reviewed (the
-    // statement checks it is still the current one: an edit meanwhile voids the approval).
-    const graceUntil = decision === 'approve' ? await graceUntilFor(deps, action) : null;
-    return applyStep(deps, action, { kind: 'decide', decision, text: comment, actor, graceUntil, revision });
+    return (await decideInOneStatement(deps, principal, actor, action, decision, comment, revision, true))!;
   }
   let reaskMail: PendingApprovalMail | null = null;
   const decided = await inTransaction(deps, async (tx, effects) => {
@@ -211,8 +217,33 @@ export async function decideAction(
     if (reask?.request.mail) reaskMail = { ...reask.request.mail, action: result.action, revisionChange: edit?.summary ?? null, approvalsRecorded: quorum.approvals };
     return result.action;
   });
+  deps.pendingScopes?.forget(id);
   if (reaskMail) await sendApprovalRequest(deps, reaskMail);
   return decided;
+}
+
+/**
+ * A rejection, or the one approval needed of the revision reviewed, in one statement (it checks
+ * the action is still PENDING and, for an approval, still at that revision: an edit meanwhile
+ * voids the approval). `final`: the scope was just read, so a move that did not happen is the
+ * answer (InvalidTransitionError); otherwise null, to be tried again from a fresh read.
+ */
+async function decideInOneStatement(
+  deps: EngineDeps,
+  principal: Principal,
+  actor: Actor,
+  action: ActionScopeRow,
+  decision: Decision,
+  comment: string | null,
+  revision: number,
+  final: boolean,
+): Promise<Action | null> {
+  if (!final && !canDecide(principal, assertReadable(principal, action, action.id))) return null;
+  const graceUntil = decision === 'approve' ? await graceUntilFor(deps, action) : null;
+  const step = { kind: 'decide', decision, text: comment, actor, graceUntil, revision } as const;
+  const result = final ? { action: await applyStep(deps, action, step) } : await commitStep(deps, action, step);
+  deps.pendingScopes?.forget(action.id);
+  return result.action;
 }
 
 /**

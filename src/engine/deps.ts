@@ -4,6 +4,7 @@ import type { Logger } from '../logger.js';
 import type { Mailer } from '../mail/mailer.js';
 import type { ActionTypeRegistry } from './action-types.js';
 import type { ConfigCache } from './config-cache.js';
+import type { PendingScopes } from './pending-scopes.js';
 import type { RateLimiter } from './rate-limiter.js';
 import type { ActionQueue } from './queue.js';
 import type { SecretsBox } from './secrets.js';
@@ -39,6 +40,8 @@ export interface EngineDeps {
   webhooks?: WebhookQueue;
   /** Delayed jobs of PENDING actions (expiry, escalation); absent: only the expiry sweep expires them. */
   approvalJobs?: ApprovalQueue;
+  /** PENDING actions this process recorded or read (a decision need not read them first); absent: always read. */
+  pendingScopes?: PendingScopes;
 }
 
 /**

@@ -5,13 +5,14 @@ import { statusEvent, TxEffects, type StatusEvent } from '../status-event.js';
 import { buildCreateSql, commitPlan, prismaRunner, type CommitResult } from './committer.js';
 import { planCreate, planStep, type CreateStep, type Guard, type Plan } from './planner.js';
 import type { ActionRef, Step } from './steps.js';
+import { scopeOf } from '../pending-scopes.js';
 
 export type { ActionRef, Step } from './steps.js';
 export type { CreateStep } from './planner.js';
 export type { NewAction } from './committer.js';
 
 /** What the lifecycle writer runs on. */
-export type LifecycleDeps = Pick<EngineDeps, 'db' | 'statusPublisher' | 'queue' | 'logger' | 'clock' | 'webhooks'>;
+export type LifecycleDeps = Pick<EngineDeps, 'db' | 'statusPublisher' | 'queue' | 'logger' | 'clock' | 'webhooks' | 'pendingScopes'>;
 
 export interface CommitOptions {
   /**
@@ -99,6 +100,8 @@ export async function commitCreate(deps: LifecycleDeps, step: CreateStep): Promi
   const { text, values } = buildCreateSql(plan.action, plan.messages, plan.audit, plan.extras);
   const [row] = await prismaRunner(deps.db).query<Action & { _webhooks: string[] | null }>(text, values);
   const { _webhooks: webhooks, ...action } = row!;
+  // Its approver's decision need not read it again (in this process).
+  if (action.status === 'PENDING') deps.pendingScopes?.remember(scopeOf(action));
   const effects = new TxEffects();
   if (webhooks) effects.webhooks.push(...webhooks);
   plan.messages.forEach((message, i) => effects.push(statusEventOf(action, i + 1, message, plan.action.createdAt)));

@@ -1,0 +1,120 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiKey } from '../../src/engine/api-keys.js';
+import { graphqlData } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+// A process remembers the PENDING actions it recorded, so their approval is one statement (no
+// read first). The memory is only a hint: when another process of the same deployment has
+// decided, cancelled or edited the action meanwhile, the answer is the one a fresh read gives.
+let a: TestServer;
+let b: TestServer;
+let agent: string;
+let approvers: string[];
+
+const statements = { count: 0 };
+const original = pg.Client.prototype.query;
+
+beforeAll(async () => {
+  pg.Client.prototype.query = function (this: pg.Client & { connectionParameters?: { application_name?: string } }, ...args: unknown[]) {
+    if (this.connectionParameters?.application_name === 'action-engine') statements.count += 1;
+    return (original as (...x: unknown[]) => unknown).apply(this, args);
+  } as typeof pg.Client.prototype.query;
+  a = await startTestServer({ env: { RECONCILE_SECONDS: '3600', EXPIRY_SWEEP_SECONDS: '3600' } });
+  // Another API process of the same deployment: same database, same Redis prefix, its own memory.
+  b = await startTestServer({ database: 'from-env', env: { DATABASE_URL: a.app.config.databaseUrl!, RECONCILE_SECONDS: '3600', EXPIRY_SWEEP_SECONDS: '3600' }, redisPrefix: a.app.config.redisPrefix });
+  const admin = (await createApiKey(a.app.db, { role: 'ADMIN', space: 'scopes' })).key;
+  agent = (await createApiKey(a.app.db, { role: 'AGENT', space: 'scopes', user: 'sam' })).key;
+  approvers = [];
+  for (let i = 0; i < 2; i++) approvers.push((await createApiKey(a.app.db, { role: 'APPROVER', space: 'scopes', user: 'sam' })).key);
+  const rule = `mutation($input: SafetyRuleInput!) { upsertSafetyRule(input: $input) { errors { code message } } }`;
+  // Payments always wait for a person (one approval); above 1,000 a second approver is asked;
+  // blocked (by default, all of them) only above 10,000.
+  for (const input of [
+    { actionType: 'make_payment', kind: 'BLOCKED', condition: 'payload.amount > 10000.0' },
+    { actionType: 'make_payment', kind: 'REQUIRES_APPROVAL', condition: 'payload.amount > 1000.0', approvalsRequired: 2 },
+  ]) {
+    expect((await graphqlData(a.url, admin, rule, { input })).upsertSafetyRule.errors).toEqual([]);
+  }
+});
+afterAll(async () => {
+  pg.Client.prototype.query = original;
+  await b?.close();
+  await a?.close();
+});
+
+const CREATE = `mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status } errors { code message } } }`;
+const APPROVE = `mutation($id: ID!, $payload: JSON, $revision: Int) { approveAction(id: $id, payload: $payload, revision: $revision) {
+  action { id status revision approvalsRequired } errors { code message field } } }`;
+const CANCEL = `mutation($id: ID!) { cancelAction(id: $id) { action { id status } errors { code message } } }`;
+const payment = (amount: number) => ({ amount, currency: 'EUR', recipient: 'ACME Ltd' });
+
+/** A PENDING payment recorded through API process A (which then remembers it). */
+async function pendingOnA(): Promise<string> {
+  const out = (await graphqlData(a.url, agent, CREATE, { input: { type: 'make_payment', payload: payment(50) } })).createAction;
+  expect(out.errors).toEqual([]);
+  expect(out.action.status).toBe('PENDING');
+  expect(a.app.engine.pendingScopes?.get(out.action.id)).toMatchObject({ status: 'PENDING', revision: 1 });
+  return out.action.id;
+}
+
+describe('PENDING actions a process recorded', () => {
+  it('are approved there in one statement, with no read first, and forgotten once decided', async () => {
+    const id = await pendingOnA();
+    // The approver's key is looked up once, then cached: out of the count.
+    await graphqlData(a.url, approvers[0]!, '{ __typename }');
+    statements.count = 0;
+    const out = (await graphqlData(a.url, approvers[0]!, APPROVE, { id })).approveAction;
+    expect(out.errors).toEqual([]);
+    expect(out.action).toMatchObject({ status: 'APPROVED', revision: 1 });
+    // The decision's statement only.
+    expect(statements.count).toBe(1);
+    expect(a.app.engine.pendingScopes?.get(id)).toBeNull();
+  });
+
+  it('cancelled by another process meanwhile: the approval is refused naming both statuses, as from a fresh read', async () => {
+    const id = await pendingOnA();
+    const cancelled = (await graphqlData(b.url, agent, CANCEL, { id })).cancelAction;
+    expect(cancelled.errors).toEqual([]);
+    const out = (await graphqlData(a.url, approvers[0]!, APPROVE, { id })).approveAction;
+    expect(out.action).toBeNull();
+    expect(out.errors).toEqual([{ code: 'INVALID_TRANSITION', field: null, message: expect.stringMatching(/CANCELLED.*PENDING|PENDING.*CANCELLED/) }]);
+    const row = await a.app.db.action.findUniqueOrThrow({ where: { id } });
+    expect(row.status).toBe('CANCELLED');
+    expect(await a.app.db.approvalDecision.count({ where: { actionId: id } })).toBe(0);
+  });
+
+  it('edited by an approver on another process (revision 2): an approval without a revision approves revision 2; one of revision 1 is refused', async () => {
+    const first = await pendingOnA();
+    const edited = (await graphqlData(b.url, approvers[1]!, APPROVE, { id: first, payload: payment(60) })).approveAction;
+    expect(edited.errors).toEqual([]);
+    expect(edited.action).toMatchObject({ status: 'APPROVED', revision: 2 });
+
+    // An edit that leaves it PENDING: a second approver is now needed, which A does not know.
+    const id = await pendingOnA();
+    const raised = (await graphqlData(b.url, approvers[1]!, APPROVE, { id, payload: payment(5_000) })).approveAction;
+    expect(raised.errors).toEqual([]);
+    expect(raised.action).toMatchObject({ status: 'PENDING', revision: 2, approvalsRequired: 2 });
+    const stale = (await graphqlData(a.url, approvers[0]!, APPROVE, { id, revision: 1 })).approveAction;
+    expect(stale.action).toBeNull();
+    expect(stale.errors).toEqual([{ code: 'INVALID_TRANSITION', field: null, message: expect.stringMatching(/revision 1.*revision 2/) }]);
+    const current = (await graphqlData(a.url, approvers[0]!, APPROVE, { id })).approveAction;
+    expect(current.errors).toEqual([]);
+    // The second approval of revision 2 (the editor's counted first): it runs.
+    expect(current.action).toMatchObject({ status: 'APPROVED', revision: 2, approvalsRequired: 2 });
+    const decisions = await a.app.db.approvalDecision.findMany({ where: { actionId: id }, orderBy: { createdAt: 'asc' } });
+    expect(decisions.map((d) => d.revision)).toEqual([2, 2]);
+  });
+
+  it('are remembered per process: an approval on another process reads the action first, and the recording process, told nothing, answers from a fresh read', async () => {
+    const id = await pendingOnA();
+    expect(b.app.engine.pendingScopes?.get(id)).toBeNull();
+    const out = (await graphqlData(b.url, approvers[0]!, APPROVE, { id })).approveAction;
+    expect(out.errors).toEqual([]);
+    expect(out.action.status).toBe('APPROVED');
+    // A still remembers it (it cannot know): its next decision finds it moved on and answers from a fresh read.
+    const again = (await graphqlData(a.url, approvers[1]!, APPROVE, { id })).approveAction;
+    expect(again.errors).toEqual([{ code: 'INVALID_TRANSITION', field: null, message: expect.stringMatching(/APPROVED/) }]);
+    expect(a.app.engine.pendingScopes?.get(id)).toBeNull();
+  });
+});
