@@ -217,7 +217,6 @@ export async function decideAction(
     if (reask?.request.mail) reaskMail = { ...reask.request.mail, action: result.action, revisionChange: edit?.summary ?? null, approvalsRecorded: quorum.approvals };
     return result.action;
   });
-  deps.pendingScopes?.forget(id);
   if (reaskMail) await sendApprovalRequest(deps, reaskMail);
   return decided;
 }
@@ -241,9 +240,7 @@ async function decideInOneStatement(
   if (!final && !canDecide(principal, assertReadable(principal, action, action.id))) return null;
   const graceUntil = decision === 'approve' ? await graceUntilFor(deps, action) : null;
   const step = { kind: 'decide', decision, text: comment, actor, graceUntil, revision } as const;
-  const result = final ? { action: await applyStep(deps, action, step) } : await commitStep(deps, action, step);
-  deps.pendingScopes?.forget(action.id);
-  return result.action;
+  return final ? applyStep(deps, action, step) : (await commitStep(deps, action, step)).action;
 }
 
 /**

@@ -4,12 +4,14 @@ import type { ActionScopeRow } from './lifecycle/index.js';
 const MAX_PENDING_SCOPES = 10_000;
 
 /**
- * What this process last knew of PENDING actions (recorded or read here), so that deciding one
- * does not read it again first. Only a hint: who may decide it (space, user, requester), its type,
- * priority and schedule never change while it is PENDING; its status and revision may have moved
- * on in another process, which the decision's statement checks (status and `revisionIs` guards).
- * A decision that did not move is made again from a fresh read (see decideAction), so a stale
- * entry costs a round trip and never changes an answer. Oldest entries go first beyond the cap.
+ * What this process last knew of the PENDING actions it recorded, so that deciding one does not
+ * read it again first. The lifecycle writer keeps it: remembered at creation, updated by a step
+ * that leaves it PENDING (a recorded approval, an edit), forgotten by any other step here. Only a
+ * hint: who may decide it (space, user, requester), its type, priority and schedule never change
+ * while it is PENDING; its status and revision may have moved on in another process, which the
+ * decision's statement checks (status and `revisionIs` guards). A decision that did not move is
+ * made again from a fresh read (see decideAction), so a stale entry costs a round trip and never
+ * changes an answer. Oldest entries go first beyond the cap.
  */
 export class PendingScopes {
   private readonly rows = new Map<string, ActionScopeRow>();

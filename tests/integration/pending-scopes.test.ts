@@ -72,6 +72,18 @@ describe('PENDING actions a process recorded', () => {
     expect(a.app.engine.pendingScopes?.get(id)).toBeNull();
   });
 
+  it('are forgotten by a step here that moves them out of PENDING (a cancellation) and kept, updated, by one that does not (an edit)', async () => {
+    const cancelled = await pendingOnA();
+    expect((await graphqlData(a.url, agent, CANCEL, { id: cancelled })).cancelAction.errors).toEqual([]);
+    expect(a.app.engine.pendingScopes?.get(cancelled)).toBeNull();
+
+    const edited = await pendingOnA();
+    const out = (await graphqlData(a.url, approvers[0]!, APPROVE, { id: edited, payload: payment(5_000) })).approveAction;
+    expect(out.errors).toEqual([]);
+    expect(out.action).toMatchObject({ status: 'PENDING', revision: 2, approvalsRequired: 2 });
+    expect(a.app.engine.pendingScopes?.get(edited)).toMatchObject({ status: 'PENDING', revision: 2, approvalsRequired: 2 });
+  });
+
   it('cancelled by another process meanwhile: the approval is refused naming both statuses, as from a fresh read', async () => {
     const id = await pendingOnA();
     const cancelled = (await graphqlData(b.url, agent, CANCEL, { id })).cancelAction;

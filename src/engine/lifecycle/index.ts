@@ -42,6 +42,9 @@ export async function commitStep(deps: LifecycleDeps, action: ActionRef, step: S
   const plan = planStep(action, step, deps.clock());
   const result = await commitPlan(prismaRunner(options.tx?.client ?? deps.db), plan);
   if (!result) throw new NotFoundError(`no action with id ${action.id}`, ['id']);
+  // What this process remembers of a PENDING action follows its moves (see PendingScopes).
+  if (result.action?.status === 'PENDING') deps.pendingScopes?.remember(scopeOf(result.action));
+  else deps.pendingScopes?.forget(action.id);
   if (result.action) {
     const effects = options.tx?.effects ?? new TxEffects();
     collectEffects(plan, result, effects);
