@@ -3,7 +3,8 @@ import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineActionType } from '../../src/engine/action-types.js';
 import { createApiKey } from '../../src/engine/api-keys.js';
-import { statsStatements, type StatsScope, type StatsWindow } from '../../src/engine/stats.js';
+import pg from 'pg';
+import { readStats, statsStatements, type StatsScope, type StatsWindow } from '../../src/engine/stats.js';
 import { defineHandler } from '../../src/handlers/define-handler.js';
 import { PermanentHandlerError } from '../../src/handlers/types.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -447,5 +448,26 @@ describe('stats', () => {
         expect(text, `${name} (${who}):\n${text}`).toMatch(meant[name]![who]);
       }
     }
+  });
+
+  it('plans its statements for their window each time (unnamed), where the engine\'s named statements keep one generic plan', async () => {
+    const scope: StatsScope = { spaceId: (await t.app.db.space.findFirstOrThrow()).id, userId: null };
+    const now = new Date();
+    const window: StatsWindow = { from: new Date(now.getTime() - 86_400_000), to: now, bucket: 'HOUR' };
+    const texts = new Set(Object.values(statsStatements(scope, window, now)).map((x) => x.text));
+    const sent: Array<{ name?: string }> = [];
+    const original = pg.Client.prototype.query;
+    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+      const config = args[0] as { text?: string; name?: string };
+      if (typeof config === 'object' && config?.text && texts.has(config.text)) sent.push({ name: config.name });
+      return (original as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof pg.Client.prototype.query;
+    try {
+      await readStats(t.app.db, scope, window, now);
+    } finally {
+      pg.Client.prototype.query = original;
+    }
+    expect(sent).toHaveLength(texts.size);
+    expect(sent.every((x) => x.name === undefined)).toBe(true);
   });
 });

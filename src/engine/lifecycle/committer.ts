@@ -10,7 +10,12 @@ import type { Guard, Plan, Write } from './planner.js';
 
 /** Runs one SQL statement (on the client, or inside the caller's transaction). */
 export interface SqlRunner {
-  query<T>(text: string, values: readonly unknown[]): Promise<T[]>;
+  /**
+   * `planEach`: plan this statement for its values every time (an unnamed statement), for one
+   * whose best plan depends on them (a time window); by default it is a named prepared statement,
+   * planned once per connection (generic plans: see createPrismaClient).
+   */
+  query<T>(text: string, values: readonly unknown[], options?: { planEach?: boolean }): Promise<T[]>;
 }
 
 /**
@@ -53,8 +58,9 @@ function newPoolRunner(pool: pg.Pool): SqlRunner {
     return name;
   };
   return {
-    async query<T>(text: string, values: readonly unknown[]): Promise<T[]> {
-      const run = async () => (await pool.query({ name: nameOf(text), text, values: values as unknown[] })).rows as T[];
+    async query<T>(text: string, values: readonly unknown[], options?: { planEach?: boolean }): Promise<T[]> {
+      const name = options?.planEach ? undefined : nameOf(text);
+      const run = async () => (await pool.query({ name, text, values: values as unknown[] })).rows as T[];
       try {
         try {
           return await run();
