@@ -52,14 +52,6 @@ export function createPrismaClient(opts: PrismaClientOptions): PrismaClient {
     // 10 s would keep a second pool (migrations, a CLI command) waiting that long.
     idleTimeoutMillis: poolMax === 1 ? SINGLE_CONNECTION_IDLE_MS : undefined,
     application_name: 'action-engine',
-    // The lifecycle writer's hot statements are named prepared statements (see committer.ts):
-    // every lookup in them is by key, so one generic plan serves every call, where PostgreSQL's
-    // default replans each call (about 0.3 ms of a 1 ms statement here). Prisma's own queries are
-    // unnamed and planned per call whatever this says. Set by a statement before the connection
-    // is first handed out, not as a startup option, which the embedded PGlite ignores.
-    onConnect: async (client: pg.ClientBase) => {
-      await client.query('SET plan_cache_mode = force_generic_plan');
-    },
   });
   // Until Prisma first connects, the pool has no error listener: an idle connection dropped by the
   // server would otherwise be an unhandled 'error' event.

@@ -225,7 +225,9 @@ export async function decideAction(
  * A rejection, or the one approval needed of the revision reviewed, in one statement (it checks
  * the action is still PENDING and, for an approval, still at that revision: an edit meanwhile
  * voids the approval). `final`: the scope was just read, so a move that did not happen is the
- * answer (InvalidTransitionError); otherwise null, to be tried again from a fresh read.
+ * answer (InvalidTransitionError); otherwise (a remembered scope) null, to be tried again from a
+ * fresh read. Who may decide never changes, so a remembered scope refuses a principal that may
+ * not read the action (NotFoundError) as a fresh one would.
  */
 async function decideInOneStatement(
   deps: EngineDeps,

@@ -40,7 +40,7 @@ export interface EngineDeps {
   webhooks?: WebhookQueue;
   /** Delayed jobs of PENDING actions (expiry, escalation); absent: only the expiry sweep expires them. */
   approvalJobs?: ApprovalQueue;
-  /** PENDING actions this process recorded (a decision need not read them first); absent: always read. */
+  /** PENDING actions as this process last wrote them (a decision need not read them first); absent: always read. */
   pendingScopes?: PendingScopes;
 }
 

@@ -4,9 +4,9 @@ import type { ActionScopeRow } from './lifecycle/index.js';
 const MAX_PENDING_SCOPES = 10_000;
 
 /**
- * What this process last knew of the PENDING actions it recorded, so that deciding one does not
- * read it again first. The lifecycle writer keeps it: remembered at creation, updated by a step
- * that leaves it PENDING (a recorded approval, an edit), forgotten by any other step here. Only a
+ * What this process last wrote of PENDING actions, so that deciding one does not read it again
+ * first. The lifecycle writer keeps it: remembered at creation and by any step here that leaves an
+ * action PENDING (a recorded approval, an edit, a note), forgotten by any other step here. Only a
  * hint: who may decide it (space, user, requester), its type, priority and schedule never change
  * while it is PENDING; its status and revision may have moved on in another process, which the
  * decision's statement checks (status and `revisionIs` guards). A decision that did not move is

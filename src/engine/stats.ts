@@ -179,8 +179,8 @@ export interface StatsStatement {
  *   (spaceId, status, createdAt)`, and per executing action `Execution (actionId, startedAt)` and
  *   `ManualTask (actionId)`.
  *
- * An approver's variant adds `"userId" = …` to each; the text differs, so each variant has its
- * own prepared statement and plan.
+ * An approver's variant adds `"userId" = …` to each. They are sent unnamed (see readStats), so
+ * PostgreSQL plans each for the window it is given.
  */
 export function statsStatements(scope: StatsScope, window: StatsWindow, now: Date): Record<'created' | 'approvalWait' | 'handlers' | 'queue', StatsStatement> {
   const own = scope.userId !== null;
@@ -276,7 +276,8 @@ type QueueRow = { [K in keyof QueueDepth]: number };
 export async function readStats(db: PrismaClient, scope: StatsScope, window: StatsWindow, now: Date): Promise<ActionStats> {
   const sql = prismaRunner(db);
   const statements = statsStatements(scope, window, now);
-  // Planned for their window each time: a day and 93 days want different plans.
+  // Unnamed, so planned for their window each time: a day and 93 days may want different plans,
+  // and a named statement may settle on one generic plan after five runs.
   const planEach = { planEach: true };
   const [created, waits, handlers, queues] = await Promise.all([
     sql.query<CreatedRow>(statements.created.text, statements.created.values, planEach),

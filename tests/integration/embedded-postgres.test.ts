@@ -150,11 +150,6 @@ describe('embedded PostgreSQL (PGlite served on a loopback port)', () => {
     expect(embedded?.poolMax).toBe(1);
   });
 
-  it("takes the engine's connection settings: plan_cache_mode is force_generic_plan", async () => {
-    const [row] = await prisma!.$queryRawUnsafe<Array<{ plan_cache_mode: string }>>('SHOW plan_cache_mode');
-    expect(row!.plan_cache_mode).toBe('force_generic_plan');
-  });
-
   it('an interactive transaction, 10 concurrent plain queries and a second transaction all finish, and none sees uncommitted rows', async () => {
     const db = prisma!;
     let inserted!: () => void;

@@ -11,6 +11,7 @@ let a: TestServer;
 let b: TestServer;
 let agent: string;
 let approvers: string[];
+let approverIds: string[];
 
 const statements = { count: 0 };
 const original = pg.Client.prototype.query;
@@ -26,7 +27,12 @@ beforeAll(async () => {
   const admin = (await createApiKey(a.app.db, { role: 'ADMIN', space: 'scopes' })).key;
   agent = (await createApiKey(a.app.db, { role: 'AGENT', space: 'scopes', user: 'sam' })).key;
   approvers = [];
-  for (let i = 0; i < 2; i++) approvers.push((await createApiKey(a.app.db, { role: 'APPROVER', space: 'scopes', user: 'sam' })).key);
+  approverIds = [];
+  for (let i = 0; i < 2; i++) {
+    const created = await createApiKey(a.app.db, { role: 'APPROVER', space: 'scopes', user: 'sam' });
+    approvers.push(created.key);
+    approverIds.push(created.principalId);
+  }
   const rule = `mutation($input: SafetyRuleInput!) { upsertSafetyRule(input: $input) { errors { code message } } }`;
   // Payments always wait for a person (one approval); above 1,000 a second approver is asked;
   // blocked (by default, all of them) only above 10,000.
@@ -61,8 +67,10 @@ async function pendingOnA(): Promise<string> {
 describe('PENDING actions a process recorded', () => {
   it('are approved there in one statement, with no read first, and forgotten once decided', async () => {
     const id = await pendingOnA();
-    // The approver's key is looked up once, then cached: out of the count.
+    // The approver's key and the payment's safety rules (its grace period) are read once, then
+    // cached: out of the count.
     await graphqlData(a.url, approvers[0]!, '{ __typename }');
+    await a.app.engine.configCache.safetyRules(a.app.engine.pendingScopes!.get(id)!.spaceId, 'make_payment');
     statements.count = 0;
     const out = (await graphqlData(a.url, approvers[0]!, APPROVE, { id })).approveAction;
     expect(out.errors).toEqual([]);
@@ -96,20 +104,13 @@ describe('PENDING actions a process recorded', () => {
     expect(await a.app.db.approvalDecision.count({ where: { actionId: id } })).toBe(0);
   });
 
-  it('edited by an approver on another process (revision 2): an approval without a revision approves revision 2; one of revision 1 is refused', async () => {
-    const first = await pendingOnA();
-    const edited = (await graphqlData(b.url, approvers[1]!, APPROVE, { id: first, payload: payment(60) })).approveAction;
-    expect(edited.errors).toEqual([]);
-    expect(edited.action).toMatchObject({ status: 'APPROVED', revision: 2 });
-
-    // An edit that leaves it PENDING: a second approver is now needed, which A does not know.
+  it('edited by an approver on another process (revision 2): an approval without a revision approves revision 2', async () => {
     const id = await pendingOnA();
+    // An edit that leaves it PENDING: a second approver is now needed, which A does not know.
     const raised = (await graphqlData(b.url, approvers[1]!, APPROVE, { id, payload: payment(5_000) })).approveAction;
     expect(raised.errors).toEqual([]);
     expect(raised.action).toMatchObject({ status: 'PENDING', revision: 2, approvalsRequired: 2 });
-    const stale = (await graphqlData(a.url, approvers[0]!, APPROVE, { id, revision: 1 })).approveAction;
-    expect(stale.action).toBeNull();
-    expect(stale.errors).toEqual([{ code: 'INVALID_TRANSITION', field: null, message: expect.stringMatching(/revision 1.*revision 2/) }]);
+    expect(a.app.engine.pendingScopes?.get(id)).toMatchObject({ revision: 1, approvalsRequired: 1 });
     const current = (await graphqlData(a.url, approvers[0]!, APPROVE, { id })).approveAction;
     expect(current.errors).toEqual([]);
     // The second approval of revision 2 (the editor's counted first): it runs.
@@ -118,10 +119,32 @@ describe('PENDING actions a process recorded', () => {
     expect(decisions.map((d) => d.revision)).toEqual([2, 2]);
   });
 
+  it('edited by an approver on another process (revision 2): an approval of revision 1 is refused naming both revisions', async () => {
+    const id = await pendingOnA();
+    const edited = (await graphqlData(b.url, approvers[1]!, APPROVE, { id, payload: payment(60) })).approveAction;
+    expect(edited.errors).toEqual([]);
+    expect(edited.action).toMatchObject({ status: 'APPROVED', revision: 2 });
+    // Another edit, still PENDING, for the refusal to be about the revision and not the status.
+    const pending = await pendingOnA();
+    expect((await graphqlData(b.url, approvers[1]!, APPROVE, { id: pending, payload: payment(5_000) })).approveAction.errors).toEqual([]);
+    expect(a.app.engine.pendingScopes?.get(pending)).toMatchObject({ revision: 1 });
+    const stale = (await graphqlData(a.url, approvers[0]!, APPROVE, { id: pending, revision: 1 })).approveAction;
+    expect(stale.action).toBeNull();
+    expect(stale.errors).toEqual([{ code: 'INVALID_TRANSITION', field: null, message: expect.stringMatching(/revision 1.*revision 2/) }]);
+    // The editor's approval is recorded; the refused one is not.
+    expect(await a.app.db.approvalDecision.count({ where: { actionId: pending, approver: approverIds[1]! } })).toBe(1);
+    expect(await a.app.db.approvalDecision.count({ where: { actionId: pending, approver: approverIds[0]! } })).toBe(0);
+  });
+
   it('are remembered per process: an approval on another process reads the action first, and the recording process, told nothing, answers from a fresh read', async () => {
     const id = await pendingOnA();
     expect(b.app.engine.pendingScopes?.get(id)).toBeNull();
+    await graphqlData(b.url, approvers[0]!, '{ __typename }');
+    await b.app.engine.configCache.safetyRules(a.app.engine.pendingScopes!.get(id)!.spaceId, 'make_payment');
+    statements.count = 0;
     const out = (await graphqlData(b.url, approvers[0]!, APPROVE, { id })).approveAction;
+    // The read of the action, then the decision's statement.
+    expect(statements.count).toBe(2);
     expect(out.errors).toEqual([]);
     expect(out.action.status).toBe('APPROVED');
     // A still remembers it (it cannot know): its next decision finds it moved on and answers from a fresh read.
@@ -130,3 +153,4 @@ describe('PENDING actions a process recorded', () => {
     expect(a.app.engine.pendingScopes?.get(id)).toBeNull();
   });
 });
+

@@ -1,7 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { poolOf } from '../../src/db/prisma-client.js';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { postGraphql } from '../helpers/http.js';
@@ -67,11 +66,4 @@ describe('statement budget', () => {
     expect(perAction).toBeGreaterThan(0);
     expect(perAction).toBeLessThanOrEqual(STATEMENT_BUDGET);
   }, 60_000);
-
-  it("plans the writer's prepared statements once per connection: plan_cache_mode is force_generic_plan on the engine's connections", async () => {
-    const pool = poolOf(t.app.db)!;
-    expect(pool).toBeDefined();
-    const { rows } = await pool.query<{ plan_cache_mode: string }>('SHOW plan_cache_mode');
-    expect(rows[0]!.plan_cache_mode).toBe('force_generic_plan');
-  });
 });

@@ -450,7 +450,7 @@ describe('stats', () => {
     }
   });
 
-  it('plans its statements for their window each time (unnamed), where the engine\'s named statements keep one generic plan', async () => {
+  it('sends its statements unnamed, so PostgreSQL plans each for the window it is given (a named statement may settle on one generic plan)', async () => {
     const scope: StatsScope = { spaceId: (await t.app.db.space.findFirstOrThrow()).id, userId: null };
     const now = new Date();
     const window: StatsWindow = { from: new Date(now.getTime() - 86_400_000), to: now, bucket: 'HOUR' };

@@ -11,9 +11,9 @@ import type { Guard, Plan, Write } from './planner.js';
 /** Runs one SQL statement (on the client, or inside the caller's transaction). */
 export interface SqlRunner {
   /**
-   * `planEach`: plan this statement for its values every time (an unnamed statement), for one
-   * whose best plan depends on them (a time window); by default it is a named prepared statement,
-   * planned once per connection (generic plans: see createPrismaClient).
+   * `planEach`: send it unnamed, so that PostgreSQL plans it for the values given every time (for
+   * a statement whose best plan depends on them, such as a time window). By default it is a named
+   * prepared statement, parsed once per connection (see newPoolRunner).
    */
   query<T>(text: string, values: readonly unknown[], options?: { planEach?: boolean }): Promise<T[]>;
 }
@@ -30,9 +30,10 @@ export function prismaRunner(db: PrismaClient | Prisma.TransactionClient): SqlRu
 }
 
 /**
- * Statements go as named prepared statements (named by a hash of their text): each connection
- * parses and plans a shape once, then only binds and executes it. The writer has a few dozen
- * shapes (one per step kind and number of status updates, audit entries and rows).
+ * Statements go as named prepared statements (named by a hash of their text) unless asked to be
+ * planned each time: each connection parses a shape once, then only binds and executes it. The
+ * writer has a few dozen shapes (one per step kind and number of status updates, audit entries
+ * and rows).
  */
 const runners = new WeakMap<pg.Pool, SqlRunner>();
 
