@@ -2,7 +2,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { request } from './api';
 import { ApiKeysQuery, CreateApiKeyMutation, RevokeApiKeyMutation } from './ops';
 import type { ConsoleApiKeysQuery, Role } from './generated/graphql';
-import { ConfirmButton, describedBy, errorsByField, Field, FormErrors, focusFirstInvalid } from './form';
+import { ConfirmButton, describedBy, Field, FormErrors, useSubmit } from './form';
 import { Time } from './view';
 
 type Key = ConsoleApiKeysQuery['apiKeys'][number];
@@ -115,41 +115,29 @@ function CreateKeyForm({ apiKey, onCreated }: { apiKey: string; onCreated: (key:
   const [name, setName] = useState('');
   const [userHandle, setUserHandle] = useState('');
   const [email, setEmail] = useState('');
-  const [fieldErrors, setFieldErrors] = useState<Record<string, string>>({});
-  const [general, setGeneral] = useState<string[]>([]);
-  const [busy, setBusy] = useState(false);
+  const { fieldErrors, general, busy, submit } = useSubmit();
   const needsUser = role === 'AGENT' || role === 'APPROVER';
 
   async function create(e: Event) {
     e.preventDefault();
-    const formEl = e.currentTarget as HTMLFormElement;
-    setBusy(true);
-    setFieldErrors({});
-    setGeneral([]);
-    try {
-      const input = {
-        role,
-        name: name.trim() || null,
-        userHandle: userHandle.trim() || null,
-        email: email.trim() || null,
-      };
-      const r = (await request(apiKey, CreateApiKeyMutation, { input })).createApiKey;
-      if (r.errors.length || !r.key) {
-        const { byField, general: rest } = errorsByField(r.errors);
-        setFieldErrors(byField);
-        focusFirstInvalid(formEl);
-        setGeneral(rest.length || Object.keys(byField).length ? rest : ['The server did not return a key.']);
-      } else {
+    const input = {
+      role,
+      name: name.trim() || null,
+      userHandle: userHandle.trim() || null,
+      email: email.trim() || null,
+    };
+    await submit(
+      e.currentTarget as HTMLFormElement,
+      async () => (await request(apiKey, CreateApiKeyMutation, { input })).createApiKey,
+      (r) => (r.key ? { key: r.key, prefix: r.apiKey?.prefix ?? '' } : null),
+      ({ key, prefix }) => {
         setName('');
         setUserHandle('');
         setEmail('');
-        onCreated(r.key, r.apiKey?.prefix ?? '');
-      }
-    } catch (err) {
-      setGeneral([(err as Error).message]);
-    } finally {
-      setBusy(false);
-    }
+        onCreated(key, prefix);
+      },
+      { missing: 'The server did not return a key.' },
+    );
   }
 
   const fe = fieldErrors;

@@ -121,6 +121,49 @@ export function useFocusHeading() {
   return ref;
 }
 
+/**
+ * An editor's round trip to the server: the errors under its fields, the errors above it, and
+ * whether a request is in flight. `submit` clears the errors, sends `run`, and on an answer with
+ * errors (or without the result `result` picks out) shows them and focuses the first field at
+ * fault (`focus`, by default the first marked invalid in `form`); otherwise hands the result to
+ * `done`. `missing`: what to say when the answer has neither errors nor a result. A request that
+ * fails (network, HTTP) is shown above the form.
+ */
+export function useSubmit() {
+  const [fieldErrors, setFieldErrors] = useState<Record<string, string>>({});
+  const [general, setGeneral] = useState<string[]>([]);
+  const [busy, setBusy] = useState(false);
+  async function submit<P extends { errors: readonly FieldError[] }, R>(
+    form: HTMLFormElement | null,
+    run: () => Promise<P>,
+    result: (payload: P) => R | null | undefined,
+    done: (value: R) => void,
+    options: { missing?: string; focus?: (byField: Record<string, string>) => void } = {},
+  ): Promise<void> {
+    setBusy(true);
+    setFieldErrors({});
+    setGeneral([]);
+    try {
+      const payload = await run();
+      const value = result(payload);
+      if (payload.errors.length || value === null || value === undefined) {
+        const { byField, general: rest } = errorsByField(payload.errors);
+        setFieldErrors(byField);
+        if (options.focus) options.focus(byField);
+        else focusFirstInvalid(form);
+        setGeneral(rest.length || Object.keys(byField).length || !options.missing ? rest : [options.missing]);
+      } else {
+        done(value);
+      }
+    } catch (err) {
+      setGeneral([(err as Error).message]);
+    } finally {
+      setBusy(false);
+    }
+  }
+  return { fieldErrors, setFieldErrors, general, setGeneral, busy, submit };
+}
+
 /** After a refusal has rendered: focus the first field marked invalid in `form`, so a keyboard user lands on what to fix. */
 export function focusFirstInvalid(form: HTMLFormElement | null) {
   requestAnimationFrame(() => form?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus());

@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { request } from './api';
 import { AdminTypesQuery, HandlerConfigsQuery, UpsertHandlerConfigMutation } from './ops';
 import type { ConsoleHandlerConfigsQuery } from './generated/graphql';
-import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, parseJson, focusFirstInvalid, Notices, SaveCancel } from './form';
+import { describedBy, Field, FormErrors, useFocusHeading, parseJson, focusFirstInvalid, Notices, SaveCancel, useSubmit } from './form';
 import { Time } from './view';
 
 type Config = ConsoleHandlerConfigsQuery['handlerConfigs'][number];
@@ -136,9 +136,7 @@ function ConfigEditor(props: { apiKey: string; config: Config | null; handlers: 
   // Names only: a stored secret's value never reaches the page.
   const [secrets, setSecrets] = useState<SecretRow[]>(() => (c?.secretNames.length ? c.secretNames.map((name) => ({ name, value: '' })) : [{ name: '', value: '' }]));
   const [removeSecrets, setRemoveSecrets] = useState(false);
-  const [fieldErrors, setFieldErrors] = useState<Record<string, string>>({});
-  const [general, setGeneral] = useState<string[]>([]);
-  const [busy, setBusy] = useState(false);
+  const { fieldErrors, setFieldErrors, general, setGeneral, busy, submit } = useSubmit();
   const stored = new Set(c?.secretNames ?? []);
 
   useEffect(() => {
@@ -172,31 +170,23 @@ function ConfigEditor(props: { apiKey: string; config: Config | null; handlers: 
     setFieldErrors(local);
     setGeneral([]);
     if (Object.keys(local).length) return focusFirstInvalid(formEl);
-    setBusy(true);
-    try {
-      const input = {
-        handler,
-        provider: provider.trim(),
-        enabled,
-        ...(parsed.ok && parsed.value !== undefined ? { settings: parsed.value } : {}),
-        ...(secretsInput !== undefined ? { secrets: secretsInput } : {}),
-      };
-      const res = (await request(props.apiKey, UpsertHandlerConfigMutation, { input })).upsertHandlerConfig;
-      if (res.errors.length || !res.config) {
-        const { byField, general: rest } = errorsByField(res.errors);
-        setFieldErrors(byField);
-        focusFirstInvalid(formEl);
-        setGeneral(rest);
-      } else {
+    const input = {
+      handler,
+      provider: provider.trim(),
+      enabled,
+      ...(parsed.ok && parsed.value !== undefined ? { settings: parsed.value } : {}),
+      ...(secretsInput !== undefined ? { secrets: secretsInput } : {}),
+    };
+    await submit(
+      formEl,
+      async () => (await request(props.apiKey, UpsertHandlerConfigMutation, { input })).upsertHandlerConfig,
+      (r) => r.config,
+      (config) => {
         // Forget what was typed at once: the values were sent, they are not kept in the page.
         setSecrets([]);
-        props.onSaved(res.config);
-      }
-    } catch (err) {
-      setGeneral([(err as Error).message]);
-    } finally {
-      setBusy(false);
-    }
+        props.onSaved(config);
+      },
+    );
   }
 
   const fe = fieldErrors;

@@ -2,7 +2,7 @@ import { useEffect, useState, useRef } from 'preact/hooks';
 import { request } from './api';
 import { AdminTypesQuery, SafetyRulesQuery, TestConditionQuery, UpsertSafetyRuleMutation } from './ops';
 import type { ConsoleAdminTypesQuery, ConsoleSafetyRuleFieldsFragment, SafetyRuleKind } from './generated/graphql';
-import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, knownUsers, Notices, SaveCancel } from './form';
+import { describedBy, Field, FormErrors, useFocusHeading, knownUsers, Notices, SaveCancel, useSubmit } from './form';
 import { Time } from './view';
 
 type Rule = ConsoleSafetyRuleFieldsFragment;
@@ -208,9 +208,7 @@ function RuleEditor(props: { apiKey: string; rule: Rule | null; types: Types; us
     description: r?.description ?? '',
     enabled: r?.enabled ?? true,
   }));
-  const [fieldErrors, setFieldErrors] = useState<Record<string, string>>({});
-  const [general, setGeneral] = useState<string[]>([]);
-  const [busy, setBusy] = useState(false);
+  const { fieldErrors, setFieldErrors, general, setGeneral, busy, submit } = useSubmit();
   const set = <K extends keyof RuleForm>(k: K, v: RuleForm[K]) => {
     setForm((f) => ({ ...f, [k]: v }));
     // A field's error goes once the field is changed (saving again checks it anew).
@@ -253,22 +251,19 @@ function RuleEditor(props: { apiKey: string; rule: Rule | null; types: Types; us
     setFieldErrors(local);
     setGeneral([]);
     if (Object.keys(local).length) return;
-    setBusy(true);
-    try {
-      const res = (await request(props.apiKey, UpsertSafetyRuleMutation, { input })).upsertSafetyRule;
-      if (res.errors.length || !res.rule) {
-        const { byField, general: rest } = errorsByField(res.errors);
-        setFieldErrors(byField);
-        setGeneral(rest);
+    await submit(
+      null,
+      async () => (await request(props.apiKey, UpsertSafetyRuleMutation, { input })).upsertSafetyRule,
+      (r) => r.rule,
+      props.onSaved,
+      {
         // Focus the first field at fault, so a keyboard user lands on what to fix.
-        const first = Object.keys(byField)[0];
-        if (first) document.getElementById(`rule-${first}`)?.focus();
-      } else props.onSaved(res.rule);
-    } catch (err) {
-      setGeneral([(err as Error).message]);
-    } finally {
-      setBusy(false);
-    }
+        focus: (byField) => {
+          const first = Object.keys(byField)[0];
+          if (first) document.getElementById(`rule-${first}`)?.focus();
+        },
+      },
+    );
   }
 
   const fe = fieldErrors;

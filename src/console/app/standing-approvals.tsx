@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { request } from './api';
 import { AdminTypesQuery, CreateStandingApprovalMutation, RevokeStandingApprovalMutation, StandingApprovalsQuery } from './ops';
 import type { ConsoleStandingApprovalsQuery } from './generated/graphql';
-import { ConfirmButton, describedBy, errorsByField, Field, FormErrors, knownUsers, focusFirstInvalid } from './form';
+import { ConfirmButton, describedBy, Field, FormErrors, knownUsers, useSubmit } from './form';
 import { Time } from './view';
 
 type Grant = ConsoleStandingApprovalsQuery['standingApprovals'][number];
@@ -135,9 +135,7 @@ function GrantForm(props: { apiKey: string; types: string[]; users: User[]; onCr
   const [userId, setUserId] = useState('');
   const [condition, setCondition] = useState('');
   const [expires, setExpires] = useState(() => localInput(new Date(Date.now() + 7 * 86_400_000)));
-  const [fieldErrors, setFieldErrors] = useState<Record<string, string>>({});
-  const [general, setGeneral] = useState<string[]>([]);
-  const [busy, setBusy] = useState(false);
+  const { fieldErrors, setFieldErrors, general, busy, submit } = useSubmit();
   useEffect(() => {
     // A choice made meanwhile wins over the default (this effect runs after the render that brought the types).
     setType((chosen) => chosen || props.types[0] || '');
@@ -145,32 +143,21 @@ function GrantForm(props: { apiKey: string; types: string[]; users: User[]; onCr
 
   async function create(e: Event) {
     e.preventDefault();
-    const formEl = e.currentTarget as HTMLFormElement;
     const at = new Date(expires);
     if (!expires || Number.isNaN(at.getTime())) {
       setFieldErrors({ expiresAt: 'Pick a date and time.' });
       return;
     }
-    setBusy(true);
-    setFieldErrors({});
-    setGeneral([]);
-    try {
-      const input = { type, userId: userId || null, condition: condition.trim() || null, expiresAt: at.toISOString() };
-      const r = (await request(props.apiKey, CreateStandingApprovalMutation, { input })).createStandingApproval;
-      if (r.errors.length || !r.standingApproval) {
-        const { byField, general: rest } = errorsByField(r.errors);
-        setFieldErrors(byField);
-        focusFirstInvalid(formEl);
-        setGeneral(rest);
-      } else {
+    const input = { type, userId: userId || null, condition: condition.trim() || null, expiresAt: at.toISOString() };
+    await submit(
+      e.currentTarget as HTMLFormElement,
+      async () => (await request(props.apiKey, CreateStandingApprovalMutation, { input })).createStandingApproval,
+      (r) => r.standingApproval,
+      () => {
         setCondition('');
         props.onCreated(`Created: ${type} for ${userId ? (props.users.find((u) => u.id === userId)?.handle ?? userId) : 'every user'} goes ahead without a person until ${at.toLocaleString()}.`);
-      }
-    } catch (err) {
-      setGeneral([(err as Error).message]);
-    } finally {
-      setBusy(false);
-    }
+      },
+    );
   }
 
   const fe = fieldErrors;

@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { request } from './api';
 import { UpsertWebhookEndpointMutation, WebhookDeliveriesQuery, WebhookEndpointsQuery } from './ops';
 import type { ActionStatus, ConsoleWebhookDeliveriesQuery, ConsoleWebhookEndpointsQuery } from './generated/graphql';
-import { describedBy, errorsByField, Field, FormErrors, useFocusHeading, focusFirstInvalid, Notices, SaveCancel } from './form';
+import { describedBy, Field, FormErrors, useFocusHeading, Notices, SaveCancel, useSubmit } from './form';
 import { Status, Time } from './view';
 
 type Endpoint = ConsoleWebhookEndpointsQuery['webhookEndpoints'][number];
@@ -152,32 +152,19 @@ function EndpointEditor(props: { apiKey: string; endpoint: Endpoint | null; onSa
   const [showSecret, setShowSecret] = useState(false);
   const [events, setEvents] = useState<ActionStatus[]>(ep?.events ?? []);
   const [enabled, setEnabled] = useState(ep?.enabled ?? true);
-  const [fieldErrors, setFieldErrors] = useState<Record<string, string>>({});
-  const [general, setGeneral] = useState<string[]>([]);
-  const [busy, setBusy] = useState(false);
+  const { fieldErrors, setFieldErrors, general, busy, submit } = useSubmit();
 
   async function save(e: Event) {
     e.preventDefault();
-    const formEl = e.currentTarget as HTMLFormElement;
-    setBusy(true);
-    setFieldErrors({});
-    setGeneral([]);
-    try {
-      const r = (await request(props.apiKey, UpsertWebhookEndpointMutation, { input: { url: url.trim(), secret, events, enabled } })).upsertWebhookEndpoint;
-      if (r.errors.length || !r.endpoint) {
-        const { byField, general: rest } = errorsByField(r.errors);
-        setFieldErrors(byField);
-        focusFirstInvalid(formEl);
-        setGeneral(rest);
-      } else {
+    await submit(
+      e.currentTarget as HTMLFormElement,
+      async () => (await request(props.apiKey, UpsertWebhookEndpointMutation, { input: { url: url.trim(), secret, events, enabled } })).upsertWebhookEndpoint,
+      (r) => r.endpoint,
+      (endpoint) => {
         setSecret('');
-        props.onSaved(r.endpoint.url);
-      }
-    } catch (err) {
-      setGeneral([(err as Error).message]);
-    } finally {
-      setBusy(false);
-    }
+        props.onSaved(endpoint.url);
+      },
+    );
   }
 
   const fe = fieldErrors;
