@@ -29,7 +29,7 @@ export async function handleMcpRoute(app: App, req: IncomingMessage, res: Server
   // The MCP transport spec: a browser page of another origin must not drive this endpoint. Clients
   // that send no Origin (every non-browser client) are not affected.
   const origin = req.headers.origin;
-  const own = new URL(app.config.baseUrl).origin;
+  const own = origin === undefined ? null : new URL(app.config.baseUrl).origin;
   if (origin !== undefined && origin !== own) {
     sendJsonRpcError(res, 403, -32000, `Invalid Origin header: ${origin.slice(0, 200)} (only ${own}, BASE_URL's origin, may call from a browser)`);
     return true;

@@ -65,3 +65,22 @@ export async function openOfflineBrowser(origin: string, viewport = { width: 128
     throw error;
   }
 }
+
+/**
+ * Signs in to the console at `baseUrl` with `key` from a fresh sign-in form (a test that failed
+ * signed in leaves its key in the tab's session storage), and waits until it is signed in.
+ */
+export async function consoleSignIn(page: Page, baseUrl: string, key: string): Promise<void> {
+  await page.goto(`${baseUrl}/`);
+  await page.evaluate(() => sessionStorage.clear());
+  await page.reload();
+  await page.getByLabel('API key').fill(key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign out' }).waitFor();
+}
+
+/** Signs out of the console and waits for the sign-in form. */
+export async function consoleSignOut(page: Page): Promise<void> {
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('API key').waitFor();
+}

@@ -7,7 +7,8 @@ import path from 'node:path';
 import type { Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
-import { openOfflineBrowser, type OfflineBrowser } from '../helpers/browser.js';
+import { consoleSignIn, openOfflineBrowser, type OfflineBrowser } from '../helpers/browser.js';
+import { graphqlData, postGraphql } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 // The admin pages and the overview in Chromium (Debian's /usr/bin/chromium, never a downloaded
@@ -57,31 +58,11 @@ afterAll(async () => {
   await new Promise((resolve) => receiver?.close(resolve));
 });
 
-async function post(query: string, variables: Record<string, unknown>, key: string) {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  return { status: res.status, body: (await res.json()) as { data?: any; errors?: { message: string }[] } };
-}
-
-async function gql(query: string, variables: Record<string, unknown>, key: string) {
-  const { body } = await post(query, variables, key);
-  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
-  return body.data;
-}
+const gql = (query: string, variables: Record<string, unknown>, key: string) => graphqlData(t.url, key, query, variables);
 
 const CREATE = 'mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status headline } errors { code message } } }';
 
-async function signIn(key: string) {
-  await page.goto(`${t.url}/`);
-  await page.evaluate(() => sessionStorage.clear());
-  await page.reload();
-  await page.getByLabel('API key').fill(key);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('button', { name: 'Sign out' }).waitFor();
-}
+const signIn = (key: string) => consoleSignIn(page, t.url, key);
 
 async function open(tab: string, heading: string | RegExp) {
   await page.getByRole('navigation', { name: 'Sections' }).getByRole('button', { name: tab, exact: true }).click();
@@ -197,7 +178,7 @@ describe('the console admin pages in Chromium, offline', () => {
     await expect.poll(() => item.innerText()).toMatch(/revoked/);
     expect(await item.getByRole('button', { name: /Revoke/ }).count()).toBe(0);
 
-    const refused = await post('{ me { role } }', {}, key);
+    const refused = await postGraphql(t.url, key, '{ me { role } }', {});
     expect(refused.status).toBe(401);
     expect(refused.body.data?.me).toBeUndefined();
   }, 60_000);

@@ -5,7 +5,8 @@ import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
-import { openOfflineBrowser, type OfflineBrowser } from '../helpers/browser.js';
+import { consoleSignIn, consoleSignOut, openOfflineBrowser, type OfflineBrowser } from '../helpers/browser.js';
+import { graphqlData } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const DIST = path.resolve('dist/console/index.html');
@@ -42,32 +43,14 @@ afterAll(async () => {
   await t?.close();
 });
 
-async function gql(query: string, variables: Record<string, unknown>, key: string) {
-  const res = await fetch(`${t.url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.json()) as { data?: any; errors?: unknown[] };
-  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
-  return body.data;
-}
+const gql = (query: string, variables: Record<string, unknown>, key: string) => graphqlData(t.url, key, query, variables);
 
 const CREATE = 'mutation($input: CreateActionInput!) { createAction(input: $input) { action { id status headline } errors { code message } } }';
 
-async function signIn(key: string) {
-  await page.goto(`${t.url}/`);
-  // A test that failed signed in leaves its key in the tab: start from the sign-in form.
-  await page.evaluate(() => sessionStorage.clear());
-  await page.reload();
-  await page.getByLabel('API key').fill(key);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('button', { name: 'Sign out' }).waitFor();
-}
+const signIn = (key: string) => consoleSignIn(page, t.url, key);
 
 async function signOut() {
-  await page.getByRole('button', { name: 'Sign out' }).click();
-  await page.getByLabel('API key').waitFor();
+  await consoleSignOut(page);
   expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
 }
 

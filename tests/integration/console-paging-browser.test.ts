@@ -3,7 +3,7 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { graphqlData } from '../helpers/http.js';
-import { openOfflineBrowser, type OfflineBrowser } from '../helpers/browser.js';
+import { consoleSignIn, consoleSignOut, openOfflineBrowser, type OfflineBrowser } from '../helpers/browser.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 // Every list in the console reaches its end: more pending actions, open tasks or audit entries
@@ -54,19 +54,11 @@ afterAll(async () => {
 });
 
 async function signIn(key: string, section: string) {
-  await page.goto(`${t.url}/`);
-  await page.evaluate(() => sessionStorage.clear());
-  await page.reload();
-  await page.getByLabel('API key').fill(key);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('button', { name: 'Sign out' }).waitFor();
+  await consoleSignIn(page, t.url, key);
   await page.getByRole('navigation', { name: 'Sections' }).getByRole('button', { name: section, exact: true }).click();
 }
 
-async function signOut() {
-  await page.getByRole('button', { name: 'Sign out' }).click();
-  await page.getByLabel('API key').waitFor();
-}
+const signOut = () => consoleSignOut(page);
 
 describe('console lists reach their end', () => {
   it(`the approver's inbox shows 20 of ${PENDING} pending actions, then all of them with "Show more", past the server's 100-item page`, async () => {

@@ -2,7 +2,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { request } from './api';
 import { ApiKeysQuery, CreateApiKeyMutation, RevokeApiKeyMutation } from './ops';
 import type { ConsoleApiKeysQuery, Role } from './generated/graphql';
-import { ConfirmButton, describedBy, Field, FormErrors, useSubmit } from './form';
+import { ConfirmButton, describedBy, Field, FormErrors, useSubmit, Notices } from './form';
 import { Time } from './view';
 
 type Key = ConsoleApiKeysQuery['apiKeys'][number];
@@ -60,16 +60,7 @@ export function ApiKeysPage({ apiKey, principalId }: { apiKey: string; principal
       </section>
       <section>
         <h2 id="keys-list-title">Keys {keys && <span class="count">({active.length} active)</span>}</h2>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
-        {notice && (
-          <p class="ok" role="status">
-            {notice}
-          </p>
-        )}
+        <Notices error={error} saved={notice} />
         {keys === null ? (
           <p>Loading…</p>
         ) : (

@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { request } from './api';
 import { AdminTypesQuery, CreateStandingApprovalMutation, RevokeStandingApprovalMutation, StandingApprovalsQuery } from './ops';
 import type { ConsoleStandingApprovalsQuery } from './generated/graphql';
-import { ConfirmButton, describedBy, Field, FormErrors, knownUsers, useSubmit } from './form';
+import { ConfirmButton, describedBy, Field, FormErrors, knownUsers, useSubmit, Notices } from './form';
 import { Time } from './view';
 
 type Grant = ConsoleStandingApprovalsQuery['standingApprovals'][number];
@@ -77,16 +77,7 @@ export function StandingApprovalsPage({ apiKey }: { apiKey: string }) {
           <input id="standing-ended" type="checkbox" checked={showEnded} onChange={(e) => setShowEnded(e.currentTarget.checked)} />
           <label for="standing-ended">Show revoked and expired too</label>
         </div>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
-        {notice && (
-          <p class="ok" role="status">
-            {notice}
-          </p>
-        )}
+        <Notices error={error} saved={notice} />
         {grants === null ? (
           <p>Loading…</p>
         ) : grants.length === 0 ? (
