@@ -16,7 +16,7 @@ import {
 } from './approval-tokens.js';
 import { inTransaction, type Actor, type EngineDeps } from './deps.js';
 import type { TxEffects } from './status-event.js';
-import { applyStep, commitStep, readActionScope, type ActionScopeRow } from './lifecycle/index.js';
+import { applyStep, commitStep, notMovedError, readActionScope, type ActionScopeRow } from './lifecycle/index.js';
 import { ForbiddenError, InvalidTransitionError, NotFoundError } from './errors.js';
 import { assertReadable, canCancel, canDecide } from './policy.js';
 import { describeDiff, payloadDiff } from './payload-diff.js';
@@ -241,8 +241,28 @@ async function decideInOneStatement(
 ): Promise<Action | null> {
   if (!final && !canDecide(principal, assertReadable(principal, action, action.id))) return null;
   const graceUntil = decision === 'approve' ? await graceUntilFor(deps, action) : null;
-  const step = { kind: 'decide', decision, text: comment, actor, graceUntil, revision } as const;
-  return final ? applyStep(deps, action, step) : (await commitStep(deps, action, step)).action;
+  // With a slot free in this process's worker, the approval claims it too: it starts at once here.
+  const slot = decision === 'approve' && !graceUntil ? await deps.queue.reserveHere(action) : null;
+  const step = { kind: 'decide', decision, text: comment, actor, graceUntil, revision, ...(slot ? { claim: slot.claim } : {}) } as const;
+  let result: Awaited<ReturnType<typeof commitStep>>;
+  try {
+    result = await commitStep(deps, action, step);
+  } catch (error) {
+    slot?.release();
+    throw error;
+  }
+  if (slot) {
+    if (result.action?.status === 'EXECUTING') {
+      slot.run(result.action);
+      // The answer is the action as the approval left it, as without the claim; its EXECUTING
+      // event follows at once.
+      return { ...result.action, status: 'APPROVED', statusSeq: result.action.statusSeq - 1, attempts: 0, runner: null };
+    }
+    slot.release();
+  }
+  if (result.action) return result.action;
+  if (final) throw notMovedError(result.plan, result.previous);
+  return null;
 }
 
 /**

@@ -132,15 +132,43 @@ export function loadConfigs(deps: Pick<EngineDeps, 'configCache'>, action: Pick<
 }
 
 /**
- * Runs one queue job: claims the action (APPROVED → EXECUTING, one statement, no read before),
+ * What the recheck at dispatch needs for actions of `ref.type` in `ref.spaceId`: the rules in
+ * force (cached), whether any of them can refuse it now (`ruled`: blocked, KYC), and whether there
+ * is anything to check at all (`check`: those, or a type that runs only with a person's approval).
+ */
+export async function dispatchCheck(
+  deps: Pick<EngineDeps, 'configCache' | 'types'>,
+  ref: { spaceId: string; type: string },
+): Promise<{ rules: readonly SafetyRuleInput[]; ruled: boolean; check: boolean }> {
+  const rules = await deps.configCache.safetyRules(ref.spaceId, ref.type);
+  const ruled = effectiveRules(rules, ref.type, ref.spaceId).some((r) => r.kind === 'BLOCKED' || r.kind === 'REQUIRES_KYC');
+  return { rules, ruled, check: ruled || Boolean(deps.types.find(ref.type)?.humanApproval) };
+}
+
+/**
+ * Runs the handler chain of an action approved and claimed in one statement by the process that
+ * runs it (see worker.ts): the first attempt, as a queue job's after its claim. Throws as
+ * {@link executeActionJob} does.
+ */
+export async function runClaimedAction(deps: ExecutionDeps, action: Action): Promise<void> {
+  await runChain(deps, action, deps.handlers.chainFor(action.type), action.attempts, MAX_ATTEMPTS);
+}
+
+/** What a run of an action is given: a queue job, or its like for a run started in the approving process. */
+export type ActionRun = Pick<Job<ActionJobData>, 'data' | 'attemptsMade'> & { opts: { attempts?: number } };
+
+/**
+ * Runs one queue job, or a run the worker starts itself (`origin.runner`, see worker.ts): claims
+ * the action (APPROVED → EXECUTING, one statement, no read before),
  * tries its handler chain in order (api → webhook → email → manual), and ends in COMPLETED with a
  * receipt, in a retry (retryable error, up to 3 attempts), in FAILED (permanent errors all along
  * the chain, or retries exhausted), or waiting (an operator, a callback). Every change goes
  * through the lifecycle writer; handlers only carry out the work.
  */
-export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobData>): Promise<void> {
-  const attempt = job.attemptsMade + 1;
-  const maxAttempts = job.opts.attempts ?? MAX_ATTEMPTS;
+export async function executeActionJob(deps: ExecutionDeps, job: ActionRun, origin: 'queue' | { runner: string } = 'queue'): Promise<void> {
+  const before = job.data.attemptsBefore ?? 0;
+  const attempt = before + job.attemptsMade + 1;
+  const maxAttempts = before + (job.opts.attempts ?? MAX_ATTEMPTS);
   let ref: ActionRef & { type: string };
   if (job.data.spaceId && job.data.type) {
     ref = { id: job.data.actionId, spaceId: job.data.spaceId, type: job.data.type };
@@ -165,9 +193,8 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
       if (refused.action) throw new UnrecoverableError(`Refused before execution: ${reason}; nothing was executed`);
     }
   }
-  const rules = await deps.configCache.safetyRules(ref.spaceId, ref.type);
-  const ruled = effectiveRules(rules, ref.type, ref.spaceId).some((r) => r.kind === 'BLOCKED' || r.kind === 'REQUIRES_KYC');
-  if (ruled || deps.types.find(ref.type)?.humanApproval) {
+  const { rules, ruled, check } = await dispatchCheck(deps, ref);
+  if (check) {
     const action = await deps.db.action.findUnique({ where: { id: ref.id } });
     if (!action) return;
     const refusal = action.status === 'APPROVED' ? ((ruled ? await refusedByRulesNow(deps, action, rules) : null) ?? (await missingHumanApproval(deps, action))) : null;
@@ -178,7 +205,8 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
   }
 
   // The worker's steps do not wait for their events to reach Redis (see applyEffects).
-  const claimed = await commitStep(deps, ref, { kind: 'claim', attempt, chain: chain.map((h) => h.name) }, { awaitPublish: false });
+  const runner = origin === 'queue' ? null : origin.runner;
+  const claimed = await commitStep(deps, ref, { kind: 'claim', attempt, chain: chain.map((h) => h.name), runner }, { awaitPublish: false });
   let action = claimed.action;
   if (!action) {
     if (claimed.previous === 'APPROVED' && claimed.scheduledFor) {
@@ -188,6 +216,12 @@ export async function executeActionJob(deps: ExecutionDeps, job: Job<ActionJobDa
     }
     // Cancelled (or otherwise decided) after it was queued: nothing to do.
     if (claimed.previous !== 'EXECUTING') return;
+    // A run in this process never resumes one claimed elsewhere.
+    if (runner) return;
+    // Claimed by a process that runs it itself (see worker.ts): while it does, the action is not
+    // stranded (a reconciler queued this job meanwhile) and must not run twice. What that process
+    // hands to the queue (the rest of its run) goes on.
+    if (claimed.runner && !job.data.handedOver && (await deps.queue.runnerBusy(claimed.runner, ref.id))) return;
     action = await resume(deps, ref, attempt, chain);
     if (!action) return;
   }

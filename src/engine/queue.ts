@@ -1,4 +1,5 @@
 import { Queue, type JobsOptions, type RedisOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { Action } from '../generated/prisma/client.js';
 import { withRedisTimeout } from './infra-errors.js';
 
@@ -13,6 +14,50 @@ export interface ActionJobData {
   type?: string;
   /** The standing approval that approved it, checked again before it runs (revoked since: refused). */
   grant?: string;
+  /**
+   * Attempts already made before this job (a run started in the approving process handed its
+   * retry to the queue): the job's attempts count on from there.
+   */
+  attemptsBefore?: number;
+  /**
+   * Queued by the process that claimed it to run it itself (`Action.runner`), for the rest of
+   * that run: the job resumes it even though that process is alive.
+   */
+  handedOver?: boolean;
+}
+
+/** What starting an action needs of it. */
+export type QueueableAction = Pick<Action, 'id' | 'priority' | 'scheduledFor'> & Partial<Pick<Action, 'spaceId' | 'type' | 'decidedBy'>>;
+
+/**
+ * Runs approved actions in this process without the queue's hop, when it can (see
+ * worker.ts): `tryStart` returns false when it will not (no free slot, not due yet, closing),
+ * and the action is queued as usual.
+ */
+export interface LocalStarter {
+  tryStart(action: QueueableAction, data: ActionJobData): boolean;
+  /**
+   * A slot for an action this process is about to approve: the approval claims it in the same
+   * statement (`claim`), then `run` starts it here, or `release` gives the slot back (the approval
+   * did not move it to EXECUTING). Null when it cannot run here now (see tryStart), is not due,
+   * or needs a check at dispatch.
+   */
+  reserve(action: Pick<Action, 'id' | 'spaceId' | 'type' | 'scheduledFor'>): Promise<Reservation | null>;
+  /** Whether this process, when it is `runner`, is running the action now; undefined when it is not `runner`. */
+  runs(runner: string, actionId: string): boolean | undefined;
+}
+
+export interface Reservation {
+  claim: { attempt: number; chain: readonly string[]; runner: string };
+  run(claimed: Action): void;
+  release(): void;
+}
+
+/** When a handed-over job is to run, and the attempts already made (see {@link ActionJobData.attemptsBefore}). */
+export interface Handover {
+  /** Milliseconds from now. */
+  delay: number;
+  attemptsBefore: number;
 }
 
 /** `Action.decidedBy` of an action a standing approval approved at creation. */
@@ -29,7 +74,34 @@ export function jobIdFor(actionId: string): string {
 
 /** Puts approved actions on the execution queue. */
 export interface ActionQueue {
-  enqueue(action: Pick<Action, 'id' | 'priority' | 'scheduledFor'> & Partial<Pick<Action, 'spaceId' | 'type' | 'decidedBy'>>): Promise<void>;
+  /**
+   * Starts the action in this process when its {@link LocalStarter} can, else queues its job.
+   * `here: false`: always the job (a stranded EXECUTING action: only a job resumes one).
+   */
+  enqueue(action: QueueableAction, options?: { here?: boolean }): Promise<void>;
+  /**
+   * Queues the rest of a run started in this process (a retry, a delay): its finished job, if a
+   * reconciler queued one meanwhile, is replaced.
+   */
+  handOver(action: QueueableAction, data: ActionJobData, handover: Handover): Promise<void>;
+  /** Lets `starter` start approved actions here; returns what stops it. */
+  attachLocal(starter: LocalStarter): () => void;
+  /** {@link LocalStarter.reserve} of the attached starter; null when none is. */
+  reserveHere(action: Pick<Action, 'id' | 'spaceId' | 'type' | 'scheduledFor'>): Promise<Reservation | null>;
+  /**
+   * The heartbeat of a process that runs actions itself (`Action.runner`), in Redis so that every
+   * reconciler and job sees it: set (or renewed) for `ms`. While it beats, no job resumes what
+   * that process claimed.
+   */
+  beat(runner: string, ms: number): Promise<void>;
+  /** Stops the heartbeat (the process has nothing running any more). */
+  endBeat(runner: string): Promise<void>;
+  /**
+   * Whether `runner` is running the action: this process knows (its own runs); another process
+   * is taken to be while its heartbeat is alive (it queues again what it stopped running, see
+   * worker.ts).
+   */
+  runnerBusy(runner: string, actionId: string): Promise<boolean>;
   /** Removes a job that has not started (after cancelAction). */
   remove(actionId: string): Promise<void>;
   /** The job's state, or null when there is none. */
@@ -52,6 +124,8 @@ export interface ActionQueueOptions {
   commandTimeoutMs?: number;
   /** Connection errors of the queue's Redis client (without a listener they are printed raw). */
   onError?: (error: Error) => void;
+  /** Where the heartbeats of processes that run actions themselves are kept (the app's general Redis connection). */
+  leases: Redis;
 }
 
 export function createActionQueue(options: ActionQueueOptions): ActionQueue {
@@ -68,14 +142,53 @@ export function createActionQueue(options: ActionQueueOptions): ActionQueue {
   queue.on('error', (error) => options.onError?.(error));
   const bounded = <T>(what: string, run: () => Promise<T>): Promise<T> =>
     options.commandTimeoutMs ? withRedisTimeout(run(), options.commandTimeoutMs, what) : run();
+  const beatKey = (runner: string) => `${options.prefix}:runner:${runner}`;
+  let local: LocalStarter | null = null;
   return {
     queue,
-    async enqueue(action) {
+    async enqueue(action, { here = true } = {}) {
       const delay = action.scheduledFor ? Math.max(0, action.scheduledFor.getTime() - options.clock().getTime()) : 0;
-      const opts: JobsOptions = { jobId: jobIdFor(action.id), priority: action.priority, delay };
       const data: ActionJobData = action.spaceId && action.type ? { actionId: action.id, spaceId: action.spaceId, type: action.type } : { actionId: action.id };
       if (action.decidedBy?.startsWith(GRANT_DECIDER_PREFIX)) data.grant = action.decidedBy.slice(GRANT_DECIDER_PREFIX.length);
+      if (here && delay === 0 && local?.tryStart(action, data)) return;
+      const opts: JobsOptions = { jobId: jobIdFor(action.id), priority: action.priority, delay };
       await bounded('the enqueue', () => queue.add('execute', data, opts));
+    },
+    async handOver(action, data, { delay, attemptsBefore }) {
+      const opts: JobsOptions = {
+        jobId: jobIdFor(action.id),
+        priority: action.priority,
+        delay,
+        attempts: Math.max(1, MAX_ATTEMPTS - attemptsBefore),
+        // The backoff doubles on from where the run here left it.
+        backoff: { type: 'exponential', delay: options.backoffMs * 2 ** attemptsBefore },
+      };
+      await bounded('the hand-over to the queue', async () => {
+        const job = await queue.getJob(jobIdFor(action.id));
+        // A reconciler's job that found the run going here ended without running it.
+        if (job && ((await job.isCompleted()) || (await job.isFailed()))) await job.remove();
+        await queue.add('execute', { ...data, attemptsBefore, handedOver: true }, opts);
+      });
+    },
+    attachLocal(starter) {
+      local = starter;
+      return () => {
+        if (local === starter) local = null;
+      };
+    },
+    async reserveHere(action) {
+      return local ? local.reserve(action) : null;
+    },
+    async beat(runner, ms) {
+      await bounded('the runner heartbeat', () => options.leases.set(beatKey(runner), '1', 'PX', ms));
+    },
+    async endBeat(runner) {
+      await bounded('the runner heartbeat', () => options.leases.del(beatKey(runner)));
+    },
+    async runnerBusy(runner, actionId) {
+      const here = local?.runs(runner, actionId);
+      if (here !== undefined) return here;
+      return (await bounded('the runner heartbeat lookup', () => options.leases.exists(beatKey(runner)))) === 1;
     },
     async remove(actionId) {
       await bounded('the job removal', async () => {

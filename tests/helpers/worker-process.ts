@@ -1,5 +1,7 @@
 // A worker process for the crash test: the real app and worker, plus one test handler with a
-// side effect that a repeat must not perform twice. Run with `node --import tsx`.
+// side effect that a repeat must not perform twice. Run with `node --import tsx`. With
+// TEST_SERVE=1 it also serves the API (as `action-engine start` does), so that actions created
+// through it run there (runs started here, see worker.ts).
 import { existsSync } from 'node:fs';
 import { appendFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -8,6 +10,7 @@ import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { defineHandler } from '../../src/handlers/define-handler.js';
 import { createLogger } from '../../src/logger.js';
+import { createApiServer } from '../../src/server.js';
 import { startWorker } from '../../src/worker.js';
 import { sideEffectType } from './side-effect-type.js';
 
@@ -43,7 +46,10 @@ const app = await createApp(config, logger, {
 });
 // Lock and stalled check come from WORKER_LOCK_MS / WORKER_STALLED_CHECK_MS (defaults unless the test sets them).
 const worker = startWorker(app);
-logger.info({ pid: process.pid }, 'test worker running');
+if (process.env.TEST_SERVE === '1') {
+  const port = await createApiServer(app).listen(0, '127.0.0.1');
+  logger.info({ pid: process.pid, url: `http://127.0.0.1:${port}` }, 'test worker listening');
+} else logger.info({ pid: process.pid }, 'test worker running');
 process.once('SIGTERM', () => {
   void worker.close().then(() => app.close()).then(() => process.exit(0));
 });

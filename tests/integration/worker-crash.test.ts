@@ -29,8 +29,8 @@ afterAll(async () => {
   await rm(effectsDir, { recursive: true, force: true });
 });
 
-/** A worker process; `fastLocks` (the first test) shortens the lock and stalled check to keep it quick. */
-function startWorkerProcess(fastLocks = true) {
+/** A worker process; `fastLocks` (the first test) shortens the lock and stalled check to keep it quick; `env` adds to its environment. */
+function startWorkerProcess(fastLocks = true, env: Record<string, string> = {}) {
   return startService(
     [],
     {
@@ -42,6 +42,7 @@ function startWorkerProcess(fastLocks = true) {
       TEST_EFFECTS_DIR: effectsDir,
       LOG_LEVEL: 'info',
       ...(fastLocks ? { WORKER_LOCK_MS: '1500', WORKER_STALLED_CHECK_MS: '500' } : {}),
+      ...env,
     },
     60_000,
     workerScript,
@@ -129,5 +130,45 @@ describe('a worker killed with SIGKILL while its handler runs', () => {
     expect(status).toBe('COMPLETED');
     expect(await mine()).toHaveLength(1);
     expect(await t.app.db.receipt.count({ where: { actionId: id } })).toBe(1);
+  }, 60_000);
+
+  it('an action that process started itself (no job) is run again by another process once its heartbeat stops, with the side effect once', async () => {
+    const first = await startWorkerProcess(true, { TEST_SERVE: '1' });
+    workers.push(first);
+    const { key } = await createApiKey(t.app.db, { role: 'AGENT', space: 'crash-here', user: 'hedy' });
+    // Created through the process that runs a worker: approved by the rules, it starts there.
+    const { body } = await postGraphql(
+      first.url,
+      key,
+      'mutation { createAction(input: { type: "test_side_effect", payload: { ms: 10000 } }) { action { id status } errors { code message } } }',
+    );
+    const id = body.data.createAction.action.id as string;
+    const mine = async () => (await effects()).filter((line) => line.startsWith(id));
+    for (let i = 0; i < 200 && (await mine()).length === 0; i++) await sleep(50);
+    expect(await mine()).toHaveLength(1);
+    const running = await t.app.db.action.findUniqueOrThrow({ where: { id } });
+    expect(running.status).toBe('EXECUTING');
+    expect(running.runner).toContain(`:${first.child.pid}:`);
+    expect(await t.app.engine.queue.state(id)).toBeNull();
+
+    const second = await startWorkerProcess(true, { RECONCILE_SECONDS: '1' });
+    workers.push(second);
+    // Alive, the first process keeps the second's reconciler (a round at start, then every second) off its run.
+    await sleep(1500);
+    expect(await t.app.engine.queue.state(id)).toBeNull();
+    const killedAt = Date.now();
+    expect(await first.stop('SIGKILL')).toBeNull();
+    let status = '';
+    for (let i = 0; i < 400 && status !== 'COMPLETED'; i++) {
+      status = (await t.app.db.action.findUniqueOrThrow({ where: { id } })).status;
+      if (status !== 'COMPLETED') await sleep(50);
+    }
+    expect(status).toBe('COMPLETED');
+    expect(Date.now() - killedAt).toBeLessThan(20_000);
+    expect(await mine()).toHaveLength(1);
+    const executions = await t.app.db.execution.findMany({ where: { actionId: id }, orderBy: { startedAt: 'asc' } });
+    expect(executions.map((e) => e.status)).toEqual(['FAILED', 'SUCCEEDED']);
+    expect(await t.app.db.receipt.count({ where: { actionId: id } })).toBe(1);
+    await second.stop('SIGTERM');
   }, 60_000);
 });

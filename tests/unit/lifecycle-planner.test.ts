@@ -29,6 +29,8 @@ const EXAMPLES: Record<StepKind, Step[]> = {
       edit: { payload: { subject: 'Hello' }, payloadHash: 'h2', diff: [{ path: 'subject', from: 'Hi', to: 'Hello' }], summary: 'subject: "Hi" → "Hello"', original: { payload: { subject: 'Hi' }, payloadHash: 'h1', author: 'agent' } },
       quorum: { approvals: 1, required: 1 },
     },
+    // Approved and claimed at once by the process that runs it (worker.ts, runs started here).
+    { kind: 'decide', decision: 'approve', text: null, actor: person, revision: 1, claim: { attempt: 1, chain: ['noop', 'manual'], runner: 'host:1:r' } },
   ],
   cancel: [{ kind: 'cancel', reason: 'changed my mind', actor: person }],
   expire: [{ kind: 'expire', expiresAt: at }],
@@ -73,12 +75,23 @@ describe('lifecycle planner', () => {
     for (const { plan } of plans) {
       if (!plan.to) continue;
       expect(plan.from, plan.step).not.toBeNull();
-      for (const from of plan.from!) expect(canTransition(from, plan.to), `${plan.step}: ${from} → ${plan.to}`).toBe(true);
+      for (const from of plan.from!) {
+        // A move through a status (approved and claimed at once) makes both moves of the table.
+        if (plan.via) {
+          expect(canTransition(from, plan.via.status), `${plan.step}: ${from} → ${plan.via.status}`).toBe(true);
+          expect(canTransition(plan.via.status, plan.to), `${plan.step}: ${plan.via.status} → ${plan.to}`).toBe(true);
+        } else expect(canTransition(from, plan.to), `${plan.step}: ${from} → ${plan.to}`).toBe(true);
+      }
     }
   });
 
   it('every transition of the table is made by some step (no move without a writer)', () => {
-    const made = new Set(plans.flatMap(({ plan }) => (plan.to ? plan.from!.map((f) => `${f}→${plan.to}`) : [])));
+    const made = new Set(
+      plans.flatMap(({ plan }) => {
+        if (!plan.to) return [];
+        return plan.via ? plan.from!.flatMap((f) => [`${f}→${plan.via!.status}`, `${plan.via!.status}→${plan.to}`]) : plan.from!.map((f) => `${f}→${plan.to}`);
+      }),
+    );
     const table = ACTION_STATUSES.flatMap((from) => TRANSITIONS[from].map((to: ActionStatus) => `${from}→${to}`));
     expect([...made].sort()).toEqual(table.sort());
   });
@@ -127,6 +140,20 @@ describe('lifecycle planner', () => {
     expect(events(EXAMPLES.escalate[0]!)).toEqual(['approval.escalated']);
   });
 
+  it('an approval that claims too moves PENDING → APPROVED → EXECUTING in one plan: both status updates (the first carrying APPROVED), the audit entries of both steps, the runner; with a grace period the claim is left to the queue', () => {
+    const plan = planStep(action, EXAMPLES.decide[5]!, at);
+    expect([plan.from, plan.to, plan.via]).toEqual([['PENDING'], 'EXECUTING', { status: 'APPROVED', messages: 1 }]);
+    expect(plan.messages).toEqual(['Approved', 'Executing']);
+    expect(plan.audit.map((e) => e.event)).toEqual(['action.approved', 'action.queued', 'execution.started']);
+    expect(plan.audit[2]).toMatchObject({ actor: 'system', data: { attempt: 1, chain: ['noop', 'manual'] } });
+    expect(plan.set).toMatchObject({ decidedBy: person.id, attempts: 1, runner: 'host:1:r' });
+    expect(plan.guards).toEqual([{ kind: 'revisionIs', revision: 1 }]);
+    const graceUntil = new Date(at.getTime() + 60_000);
+    const waiting = planStep(action, { ...(EXAMPLES.decide[5] as Extract<Step, { kind: 'decide' }>), graceUntil }, at);
+    expect([waiting.to, waiting.via, waiting.enqueue, waiting.set.runner]).toEqual(['APPROVED', null, true, undefined]);
+    expect(waiting.audit.map((e) => e.event)).toEqual(['action.approved', 'action.queued']);
+  });
+
   it('plans an escalation: PENDING only, no move and no effects, one status update naming who was asked and after how long, audited by the system', () => {
     const plan = planStep(action, EXAMPLES.escalate[0]!, at);
     expect(plan.from).toEqual(['PENDING']);
@@ -169,7 +196,8 @@ describe('lifecycle planner', () => {
   it('asks for the effects after commit: approval queues, cancelling dequeues only what was APPROVED, nothing else does', () => {
     const effects = (p: Plan) => [p.enqueue, p.dequeueIfWasApproved];
     for (const { step, plan } of plans) {
-      if (step.kind === 'decide') expect(effects(plan)).toEqual([step.decision === 'approve' && (!step.quorum || step.quorum.approvals >= step.quorum.required), false]);
+      // An approval that claims it too has nothing to queue: its process runs it.
+      if (step.kind === 'decide') expect(effects(plan)).toEqual([step.decision === 'approve' && !step.claim && (!step.quorum || step.quorum.approvals >= step.quorum.required), false]);
       else if (step.kind === 'cancel') expect(effects(plan)).toEqual([false, true]);
       else expect(effects(plan), step.kind).toEqual([false, false]);
     }

@@ -89,6 +89,8 @@ export interface CommitResult {
   previous: ActionStatus;
   /** Its scheduled time (why a claim was not due). */
   scheduledFor: Date | null;
+  /** The process running it without a queue job, as found (why a claim of an EXECUTING action must not resume it). */
+  runner: string | null;
   /** Webhook endpoints that got new deliveries from this step (null: none). */
   webhooks: string[] | null;
 }
@@ -97,7 +99,7 @@ export interface CommitResult {
 const ACTION_COLUMNS = [
   'id', 'spaceId', 'userId', 'requestedById', 'type', 'payload', 'payloadHash', 'priority', 'scheduledFor', 'idempotencyKey', 'status',
   'statusSeq', 'requiresApproval', 'attempts', 'result', 'error', 'createdAt', 'updatedAt', 'approvalExpiresAt', 'decidedAt', 'decidedBy',
-  'completedAt', 'auditSeq', 'auditHead', 'revision', 'approvalsRequired',
+  'completedAt', 'auditSeq', 'auditHead', 'revision', 'approvalsRequired', 'runner',
 ] as const;
 /** Steps whose caller needs the whole row back (GraphQL answers, the worker's handler); the others get it without `payload` and `result` (null). */
 const FULL_ROW_STEPS: ReadonlySet<Plan['step']> = new Set(['decide', 'cancel', 'expire', 'claim', 'resume', 'rolledBack']);
@@ -141,17 +143,19 @@ export function buildCommitSql(plan: Plan): { text: string; values: unknown[] } 
   if (s.revision !== undefined) sets.push(`"revision" = ${p.add(s.revision, 'int')}`);
   if (s.approvalsRequired !== undefined) sets.push(`"approvalsRequired" = ${p.add(s.approvalsRequired, 'int')}`);
   if (s.scheduledFor !== undefined) sets.push(`"scheduledFor" = ${p.add(s.scheduledFor?.toISOString() ?? null, 'timestamptz')}`);
+  if (s.runner !== undefined) sets.push(`"runner" = ${p.add(s.runner, 'text')}`);
   if (s.approvalExpiresAt !== undefined) sets.push(`"approvalExpiresAt" = ${p.add(s.approvalExpiresAt?.toISOString() ?? null, 'timestamptz')}`);
 
   const ctes = [
-    `old AS (SELECT "id", "status", "scheduledFor", "auditSeq", "auditHead"${plan.guards.some((g) => g.kind === 'revisionIs') ? ', "revision"' : ''} FROM "Action" WHERE "id" = ${id} FOR UPDATE)`,
+    `old AS (SELECT "id", "status", "scheduledFor", "runner", "auditSeq", "auditHead"${plan.guards.some((g) => g.kind === 'revisionIs') ? ', "revision"' : ''} FROM "Action" WHERE "id" = ${id} FOR UPDATE)`,
     `c AS (SELECT old."id", old."auditSeq" AS "prevSeq", old."auditHead" AS "prevHead"${audit.count ? `, ${audit.links('old')} AS "links"` : ''}
       FROM old${conditions.length ? ` WHERE ${conditions.join(' AND ')}` : ''})`,
     `moved AS (UPDATE "Action" a SET ${sets.join(', ')} FROM c WHERE a."id" = c."id" RETURNING ${columnsOf('a', FULL_ROW_STEPS.has(plan.step))})`,
   ];
   if (updates.length) {
     // Notes come first and keep the status the action had; the step's own updates carry the new one.
-    const status = plan.notes.length ? `CASE WHEN u.ord <= ${plan.notes.length} THEN o."status" ELSE m."status" END` : 'm."status"';
+    const via = plan.via ? ` WHEN u.ord <= ${plan.notes.length + plan.via.messages} THEN ${p.add(plan.via.status, '"ActionStatus"')}` : '';
+    const status = plan.notes.length || via ? `CASE${plan.notes.length ? ` WHEN u.ord <= ${plan.notes.length} THEN o."status"` : ''}${via} ELSE m."status" END` : 'm."status"';
     ctes.push(`su AS (INSERT INTO "StatusUpdate" ("id", "actionId", "seq", "status", "message", "createdAt")
       SELECT gen_random_uuid(), m."id", m."statusSeq" - ${updates.length} + u.ord::int, ${status}, u.msg, ${at}
       FROM moved m, old o, unnest(${p.add(updates, 'text[]')}) WITH ORDINALITY AS u(msg, ord)
@@ -164,7 +168,7 @@ export function buildCommitSql(plan: Plan): { text: string; values: unknown[] } 
   plan.writes.forEach((write, i) => ctes.push(`w${i} AS (${writeSql(p, write, id, usedTokens)})`));
 
   const text = `WITH ${ctes.join(',\n')}
-SELECT old."status" AS "_previous", old."scheduledFor" AS "_scheduledFor", ${updates.length ? WEBHOOKS_WRITTEN : 'NULL::uuid[]'} AS "_webhooks", ${columnsOf('m', true)} FROM old LEFT JOIN moved m ON true`;
+SELECT old."status" AS "_previous", old."scheduledFor" AS "_scheduledFor", old."runner" AS "_runner", ${updates.length ? WEBHOOKS_WRITTEN : 'NULL::uuid[]'} AS "_webhooks", ${columnsOf('m', true)} FROM old LEFT JOIN moved m ON true`;
   return { text, values: p.values };
 }
 
@@ -272,15 +276,15 @@ function writeSql(p: SqlParams, w: Write, actionId: string, usedTokens: readonly
   }
 }
 
-type CommitRow = Action & { _previous: ActionStatus; _scheduledFor: Date | null; _webhooks: string[] | null };
+type CommitRow = Action & { _previous: ActionStatus; _scheduledFor: Date | null; _runner: string | null; _webhooks: string[] | null };
 
 /** Runs a plan's statement; null when there is no such action. */
-export async function commitPlan(runner: SqlRunner, plan: Plan): Promise<CommitResult | null> {
+export async function commitPlan(sql: SqlRunner, plan: Plan): Promise<CommitResult | null> {
   const { text, values } = buildCommitSql(plan);
-  const [row] = await runner.query<CommitRow>(text, values);
+  const [row] = await sql.query<CommitRow>(text, values);
   if (!row) return null;
-  const { _previous: previous, _scheduledFor: scheduledFor, _webhooks: webhooks, ...rest } = row;
-  return { action: rest.id ? (rest as Action) : null, previous, scheduledFor, webhooks };
+  const { _previous: previous, _scheduledFor: scheduledFor, _runner: runner, _webhooks: webhooks, ...rest } = row;
+  return { action: rest.id ? (rest as Action) : null, previous, scheduledFor, runner, webhooks };
 }
 
 /** A new action as the creating statement writes it. */

@@ -82,7 +82,9 @@ export function collectEffects(plan: Plan, result: CommitResult, effects: TxEffe
   const action = result.action!;
   const first = action.statusSeq - plan.notes.length - plan.messages.length;
   plan.notes.forEach((note, i) => effects.push(statusEventOf({ ...action, status: result.previous }, first + i + 1, note, plan.at)));
-  plan.messages.forEach((message, i) => effects.push(statusEventOf(action, first + plan.notes.length + i + 1, message, plan.at)));
+  plan.messages.forEach((message, i) =>
+    effects.push(statusEventOf(plan.via && i < plan.via.messages ? { ...action, status: plan.via.status } : action, first + plan.notes.length + i + 1, message, plan.at)),
+  );
   if (plan.enqueue) effects.enqueue.push(action);
   if (plan.dequeueIfWasApproved && result.previous === 'APPROVED') effects.dequeue.push(action.id);
   if (result.webhooks) effects.webhooks.push(...result.webhooks);

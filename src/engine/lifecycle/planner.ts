@@ -21,6 +21,7 @@ export interface ActionColumns {
   payloadHash?: string;
   revision?: number;
   approvalsRequired?: number;
+  runner?: string | null;
 }
 
 /** A row besides the action's that a step writes, only when the move itself happens. */
@@ -73,6 +74,8 @@ export interface Plan {
   notes: string[];
   /** Status updates of the step itself, after the notes (each bumps statusSeq): they carry the new status (or the current one). */
   messages: string[];
+  /** A status passed through on the way to `to` (approved and claimed at once): the first `messages` of {@link messages} carry it. */
+  via: { status: ActionStatus; messages: number } | null;
   audit: AuditInput[];
   writes: Write[];
   /** After commit: queue the action (it became APPROVED). */
@@ -101,6 +104,7 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
     guards: [],
     notes: [],
     messages: [],
+    via: null,
     audit: [],
     writes: [],
     enqueue: false,
@@ -164,7 +168,16 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
           plan.messages.push(graceMessage(step.graceUntil));
         }
         audit(queuedEntry(step.graceUntil ? { ...action, scheduledFor: step.graceUntil } : action));
-        plan.enqueue = true;
+        if (step.claim && !step.graceUntil) {
+          // Approved and claimed in one move (APPROVED → EXECUTING as the claim below would).
+          assertTransition('APPROVED', 'EXECUTING');
+          plan.via = { status: 'APPROVED', messages: plan.messages.length };
+          plan.to = 'EXECUTING';
+          plan.set.attempts = step.claim.attempt;
+          plan.set.runner = step.claim.runner;
+          plan.messages.push('Executing');
+          audit({ event: 'execution.started', data: { attempt: step.claim.attempt, chain: [...step.claim.chain] } });
+        } else plan.enqueue = true;
       } else {
         audit({ event: 'action.rejected', data: { reason: step.text ?? '' } }, step.actor);
       }
@@ -196,13 +209,14 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
     case 'claim':
       move(['APPROVED'], 'EXECUTING');
       plan.guards.push({ kind: 'due', now: at });
-      plan.set = { attempts: step.attempt };
+      plan.set = { attempts: step.attempt, runner: step.runner ?? null };
       plan.messages.push('Executing');
       audit({ event: 'execution.started', data: { attempt: step.attempt, chain: [...step.chain] } });
       break;
     case 'resume':
       plan.from = ['EXECUTING'];
-      plan.set = { attempts: step.attempt };
+      // A queue job runs it from here on.
+      plan.set = { attempts: step.attempt, runner: null };
       if (step.interrupted.length) {
         plan.writes.push({
           kind: 'executions.interrupt',

@@ -29,13 +29,20 @@ export type Step =
       quorumRaised?: boolean;
       /** A new approval link for the user (an edit voids the old ones while approvals are still needed). */
       reask?: NewApprovalToken | null;
+      /**
+       * Claim it too, in the same statement, for this process to run it at once (see worker.ts):
+       * an approval that makes it APPROVED makes it EXECUTING, with both status updates. Only for
+       * an action that is due and needs no check at dispatch; ignored with a grace period.
+       */
+      claim?: { attempt: number; chain: readonly string[]; runner: string };
     }
   | { kind: 'cancel'; reason: string | null; actor: Actor }
   | { kind: 'expire'; expiresAt: Date }
   /** The recheck before dispatch refused it (e.g. a payment with no person's approval). */
   | { kind: 'refuse'; reason: string }
   /** A worker takes an APPROVED action that is due: APPROVED → EXECUTING. */
-  | { kind: 'claim'; attempt: number; chain: readonly string[] }
+  /** `runner`: the process that runs it itself, without a queue job (null or absent: a queue job). */
+  | { kind: 'claim'; attempt: number; chain: readonly string[]; runner?: string | null }
   /** A retry or a recovered job takes an EXECUTING action again; `interrupted` are the executions a dead worker left RUNNING. */
   | { kind: 'resume'; attempt: number; interrupted: readonly string[] }
   /** A handler starts an attempt whose repeat must be known (check, none): its RUNNING row is written first. */
