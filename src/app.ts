@@ -181,7 +181,7 @@ export async function createApp(config: Config, logger: Logger, options: CreateA
       clock: () => new Date(),
       commandTimeoutMs: config.redisCommandTimeoutMs,
       onError: (error) => logger.warn({ client: 'queue', err: error.message }, 'redis connection error'),
-      leases: redis,
+      heartbeats: redis,
     });
     closers.push(() => queue.close());
     const webhooks = createWebhookQueue({

@@ -242,7 +242,8 @@ async function decideInOneStatement(
   if (!final && !canDecide(principal, assertReadable(principal, action, action.id))) return null;
   const graceUntil = decision === 'approve' ? await graceUntilFor(deps, action) : null;
   // With a slot free in this process's worker, the approval claims it too: it starts at once here.
-  const slot = decision === 'approve' && !graceUntil ? await deps.queue.reserveHere(action) : null;
+  // (A slot that cannot be had, e.g. the rules unreadable, leaves the action to the queue.)
+  const slot = decision === 'approve' && !graceUntil ? await deps.queue.reserveHere(action).catch(() => null) : null;
   const step = { kind: 'decide', decision, text: comment, actor, graceUntil, revision, ...(slot ? { claim: slot.claim } : {}) } as const;
   let result: Awaited<ReturnType<typeof commitStep>>;
   try {

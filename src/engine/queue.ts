@@ -125,7 +125,7 @@ export interface ActionQueueOptions {
   /** Connection errors of the queue's Redis client (without a listener they are printed raw). */
   onError?: (error: Error) => void;
   /** Where the heartbeats of processes that run actions themselves are kept (the app's general Redis connection). */
-  leases: Redis;
+  heartbeats: Redis;
 }
 
 export function createActionQueue(options: ActionQueueOptions): ActionQueue {
@@ -180,15 +180,15 @@ export function createActionQueue(options: ActionQueueOptions): ActionQueue {
       return local ? local.reserve(action) : null;
     },
     async beat(runner, ms) {
-      await bounded('the runner heartbeat', () => options.leases.set(beatKey(runner), '1', 'PX', ms));
+      await bounded('the runner heartbeat', () => options.heartbeats.set(beatKey(runner), '1', 'PX', ms));
     },
     async endBeat(runner) {
-      await bounded('the runner heartbeat', () => options.leases.del(beatKey(runner)));
+      await bounded('the runner heartbeat', () => options.heartbeats.del(beatKey(runner)));
     },
     async runnerBusy(runner, actionId) {
       const here = local?.runs(runner, actionId);
       if (here !== undefined) return here;
-      return (await bounded('the runner heartbeat lookup', () => options.leases.exists(beatKey(runner)))) === 1;
+      return (await bounded('the runner heartbeat lookup', () => options.heartbeats.exists(beatKey(runner)))) === 1;
     },
     async remove(actionId) {
       await bounded('the job removal', async () => {
