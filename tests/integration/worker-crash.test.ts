@@ -8,6 +8,7 @@ import { startService, type ServiceProcess } from '../helpers/cli.js';
 import { sideEffectType } from '../helpers/side-effect-type.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { postGraphql } from '../helpers/http.js';
+import { waitForActionStatus } from '../helpers/wait.js';
 
 const workerScript = path.resolve(import.meta.dirname, '../helpers/worker-process.ts');
 
@@ -57,6 +58,21 @@ async function effects(): Promise<string[]> {
   }
 }
 
+/** Creates a side-effect action through `url` (an API) and waits until its effect happened; `mine` lists its effects. */
+async function runningSideEffect(url: string, space: string, user: string, ms: number) {
+  const { key } = await createApiKey(t.app.db, { role: 'AGENT', space, user });
+  const { body } = await postGraphql(
+    url,
+    key,
+    `mutation { createAction(input: { type: "test_side_effect", payload: { ms: ${ms} } }) { action { id status } errors { code message } } }`,
+  );
+  const id = body.data.createAction.action.id as string;
+  const mine = async () => (await effects()).filter((line) => line.startsWith(id));
+  for (let i = 0; i < 200 && (await mine()).length === 0; i++) await sleep(50);
+  expect(await mine()).toHaveLength(1);
+  return { id, mine };
+}
+
 describe('a worker killed with SIGKILL while its handler runs', () => {
   it('loses nothing: the job is recovered by another worker, the action completes, and the side effect happened once', async () => {
     const first = await startWorkerProcess();
@@ -93,16 +109,7 @@ describe('a worker killed with SIGKILL while its handler runs', () => {
   it('with the default WORKER_LOCK_MS and WORKER_STALLED_CHECK_MS, another worker runs the job again within 15 s of the kill', async () => {
     const first = await startWorkerProcess(false);
     workers.push(first);
-    const { key } = await createApiKey(t.app.db, { role: 'AGENT', space: 'crash-defaults', user: 'gina' });
-    const { body } = await postGraphql(
-      t.url,
-      key,
-      'mutation { createAction(input: { type: "test_side_effect", payload: { ms: 10000 } }) { action { id status } errors { code message } } }',
-    );
-    const id = body.data.createAction.action.id as string;
-    const mine = async () => (await effects()).filter((line) => line.startsWith(id));
-    for (let i = 0; i < 200 && (await mine()).length === 0; i++) await sleep(50);
-    expect(await mine()).toHaveLength(1);
+    const { id, mine } = await runningSideEffect(t.url, 'crash-defaults', 'gina', 10_000);
     // Let the lock be renewed at least once, the worst case for recovery. The handler runs 10 s,
     // so it is still running when the second worker (seconds to start on a busy machine) is up.
     await sleep(500);
@@ -135,17 +142,8 @@ describe('a worker killed with SIGKILL while its handler runs', () => {
   it('an action that process started itself (no job) is run again by another process once its heartbeat stops, with the side effect once', async () => {
     const first = await startWorkerProcess(true, { TEST_SERVE: '1' });
     workers.push(first);
-    const { key } = await createApiKey(t.app.db, { role: 'AGENT', space: 'crash-here', user: 'hedy' });
     // Created through the process that runs a worker: approved by the rules, it starts there.
-    const { body } = await postGraphql(
-      first.url,
-      key,
-      'mutation { createAction(input: { type: "test_side_effect", payload: { ms: 10000 } }) { action { id status } errors { code message } } }',
-    );
-    const id = body.data.createAction.action.id as string;
-    const mine = async () => (await effects()).filter((line) => line.startsWith(id));
-    for (let i = 0; i < 200 && (await mine()).length === 0; i++) await sleep(50);
-    expect(await mine()).toHaveLength(1);
+    const { id, mine } = await runningSideEffect(first.url, 'crash-here', 'hedy', 10_000);
     const running = await t.app.db.action.findUniqueOrThrow({ where: { id } });
     expect(running.status).toBe('EXECUTING');
     expect(running.runner).toContain(`:${first.child.pid}:`);
@@ -158,12 +156,7 @@ describe('a worker killed with SIGKILL while its handler runs', () => {
     expect(await t.app.engine.queue.state(id)).toBeNull();
     const killedAt = Date.now();
     expect(await first.stop('SIGKILL')).toBeNull();
-    let status = '';
-    for (let i = 0; i < 400 && status !== 'COMPLETED'; i++) {
-      status = (await t.app.db.action.findUniqueOrThrow({ where: { id } })).status;
-      if (status !== 'COMPLETED') await sleep(50);
-    }
-    expect(status).toBe('COMPLETED');
+    expect((await waitForActionStatus(t.app.db, id, 'COMPLETED', 20_000)).status).toBe('COMPLETED');
     expect(Date.now() - killedAt).toBeLessThan(20_000);
     expect(await mine()).toHaveLength(1);
     const executions = await t.app.db.execution.findMany({ where: { actionId: id }, orderBy: { startedAt: 'asc' } });
