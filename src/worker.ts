@@ -112,7 +112,7 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
   /** Hands the rest of a run started here to the queue. */
   async function handOver(action: QueueableAction, data: ActionJobData, delay: number, attemptsBefore: number): Promise<void> {
     try {
-      await app.engine.queue.handOver(action, data, { delay, attemptsBefore });
+      await app.engine.queue.handOver(action, data, { delay, attemptsBefore, runner: ownRunner });
       unhanded.delete(action.id);
     } catch (error) {
       logger.error({ err: briefError(error), actionId: action.id }, 'could not queue the rest of a run started here; trying again next reconciler round');
@@ -218,7 +218,7 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
   }
 
   /** What the reconciler needs of an action to queue it. */
-  type Queueable = { id: string; spaceId: string; type: string; priority: number; scheduledFor: Date | null; runner: string | null };
+  type Queueable = { id: string; spaceId: string; type: string; priority: number; scheduledFor: Date | null; runner: string | null; attempts: number };
 
   /** Every row of a keyset-paginated query: `page(last)` reads the rows after `last` (null: from the start). */
   async function* everyPage(page: (last: Queueable | null) => Promise<Queueable[]>): AsyncGenerator<Queueable> {
@@ -230,7 +230,7 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
     }
   }
 
-  const select = { id: true, spaceId: true, type: true, priority: true, scheduledFor: true, runner: true } as const;
+  const select = { id: true, spaceId: true, type: true, priority: true, scheduledFor: true, runner: true, attempts: true } as const;
 
   /** Due APPROVED actions: unscheduled ones (keyset by id), then those scheduled by DUE_MARGIN_MS from now (keyset by scheduledFor, id). */
   async function* dueApproved(): AsyncGenerator<Queueable> {
@@ -288,7 +288,8 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
       if (action.runner === ownRunner) {
         // Claimed here and no longer running here (its run ended without a hand-over, or that
         // failed): only this process knows, so it queues it as the rest of its own run.
-        await app.engine.queue.handOver(action, { actionId: action.id, spaceId: action.spaceId, type: action.type }, { delay: 0, attemptsBefore: 0 });
+        // Its attempts so far count (the claim or resume recorded the last one).
+        await handOver(action, { actionId: action.id, spaceId: action.spaceId, type: action.type }, 0, action.attempts);
         resumed += 1;
         continue;
       }
@@ -317,11 +318,12 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
       closing = true;
       detachLocal();
       const drained = Promise.all(local.values());
+      // One SHUTDOWN_TIMEOUT_MS for these runs and the queue's jobs together.
+      const late = new Promise<false>((resolve) => setTimeout(resolve, config.shutdownTimeoutMs, false).unref());
       // Side by side with the execution worker's close, so an outage does not double the wait.
       const webhooksClosed = webhooks.close();
       const approvalsClosed = approvals.close();
       if (!(await closeQueueWorker(app, worker))) logger.warn({ timeoutMs: config.shutdownTimeoutMs }, 'worker did not close in time; disconnected it');
-      const late = new Promise<false>((resolve) => setTimeout(resolve, config.shutdownTimeoutMs, false).unref());
       const finished = await Promise.race([drained.then(() => true), late]);
       // Beating until now: a run going here must not look stranded.
       clearInterval(heart);

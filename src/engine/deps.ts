@@ -103,7 +103,8 @@ export async function applyEffects(
       deps.logger.warn({ err: briefError(error) }, 'could not queue webhook deliveries; the sweeper will');
     });
   }
-  await Promise.all([enqueue(), dequeue(), publish()]);
+  // The events are written first: a run started here by the enqueue publishes after them.
+  await Promise.all([publish(), enqueue(), dequeue()]);
 }
 
 /** Who did something, for the audit trail. */

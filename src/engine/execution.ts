@@ -219,9 +219,9 @@ export async function executeActionJob(deps: ExecutionDeps, job: ActionRun, orig
     // A run in this process never resumes one claimed elsewhere.
     if (runner) return;
     // Claimed by a process that runs it itself (see worker.ts): while it does, the action is not
-    // stranded (a reconciler queued this job meanwhile) and must not run twice. What that process
-    // hands to the queue (the rest of its run) goes on.
-    if (claimed.runner && !job.data.handedOver && (await deps.queue.runnerBusy(claimed.runner, ref.id))) return;
+    // stranded (a reconciler queued this job meanwhile) and must not run twice. What that very
+    // process hands to the queue (the rest of its run) goes on.
+    if (claimed.runner && job.data.handedOverBy !== claimed.runner && (await deps.queue.runnerBusy(claimed.runner, ref.id))) return;
     action = await resume(deps, ref, attempt, chain);
     if (!action) return;
   }

@@ -20,10 +20,10 @@ export interface ActionJobData {
    */
   attemptsBefore?: number;
   /**
-   * Queued by the process that claimed it to run it itself (`Action.runner`), for the rest of
-   * that run: the job resumes it even though that process is alive.
+   * Queued by this runner (`Action.runner`) for the rest of its own run: the job resumes the
+   * action even though that process is alive, as long as the action is still claimed by it.
    */
-  handedOver?: boolean;
+  handedOverBy?: string;
 }
 
 /** What starting an action needs of it. */
@@ -53,11 +53,12 @@ export interface Reservation {
   release(): void;
 }
 
-/** When a handed-over job is to run, and the attempts already made (see {@link ActionJobData.attemptsBefore}). */
+/** When a handed-over job is to run, the attempts already made (see {@link ActionJobData.attemptsBefore}), and who hands it over. */
 export interface Handover {
   /** Milliseconds from now. */
   delay: number;
   attemptsBefore: number;
+  runner: string;
 }
 
 /** `Action.decidedBy` of an action a standing approval approved at creation. */
@@ -80,8 +81,8 @@ export interface ActionQueue {
    */
   enqueue(action: QueueableAction, options?: { here?: boolean }): Promise<void>;
   /**
-   * Queues the rest of a run started in this process (a retry, a delay): its finished job, if a
-   * reconciler queued one meanwhile, is replaced.
+   * Queues the rest of a run started in this process (a retry, a delay). A job a reconciler
+   * queued meanwhile is replaced unless it is running (it then finds the action and decides).
    */
   handOver(action: QueueableAction, data: ActionJobData, handover: Handover): Promise<void>;
   /** Lets `starter` start approved actions here; returns what stops it. */
@@ -154,7 +155,7 @@ export function createActionQueue(options: ActionQueueOptions): ActionQueue {
       const opts: JobsOptions = { jobId: jobIdFor(action.id), priority: action.priority, delay };
       await bounded('the enqueue', () => queue.add('execute', data, opts));
     },
-    async handOver(action, data, { delay, attemptsBefore }) {
+    async handOver(action, data, { delay, attemptsBefore, runner }) {
       const opts: JobsOptions = {
         jobId: jobIdFor(action.id),
         priority: action.priority,
@@ -165,9 +166,11 @@ export function createActionQueue(options: ActionQueueOptions): ActionQueue {
       };
       await bounded('the hand-over to the queue', async () => {
         const job = await queue.getJob(jobIdFor(action.id));
-        // A reconciler's job that found the run going here ended without running it.
-        if (job && ((await job.isCompleted()) || (await job.isFailed()))) await job.remove();
-        await queue.add('execute', { ...data, attemptsBefore, handedOver: true }, opts);
+        // A reconciler's job (finished: it found the run going here; or still waiting): this one
+        // carries the attempts and the delay. An active one cannot be removed (the add fails and
+        // is tried again next reconciler round).
+        if (job && !(await job.isActive())) await job.remove();
+        await queue.add('execute', { ...data, attemptsBefore, handedOverBy: runner }, opts);
       });
     },
     attachLocal(starter) {

@@ -17,16 +17,17 @@ export function statusChannel(prefix: string, spaceId: string): string {
 export function createStatusPublisher(pubsub: RedisPubSub, prefix: string, logger: Logger, timeoutMs = 2000): StatusPublisher {
   return {
     async publish(events) {
-      for (const [index, event] of events.entries()) {
-        try {
-          // Bounded: while Redis is away a request must not wait for the reconnect. Subscribers
-          // catch up from the database when their connection comes back.
-          await withRedisTimeout(pubsub.publish<StatusEvent>(statusChannel(prefix, event.spaceId), event), timeoutMs, 'the status publish');
-        } catch (error) {
-          logger.warn({ err: briefError(error), actionId: event.actionId, seq: event.seq, skipped: events.length - index - 1 }, 'status events not published');
-          // Redis is away: the rest would each wait as long again.
-          return;
-        }
+      if (!events.length) return;
+      // All of a step's events are written at once, in order, on the one publisher connection
+      // (before anything that follows the step, e.g. a run started here, can publish its own).
+      // Bounded together: while Redis is away a request must not wait for the reconnect.
+      // Subscribers catch up from the database when their connection comes back.
+      const sent = events.map((event) => pubsub.publish<StatusEvent>(statusChannel(prefix, event.spaceId), event));
+      try {
+        await withRedisTimeout(Promise.all(sent), timeoutMs, 'the status publish');
+      } catch (error) {
+        const first = events[0]!;
+        logger.warn({ err: briefError(error), actionId: first.actionId, seq: first.seq, events: events.length }, 'status events not published');
       }
     },
   };

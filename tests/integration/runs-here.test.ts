@@ -7,7 +7,7 @@ import { defineHandler } from '../../src/handlers/define-handler.js';
 import { startWorker, type ActionWorker } from '../../src/worker.js';
 import { graphqlData } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { waitForActionStatus } from '../helpers/wait.js';
+import { waitFor, waitForActionStatus } from '../helpers/wait.js';
 
 // Runs started here (worker.ts): an action approved in a process whose worker has a slot to
 // spare is approved and claimed in one statement and runs in that process, with no queue job;
@@ -170,6 +170,22 @@ describe('runs started in the approving process', () => {
     ]);
     expect(done.attempts).toBe(2);
     expect(calls.filter((c) => c.id === id).map((c) => c.attempt)).toEqual([1, 2]);
+    // Attempt 2 ran as the queue's job.
+    expect(await a.app.engine.queue.state(id)).toBe('completed');
+  });
+
+  it('a job one process handed over does not resume an action that another live process claimed meanwhile', async () => {
+    const id = await pending('claimed elsewhere');
+    const runner = `elsewhere:2:${randomUUID()}`;
+    const action = await a.app.db.action.update({ where: { id }, data: { status: 'EXECUTING', attempts: 1, runner } });
+    await a.app.engine.queue.beat(runner, 60_000);
+    // As a process whose own claim lost that race hands over what it could not run.
+    await a.app.engine.queue.handOver(action, { actionId: id, spaceId: action.spaceId, type: action.type }, { delay: 0, attemptsBefore: 0, runner: `loser:3:${randomUUID()}` });
+    await waitFor('the handed-over job to finish', async () => (await a.app.engine.queue.state(id)) === 'completed', 10_000);
+    const after = await a.app.db.action.findUniqueOrThrow({ where: { id }, include: { executions: true } });
+    expect([after.status, after.runner, after.executions.length]).toEqual(['EXECUTING', runner, 0]);
+    expect(calls.filter((c) => c.id === id)).toEqual([]);
+    await a.app.engine.queue.endBeat(runner);
   });
 
   it('WORKER_CONCURRENCY is shared with the queue: with 3, two run there at once and the next is queued', async () => {
