@@ -56,27 +56,34 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
   const local = new Map<string, Promise<void>>();
   let closing = false;
 
+  /**
+   * When a failed run goes on without using an attempt: the action is scheduled later, or our own
+   * PostgreSQL or Redis went away (an outage is nobody's failure: logged, retried shortly). Null
+   * when the failure is an attempt (a handler's recorded failure is one, whatever its message
+   * reads like) or final.
+   */
+  function uncountedRetryAt(actionId: string, error: unknown): number | null {
+    if (error instanceof NotYetError) return error.at.getTime();
+    const dependency = error instanceof HandlerAttemptError ? null : unavailableDependency(error);
+    if (!dependency) return null;
+    logger.warn(
+      { actionId, dependency, err: briefError(error), retryInMs: OUTAGE_RETRY_DELAY_MS },
+      'dependency unavailable during execution; retrying without using an attempt',
+    );
+    return Date.now() + OUTAGE_RETRY_DELAY_MS;
+  }
+
   async function processJob(job: Job<ActionJobData>, token?: string): Promise<void> {
     jobsRunning += 1;
     try {
       await executeActionJob(deps, job);
     } catch (error) {
       if (!token) throw error;
-      if (error instanceof NotYetError) {
-        await job.moveToDelayed(error.at.getTime(), token);
-        throw new DelayedError();
-      }
-      // A handler's recorded failure is an attempt, whatever its message reads like.
-      const dependency = error instanceof HandlerAttemptError ? null : unavailableDependency(error);
-      if (!dependency) throw error;
-      // An outage of our own database or Redis is nobody's failure: try again shortly, with the
-      // attempt not counted. Should this move fail too (Redis away), the job's lock expires and
-      // the stalled-job check or the reconciler brings it back.
-      logger.warn(
-        { actionId: job.data.actionId, dependency, err: briefError(error), retryInMs: OUTAGE_RETRY_DELAY_MS },
-        'dependency unavailable during execution; retrying without using an attempt',
-      );
-      await job.moveToDelayed(Date.now() + OUTAGE_RETRY_DELAY_MS, token);
+      const at = uncountedRetryAt(job.data.actionId, error);
+      if (at === null) throw error;
+      // Should this move fail too (Redis away), the job's lock expires and the stalled-job check
+      // or the reconciler brings it back.
+      await job.moveToDelayed(at, token);
       throw new DelayedError();
     } finally {
       jobsRunning -= 1;
@@ -126,20 +133,13 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
     try {
       await body();
     } catch (error) {
-      if (error instanceof NotYetError) after = { delay: Math.max(0, error.at.getTime() - Date.now()), attemptsBefore: 0 };
-      else if (error instanceof UnrecoverableError) logger.warn({ actionId: action.id, attempt: 1, err: error.message }, 'execution attempt failed');
+      // A final failure is recorded (FAILED, refused), whatever its message reads like.
+      const at = error instanceof UnrecoverableError ? null : uncountedRetryAt(action.id, error);
+      if (at !== null) after = { delay: Math.max(0, at - Date.now()), attemptsBefore: 0 };
       else {
-        const dependency = error instanceof HandlerAttemptError ? null : unavailableDependency(error);
-        if (dependency) {
-          logger.warn(
-            { actionId: action.id, dependency, err: briefError(error), retryInMs: OUTAGE_RETRY_DELAY_MS },
-            'dependency unavailable during execution; retrying without using an attempt',
-          );
-          after = { delay: OUTAGE_RETRY_DELAY_MS, attemptsBefore: 0 };
-        } else {
-          logger.warn({ actionId: action.id, attempt: 1, err: briefError(error) }, 'execution attempt failed');
-          after = { delay: config.retryBackoffMs, attemptsBefore: 1 };
-        }
+        logger.warn({ actionId: action.id, attempt: 1, err: briefError(error) }, 'execution attempt failed');
+        // Any other failure is attempt 1 of the retries.
+        if (!(error instanceof UnrecoverableError)) after = { delay: config.retryBackoffMs, attemptsBefore: 1 };
       }
     }
     if (after) await handOver(action, data, after.delay, after.attemptsBefore);
@@ -190,6 +190,7 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
     async reserve(action) {
       if (!slotFree(action.id) || (action.scheduledFor && action.scheduledFor.getTime() > Date.now())) return null;
       if ((await dispatchCheck(deps, action)).check) return null;
+      // Again: another run may have taken the slot while the rules were looked up.
       if (!slotFree(action.id)) return null;
       let release!: () => void;
       let start!: (claimed: Action) => void;

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyAuditChain } from '../../src/engine/audit.js';
 import { applyStep, commitStep } from '../../src/engine/lifecycle/index.js';
 import type { ActionStatus } from '../../src/engine/statuses.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { watchEngineStatements } from '../helpers/statements.js';
 
 let t: TestServer;
 let ids: { spaceId: string; userId: string; agentId: string; approverId: string };
@@ -42,18 +42,13 @@ async function rowsOf(actionId: string) {
 
 /** Counts the statements sent on the engine's connections while `fn` runs. */
 async function statementsDuring(fn: () => Promise<unknown>): Promise<number> {
-  const original = pg.Client.prototype.query;
-  let n = 0;
-  pg.Client.prototype.query = function (this: pg.Client & { connectionParameters?: { application_name?: string } }, ...args: unknown[]) {
-    if (this.connectionParameters?.application_name === 'action-engine') n += 1;
-    return (original as (...a: unknown[]) => unknown).apply(this, args);
-  } as typeof pg.Client.prototype.query;
+  const watch = watchEngineStatements();
   try {
     await fn();
   } finally {
-    pg.Client.prototype.query = original;
+    watch.stop();
   }
-  return n;
+  return watch.count;
 }
 
 describe('lifecycle committer', () => {

@@ -1,8 +1,8 @@
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { graphqlData } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { watchEngineStatements, type StatementWatch } from '../helpers/statements.js';
 
 // A process remembers the PENDING actions it recorded, so their approval is one statement (no
 // read first). The memory is only a hint: when another process of the same deployment has
@@ -13,14 +13,10 @@ let agent: string;
 let approvers: string[];
 let approverIds: string[];
 
-const statements = { count: 0 };
-const original = pg.Client.prototype.query;
+let statements: StatementWatch;
 
 beforeAll(async () => {
-  pg.Client.prototype.query = function (this: pg.Client & { connectionParameters?: { application_name?: string } }, ...args: unknown[]) {
-    if (this.connectionParameters?.application_name === 'action-engine') statements.count += 1;
-    return (original as (...x: unknown[]) => unknown).apply(this, args);
-  } as typeof pg.Client.prototype.query;
+  statements = watchEngineStatements();
   a = await startTestServer({ env: { RECONCILE_SECONDS: '3600', EXPIRY_SWEEP_SECONDS: '3600' } });
   // Another API process of the same deployment: same database, same Redis prefix, its own memory.
   b = await startTestServer({ database: 'from-env', env: { DATABASE_URL: a.app.config.databaseUrl!, RECONCILE_SECONDS: '3600', EXPIRY_SWEEP_SECONDS: '3600' }, redisPrefix: a.app.config.redisPrefix });
@@ -44,7 +40,7 @@ beforeAll(async () => {
   }
 });
 afterAll(async () => {
-  pg.Client.prototype.query = original;
+  statements?.stop();
   await b?.close();
   await a?.close();
 });
@@ -71,7 +67,7 @@ describe('PENDING actions a process recorded', () => {
     // cached: out of the count.
     await graphqlData(a.url, approvers[0]!, '{ __typename }');
     await a.app.engine.configCache.safetyRules(a.app.engine.pendingScopes!.get(id)!.spaceId, 'make_payment');
-    statements.count = 0;
+    statements.reset();
     const out = (await graphqlData(a.url, approvers[0]!, APPROVE, { id })).approveAction;
     expect(out.errors).toEqual([]);
     expect(out.action).toMatchObject({ status: 'APPROVED', revision: 1 });
@@ -141,7 +137,7 @@ describe('PENDING actions a process recorded', () => {
     expect(b.app.engine.pendingScopes?.get(id)).toBeNull();
     await graphqlData(b.url, approvers[0]!, '{ __typename }');
     await b.app.engine.configCache.safetyRules(a.app.engine.pendingScopes!.get(id)!.spaceId, 'make_payment');
-    statements.count = 0;
+    statements.reset();
     const out = (await graphqlData(b.url, approvers[0]!, APPROVE, { id })).approveAction;
     // The read of the action, then the decision's statement.
     expect(statements.count).toBe(2);

@@ -3,10 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { defineActionType } from '../../src/engine/action-types/define.js';
+import { providerOf } from '../../src/engine/config-cache.js';
 import { defineHandler } from '../../src/handlers/define-handler.js';
 import { startWorker, type ActionWorker } from '../../src/worker.js';
 import { graphqlData } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { watchEngineStatements, type StatementWatch } from '../helpers/statements.js';
 import { waitFor, waitForActionStatus } from '../helpers/wait.js';
 
 // Runs started here (worker.ts): an action approved in a process whose worker has a slot to
@@ -57,14 +59,18 @@ let bWorker: ActionWorker | null = null;
 let agent: string;
 let approver: string;
 
+/** Statements the engine's connections sent (both processes'). */
+let statements: StatementWatch;
+
 beforeAll(async () => {
+  statements = watchEngineStatements();
   // Process A: API and worker, three jobs at once (two may run here, one is always the queue's).
-  a = await startTestServer({ app, worker: true, env: { RECONCILE_SECONDS: '3600', RETRY_BACKOFF_MS: '50', WORKER_CONCURRENCY: '3' } });
+  a = await startTestServer({ app, worker: true, env: { RECONCILE_SECONDS: '3600', EXPIRY_SWEEP_SECONDS: '3600', RETRY_BACKOFF_MS: '50', WORKER_CONCURRENCY: '3' } });
   // Process B: another of the same deployment (its worker is started where a test needs it).
   b = await startTestServer({
     app,
     database: 'from-env',
-    env: { DATABASE_URL: a.app.config.databaseUrl!, RECONCILE_SECONDS: '3600', RETRY_BACKOFF_MS: '50' },
+    env: { DATABASE_URL: a.app.config.databaseUrl!, RECONCILE_SECONDS: '3600', EXPIRY_SWEEP_SECONDS: '3600', RETRY_BACKOFF_MS: '50' },
     redisPrefix: a.app.config.redisPrefix,
   });
   const admin = (await createApiKey(a.app.db, { role: 'ADMIN', space: 'here' })).key;
@@ -74,6 +80,7 @@ beforeAll(async () => {
   expect(rule.upsertSafetyRule.errors).toEqual([]);
 });
 afterAll(async () => {
+  statements?.stop();
   for (const gate of gates.values()) gate.release();
   await bWorker?.close();
   await b?.close();
@@ -99,8 +106,17 @@ async function approveOnA(id: string): Promise<void> {
 describe('runs started in the approving process', () => {
   it('an approval there approves and claims in one statement, and the action runs there with no queue job', async () => {
     const id = await pending('one statement');
+    // The approver's key, the type's rules and the handler configurations are read once, then
+    // cached: out of the count.
+    await graphqlData(a.url, approver, '{ __typename }');
+    const spaceId = a.app.engine.pendingScopes!.get(id)!.spaceId;
+    await a.app.engine.configCache.safetyRules(spaceId, 'gated_test');
+    await a.app.engine.configCache.handlerConfigs(spaceId, providerOf({ note: 'one statement' }));
+    statements.reset();
     await approveOnA(id);
     await gateOf(id).reached;
+    // Approved and claimed: one statement; the handler's RUNNING row (repeat `check`): the other.
+    expect(statements.count).toBe(2);
     const running = await a.app.db.action.findUniqueOrThrow({ where: { id }, include: { statusUpdates: { orderBy: { seq: 'asc' } } } });
     expect(running.status).toBe('EXECUTING');
     expect(running.runner).toMatch(new RegExp(`:${process.pid}:`));

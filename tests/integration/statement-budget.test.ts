@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/engine/api-keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { watchEngineStatements, type StatementWatch } from '../helpers/statements.js';
 import { postGraphql } from '../helpers/http.js';
 
 /**
@@ -14,19 +14,10 @@ const MEASURED = 5;
 
 let t: TestServer;
 let key: string;
-const counted = { statements: 0, texts: [] as string[] };
-const original = pg.Client.prototype.query;
+let counted: StatementWatch;
 
 beforeAll(async () => {
-  // Every statement the engine sends goes through pg.Client#query on a connection named action-engine.
-  pg.Client.prototype.query = function (this: pg.Client & { connectionParameters?: { application_name?: string } }, ...args: unknown[]) {
-    if (this.connectionParameters?.application_name === 'action-engine') {
-      counted.statements += 1;
-      const first = args[0] as string | { text?: string };
-      counted.texts.push((typeof first === 'string' ? first : (first?.text ?? '')).replace(/\s+/g, ' ').slice(0, 80));
-    }
-    return (original as (...a: unknown[]) => unknown).apply(this, args);
-  } as typeof pg.Client.prototype.query;
+  counted = watchEngineStatements();
   // Background rounds (reconciler, expiry sweep, key recheck) are not per action: keep them out of the window.
   t = await startTestServer({
     env: { ENABLE_NOOP_HANDLER: 'true', RECONCILE_SECONDS: '3600', EXPIRY_SWEEP_SECONDS: '3600', WS_KEY_RECHECK_SECONDS: '3600' },
@@ -35,7 +26,7 @@ beforeAll(async () => {
   ({ key } = await createApiKey(t.app.db, { role: 'AGENT', space: 'budget', user: 'bea' }));
 });
 afterAll(async () => {
-  pg.Client.prototype.query = original;
+  counted?.stop();
   await t?.close();
 });
 
@@ -56,12 +47,11 @@ describe('statement budget', () => {
     await run();
     await run();
     await sleep(300);
-    counted.statements = 0;
-    counted.texts.length = 0;
+    counted.reset();
     for (let i = 0; i < MEASURED; i++) await run();
     // Whatever the path sends after the COMPLETED event is published counts too.
     await sleep(300);
-    const perAction = counted.statements / MEASURED;
+    const perAction = counted.count / MEASURED;
     if (perAction > STATEMENT_BUDGET) console.error(counted.texts.join('\n'));
     expect(perAction).toBeGreaterThan(0);
     expect(perAction).toBeLessThanOrEqual(STATEMENT_BUDGET);
