@@ -93,6 +93,7 @@ const BACKLOG_WAIT_MS = 240_000;
 
 interface Options {
   actions: number;
+  warmUp: number;
   concurrency: number;
   workerConcurrency: number;
   approvals: number;
@@ -109,6 +110,7 @@ interface Options {
 
 const FLAGS: Array<[string, string]> = [
   ['--actions N', 'actions in each measured whole-path run (default 500)'],
+  ['--warm-up N', 'actions run through each engine before it is measured, so that V8 has compiled its hot code (default 3000)'],
   ['--concurrency C', 'requests in flight (default 20)'],
   ['--worker-concurrency W', 'jobs each worker runs at once, WORKER_CONCURRENCY (default 5)'],
   ['--approvals M', 'actions approved C in flight for approve → EXECUTING (default 200; 0 skips approvals)'],
@@ -128,6 +130,7 @@ function parseOptions(): Options {
   const { values } = parseArgs({
     options: {
       actions: { type: 'string', default: '500' },
+      'warm-up': { type: 'string', default: '3000' },
       concurrency: { type: 'string', default: '20' },
       'worker-concurrency': { type: 'string', default: '5' },
       approvals: { type: 'string', default: '200' },
@@ -160,6 +163,7 @@ function parseOptions(): Options {
   const processes = values.processes || values['process-layouts'] !== undefined;
   return {
     actions: int('actions', values.actions, 1, 20_000),
+    warmUp: int('warm-up', values['warm-up'], 0, 100_000),
     concurrency: int('concurrency', values.concurrency, 1, 200),
     // WORKER_CONCURRENCY's own bounds (src/config.ts).
     workerConcurrency: int('worker-concurrency', values['worker-concurrency'], 1, 100),
@@ -209,7 +213,7 @@ async function measureEngine(
   progress(`${engine.label} ${run.label}: warm-up`);
   // As many as the measured run (at most 500): a cold engine (JIT, pools, prepared statements) would
   // make the first measured run look slower than the ones after it, e.g. the growth comparison.
-  await wholePathBatch(load, Math.min(500, Math.max(20, opts.actions)), `${run.label} warm-up`);
+  if (opts.warmUp > 0) await wholePathBatch(load, opts.warmUp, `${run.label} warm-up`);
   progress(`${engine.label} ${run.label}: whole path, ${opts.actions} actions, ${opts.concurrency} in flight`);
   const { ids, ...whole } = await measureWholePath(load, db, opts.actions, { label: run.label, cpuProfile: run.cpuProfile }, defer);
   progress(`${engine.label} ${run.label}: ${opts.solo} one at a time`);
@@ -392,6 +396,11 @@ interface Report {
     approveToExecutingLoadedP50: number | null;
     approveToExecutingLoadedP99: number | null;
     engineCpuMsPerAction: number;
+    /**
+     * CPU per action of the engine alone: its one `start` process (layout `1`), without the load
+     * generator that the in-process figure includes; null when that layout did not run.
+     */
+    engineAloneCpuMsPerAction: number | null;
     statementsPerAction: number | null;
     walBytesPerAction: number;
     sealerLagP50: number | null;
@@ -556,7 +565,8 @@ function printReport(r: Report): void {
     `summary: ${s.throughput.toFixed(1)} actions/s = ${(s.ratioOfCeiling * 100).toFixed(1)}% of min(ceilings); p50 ${s.wholePathP50.toFixed(1)} ms, p99 ${s.wholePathP99.toFixed(1)} ms; ` +
       `one at a time p50 ${s.soloP50.toFixed(1)} ms; approve → EXECUTING one at a time p50 ${num(s.approveToExecutingSoloP50)} ms, p99 ${num(s.approveToExecutingSoloP99)} ms ` +
       `(${r.options.concurrency} in flight: p50 ${num(s.approveToExecutingLoadedP50)} ms, p99 ${num(s.approveToExecutingLoadedP99)} ms); ` +
-      `${s.engineCpuMsPerAction.toFixed(2)} ms CPU and ${num(s.statementsPerAction)} SQL statements per action; sealer lag p50 ${num(s.sealerLagP50)} ms, p99 ${num(s.sealerLagP99)} ms`,
+      `${s.engineCpuMsPerAction.toFixed(2)} ms CPU per action in-process (load generator included)${s.engineAloneCpuMsPerAction === null ? '' : `, ${s.engineAloneCpuMsPerAction.toFixed(2)} ms in a \`start\` process alone`}; ` +
+      `${num(s.statementsPerAction)} SQL statements per action; sealer lag p50 ${num(s.sealerLagP50)} ms, p99 ${num(s.sealerLagP99)} ms`,
   );
 }
 
@@ -655,6 +665,7 @@ async function main(opts: Options, defer: Defer): Promise<boolean> {
       approveToExecutingLoadedP50: mainRun.approvals?.loaded.toExecuting.p50 ?? null,
       approveToExecutingLoadedP99: mainRun.approvals?.loaded.toExecuting.p99 ?? null,
       engineCpuMsPerAction: w.cpu.engineMsPerAction,
+      engineAloneCpuMsPerAction: processRuns.find((run) => run.engine === parseLayout('1').label)?.wholePath.cpu.engineMsPerAction ?? null,
       statementsPerAction: w.statementsPerAction,
       walBytesPerAction: w.walBytesPerAction,
       sealerLagP50: lag?.p50 ?? null,
