@@ -16,7 +16,7 @@ import {
 } from './approval-tokens.js';
 import { inTransaction, type Actor, type EngineDeps } from './deps.js';
 import type { TxEffects } from './status-event.js';
-import { applyStep, commitStep, notMovedError, readActionScope, type ActionScopeRow } from './lifecycle/index.js';
+import { applyStep, asApproved, commitStep, notMovedError, readActionScope, type ActionScopeRow } from './lifecycle/index.js';
 import { ForbiddenError, InvalidTransitionError, NotFoundError } from './errors.js';
 import { assertReadable, canCancel, canDecide } from './policy.js';
 import { describeDiff, payloadDiff } from './payload-diff.js';
@@ -257,7 +257,7 @@ async function decideInOneStatement(
       slot.run(result.action);
       // The answer is the action as the approval left it, as without the claim; its EXECUTING
       // event follows at once.
-      return { ...result.action, status: 'APPROVED', statusSeq: result.action.statusSeq - 1, attempts: 0, runner: null };
+      return asApproved(result.action);
     }
     slot.release();
   }

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Principal } from '../context.js';
 import type { Action } from '../generated/prisma/client.js';
 import { prepareApprovalRequest, sendApprovalRequest, type ApprovalRequest } from './approvals.js';
-import { commitCreate, isUniqueViolation, type NewAction } from './lifecycle/index.js';
+import { asApproved, commitCreate, isUniqueViolation, type NewAction } from './lifecycle/index.js';
 import { payloadHash } from './approval-tokens.js';
 import { canonicalJson } from './canonical-json.js';
 import type { Actor, EngineDeps } from './deps.js';
@@ -136,6 +136,11 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
   // Counted only for actions that would run; a refused request consumes nothing, and a unit is
   // given back when nothing gets recorded (see consumeQuota and releaseQuota).
   const quota = refusal ? null : await consumeQuota(deps, principal, userId, input.type, verdict, rateUnitId({ id: actionId, requestedById: principal.id, idempotencyKey }));
+  // Approved now, with a slot free in this process's worker: claimed in the same statement, it
+  // starts here at once (as an approval does; see approvals.ts). One approved by a standing
+  // approval goes through the queue, whose job checks the grant again before it runs.
+  // (A slot that cannot be had, e.g. the rules unreadable, leaves the action to the queue.)
+  const slot = status === 'APPROVED' && !graceUntil && !grant ? await deps.queue.reserveHere(newAction).catch(() => null) : null;
   let action: Action;
   try {
     action = await commitCreate(deps, {
@@ -148,8 +153,10 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
       graceUntil,
       approval: request ? { recipient: request.mail?.to ?? null, expiresAt: expiresAt!, token: request.token, escalation } : null,
       idempotency: idempotencyKey ? { principalId: principal.id, key: idempotencyKey, requestHash } : null,
+      claim: slot?.claim ?? null,
     });
   } catch (error) {
+    slot?.release();
     // Two requests with one idempotency key raced: the loser answers with the winner's result.
     if (idempotencyKey && isUniqueViolation(error)) {
       // A different input under the key throws IDEMPOTENCY_CONFLICT here; the unit is the winner's then.
@@ -158,6 +165,14 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
     }
     if (quota) await releaseQuota(deps, principal, idempotencyKey, quota);
     throw error;
+  }
+  if (slot) {
+    if (action.status !== 'EXECUTING') slot.release();
+    else {
+      slot.run(action);
+      // The answer is the action as created, as without the claim; its EXECUTING event follows.
+      return resultFor(asApproved(action));
+    }
   }
   // Its expiry and escalation run as delayed jobs (a lost enqueue is repaired by the reconciler);
   // queued side by side with the mail, so Redis being away costs at most one timeout. Neither throws.

@@ -138,6 +138,38 @@ describe('runs started in the approving process', () => {
     expect(events).toEqual(['action.created', 'approval.requested', 'action.approved', 'action.queued', 'execution.started', 'execution.completed']);
   });
 
+  it('an action approved at creation there is created and claimed in one statement and runs there; the answer says APPROVED', async () => {
+    // A space with no rule for the type: its actions are approved at creation.
+    const auto = await createApiKey(a.app.db, { role: 'AGENT', space: 'auto-here', user: 'ida' });
+    await graphqlData(a.url, auto.key, '{ __typename }');
+    await a.app.engine.configCache.safetyRules(auto.spaceId, 'gated_test');
+    await a.app.engine.configCache.handlerConfigs(auto.spaceId, providerOf({ note: 'created' }));
+    statements.reset();
+    const out = (await graphqlData(a.url, auto.key, CREATE, { input: { type: 'gated_test', payload: { note: 'created' } } })).createAction;
+    expect(out.errors).toEqual([]);
+    expect(out.action.status).toBe('APPROVED');
+    const id: string = out.action.id;
+    await gateOf(id).reached;
+    // Created and claimed: one statement; the handler's RUNNING row: the other.
+    expect(statements.count).toBe(2);
+    const running = await a.app.db.action.findUniqueOrThrow({ where: { id }, include: { statusUpdates: { orderBy: { seq: 'asc' } } } });
+    expect([running.status, running.attempts]).toEqual(['EXECUTING', 1]);
+    expect(running.runner).toMatch(new RegExp(`:${process.pid}:`));
+    expect(running.statusUpdates.map((u) => [u.seq, u.status, u.message])).toEqual([
+      [1, 'APPROVED', 'Approved by the safety rules'],
+      [2, 'EXECUTING', 'Executing'],
+    ]);
+    expect(running.statusUpdates[1]!.createdAt.getTime()).toBe(running.statusUpdates[0]!.createdAt.getTime());
+    expect(await a.app.engine.queue.state(id)).toBeNull();
+
+    gateOf(id).release();
+    const done = await waitForActionStatus(a.app.db, id, 'COMPLETED', 10_000);
+    expect(done.executions.map((e) => [e.attempt, e.status])).toEqual([[1, 'SUCCEEDED']]);
+    expect(await a.app.db.receipt.count({ where: { actionId: id } })).toBe(1);
+    const events = (await a.app.db.auditEntry.findMany({ where: { actionId: id }, orderBy: { chainSeq: 'asc' }, select: { event: true } })).map((e) => e.event);
+    expect(events).toEqual(['action.created', 'action.queued', 'execution.started', 'execution.completed']);
+  });
+
   it("another process's reconciler leaves a run going there alone", async () => {
     const id = await pending('held');
     await approveOnA(id);

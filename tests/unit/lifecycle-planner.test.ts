@@ -254,4 +254,31 @@ describe('lifecycle planner', () => {
     expect(approved.audit.map((e) => e.event)).toEqual(['action.created', 'action.queued']);
     expect(approved.enqueue).toBe(true);
   });
+
+  it('plans a creation claimed at once: EXECUTING through APPROVED with the claim\'s update and entry, not queued; never with a grace period or for a PENDING action', () => {
+    const base = {
+      id: action.id, spaceId: action.spaceId, userId: person.id, requestedById: person.id, type: 'noop', payload: {}, payloadHash: 'h',
+      priority: 5, scheduledFor: null, idempotencyKey: null, requiresApproval: false, error: null, approvalExpiresAt: null, createdAt: at,
+    };
+    const common = { actor: person, rateLimited: false, approval: null, idempotency: null, refusal: null };
+    const claim = { attempt: 1, chain: ['noop.api'], runner: 'host:1:abc' };
+    const claimed = planCreate({ ...common, action: { ...base, status: 'APPROVED' }, claim });
+    expect(canTransition('APPROVED', 'EXECUTING')).toBe(true);
+    expect([claimed.action.status, claimed.action.attempts, claimed.action.runner]).toEqual(['EXECUTING', 1, 'host:1:abc']);
+    expect(claimed.messages).toEqual(['Approved by the safety rules', 'Executing']);
+    expect(claimed.via).toEqual({ status: 'APPROVED', messages: 1 });
+    expect(claimed.enqueue).toBe(false);
+    // The same entries as a creation followed by a claim, in that order; created as APPROVED.
+    expect(claimed.audit.map((e) => [e.event, e.actor])).toEqual([['action.created', person.id], ['action.queued', 'system'], ['execution.started', 'system']]);
+    expect(claimed.audit[0]!.data).toMatchObject({ status: 'APPROVED' });
+    expect(claimed.audit[2]!.data).toEqual({ attempt: 1, chain: ['noop.api'] });
+
+    const grace = new Date(at.getTime() + 60_000);
+    const waiting = planCreate({ ...common, action: { ...base, status: 'APPROVED', scheduledFor: grace }, graceUntil: grace, claim });
+    expect([waiting.action.status, waiting.via, waiting.enqueue]).toEqual(['APPROVED', null, true]);
+    const token = { id: receipt.id, tokenHash: 'th', codeHash: null, recipient: 'a@example.com', expiresAt: at };
+    const pending = planCreate({ ...common, action: { ...base, status: 'PENDING' }, approval: { recipient: 'a@example.com', expiresAt: at, token }, claim });
+    expect([pending.action.status, pending.via, pending.enqueue]).toEqual(['PENDING', null, false]);
+    expect(pending.audit.map((e) => e.event)).toEqual(['action.created', 'approval.requested']);
+  });
 });

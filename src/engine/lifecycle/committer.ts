@@ -308,6 +308,9 @@ export interface NewAction {
   approvalsRequired?: number;
   /** Set when something approved it at creation in place of a person (`standing-approval:<id>`). */
   decidedBy?: string | null;
+  /** Claimed at creation (see CreateStep.claim): the attempt it starts with, and the process running it. */
+  attempts?: number;
+  runner?: string | null;
 }
 
 /** Rows written with a new action, in the same statement. */
@@ -322,7 +325,13 @@ export interface CreateExtras {
  * record and its approval token. A repeated idempotency key fails the whole statement (unique
  * violation) and nothing is written.
  */
-export function buildCreateSql(action: NewAction, messages: readonly string[], inputs: readonly AuditInput[], extras: CreateExtras): { text: string; values: unknown[] } {
+export function buildCreateSql(
+  action: NewAction,
+  messages: readonly string[],
+  inputs: readonly AuditInput[],
+  extras: CreateExtras,
+  via: { status: ActionStatus; messages: number } | null = null,
+): { text: string; values: unknown[] } {
   const p = new SqlParams();
   const entries = prepareAuditEntries(action.id, inputs, action.createdAt);
   let head = '';
@@ -334,15 +343,18 @@ export function buildCreateSql(action: NewAction, messages: readonly string[], i
   const at = p.add(action.createdAt.toISOString(), 'timestamptz');
   const ctes = [
     `a AS (INSERT INTO "Action" ("id", "spaceId", "userId", "requestedById", "type", "payload", "payloadHash", "priority", "scheduledFor", "idempotencyKey",
-        "status", "statusSeq", "requiresApproval", "error", "approvalExpiresAt", "createdAt", "updatedAt", "auditSeq", "auditHead", "approvalsRequired", "decidedBy", "decidedAt")
+        "status", "statusSeq", "requiresApproval", "error", "approvalExpiresAt", "createdAt", "updatedAt", "auditSeq", "auditHead", "approvalsRequired", "decidedBy", "decidedAt",
+        "attempts", "runner")
       VALUES (${p.add(action.id, 'uuid')}, ${p.add(action.spaceId, 'uuid')}, ${p.add(action.userId, 'uuid')}, ${p.add(action.requestedById, 'uuid')}, ${p.add(action.type)},
         ${p.add(JSON.stringify(action.payload), 'jsonb')}, ${p.add(action.payloadHash)}, ${p.add(action.priority, 'smallint')},
         ${p.add(action.scheduledFor?.toISOString() ?? null, 'timestamptz')}, ${p.add(action.idempotencyKey, 'text')}, ${p.add(action.status, '"ActionStatus"')},
         ${messages.length}, ${p.add(action.requiresApproval, 'boolean')}, ${p.add(action.error, 'text')}, ${p.add(action.approvalExpiresAt?.toISOString() ?? null, 'timestamptz')},
-        ${at}, ${at}, ${entries.length}, ${p.add(head)}, ${p.add(action.approvalsRequired ?? 1, 'int')}, ${p.add(action.decidedBy ?? null, 'text')}, ${action.decidedBy ? at : 'NULL'})
+        ${at}, ${at}, ${entries.length}, ${p.add(head)}, ${p.add(action.approvalsRequired ?? 1, 'int')}, ${p.add(action.decidedBy ?? null, 'text')}, ${action.decidedBy ? at : 'NULL'},
+        ${p.add(action.attempts ?? 0, 'int')}, ${p.add(action.runner ?? null, 'text')})
       RETURNING ${columnsOf('"Action"', true)})`,
     `su AS (INSERT INTO "StatusUpdate" ("id", "actionId", "seq", "status", "message", "createdAt")
-      SELECT gen_random_uuid(), a."id", u.ord::int, a."status", u.msg, ${at} FROM a, unnest(${p.add(messages, 'text[]')}) WITH ORDINALITY AS u(msg, ord)
+      SELECT gen_random_uuid(), a."id", u.ord::int, ${via ? `CASE WHEN u.ord <= ${via.messages} THEN ${p.add(via.status, '"ActionStatus"')} ELSE a."status" END` : 'a."status"'}, u.msg, ${at}
+      FROM a, unnest(${p.add(messages, 'text[]')}) WITH ORDINALITY AS u(msg, ord)
       RETURNING "actionId", "seq", "status", "message", "createdAt")`,
     `wh AS (${webhookDeliveriesSql('a')})`,
   ];

@@ -97,22 +97,34 @@ export function statusEventOf(action: Pick<Action, 'id' | 'spaceId' | 'userId' |
 
 /**
  * Records a new action in one statement (the row, its status updates, its first audit entries,
- * its idempotency record and approval token), then publishes and queues it. A repeated
- * idempotency key makes the statement fail as a whole (see isUniqueViolation).
+ * its idempotency record and approval token), then publishes and queues it. With a claim (see
+ * CreateStep.claim) an approved action is recorded EXECUTING and not queued: the caller starts it.
+ * A repeated idempotency key makes the statement fail as a whole (see isUniqueViolation).
  */
 export async function commitCreate(deps: LifecycleDeps, step: CreateStep): Promise<Action> {
   const plan = planCreate(step);
-  const { text, values } = buildCreateSql(plan.action, plan.messages, plan.audit, plan.extras);
+  const { text, values } = buildCreateSql(plan.action, plan.messages, plan.audit, plan.extras, plan.via);
   const [row] = await prismaRunner(deps.db).query<Action & { _webhooks: string[] | null }>(text, values);
   const { _webhooks: webhooks, ...action } = row!;
   // Its approver's decision need not read it again (in this process).
   if (action.status === 'PENDING') deps.pendingScopes?.remember(scopeOf(action));
   const effects = new TxEffects();
   if (webhooks) effects.webhooks.push(...webhooks);
-  plan.messages.forEach((message, i) => effects.push(statusEventOf(action, i + 1, message, plan.action.createdAt)));
+  plan.messages.forEach((message, i) =>
+    effects.push(statusEventOf(plan.via && i < plan.via.messages ? { ...action, status: plan.via.status } : action, i + 1, message, plan.action.createdAt)),
+  );
   if (plan.enqueue) effects.enqueue.push(action);
   await applyEffects(deps, effects);
   return action;
+}
+
+/**
+ * An action claimed in the statement that approved it (a create or a decision with a claim) as
+ * that approval left it: APPROVED, without the claim's status update. The caller answers with
+ * this, as it would without the claim; the EXECUTING event follows at once.
+ */
+export function asApproved(claimed: Action): Action {
+  return { ...claimed, status: 'APPROVED', statusSeq: claimed.statusSeq - 1, attempts: 0, runner: null };
 }
 
 /** Whether a raw statement failed on a unique constraint (PostgreSQL 23505), e.g. a repeated idempotency key. */

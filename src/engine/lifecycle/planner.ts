@@ -5,7 +5,7 @@ import type { Actor } from '../deps.js';
 import type { ConditionResult } from '../safety.js';
 import { assertTransition } from '../statuses.js';
 import { escalationMessage, type EscalationPlan } from '../escalation.js';
-import type { ActionRef, ExecutionRef, FromStatuses, NewApprovalToken, NewExecution, NewReceipt, NewRollback, SettledResult, Step } from './steps.js';
+import type { ActionRef, Claim, ExecutionRef, FromStatuses, NewApprovalToken, NewExecution, NewReceipt, NewRollback, SettledResult, Step } from './steps.js';
 
 /** Columns of the action a step may set besides its status. */
 export interface ActionColumns {
@@ -388,12 +388,21 @@ export interface CreateStep {
   /** For a PENDING action: where the approval request goes (null: nobody to mail) and its token. */
   approval: { recipient: string | null; expiresAt: Date; token: CreateExtras['token']; escalation?: EscalationPlan | null } | null;
   idempotency: CreateExtras['idempotency'];
+  /**
+   * A slot of this process's worker for an action approved at creation: it is claimed in the same
+   * statement (recorded EXECUTING, as a claim right after would) and runs here. Only for an
+   * action that is due and needs no check at dispatch; ignored with a grace period.
+   */
+  claim?: Claim | null;
 }
 
 /** Everything the creating statement writes, and its after-commit effects. */
 export interface CreatePlan {
+  /** The row as written: EXECUTING when claimed at creation. */
   action: NewAction;
   messages: string[];
+  /** Claimed at creation: the first `messages` of {@link messages} carry APPROVED, the last EXECUTING. */
+  via: { status: 'APPROVED'; messages: number } | null;
   audit: AuditInput[];
   extras: CreateExtras;
   enqueue: boolean;
@@ -435,6 +444,15 @@ export function planCreate(step: CreateStep): CreatePlan {
   if (action.status === 'APPROVED' && step.graceUntil) messages.push(graceMessage(step.graceUntil));
   const system = { actor: 'system', ip: null, userAgent: null, spaceId: action.spaceId, actionId: action.id };
   if (action.status === 'APPROVED') audit.push({ ...system, ...queuedEntry(action) } as AuditInput);
+  const claim = action.status === 'APPROVED' && !step.graceUntil ? (step.claim ?? null) : null;
+  let via: CreatePlan['via'] = null;
+  if (claim) {
+    // Approved and claimed in one move (APPROVED → EXECUTING as the claim step would).
+    assertTransition('APPROVED', 'EXECUTING');
+    via = { status: 'APPROVED', messages: messages.length };
+    messages.push('Executing');
+    audit.push({ ...system, event: 'execution.started', data: { attempt: claim.attempt, chain: [...claim.chain] } } as AuditInput);
+  }
   if (action.status === 'PENDING' && approval) {
     if (!approval.recipient) messages.push('No email address is known for this user: approve or reject through the API');
     const escalation = approval.escalation
@@ -443,10 +461,11 @@ export function planCreate(step: CreateStep): CreatePlan {
     audit.push({ ...system, event: 'approval.requested', data: { expiresAt: approval.expiresAt.toISOString(), recipient: approval.recipient, ...escalation } });
   }
   return {
-    action,
+    action: claim ? { ...action, status: 'EXECUTING', attempts: claim.attempt, runner: claim.runner } : action,
     messages,
+    via,
     audit,
     extras: { idempotency: step.idempotency, token: action.status === 'PENDING' ? (approval?.token ?? null) : null },
-    enqueue: action.status === 'APPROVED',
+    enqueue: action.status === 'APPROVED' && !claim,
   };
 }

@@ -7,6 +7,13 @@ import type { Actor } from '../deps.js';
  * (planner.ts) turns an action and a step into everything the change writes; the committer
  * (committer.ts) writes it in one statement. Callers authorise, choose the step, commit.
  */
+/** A slot of this process's worker, claimed in the same statement as the approval (see LocalStarter.reserve). */
+export interface Claim {
+  attempt: number;
+  chain: readonly string[];
+  runner: string;
+}
+
 export type Step =
   /** `graceUntil`: an approved action of a type that cannot be undone waits until then, cancellable (its new scheduledFor). */
   | {
@@ -34,7 +41,7 @@ export type Step =
        * an approval that makes it APPROVED makes it EXECUTING, with both status updates. Only for
        * an action that is due and needs no check at dispatch; ignored with a grace period.
        */
-      claim?: { attempt: number; chain: readonly string[]; runner: string };
+      claim?: Claim;
     }
   | { kind: 'cancel'; reason: string | null; actor: Actor }
   | { kind: 'expire'; expiresAt: Date }
