@@ -292,7 +292,7 @@ export async function wholePathBatch(load: Load, n: number, label: string): Prom
     load.auto.failed,
   ]);
   await load.settle(load.auto, ids, 'COMPLETED');
-  const ended = Math.max(...ids.map((id) => load.auto.traces.get(id)!.events.COMPLETED!));
+  const ended = ids.reduce((last, id) => Math.max(last, load.auto.traces.get(id)!.events.COMPLETED!), 0);
   return { ids, started, ended };
 }
 

@@ -211,8 +211,8 @@ async function measureEngine(
   defer: Defer,
 ): Promise<SuiteResult> {
   progress(`${engine.label} ${run.label}: warm-up`);
-  // As many as the measured run (at most 500): a cold engine (JIT, pools, prepared statements) would
-  // make the first measured run look slower than the ones after it, e.g. the growth comparison.
+  // A cold engine (V8 still compiling its hot code, pools, prepared statements) would make the
+  // measured run look slower than the engine's steady state, and the growth comparison unfair.
   if (opts.warmUp > 0) await wholePathBatch(load, opts.warmUp, `${run.label} warm-up`);
   progress(`${engine.label} ${run.label}: whole path, ${opts.actions} actions, ${opts.concurrency} in flight`);
   const { ids, ...whole } = await measureWholePath(load, db, opts.actions, { label: run.label, cpuProfile: run.cpuProfile }, defer);

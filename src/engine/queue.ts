@@ -37,9 +37,9 @@ export type QueueableAction = Pick<Action, 'id' | 'priority' | 'scheduledFor'> &
 export interface LocalStarter {
   tryStart(action: QueueableAction, data: ActionJobData): boolean;
   /**
-   * A slot for an action this process is about to approve: the approval claims it in the same
-   * statement (`claim`), then `run` starts it here, or `release` gives the slot back (the approval
-   * did not move it to EXECUTING). Null when it cannot run here now (see tryStart), is not due,
+   * A slot for an action this process is about to approve (by a decision, or at creation): the
+   * approving statement claims it too (`claim`), then `run` starts it here, or `release` gives the
+   * slot back (the statement did not move it to EXECUTING). Null when it cannot run here now (see tryStart), is not due,
    * or needs a check at dispatch.
    */
   reserve(action: Pick<Action, 'id' | 'spaceId' | 'type' | 'scheduledFor'>): Promise<Reservation | null>;

@@ -255,7 +255,7 @@ describe('lifecycle planner', () => {
     expect(approved.enqueue).toBe(true);
   });
 
-  it('plans a creation claimed at once: EXECUTING through APPROVED with the claim\'s update and entry, not queued; never with a grace period or for a PENDING action', () => {
+  it('plans a creation claimed at once: EXECUTING through APPROVED with the claim\'s update and entry, not queued; never with a grace period, a standing approval or for a PENDING action', () => {
     const base = {
       id: action.id, spaceId: action.spaceId, userId: person.id, requestedById: person.id, type: 'noop', payload: {}, payloadHash: 'h',
       priority: 5, scheduledFor: null, idempotencyKey: null, requiresApproval: false, error: null, approvalExpiresAt: null, createdAt: at,
@@ -276,6 +276,8 @@ describe('lifecycle planner', () => {
     const grace = new Date(at.getTime() + 60_000);
     const waiting = planCreate({ ...common, action: { ...base, status: 'APPROVED', scheduledFor: grace }, graceUntil: grace, claim });
     expect([waiting.action.status, waiting.via, waiting.enqueue]).toEqual(['APPROVED', null, true]);
+    const granted = planCreate({ ...common, action: { ...base, status: 'APPROVED' }, grant: { id: receipt.id, createdById: person.id }, claim });
+    expect([granted.action.status, granted.via, granted.enqueue]).toEqual(['APPROVED', null, true]);
     const token = { id: receipt.id, tokenHash: 'th', codeHash: null, recipient: 'a@example.com', expiresAt: at };
     const pending = planCreate({ ...common, action: { ...base, status: 'PENDING' }, approval: { recipient: 'a@example.com', expiresAt: at, token }, claim });
     expect([pending.action.status, pending.via, pending.enqueue]).toEqual(['PENDING', null, false]);

@@ -444,7 +444,8 @@ export function planCreate(step: CreateStep): CreatePlan {
   if (action.status === 'APPROVED' && step.graceUntil) messages.push(graceMessage(step.graceUntil));
   const system = { actor: 'system', ip: null, userAgent: null, spaceId: action.spaceId, actionId: action.id };
   if (action.status === 'APPROVED') audit.push({ ...system, ...queuedEntry(action) } as AuditInput);
-  const claim = action.status === 'APPROVED' && !step.graceUntil ? (step.claim ?? null) : null;
+  // Never one a standing approval approved: the queue's job checks the grant again before it runs.
+  const claim = action.status === 'APPROVED' && !step.graceUntil && !step.grant ? (step.claim ?? null) : null;
   let via: CreatePlan['via'] = null;
   if (claim) {
     // Approved and claimed in one move (APPROVED → EXECUTING as the claim step would).

@@ -2,18 +2,18 @@ import type { ActionStatus } from '../../generated/prisma/enums.js';
 import type { HandlerKind } from '../../handlers/types.js';
 import type { Actor } from '../deps.js';
 
-/**
- * Every change in an action's life after it was created, as one typed step. The planner
- * (planner.ts) turns an action and a step into everything the change writes; the committer
- * (committer.ts) writes it in one statement. Callers authorise, choose the step, commit.
- */
-/** A slot of this process's worker, claimed in the same statement as the approval (see LocalStarter.reserve). */
+/** A slot of this process's worker, claimed in the same statement as the approval or the creation that makes the action APPROVED (see LocalStarter.reserve). */
 export interface Claim {
   attempt: number;
   chain: readonly string[];
   runner: string;
 }
 
+/**
+ * Every change in an action's life after it was created, as one typed step. The planner
+ * (planner.ts) turns an action and a step into everything the change writes; the committer
+ * (committer.ts) writes it in one statement. Callers authorise, choose the step, commit.
+ */
 export type Step =
   /** `graceUntil`: an approved action of a type that cannot be undone waits until then, cancellable (its new scheduledFor). */
   | {
