@@ -39,8 +39,8 @@ export interface LocalStarter {
   /**
    * A slot for an action this process is about to approve (by a decision, or at creation): the
    * approving statement claims it too (`claim`), then `run` starts it here, or `release` gives the
-   * slot back (the statement did not move it to EXECUTING). Null when it cannot run here now (see tryStart), is not due,
-   * or needs a check at dispatch.
+   * slot back (the statement did not move it to EXECUTING). Null when it cannot run here now (see
+   * tryStart), is not due, or needs a check at dispatch.
    */
   reserve(action: Pick<Action, 'id' | 'spaceId' | 'type' | 'scheduledFor'>): Promise<Reservation | null>;
   /** Whether this process, when it is `runner`, is running the action now; undefined when it is not `runner`. */
