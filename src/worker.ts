@@ -188,7 +188,7 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
       return runner === ownRunner ? local.has(actionId) : undefined;
     },
     async reserve(action) {
-      if (!slotFree(action.id) || (action.scheduledFor && action.scheduledFor.getTime() > Date.now())) return null;
+      if (!slotFree(action.id) || (action.scheduledFor && action.scheduledFor.getTime() > app.engine.clock().getTime())) return null;
       if ((await dispatchCheck(deps, action)).check) return null;
       // Again: another run may have taken the slot while the rules were looked up.
       if (!slotFree(action.id)) return null;
