@@ -204,7 +204,18 @@ export function startWorker(app: App, options: WorkerOptions = {}): ActionWorker
         decided.then((claimed) => (claimed ? runHere(claimed, data, () => runClaimedAction(deps, claimed)) : undefined)),
       );
       const chain = deps.handlers.chainFor(action.type).map((h) => h.name);
-      return { claim: { attempt: 1, chain, runner: ownRunner }, run: start, release };
+      return {
+        claim: { attempt: 1, chain, runner: ownRunner },
+        committed(claimed): claimed is Action {
+          if (claimed?.status !== 'EXECUTING') {
+            release();
+            return false;
+          }
+          start(claimed);
+          return true;
+        },
+        release,
+      };
     },
   });
 

@@ -252,15 +252,9 @@ async function decideInOneStatement(
     slot?.release();
     throw error;
   }
-  if (slot) {
-    if (result.action?.status === 'EXECUTING') {
-      slot.run(result.action);
-      // The answer is the action as the approval left it, as without the claim; its EXECUTING
-      // event follows at once.
-      return asApproved(result.action);
-    }
-    slot.release();
-  }
+  // The answer is the action as the approval left it, as without the claim; its EXECUTING event
+  // follows at once.
+  if (slot?.committed(result.action)) return asApproved(result.action);
   if (result.action) return result.action;
   if (final) throw notMovedError(result.plan, result.previous);
   return null;

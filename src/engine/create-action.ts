@@ -166,14 +166,8 @@ export async function createAction(deps: EngineDeps, principal: Principal, actor
     if (quota) await releaseQuota(deps, principal, idempotencyKey, quota);
     throw error;
   }
-  if (slot) {
-    if (action.status !== 'EXECUTING') slot.release();
-    else {
-      slot.run(action);
-      // The answer is the action as created, as without the claim; its EXECUTING event follows.
-      return resultFor(asApproved(action));
-    }
-  }
+  // The answer is the action as created, as without the claim; its EXECUTING event follows.
+  if (slot?.committed(action)) return resultFor(asApproved(action));
   // Its expiry and escalation run as delayed jobs (a lost enqueue is repaired by the reconciler);
   // queued side by side with the mail, so Redis being away costs at most one timeout. Neither throws.
   await Promise.all([

@@ -1,6 +1,7 @@
 import { Queue, type JobsOptions, type RedisOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Action } from '../generated/prisma/client.js';
+import type { Claim } from './lifecycle/steps.js';
 import { withRedisTimeout } from './infra-errors.js';
 
 /**
@@ -38,9 +39,9 @@ export interface LocalStarter {
   tryStart(action: QueueableAction, data: ActionJobData): boolean;
   /**
    * A slot for an action this process is about to approve (by a decision, or at creation): the
-   * approving statement claims it too (`claim`), then `run` starts it here, or `release` gives the
-   * slot back (the statement did not move it to EXECUTING). Null when it cannot run here now (see
-   * tryStart), is not due, or needs a check at dispatch.
+   * approving statement claims it too (`claim`); then `committed` starts it here, or gives the
+   * slot back when the statement did not move it to EXECUTING (`release`: it failed). Null when
+   * it cannot run here now (see tryStart), is not due, or needs a check at dispatch.
    */
   reserve(action: Pick<Action, 'id' | 'spaceId' | 'type' | 'scheduledFor'>): Promise<Reservation | null>;
   /** Whether this process, when it is `runner`, is running the action now; undefined when it is not `runner`. */
@@ -48,8 +49,13 @@ export interface LocalStarter {
 }
 
 export interface Reservation {
-  claim: { attempt: number; chain: readonly string[]; runner: string };
-  run(claimed: Action): void;
+  claim: Claim;
+  /**
+   * The approving statement committed: starts the run here when it claimed the action (it came back
+   * EXECUTING), else gives the slot back. Whether the run started.
+   */
+  committed(action: Action | null): action is Action;
+  /** The approving statement failed: gives the slot back. */
   release(): void;
 }
 

@@ -175,8 +175,8 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
           plan.to = 'EXECUTING';
           plan.set.attempts = step.claim.attempt;
           plan.set.runner = step.claim.runner;
-          plan.messages.push('Executing');
-          audit({ event: 'execution.started', data: { attempt: step.claim.attempt, chain: [...step.claim.chain] } });
+          plan.messages.push(EXECUTING_MESSAGE);
+          audit(startedEntry(step.claim));
         } else plan.enqueue = true;
       } else {
         audit({ event: 'action.rejected', data: { reason: step.text ?? '' } }, step.actor);
@@ -210,8 +210,8 @@ export function planStep(action: ActionRef, step: Step, at: Date): Plan {
       move(['APPROVED'], 'EXECUTING');
       plan.guards.push({ kind: 'due', now: at });
       plan.set = { attempts: step.attempt, runner: step.runner ?? null };
-      plan.messages.push('Executing');
-      audit({ event: 'execution.started', data: { attempt: step.attempt, chain: [...step.chain] } });
+      plan.messages.push(EXECUTING_MESSAGE);
+      audit(startedEntry(step));
       break;
     case 'resume':
       plan.from = ['EXECUTING'];
@@ -349,6 +349,14 @@ export function graceMessage(until: Date): string {
   return `Grace period: runs at ${until.toISOString()} unless cancelled before then`;
 }
 
+/** The status update of a claim (APPROVED → EXECUTING), alone or in the statement that approved the action. */
+const EXECUTING_MESSAGE = 'Executing';
+
+/** The audit entry of a claim: the attempt it starts and the handler chain it will try. */
+function startedEntry(claim: { attempt: number; chain: readonly string[] }): AuditContent {
+  return { event: 'execution.started', data: { attempt: claim.attempt, chain: [...claim.chain] } };
+}
+
 export function queuedEntry(action: ActionRef): AuditContent {
   return {
     event: 'action.queued',
@@ -451,8 +459,8 @@ export function planCreate(step: CreateStep): CreatePlan {
     // Approved and claimed in one move (APPROVED → EXECUTING as the claim step would).
     assertTransition('APPROVED', 'EXECUTING');
     via = { status: 'APPROVED', messages: messages.length };
-    messages.push('Executing');
-    audit.push({ ...system, event: 'execution.started', data: { attempt: claim.attempt, chain: [...claim.chain] } } as AuditInput);
+    messages.push(EXECUTING_MESSAGE);
+    audit.push({ ...system, ...startedEntry(claim) } as AuditInput);
   }
   if (action.status === 'PENDING' && approval) {
     if (!approval.recipient) messages.push('No email address is known for this user: approve or reject through the API');
